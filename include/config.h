@@ -1,0 +1,93 @@
+/*
+ * config.h - rateguard.conf: the one place that knows every parameter's
+ * name, type, default and bounds (the table in config.c), parsing with
+ * libconfuse, validation with file:line messages, and --get-config.
+ *
+ * Ownership: config_load() returns a struct the caller frees with
+ * config_free(). Nothing in it changes after loading; a reload builds a
+ * new one and swaps it in only when it is valid.
+ */
+#ifndef RG_CONFIG_H
+#define RG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "netaddr.h"
+
+struct str_list {
+    char **items;
+    size_t count;
+};
+
+enum reset_schedule { RESET_NONE, RESET_HOURLY, RESET_DAILY, RESET_WEEKLY, RESET_MONTHLY };
+
+struct rg_config {
+    char *path;                 /* file it was read from */
+
+    char *user, *group, *pidfile, *state_dir;
+    struct str_list listen;
+    char *socket_mode_text;
+    struct str_list allowed_clients;
+    char *action_accept, *action_blocked, *on_error;
+    long message_retention;     /* days, 0 = keep forever */
+
+    struct {
+        long min, max, min_spare, max_spare, max_requests, idle_timeout, read_timeout;
+    } workers;
+    struct {
+        char *host, *socket, *user, *password, *name;
+        long port, connect_timeout;
+    } database;
+    struct {
+        long dflt;
+        char *protocol_state, *reset_schedule_text;
+        bool count_blocked;
+    } quota;
+    struct {
+        long entries, refresh_interval;
+    } cache;
+    struct {
+        bool syslog, console;
+        char *facility_text, *level_text, *file;
+    } log;
+    struct {
+        bool enabled, use_jwt;
+        char *url, *secret, *secret_file;
+        long timeout, retries;
+    } webhook;
+
+    /* Derived from the text values above while loading. */
+    struct listen_addr *listen_addrs;   /* listen.count entries */
+    struct cidr *allowed_nets;          /* allowed_clients.count entries */
+    unsigned socket_mode;
+    int syslog_facility;                /* LOG_MAIL, ... */
+    int log_level;                      /* LOG_INFO, ... */
+    enum reset_schedule reset_schedule;
+};
+
+/*
+ * Load and validate a configuration file. On failure returns NULL, writes
+ * "FILE:LINE: key: reason" (or "FILE: reason") to err and sets *exit_code
+ * to RG_EXIT_CONFIG, or RG_EXIT_BAD_LISTEN for a bad listen address.
+ */
+struct rg_config *config_load(const char *path, char *err, size_t errsize, int *exit_code);
+
+/* Load from a string (for tests and fuzzing); name is used in messages. */
+struct rg_config *config_load_string(const char *text, const char *name,
+                                     char *err, size_t errsize, int *exit_code);
+
+void config_free(struct rg_config *cfg);
+
+/*
+ * Print the effective value of "name" or "section.name" to out: scalars on
+ * one line, lists one item per line. Returns false for an unknown name.
+ */
+bool config_print_value(const struct rg_config *cfg, const char *name, FILE *out);
+
+/* Call fn for every parameter's qualified name ("quota.default"), in the
+ * order of rateguard.conf. */
+void config_each_name(void (*fn)(const char *name, void *arg), void *arg);
+
+#endif

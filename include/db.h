@@ -1,0 +1,25 @@
+/*
+ * db.h - opening a MariaDB/MySQL connection from the [database] section
+ * and running plain statements. Only the writer, the preloader and the
+ * operator commands (migrate, cleanup) talk to the database; workers
+ * never do.
+ */
+#ifndef RG_DB_H
+#define RG_DB_H
+
+#include <mysql.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct rg_config;
+
+/* Connect with the configured timeouts and utf8mb4. Returns NULL and a
+ * reason in err (never containing the password) on failure. The caller
+ * closes the handle with mysql_close(). */
+MYSQL *db_connect(const struct rg_config *cfg, char *err, size_t errsize);
+
+/* Run one statement that returns no rows. On failure writes
+ * "statement: server error" to err. */
+bool db_exec(MYSQL *db, const char *sql, char *err, size_t errsize);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * log.h - the severity ladder and its sinks (syslog, an optional file,
+ * the console). Levels: info and notice (normal events), warning (a peer
+ * or input problem), error (ours, counted, we go on), fatal (environment
+ * or configuration: log and exit with a documented code), panic (a bug:
+ * abort). Never call from a signal handler; never pass secrets.
+ */
+#ifndef RG_LOG_H
+#define RG_LOG_H
+
+#include <stdbool.h>
+#include <syslog.h>
+
+struct rg_config;
+
+/* Before log_open() messages go to stderr only. */
+void log_open(const struct rg_config *cfg, bool console);
+void log_close(void);
+
+/* Reopen the log file (after logrotate moved it). */
+void log_reopen(void);
+
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
+#define log_warning(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERR, __VA_ARGS__)
+
+/* Log at the fatal level and exit with exit_code. */
+__attribute__((noreturn, format(printf, 2, 3)))
+void log_fatal(int exit_code, const char *fmt, ...);
+
+/* A broken invariant: log and abort (core dump). */
+__attribute__((noreturn, format(printf, 1, 2)))
+void log_panic(const char *fmt, ...);
+
+#endif

@@ -1,0 +1,48 @@
+/*
+ * netaddr.h - pure parsing of the address forms the configuration uses:
+ * listen endpoints ("127.0.0.1:10033", "[::1]:10033", "unix:/path") and
+ * client networks in CIDR notation ("192.0.2.0/24", "2001:db8::/32").
+ * No I/O: the master binds what these functions describe.
+ */
+#ifndef RG_NETADDR_H
+#define RG_NETADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+enum listen_kind { LISTEN_INET, LISTEN_UNIX };
+
+struct listen_addr {
+    enum listen_kind kind;
+    struct sockaddr_storage sa;     /* LISTEN_INET: address and port */
+    socklen_t salen;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* LISTEN_UNIX */
+};
+
+/* Parse one listen specification. On failure writes a reason to err. */
+bool listen_addr_parse(const char *spec, struct listen_addr *out,
+                       char *err, size_t errsize);
+
+/* Format a listen address back for logs ("[::1]:10033", "unix:/x"). */
+void listen_addr_format(const struct listen_addr *la, char *buf, size_t size);
+
+struct cidr {
+    int family;            /* AF_INET or AF_INET6 */
+    uint8_t addr[16];      /* network bytes, host part zeroed */
+    unsigned prefix;       /* 0..32 or 0..128 */
+};
+
+/* Parse "addr/prefix" or a bare address (a host route). */
+bool cidr_parse(const char *spec, struct cidr *out, char *err, size_t errsize);
+
+/* True when the socket address (AF_INET or AF_INET6, IPv4-mapped IPv6
+ * compared as IPv4) lies inside the network. */
+bool cidr_match(const struct cidr *net, const struct sockaddr *sa);
+
+/* Write the numeric host of a socket address ("192.0.2.1", "::1", "unix"). */
+void sockaddr_host(const struct sockaddr *sa, char *buf, size_t size);
+
+#endif

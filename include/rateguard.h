@@ -1,0 +1,31 @@
+/*
+ * rateguard.h - project-wide constants: version and the exit codes that
+ * form rateguard's contract with init scripts and administrators.
+ *
+ * The exit codes follow policyd-rate-limit's man page so that tooling
+ * written for it keeps working; they are documented in README.md and
+ * rateguard(8).
+ */
+#ifndef RATEGUARD_H
+#define RATEGUARD_H
+
+#define RATEGUARD_VERSION "0.1.0"
+#define RATEGUARD_NAME "rateguard"
+
+/* Default configuration file, overridable with -c. */
+#ifndef RATEGUARD_DEFAULT_CONFIG
+#define RATEGUARD_DEFAULT_CONFIG "/etc/rateguard/rateguard.conf"
+#endif
+
+enum rg_exit {
+    RG_EXIT_OK = 0,
+    RG_EXIT_UNKNOWN_PARAM = 1,  /* --get-config NAME that does not exist */
+    RG_EXIT_NO_USER = 2,        /* user or group of the config missing */
+    RG_EXIT_RUNNING = 3,        /* already running (start) / not running (status) */
+    RG_EXIT_BAD_LISTEN = 4,     /* bad listen address or cannot bind */
+    RG_EXIT_CONFIG = 5,         /* config file missing or invalid, bad usage */
+    RG_EXIT_RUNTIME = 6,        /* runtime error (database, memory, ...) */
+    RG_EXIT_CLEANUP = 8,        /* cleanup failed */
+};
+
+#endif

@@ -1,0 +1,639 @@
+/*
+ * config.c - the parameter table and everything driven by it: building
+ * libconfuse's option arrays, validating values as they are parsed (so an
+ * error names file, line and key), copying them into struct rg_config,
+ * deriving parsed forms, cross-checks, and --get-config.
+ *
+ * To add a parameter: add a field to struct rg_config, a row to params[],
+ * and document it in rateguard.conf (a test checks the file lists them all).
+ */
+#include "config.h"
+#include "rateguard.h"
+#include "util.h"
+
+#include <confuse.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+enum param_type { P_INT, P_BOOL, P_STR, P_LIST };
+
+typedef bool (*value_check)(const char *value, char *err, size_t errsize);
+
+struct param {
+    const char *section;        /* NULL: top level */
+    const char *name;
+    enum param_type type;
+    const char *def;            /* default, as it would be written in the file */
+    long min, max;              /* P_INT bounds */
+    value_check check;          /* P_STR / P_LIST per-value check, may be NULL */
+    size_t offset;              /* field in struct rg_config */
+    int exit_code;              /* exit code when this value is invalid */
+};
+
+static bool check_absolute_path(const char *v, char *err, size_t n);
+static bool check_optional_path(const char *v, char *err, size_t n);
+static bool check_account(const char *v, char *err, size_t n);
+static bool check_listen(const char *v, char *err, size_t n);
+static bool check_cidr(const char *v, char *err, size_t n);
+static bool check_mode(const char *v, char *err, size_t n);
+static bool check_action(const char *v, char *err, size_t n);
+static bool check_protocol_state(const char *v, char *err, size_t n);
+static bool check_schedule(const char *v, char *err, size_t n);
+static bool check_facility(const char *v, char *err, size_t n);
+static bool check_level(const char *v, char *err, size_t n);
+static bool check_no_controls(const char *v, char *err, size_t n);
+
+#define F(field) offsetof(struct rg_config, field)
+#define EC RG_EXIT_CONFIG
+
+static const struct param params[] = {
+    {NULL, "user", P_STR, "postfix", 0, 0, check_account, F(user), EC},
+    {NULL, "group", P_STR, "postfix", 0, 0, check_account, F(group), EC},
+    {NULL, "pidfile", P_STR, "/run/rateguard/rateguard.pid", 0, 0, check_absolute_path, F(pidfile), EC},
+    {NULL, "state_dir", P_STR, "/var/lib/rateguard", 0, 0, check_absolute_path, F(state_dir), EC},
+    {NULL, "listen", P_LIST, "{\"127.0.0.1:10033\"}", 0, 0, check_listen, F(listen), RG_EXIT_BAD_LISTEN},
+    {NULL, "socket_mode", P_STR, "0660", 0, 0, check_mode, F(socket_mode_text), EC},
+    {NULL, "allowed_clients", P_LIST, "{\"127.0.0.0/8\", \"::1/128\"}", 0, 0, check_cidr, F(allowed_clients), EC},
+    {NULL, "action_accept", P_STR, "DUNNO", 0, 0, check_action, F(action_accept), EC},
+    {NULL, "action_blocked", P_STR, "DEFER_IF_PERMIT Rate limit reached, retry later.", 0, 0, check_action, F(action_blocked), EC},
+    {NULL, "on_error", P_STR, "DUNNO", 0, 0, check_action, F(on_error), EC},
+    {NULL, "message_retention", P_INT, "0", 0, 36500, NULL, F(message_retention), EC},
+
+    {"workers", "min", P_INT, "4", 1, 4096, NULL, F(workers.min), EC},
+    {"workers", "max", P_INT, "256", 1, 4096, NULL, F(workers.max), EC},
+    {"workers", "min_spare", P_INT, "2", 0, 4096, NULL, F(workers.min_spare), EC},
+    {"workers", "max_spare", P_INT, "16", 1, 4096, NULL, F(workers.max_spare), EC},
+    {"workers", "max_requests", P_INT, "1000", 0, 1000000000, NULL, F(workers.max_requests), EC},
+    {"workers", "idle_timeout", P_INT, "600", 1, 86400, NULL, F(workers.idle_timeout), EC},
+    {"workers", "read_timeout", P_INT, "10", 1, 3600, NULL, F(workers.read_timeout), EC},
+
+    {"database", "host", P_STR, "localhost", 0, 0, check_no_controls, F(database.host), EC},
+    {"database", "port", P_INT, "3306", 1, 65535, NULL, F(database.port), EC},
+    {"database", "socket", P_STR, "", 0, 0, check_optional_path, F(database.socket), EC},
+    {"database", "user", P_STR, "rateguard", 0, 0, check_no_controls, F(database.user), EC},
+    {"database", "password", P_STR, "", 0, 0, NULL, F(database.password), EC},
+    {"database", "name", P_STR, "rateguard", 0, 0, check_no_controls, F(database.name), EC},
+    {"database", "connect_timeout", P_INT, "5", 1, 300, NULL, F(database.connect_timeout), EC},
+
+    {"quota", "default", P_INT, "1000", 0, 4294967295L, NULL, F(quota.dflt), EC},
+    {"quota", "protocol_state", P_STR, "DATA", 0, 0, check_protocol_state, F(quota.protocol_state), EC},
+    {"quota", "count_blocked", P_BOOL, "true", 0, 0, NULL, F(quota.count_blocked), EC},
+    {"quota", "reset_schedule", P_STR, "none", 0, 0, check_schedule, F(quota.reset_schedule_text), EC},
+
+    {"cache", "entries", P_INT, "100000", 16, 100000000, NULL, F(cache.entries), EC},
+    {"cache", "refresh_interval", P_INT, "10", 1, 3600, NULL, F(cache.refresh_interval), EC},
+
+    {"log", "syslog", P_BOOL, "true", 0, 0, NULL, F(log.syslog), EC},
+    {"log", "facility", P_STR, "mail", 0, 0, check_facility, F(log.facility_text), EC},
+    {"log", "level", P_STR, "info", 0, 0, check_level, F(log.level_text), EC},
+    {"log", "file", P_STR, "", 0, 0, check_optional_path, F(log.file), EC},
+    {"log", "console", P_BOOL, "false", 0, 0, NULL, F(log.console), EC},
+
+    {"webhook", "enabled", P_BOOL, "false", 0, 0, NULL, F(webhook.enabled), EC},
+    {"webhook", "url", P_STR, "", 0, 0, check_no_controls, F(webhook.url), EC},
+    {"webhook", "secret", P_STR, "", 0, 0, NULL, F(webhook.secret), EC},
+    {"webhook", "secret_file", P_STR, "", 0, 0, check_optional_path, F(webhook.secret_file), EC},
+    {"webhook", "use_jwt", P_BOOL, "false", 0, 0, NULL, F(webhook.use_jwt), EC},
+    {"webhook", "timeout", P_INT, "5", 1, 300, NULL, F(webhook.timeout), EC},
+    {"webhook", "retries", P_INT, "5", 0, 100, NULL, F(webhook.retries), EC},
+};
+
+#define N_PARAMS (sizeof(params) / sizeof(params[0]))
+
+/* State of one parse: the first error, and the line each key was set on so
+ * that cross-checks done after parsing can still point at a line. */
+static struct parse_state {
+    const char *name;
+    char *err;
+    size_t errsize;
+    int exit_code;
+    int line[N_PARAMS];
+} *parse;
+
+static void qualified_name(const struct param *p, char *buf, size_t size)
+{
+    if (p->section)
+        snprintf(buf, size, "%s.%s", p->section, p->name);
+    else
+        snprintf(buf, size, "%s", p->name);
+}
+
+static const struct param *param_find(const char *section, const char *name)
+{
+    for (size_t i = 0; i < N_PARAMS; i++) {
+        const struct param *p = &params[i];
+        bool same_section = section == NULL ? p->section == NULL
+                                            : p->section && strcmp(section, p->section) == 0;
+        if (same_section && strcmp(p->name, name) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+static const struct param *param_find_qualified(const char *qname)
+{
+    const char *dot = strchr(qname, '.');
+    char section[32];
+
+    if (dot == NULL)
+        return param_find(NULL, qname);
+    if ((size_t)(dot - qname) >= sizeof(section))
+        return NULL;
+    memcpy(section, qname, (size_t)(dot - qname));
+    section[dot - qname] = '\0';
+    return param_find(section, dot + 1);
+}
+
+/* Record the first error only: later ones are usually consequences. */
+static void record_error(int line, int exit_code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void record_error(int line, int exit_code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    if (parse->err[0] != '\0')
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (line > 0)
+        snprintf(parse->err, parse->errsize, "%s:%d: %s", parse->name, line, msg);
+    else
+        snprintf(parse->err, parse->errsize, "%s: %s", parse->name, msg);
+    parse->exit_code = exit_code;
+}
+
+/* libconfuse's own errors: syntax, unknown keys, wrong types. */
+static void confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    record_error(cfg ? cfg->line : 0, RG_EXIT_CONFIG, "%s", msg);
+}
+
+/* Called by libconfuse for every value read from the file. */
+static int validate_param(cfg_t *cfg, cfg_opt_t *opt)
+{
+    const char *section = strcmp(cfg_name(cfg), "root") == 0 ? NULL : cfg_name(cfg);
+    const struct param *p = param_find(section, cfg_opt_name(opt));
+    char qname[64], why[256];
+
+    if (p == NULL)
+        return 0;
+    qualified_name(p, qname, sizeof(qname));
+    parse->line[p - params] = cfg->line;
+
+    for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+        if (p->type == P_INT) {
+            long v = cfg_opt_getnint(opt, i);
+            if (v < p->min || v > p->max) {
+                record_error(cfg->line, p->exit_code, "%s: %ld is out of range %ld..%ld",
+                             qname, v, p->min, p->max);
+                return -1;
+            }
+        } else if ((p->type == P_STR || p->type == P_LIST) && p->check) {
+            const char *v = cfg_opt_getnstr(opt, i);
+            if (!p->check(v ? v : "", why, sizeof(why))) {
+                record_error(cfg->line, p->exit_code, "%s: %s", qname, why);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static cfg_opt_t make_option(const struct param *p)
+{
+    switch (p->type) {
+    case P_INT: {
+        cfg_opt_t o = CFG_INT(p->name, strtol(p->def, NULL, 10), CFGF_NONE);
+        return o;
+    }
+    case P_BOOL: {
+        cfg_opt_t o = CFG_BOOL(p->name, strcmp(p->def, "true") == 0 ? cfg_true : cfg_false, CFGF_NONE);
+        return o;
+    }
+    case P_STR: {
+        cfg_opt_t o = CFG_STR(p->name, p->def, CFGF_NONE);
+        return o;
+    }
+    case P_LIST:
+    default: {
+        cfg_opt_t o = CFG_STR_LIST(p->name, (char *)p->def, CFGF_NONE);
+        return o;
+    }
+    }
+}
+
+/* Build libconfuse's option tree from params[]: top-level options, then one
+ * CFG_SEC per section. The arrays live until cfg_free. */
+struct option_tree {
+    cfg_opt_t *top;
+    cfg_opt_t *sections[8];
+    size_t n_sections;
+};
+
+static void option_tree_build(struct option_tree *t)
+{
+    const char *names[8];
+    size_t n_top = 0;
+
+    memset(t, 0, sizeof(*t));
+    t->top = xcalloc(N_PARAMS + 9, sizeof(cfg_opt_t));
+    for (size_t i = 0; i < N_PARAMS; i++) {
+        const struct param *p = &params[i];
+        if (p->section == NULL) {
+            t->top[n_top++] = make_option(p);
+            continue;
+        }
+        size_t s;
+        for (s = 0; s < t->n_sections && strcmp(names[s], p->section) != 0; s++)
+            ;
+        if (s == t->n_sections) {
+            names[s] = p->section;
+            t->sections[s] = xcalloc(N_PARAMS + 1, sizeof(cfg_opt_t));
+            t->n_sections++;
+        }
+        cfg_opt_t *sub = t->sections[s];
+        size_t k = 0;
+        while (sub[k].name)
+            k++;
+        sub[k] = make_option(p);
+        cfg_opt_t end = CFG_END();
+        sub[k + 1] = end;
+    }
+    for (size_t s = 0; s < t->n_sections; s++) {
+        cfg_opt_t sec = CFG_SEC(names[s], t->sections[s], CFGF_NONE);
+        t->top[n_top++] = sec;
+    }
+    cfg_opt_t end = CFG_END();
+    t->top[n_top] = end;
+}
+
+static void option_tree_free(struct option_tree *t)
+{
+    for (size_t s = 0; s < t->n_sections; s++)
+        free(t->sections[s]);
+    free(t->top);
+}
+
+static void install_validators(cfg_t *cfg)
+{
+    for (size_t i = 0; i < N_PARAMS; i++) {
+        char path[64];
+        if (params[i].section)
+            snprintf(path, sizeof(path), "%s|%s", params[i].section, params[i].name);
+        else
+            snprintf(path, sizeof(path), "%s", params[i].name);
+        cfg_set_validate_func(cfg, path, validate_param);
+    }
+}
+
+/* Copy every value from the parsed tree into the plain struct. */
+static void copy_values(cfg_t *root, struct rg_config *out)
+{
+    for (size_t i = 0; i < N_PARAMS; i++) {
+        const struct param *p = &params[i];
+        cfg_t *sec = p->section ? cfg_getsec(root, p->section) : root;
+        char *field = (char *)out + p->offset;
+
+        switch (p->type) {
+        case P_INT:
+            *(long *)field = cfg_getint(sec, p->name);
+            break;
+        case P_BOOL:
+            *(bool *)field = cfg_getbool(sec, p->name) == cfg_true;
+            break;
+        case P_STR: {
+            const char *v = cfg_getstr(sec, p->name);
+            *(char **)field = xstrdup(v ? v : "");
+            break;
+        }
+        case P_LIST: {
+            struct str_list *list = (struct str_list *)field;
+            list->count = cfg_size(sec, p->name);
+            list->items = xcalloc(list->count + 1, sizeof(char *));
+            for (size_t k = 0; k < list->count; k++)
+                list->items[k] = xstrdup(cfg_getnstr(sec, p->name, (unsigned)k));
+            break;
+        }
+        }
+    }
+}
+
+static int line_of(const char *qname)
+{
+    const struct param *p = param_find_qualified(qname);
+    return p ? parse->line[p - params] : 0;
+}
+
+static const struct { const char *name; int value; } facilities[] = {
+    {"mail", LOG_MAIL}, {"daemon", LOG_DAEMON}, {"user", LOG_USER},
+    {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
+    {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
+    {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
+};
+
+static const struct { const char *name; int value; } levels[] = {
+    {"debug", LOG_DEBUG}, {"info", LOG_INFO}, {"notice", LOG_NOTICE},
+    {"warning", LOG_WARNING}, {"error", LOG_ERR},
+};
+
+static const char *const schedules[] = {"none", "hourly", "daily", "weekly", "monthly"};
+
+static const char *const protocol_states[] = {
+    "CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN",
+};
+
+#define LOOKUP(table, key, field_out)                                        \
+    do {                                                                     \
+        for (size_t i_ = 0; i_ < sizeof(table) / sizeof(table[0]); i_++)     \
+            if (strcasecmp(table[i_].name, key) == 0)                        \
+                field_out = table[i_].value;                                 \
+    } while (0)
+
+/* Derive parsed forms (already validated value by value) and check the
+ * relations between values. Returns false after recording an error. */
+static bool derive_and_cross_check(struct rg_config *c)
+{
+    char why[256];
+
+    c->listen_addrs = xcalloc(c->listen.count + 1, sizeof(*c->listen_addrs));
+    for (size_t i = 0; i < c->listen.count; i++)
+        if (!listen_addr_parse(c->listen.items[i], &c->listen_addrs[i], why, sizeof(why))) {
+            record_error(line_of("listen"), RG_EXIT_BAD_LISTEN, "listen: %s", why);
+            return false;
+        }
+    c->allowed_nets = xcalloc(c->allowed_clients.count + 1, sizeof(*c->allowed_nets));
+    for (size_t i = 0; i < c->allowed_clients.count; i++)
+        if (!cidr_parse(c->allowed_clients.items[i], &c->allowed_nets[i], why, sizeof(why))) {
+            record_error(line_of("allowed_clients"), RG_EXIT_CONFIG, "allowed_clients: %s", why);
+            return false;
+        }
+    c->socket_mode = (unsigned)strtoul(c->socket_mode_text, NULL, 8);
+    LOOKUP(facilities, c->log.facility_text, c->syslog_facility);
+    LOOKUP(levels, c->log.level_text, c->log_level);
+    for (size_t i = 0; i < sizeof(schedules) / sizeof(schedules[0]); i++)
+        if (strcasecmp(schedules[i], c->quota.reset_schedule_text) == 0)
+            c->reset_schedule = (enum reset_schedule)i;
+    for (char *s = c->quota.protocol_state; *s; s++)
+        *s = (char)toupper((unsigned char)*s);
+
+    if (c->listen.count == 0) {
+        record_error(line_of("listen"), RG_EXIT_BAD_LISTEN, "listen: at least one address is needed");
+        return false;
+    }
+    if (c->workers.min > c->workers.max) {
+        record_error(line_of("workers.min"), EC, "workers.min (%ld) is greater than workers.max (%ld)",
+                     c->workers.min, c->workers.max);
+        return false;
+    }
+    if (c->workers.min_spare > c->workers.max_spare) {
+        record_error(line_of("workers.min_spare"), EC,
+                     "workers.min_spare (%ld) is greater than workers.max_spare (%ld)",
+                     c->workers.min_spare, c->workers.max_spare);
+        return false;
+    }
+    if (c->webhook.enabled && c->webhook.url[0] == '\0') {
+        record_error(line_of("webhook.enabled"), EC, "webhook.enabled: webhook.url must be set");
+        return false;
+    }
+    if (c->webhook.secret[0] != '\0' && c->webhook.secret_file[0] != '\0') {
+        record_error(line_of("webhook.secret_file"), EC,
+                     "webhook.secret_file: set either webhook.secret or webhook.secret_file, not both");
+        return false;
+    }
+    return true;
+}
+
+static struct rg_config *load(const char *path, const char *text, const char *name,
+                              char *err, size_t errsize, int *exit_code)
+{
+    struct parse_state state = {.name = name, .err = err, .errsize = errsize, .exit_code = EC};
+    struct option_tree tree;
+    struct rg_config *out = NULL;
+    int rc;
+
+    err[0] = '\0';
+    parse = &state;
+    option_tree_build(&tree);
+    cfg_t *cfg = cfg_init(tree.top, CFGF_NONE);
+    cfg_set_error_function(cfg, confuse_error);
+    install_validators(cfg);
+
+    rc = path ? cfg_parse(cfg, path) : cfg_parse_buf(cfg, text);
+    if (rc == CFG_FILE_ERROR)
+        record_error(0, EC, "cannot read configuration: %s", strerror(errno ? errno : ENOENT));
+    else if (rc != CFG_SUCCESS)
+        record_error(0, EC, "invalid configuration");
+    else {
+        out = xcalloc(1, sizeof(*out));
+        out->path = xstrdup(name);
+        copy_values(cfg, out);
+        if (!derive_and_cross_check(out)) {
+            config_free(out);
+            out = NULL;
+        }
+    }
+    cfg_free(cfg);
+    option_tree_free(&tree);
+    *exit_code = out ? RG_EXIT_OK : state.exit_code;
+    parse = NULL;
+    return out;
+}
+
+struct rg_config *config_load(const char *path, char *err, size_t errsize, int *exit_code)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errsize, "%s: cannot open configuration file: %s", path, strerror(errno));
+        *exit_code = RG_EXIT_CONFIG;
+        return NULL;
+    }
+    fclose(f);
+    return load(path, NULL, path, err, errsize, exit_code);
+}
+
+struct rg_config *config_load_string(const char *text, const char *name,
+                                     char *err, size_t errsize, int *exit_code)
+{
+    return load(NULL, text, name, err, errsize, exit_code);
+}
+
+void config_free(struct rg_config *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < N_PARAMS; i++) {
+        char *field = (char *)c + params[i].offset;
+        if (params[i].type == P_STR)
+            free(*(char **)field);
+        else if (params[i].type == P_LIST) {
+            struct str_list *list = (struct str_list *)field;
+            for (size_t k = 0; k < list->count; k++)
+                free(list->items[k]);
+            free(list->items);
+        }
+    }
+    free(c->listen_addrs);
+    free(c->allowed_nets);
+    free(c->path);
+    free(c);
+}
+
+bool config_print_value(const struct rg_config *c, const char *qname, FILE *out)
+{
+    const struct param *p = param_find_qualified(qname);
+    if (p == NULL)
+        return false;
+
+    const char *field = (const char *)c + p->offset;
+    switch (p->type) {
+    case P_INT:
+        fprintf(out, "%ld\n", *(const long *)field);
+        break;
+    case P_BOOL:
+        fprintf(out, "%s\n", *(const bool *)field ? "true" : "false");
+        break;
+    case P_STR:
+        fprintf(out, "%s\n", *(char *const *)field);
+        break;
+    case P_LIST: {
+        const struct str_list *list = (const struct str_list *)field;
+        for (size_t k = 0; k < list->count; k++)
+            fprintf(out, "%s\n", list->items[k]);
+        break;
+    }
+    }
+    return true;
+}
+
+void config_each_name(void (*fn)(const char *name, void *arg), void *arg)
+{
+    char qname[64];
+    for (size_t i = 0; i < N_PARAMS; i++) {
+        qualified_name(&params[i], qname, sizeof(qname));
+        fn(qname, arg);
+    }
+}
+
+/* ---- value checks (pure; err receives the reason) ---- */
+
+static bool check_no_controls(const char *v, char *err, size_t n)
+{
+    for (const unsigned char *s = (const unsigned char *)v; *s; s++)
+        if (*s < 0x20 || *s == 0x7f) {
+            snprintf(err, n, "control characters are not allowed");
+            return false;
+        }
+    return true;
+}
+
+static bool check_absolute_path(const char *v, char *err, size_t n)
+{
+    if (v[0] != '/') {
+        snprintf(err, n, "'%s' is not an absolute path", v);
+        return false;
+    }
+    return check_no_controls(v, err, n);
+}
+
+static bool check_optional_path(const char *v, char *err, size_t n)
+{
+    return v[0] == '\0' || check_absolute_path(v, err, n);
+}
+
+static bool check_account(const char *v, char *err, size_t n)
+{
+    if (v[0] == '\0' || strlen(v) > 32 || strpbrk(v, " :/\t") != NULL) {
+        snprintf(err, n, "'%s' is not a user or group name", v);
+        return false;
+    }
+    return check_no_controls(v, err, n);
+}
+
+static bool check_listen(const char *v, char *err, size_t n)
+{
+    struct listen_addr la;
+    return listen_addr_parse(v, &la, err, n);
+}
+
+static bool check_cidr(const char *v, char *err, size_t n)
+{
+    struct cidr net;
+    return cidr_parse(v, &net, err, n);
+}
+
+static bool check_mode(const char *v, char *err, size_t n)
+{
+    size_t len = strlen(v);
+    if (len < 3 || len > 4 || strspn(v, "01234567") != len) {
+        snprintf(err, n, "'%s' is not an octal file mode such as \"0660\"", v);
+        return false;
+    }
+    return true;
+}
+
+/* The actions Postfix's access(5) accepts from a policy server. */
+static bool check_action(const char *v, char *err, size_t n)
+{
+    static const char *const known[] = {
+        "OK", "DUNNO", "REJECT", "DEFER", "DEFER_IF_PERMIT", "DEFER_IF_REJECT",
+        "HOLD", "DISCARD", "WARN", "INFO", "FILTER", "PREPEND", "REDIRECT", "BCC",
+    };
+    size_t word = strcspn(v, " \t");
+
+    if (!check_no_controls(v, err, n))
+        return false;
+    if (word == 3 && (v[0] == '4' || v[0] == '5') && isdigit((unsigned char)v[1]) &&
+        isdigit((unsigned char)v[2]))
+        return true;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strlen(known[i]) == word && strncasecmp(v, known[i], word) == 0)
+            return true;
+    snprintf(err, n, "'%s' does not start with a Postfix access action (DUNNO, OK, "
+             "DEFER_IF_PERMIT, REJECT, HOLD, 4NN, 5NN, ...)", v);
+    return false;
+}
+
+static bool check_protocol_state(const char *v, char *err, size_t n)
+{
+    for (size_t i = 0; i < sizeof(protocol_states) / sizeof(protocol_states[0]); i++)
+        if (strcasecmp(v, protocol_states[i]) == 0)
+            return true;
+    snprintf(err, n, "'%s' is not a Postfix protocol state (DATA, END-OF-MESSAGE, RCPT, ...)", v);
+    return false;
+}
+
+static bool check_schedule(const char *v, char *err, size_t n)
+{
+    for (size_t i = 0; i < sizeof(schedules) / sizeof(schedules[0]); i++)
+        if (strcasecmp(v, schedules[i]) == 0)
+            return true;
+    snprintf(err, n, "'%s' is not one of none, hourly, daily, weekly, monthly", v);
+    return false;
+}
+
+static bool check_facility(const char *v, char *err, size_t n)
+{
+    for (size_t i = 0; i < sizeof(facilities) / sizeof(facilities[0]); i++)
+        if (strcasecmp(v, facilities[i].name) == 0)
+            return true;
+    snprintf(err, n, "'%s' is not a syslog facility (mail, daemon, user, local0..local7)", v);
+    return false;
+}
+
+static bool check_level(const char *v, char *err, size_t n)
+{
+    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+        if (strcasecmp(v, levels[i].name) == 0)
+            return true;
+    snprintf(err, n, "'%s' is not a log level (debug, info, notice, warning, error)", v);
+    return false;
+}

@@ -1,0 +1,121 @@
+/*
+ * main.c - command line: options, loading the configuration, and
+ * dispatching to the daemon or an operator command. Exit codes are the
+ * contract documented in rateguard.h, README.md and rateguard(8).
+ */
+#include "commands.h"
+#include "config.h"
+#include "log.h"
+#include "master.h"
+#include "rateguard.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RG_EXIT_USAGE 64   /* sysexits EX_USAGE: bad command line */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: rateguard [-c FILE] [-f] [-t] [--get-config NAME] [--json] [COMMAND]\n"
+            "\n"
+            "Postfix policy daemon limiting messages and recipients per SASL sender.\n"
+            "\n"
+            "Commands:\n"
+            "  run       run the daemon (default); daemonizes unless -f\n"
+            "  status    print the running daemon's cache and counters\n"
+            "  cleanup   reset the period counters and purge old messages\n"
+            "  migrate   create or upgrade the database schema\n"
+            "\n"
+            "Options:\n"
+            "  -c, --config FILE    configuration file (default " RATEGUARD_DEFAULT_CONFIG ")\n"
+            "  -f, --foreground     do not daemonize, log to stderr as well\n"
+            "  -t, --test           check the configuration and exit\n"
+            "      --get-config NAME  print one effective setting, e.g. quota.default\n"
+            "      --json           status: print JSON\n"
+            "  -h, --help           this help\n"
+            "  -V, --version        print the version\n"
+            "\n"
+            "Exit codes: 0 ok, 1 unknown --get-config name, 2 user or group missing,\n"
+            "3 already running (status: not running), 4 bad listen address,\n"
+            "5 configuration missing or invalid, 6 runtime error, 8 cleanup error,\n"
+            "64 bad command line.\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"test", no_argument, NULL, 't'},
+        {"get-config", required_argument, NULL, 'g'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = RATEGUARD_DEFAULT_CONFIG;
+    const char *get_config = NULL;
+    bool foreground = false, test_only = false, json = false;
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "c:ftg:hV", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': config_path = optarg; break;
+        case 'f': foreground = true; break;
+        case 't': test_only = true; break;
+        case 'g': get_config = optarg; break;
+        case 'j': json = true; break;
+        case 'h': usage(stdout); return RG_EXIT_OK;
+        case 'V': printf("rateguard %s\n", RATEGUARD_VERSION); return RG_EXIT_OK;
+        default: usage(stderr); return RG_EXIT_USAGE;
+        }
+    }
+    const char *command = optind < argc ? argv[optind++] : "run";
+    if (optind < argc) {
+        fprintf(stderr, "rateguard: unexpected argument '%s'\n", argv[optind]);
+        return RG_EXIT_USAGE;
+    }
+    if (strcmp(command, "run") != 0 && strcmp(command, "status") != 0 &&
+        strcmp(command, "cleanup") != 0 && strcmp(command, "migrate") != 0) {
+        fprintf(stderr, "rateguard: unknown command '%s' (run, status, cleanup, migrate)\n", command);
+        return RG_EXIT_USAGE;
+    }
+
+    char err[1024];
+    int exit_code;
+    struct rg_config *cfg = config_load(config_path, err, sizeof(err), &exit_code);
+    if (cfg == NULL) {
+        fprintf(stderr, "rateguard: %s\n", err);
+        return exit_code;
+    }
+
+    int rc = RG_EXIT_OK;
+    if (get_config) {
+        if (strcmp(get_config, "config_file") == 0)
+            printf("%s\n", cfg->path);
+        else if (!config_print_value(cfg, get_config, stdout)) {
+            fprintf(stderr, "rateguard: unknown configuration parameter '%s'\n", get_config);
+            rc = RG_EXIT_UNKNOWN_PARAM;
+        }
+    } else if (test_only) {
+        printf("%s: configuration OK\n", cfg->path);
+    } else if (strcmp(command, "run") == 0) {
+        rc = master_run(cfg, foreground, config_path);
+        cfg = NULL; /* the master owns and frees it */
+    } else {
+        /* Operator commands log to stderr as well as to the configured sinks. */
+        log_open(cfg, true);
+        if (strcmp(command, "migrate") == 0)
+            rc = command_migrate(cfg);
+        else if (strcmp(command, "cleanup") == 0)
+            rc = command_cleanup(cfg);
+        else
+            rc = command_status(cfg, json);
+        log_close();
+    }
+    config_free(cfg);
+    return rc;
+}

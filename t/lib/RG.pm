@@ -1,0 +1,211 @@
+# RG.pm - helpers for rateguard's integration tests: a fresh database on
+# the private MariaDB (started by t/run-suite), config files, starting and
+# stopping the real daemon, speaking the policy protocol.
+package RG;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use IO::Socket::UNIX;
+use POSIX qw(:sys_wait_h);
+use Time::HiRes qw(sleep time);
+use DBI;
+
+our @EXPORT_OK = qw(rateguard build_dir fresh_database dbh write_config run_rateguard
+                    start_daemon stop_daemon policy_connect policy_request policy_send
+                    free_port test_dir request_text slurp);
+
+sub build_dir {
+    my $b = $ENV{RG_BUILD} or die "RG_BUILD is not set: run the tests with `make test`\n";
+    return $b;
+}
+
+sub rateguard { return build_dir() . '/rateguard' }
+
+# A private temporary folder per test script, writable by the daemon's user.
+my $tmp;
+sub test_dir {
+    $tmp //= do {
+        my $d = tempdir('rg-test-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+        chmod 0777, $d;
+        $d;
+    };
+    return $tmp;
+}
+
+sub slurp {
+    my ($path) = @_;
+    open my $fh, '<', $path or return '';
+    local $/;
+    return scalar <$fh>;
+}
+
+sub dbh {
+    my ($name) = @_;
+    my $dsn = "DBI:MariaDB:mariadb_socket=$ENV{RG_DB_SOCKET}";
+    $dsn .= ";database=$name" if defined $name;
+    return DBI->connect($dsn, $ENV{RG_DB_USER}, $ENV{RG_DB_PASSWORD},
+                        { RaiseError => 1, PrintError => 0, AutoCommit => 1 });
+}
+
+# Drop and create database rg_NAME; returns its name.
+sub fresh_database {
+    my ($name) = @_;
+    my $db = "rg_$name";
+    my $h = dbh();
+    $h->do("DROP DATABASE IF EXISTS `$db`");
+    $h->do("CREATE DATABASE `$db`");
+    $h->disconnect;
+    return $db;
+}
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1)
+        or die "free_port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+# Write a config for the test daemon. %o: database, port, extra (text appended
+# at top level), quota (default quota), sections (hash of section => text).
+sub write_config {
+    my (%o) = @_;
+    my $dir = test_dir();
+    my ($user, $group) = $> == 0 ? ('nobody', 'nogroup')
+                                 : (scalar getpwuid($>), scalar getgrgid($) + 0));
+    my $port = $o{port} // free_port();
+    my $name = $o{name} // 'rateguard';
+    my $db = $o{database} // 'rg_dev';
+    my $conf = "$dir/$name.conf";
+    my $listen = $o{listen} // "\"127.0.0.1:$port\"";
+    my %sec = %{ $o{sections} // {} };
+    $sec{database} //= '';
+    $sec{database} = qq{socket = "$ENV{RG_DB_SOCKET}"\nuser = "$ENV{RG_DB_USER}"\n}
+                   . qq{password = "$ENV{RG_DB_PASSWORD}"\nname = "$db"\n} . $sec{database};
+    $sec{log} //= '';
+    $sec{log} = qq{syslog = false\nfile = "$dir/$name.log"\nlevel = debug\n} . $sec{log};
+    $sec{quota} = "default = $o{quota}\n" . ($sec{quota} // '') if defined $o{quota};
+    open my $fh, '>', $conf or die "$conf: $!";
+    print $fh qq{user = "$user"\ngroup = "$group"\npidfile = "$dir/$name.pid"\n};
+    print $fh qq{state_dir = "$dir"\nlisten = { $listen }\n};
+    print $fh $o{extra} // '';
+    print $fh "$_ {\n$sec{$_}}\n" for sort keys %sec;
+    close $fh;
+    return { path => $conf, port => $port, pidfile => "$dir/$name.pid",
+             log => "$dir/$name.log", database => $db };
+}
+
+# Run rateguard with arguments; returns (exit code, stdout, stderr).
+sub run_rateguard {
+    my (@args) = @_;
+    my $dir = test_dir();
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', "$dir/out.txt" or die;
+        open STDERR, '>', "$dir/err.txt" or die;
+        exec(rateguard(), @args) or die "exec: $!";
+    }
+    waitpid($pid, 0);
+    return ($? >> 8, slurp("$dir/out.txt"), slurp("$dir/err.txt"));
+}
+
+# Start the daemon in the foreground (as a child) and wait until it
+# accepts connections. Returns the master's pid.
+sub start_daemon {
+    my ($c, @args) = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>>', "$c->{log}.stdout";
+        open STDERR, '>>', "$c->{log}.stdout";
+        exec(rateguard(), '-c', $c->{path}, '-f', @args, 'run') or die "exec: $!";
+    }
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port});
+        if ($s) { close $s; return $pid; }
+        die "rateguard exited early:\n" . slurp("$c->{log}.stdout")
+            if waitpid($pid, WNOHANG) == $pid;
+        sleep 0.02;
+    }
+    die "rateguard did not accept connections within 10 s";
+}
+
+# TERM the daemon and wait; returns its exit code (undef on timeout).
+sub stop_daemon {
+    my ($pid, $timeout) = @_;
+    kill 'TERM', $pid;
+    my $deadline = time + ($timeout // 15);
+    while (time < $deadline) {
+        return $? >> 8 if waitpid($pid, WNOHANG) == $pid;
+        sleep 0.02;
+    }
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+    return undef;
+}
+
+sub policy_connect {
+    my ($c) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port}, Timeout => 5)
+        or die "connect 127.0.0.1:$c->{port}: $!";
+    return $s;
+}
+
+# A Postfix 3.7 DATA request (as in reference/postfix-attributes.txt)
+# with attributes overridden or removed (value undef).
+sub request_text {
+    my (%a) = @_;
+    my @order = qw(request protocol_state protocol_name client_address client_name client_port
+                   reverse_client_name server_address server_port helo_name sender recipient
+                   recipient_count queue_id instance size etrn_domain stress sasl_method
+                   sasl_username sasl_sender ccert_subject ccert_issuer ccert_fingerprint
+                   ccert_pubkey_fingerprint encryption_protocol encryption_cipher
+                   encryption_keysize policy_context);
+    my %v = (request => 'smtpd_access_policy', protocol_state => 'DATA', protocol_name => 'ESMTP',
+             client_address => '127.0.0.1', client_name => 'localhost', client_port => '53080',
+             reverse_client_name => 'localhost', server_address => '127.0.0.1',
+             server_port => '2525', helo_name => 'client.example.org',
+             sender => 'alice@example.org', recipient => '', recipient_count => '3',
+             queue_id => 'DA616A7C20E', instance => '6899.6b025926.d97ac.0', size => '0',
+             etrn_domain => '', stress => '', sasl_method => 'PLAIN',
+             sasl_username => 'alice@example.org', sasl_sender => '', ccert_subject => '',
+             ccert_issuer => '', ccert_fingerprint => '', ccert_pubkey_fingerprint => '',
+             encryption_protocol => '', encryption_cipher => '', encryption_keysize => '0',
+             policy_context => '');
+    my %seen;
+    my $text = '';
+    for my $k (@order, sort keys %a) {
+        next if $seen{$k}++;
+        my $val = exists $a{$k} ? $a{$k} : $v{$k};
+        $text .= "$k=$val\n" if defined $val;
+    }
+    return "$text\n";
+}
+
+# Send raw bytes and read one reply (up to the blank line); '' on EOF.
+sub policy_send {
+    my ($sock, $bytes) = @_;
+    print {$sock} $bytes if length $bytes;
+    return read_reply($sock);
+}
+
+sub read_reply {
+    my ($sock) = @_;
+    my $reply = '';
+    while ($reply !~ /\n\n\z/) {
+        my $n = sysread($sock, my $buf, 4096);
+        return $reply if !$n;
+        $reply .= $buf;
+    }
+    return $reply;
+}
+
+sub policy_request {
+    my ($sock, %a) = @_;
+    return policy_send($sock, request_text(%a));
+}
+
+1;

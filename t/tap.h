@@ -25,7 +25,7 @@ static void tap_vresult(bool pass, const char *fmt, va_list ap)
 }
 
 __attribute__((format(printf, 2, 3)))
-static bool ok(bool pass, const char *fmt, ...)
+__attribute__((unused)) static bool ok(bool pass, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -35,7 +35,7 @@ static bool ok(bool pass, const char *fmt, ...)
 }
 
 __attribute__((format(printf, 3, 4)))
-static bool is_long(long got, long want, const char *fmt, ...)
+__attribute__((unused)) static bool is_long(long got, long want, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -47,7 +47,7 @@ static bool is_long(long got, long want, const char *fmt, ...)
 }
 
 __attribute__((format(printf, 3, 4)))
-static bool is_str(const char *got, const char *want, const char *fmt, ...)
+__attribute__((unused)) static bool is_str(const char *got, const char *want, const char *fmt, ...)
 {
     bool pass = got && want ? strcmp(got, want) == 0 : got == want;
     va_list ap;

@@ -23,4 +23,17 @@ bool str_copy(char *dst, const char *src, size_t dstsize);
  * Returns false on empty input, junk or overflow past max. */
 bool parse_ulong(const char *s, unsigned long max, unsigned long *out);
 
+/* Number of UTF-8 characters in s, or -1 when s is not valid UTF-8
+ * (overlong forms, surrogates and code points past U+10FFFF refused). */
+long utf8_chars(const char *s);
+
+/* Copy src into dst for a log line: control bytes become '?', and the copy
+ * stops at max bytes with "..." appended. */
+void log_safe_copy(char *dst, size_t dstsize, const char *src, size_t max);
+
+/* Copy src into dst (dstsize bytes) keeping at most max_chars UTF-8
+ * characters; each byte that is not part of valid UTF-8 becomes '?'.
+ * Returns true when the copy differs from src. */
+bool utf8_sanitize(char *dst, size_t dstsize, const char *src, size_t max_chars);
+
 #endif

@@ -10,12 +10,18 @@
 
 #include "listener.h"
 
+#include <stdint.h>
+
 struct rg_config;
+struct shm;
 
 struct worker_ctx {
     const struct rg_config *cfg;
     const struct listeners *listeners;
+    struct shm *shm;
+    uint32_t slot;          /* this worker's scoreboard slot */
     int lifeline_fd;        /* read end of a pipe only the master writes to */
+    int master_poke_fd;     /* written when this worker turns busy */
 };
 
 /* Runs the worker until it should exit; never returns. */

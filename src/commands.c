@@ -11,9 +11,13 @@
 #include "pidfile.h"
 #include "rateguard.h"
 
+#include <errno.h>
 #include <mysql.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int command_migrate(const struct rg_config *cfg)
 {
@@ -72,15 +76,40 @@ int command_cleanup(const struct rg_config *cfg)
     return RG_EXIT_OK;
 }
 
+/* Ask the master for a dump (SIGUSR1) and print it once the new file
+ * is in place (it is renamed over the old one: a new inode). */
 int command_status(const struct rg_config *cfg, bool json)
 {
+    char path[4200];
+    struct stat before, now;
     pid_t pid = pidfile_running(cfg->pidfile);
 
-    (void)json;
     if (pid == 0) {
         fprintf(stderr, "rateguard: not running (no daemon holds %s)\n", cfg->pidfile);
         return RG_EXIT_RUNNING;
     }
-    printf("rateguard running, pid %ld\n", (long)pid);
-    return RG_EXIT_OK;
+    snprintf(path, sizeof(path), "%s/%s", cfg->state_dir, json ? "status.json" : "status.txt");
+    bool had = stat(path, &before) == 0;
+    if (kill(pid, SIGUSR1) < 0) {
+        fprintf(stderr, "rateguard: kill(%ld, SIGUSR1): %s\n", (long)pid, strerror(errno));
+        return RG_EXIT_RUNTIME;
+    }
+    for (int waited_ms = 0; waited_ms < 5000; waited_ms += 10) {
+        if (stat(path, &now) == 0 && (!had || now.st_ino != before.st_ino ||
+                                      now.st_mtim.tv_nsec != before.st_mtim.tv_nsec ||
+                                      now.st_mtim.tv_sec != before.st_mtim.tv_sec)) {
+            FILE *f = fopen(path, "r");
+            if (f == NULL)
+                break;
+            char buf[65536];
+            size_t n;
+            while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+                fwrite(buf, 1, n, stdout);
+            fclose(f);
+            return RG_EXIT_OK;
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "rateguard: pid %ld did not write %s within 5 s\n", (long)pid, path);
+    return RG_EXIT_RUNTIME;
 }

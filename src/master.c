@@ -1,9 +1,14 @@
 /*
- * master.c - owns the daemon's life cycle. Signal handlers only record the
- * signal and write a byte to a self-pipe; the main loop does the work.
- * Children hold the read end of a lifeline pipe whose write end only the
- * master has, so they notice at once when the master is gone, however it
- * died.
+ * master.c - owns the daemon's life cycle: start-up (pidfile, listeners,
+ * shared memory, preload, privilege drop), the worker pool kept between
+ * workers.min and workers.max with min_spare..max_spare idle workers (read
+ * from the scoreboard; a worker that turns busy pokes the master so a new
+ * spare is forked at once), the writer process, and the signals.
+ *
+ * Signal handlers only record the signal and write a byte to a self-pipe;
+ * the main loop does the work. Children hold the read end of a lifeline
+ * pipe whose write end only the master has, so they notice at once when
+ * the master is gone, however it died.
  */
 #include "master.h"
 #include "config.h"
@@ -12,8 +17,11 @@
 #include "pidfile.h"
 #include "privileges.h"
 #include "rateguard.h"
+#include "shm.h"
+#include "status.h"
 #include "util.h"
 #include "worker.h"
+#include "writer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,12 +30,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#define STOP_DEADLINE_S 10      /* TERM to children, then KILL after this */
+#define WORKER_STOP_DEADLINE_S 10   /* TERM to workers, then KILL */
+#define WRITER_STOP_DEADLINE_S 60   /* time the writer gets to drain the queue */
+#define QUEUE_BYTES (64u << 20)     /* write-back queue in shared memory */
 
 static volatile sig_atomic_t got_term, got_hup, got_usr1, got_usr2, got_chld;
 static int self_pipe[2] = {-1, -1};
@@ -42,7 +53,7 @@ static void on_signal(int sig)
     case SIGUSR2: got_usr2 = 1; break;
     case SIGCHLD: got_chld = 1; break;
     }
-    if (write(self_pipe[1], "x", 1) < 0) {
+    if (write(self_pipe[1], "s", 1) < 0) {
         /* pipe full: the loop is already due to wake up */
     }
     errno = saved;
@@ -58,21 +69,20 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-struct pool {
-    pid_t *pids;            /* workers.max slots, 0 = free */
-    size_t size;
-    size_t running;
-    time_t backoff_until;   /* no spawning before this (crash loop) */
-    int backoff_s;
-};
-
 struct master {
     struct rg_config *cfg;
     const char *config_path;
     struct listeners listeners;
-    struct pool pool;
+    struct shm shm;
     int lifeline[2];
+    int wake_fd;
     int pidfile_fd;
+    time_t started;
+    pid_t writer_pid;
+    time_t writer_backoff_until;
+    int writer_backoff_s;
+    time_t spawn_backoff_until;     /* workers crashing: no spawning before this */
+    int spawn_backoff_s;
 };
 
 static void daemonize(void)
@@ -100,7 +110,36 @@ static void daemonize(void)
     }
 }
 
-static void spawn_worker(struct master *m, size_t slot)
+/* In a fresh child: drop what only the master may hold. */
+static void child_setup(struct master *m)
+{
+    close(m->lifeline[1]);
+    close(self_pipe[0]);
+    close(m->pidfile_fd);
+}
+
+static void spawn_worker(struct master *m, uint32_t slot)
+{
+    struct worker_slot *ws = &m->shm.scoreboard.slot[slot];
+    memset(ws, 0, sizeof(*ws));
+    ws->state = SLOT_STARTING;
+    pid_t pid = fork();
+    if (pid < 0) {
+        ws->state = SLOT_FREE;
+        log_error("fork: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        child_setup(m);
+        struct worker_ctx ctx = {.cfg = m->cfg, .listeners = &m->listeners, .shm = &m->shm,
+                                 .slot = slot, .lifeline_fd = m->lifeline[0],
+                                 .master_poke_fd = self_pipe[1]};
+        worker_main(&ctx);
+    }
+    ws->pid = pid;
+}
+
+static void spawn_writer(struct master *m)
 {
     pid_t pid = fork();
     if (pid < 0) {
@@ -108,79 +147,153 @@ static void spawn_worker(struct master *m, size_t slot)
         return;
     }
     if (pid == 0) {
-        close(m->lifeline[1]);
-        close(self_pipe[0]);
+        child_setup(m);
         close(self_pipe[1]);
-        close(m->pidfile_fd);
-        struct worker_ctx ctx = {.cfg = m->cfg, .listeners = &m->listeners,
-                                 .lifeline_fd = m->lifeline[0]};
-        worker_main(&ctx);
+        for (size_t i = 0; i < m->listeners.count; i++)
+            close(m->listeners.fds[i]);
+        struct writer_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .lifeline_fd = m->lifeline[0],
+                                 .wake_fd = m->wake_fd};
+        writer_main(&ctx);
     }
-    m->pool.pids[slot] = pid;
-    m->pool.running++;
+    m->writer_pid = pid;
 }
 
-/* Keep workers.min workers running, unless children crash in a loop. */
-static void pool_fill(struct master *m)
+/* Keep workers.min running and min_spare..max_spare idle, within
+ * workers.max. Extra idle workers are asked to retire. */
+static void pool_maintain(struct master *m)
 {
-    if (time(NULL) < m->pool.backoff_until)
-        return;
-    for (size_t i = 0; i < m->pool.size && m->pool.running < (size_t)m->cfg->workers.min; i++)
-        if (m->pool.pids[i] == 0)
+    const struct rg_config *cfg = m->cfg;
+    struct scoreboard *sb = &m->shm.scoreboard;
+    uint32_t running = 0, idle = 0;
+
+    for (uint32_t i = 0; i < sb->sh->slots; i++) {
+        uint8_t st = __atomic_load_n(&sb->slot[i].state, __ATOMIC_ACQUIRE);
+        if (st == SLOT_FREE || sb->slot[i].retire)
+            continue;
+        running++;
+        if (st == SLOT_IDLE || st == SLOT_STARTING)
+            idle++;
+    }
+    if (time(NULL) >= m->spawn_backoff_until) {
+        for (uint32_t i = 0; i < sb->sh->slots && running < (uint32_t)cfg->workers.max &&
+                             (running < (uint32_t)cfg->workers.min || idle < (uint32_t)cfg->workers.min_spare);
+             i++) {
+            if (sb->slot[i].state != SLOT_FREE)
+                continue;
             spawn_worker(m, i);
+            running++;
+            idle++;
+        }
+    }
+    for (uint32_t i = 0; i < sb->sh->slots && idle > (uint32_t)cfg->workers.max_spare &&
+                         running > (uint32_t)cfg->workers.min;
+         i++) {
+        if (sb->slot[i].state == SLOT_IDLE && !sb->slot[i].retire) {
+            sb->slot[i].retire = 1;
+            idle--;
+            running--;
+        }
+    }
+    if (m->writer_pid == 0 && time(NULL) >= m->writer_backoff_until)
+        spawn_writer(m);
+}
+
+static void backoff(int *seconds, time_t *until)
+{
+    *seconds = *seconds ? *seconds * 2 : 1;
+    if (*seconds > 30)
+        *seconds = 30;
+    *until = time(NULL) + *seconds;
 }
 
 static void reap_children(struct master *m)
 {
+    struct scoreboard *sb = &m->shm.scoreboard;
     int status;
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (size_t i = 0; i < m->pool.size; i++)
-            if (m->pool.pids[i] == pid) {
-                m->pool.pids[i] = 0;
-                m->pool.running--;
+        bool is_writer = pid == m->writer_pid;
+        bool served = false;
+        if (is_writer)
+            m->writer_pid = 0;
+        for (uint32_t i = 0; i < sb->sh->slots; i++)
+            if (sb->slot[i].pid == pid) {
+                served = sb->slot[i].connections > 0;
+                memset(&sb->slot[i], 0, sizeof(sb->slot[i]));
             }
-        if (WIFSIGNALED(status)) {
-            log_error("worker %ld killed by signal %d%s", (long)pid, WTERMSIG(status),
+        const char *who = is_writer ? "writer" : "worker";
+        if (WIFSIGNALED(status))
+            log_error("%s %ld killed by signal %d%s", who, (long)pid, WTERMSIG(status),
                       WCOREDUMP(status) ? " (core dumped)" : "");
-        } else if (WEXITSTATUS(status) != RG_EXIT_OK) {
-            log_error("worker %ld exited with status %d", (long)pid, WEXITSTATUS(status));
-        } else
+        else if (WEXITSTATUS(status) != RG_EXIT_OK)
+            log_error("%s %ld exited with status %d", who, (long)pid, WEXITSTATUS(status));
+        else
             continue;
-        /* Abnormal exits slow respawning down: 1, 2, 4 ... 30 s. */
-        m->pool.backoff_s = m->pool.backoff_s ? m->pool.backoff_s * 2 : 1;
-        if (m->pool.backoff_s > 30)
-            m->pool.backoff_s = 30;
-        m->pool.backoff_until = time(NULL) + m->pool.backoff_s - 1;
+        /* A child dying before it did any work is a crash loop in the
+         * making: slow respawning down (1, 2, 4 ... 30 s). */
+        if (is_writer)
+            backoff(&m->writer_backoff_s, &m->writer_backoff_until);
+        else if (!served)
+            backoff(&m->spawn_backoff_s, &m->spawn_backoff_until);
     }
 }
 
+static unsigned live_workers(struct master *m)
+{
+    unsigned n = 0;
+    for (uint32_t i = 0; i < m->shm.scoreboard.sh->slots; i++)
+        if (m->shm.scoreboard.slot[i].pid > 0)
+            n++;
+    return n;
+}
+
+/* TERM: workers first (each finishes the request in hand), then the
+ * writer drains the queue. KILL only past the deadlines. */
 static void stop_children(struct master *m)
 {
-    time_t deadline = time(NULL) + STOP_DEADLINE_S;
+    struct scoreboard *sb = &m->shm.scoreboard;
+    time_t deadline = time(NULL) + WORKER_STOP_DEADLINE_S;
 
-    close(m->lifeline[1]);      /* idle workers see it at once */
-    m->lifeline[1] = -1;
-    for (size_t i = 0; i < m->pool.size; i++)
-        if (m->pool.pids[i] > 0)
-            kill(m->pool.pids[i], SIGTERM);
-    while (m->pool.running > 0 && time(NULL) < deadline) {
+    for (uint32_t i = 0; i < sb->sh->slots; i++)
+        if (sb->slot[i].pid > 0)
+            kill(sb->slot[i].pid, SIGTERM);
+    while (live_workers(m) > 0 && time(NULL) < deadline) {
         reap_children(m);
-        if (m->pool.running > 0)
-            usleep(20000);
+        if (live_workers(m) > 0)
+            usleep(10000);
     }
-    for (size_t i = 0; i < m->pool.size; i++)
-        if (m->pool.pids[i] > 0) {
-            log_warning("worker %ld did not stop within %d s, killing it", (long)m->pool.pids[i],
-                        STOP_DEADLINE_S);
-            kill(m->pool.pids[i], SIGKILL);
+    for (uint32_t i = 0; i < sb->sh->slots; i++)
+        if (sb->slot[i].pid > 0) {
+            log_warning("worker %ld did not stop within %d s, killing it", (long)sb->slot[i].pid,
+                        WORKER_STOP_DEADLINE_S);
+            kill(sb->slot[i].pid, SIGKILL);
         }
-    while (m->pool.running > 0 && waitpid(-1, NULL, 0) > 0)
-        m->pool.running--;
+    while (live_workers(m) > 0 && waitpid(-1, NULL, 0) > 0)
+        reap_children(m);
+
+    if (m->writer_pid == 0 && wqueue_depth(&m->shm.queue) > 0)
+        spawn_writer(m);
+    if (m->writer_pid > 0) {
+        kill(m->writer_pid, SIGTERM);
+        deadline = time(NULL) + WRITER_STOP_DEADLINE_S;
+        while (m->writer_pid > 0 && time(NULL) < deadline) {
+            reap_children(m);
+            if (m->writer_pid > 0)
+                usleep(10000);
+        }
+        if (m->writer_pid > 0) {
+            log_warning("writer did not finish within %d s, killing it", WRITER_STOP_DEADLINE_S);
+            kill(m->writer_pid, SIGKILL);
+            waitpid(m->writer_pid, NULL, 0);
+        }
+    }
+    close(m->lifeline[1]);
 }
 
-/* HUP: parse the file again; keep the running config if the new one is bad. */
+/* HUP: a valid new configuration replaces the old one; workers and the
+ * writer are recycled so they pick it up (a busy worker when its
+ * connection next goes idle). Settings sized at start need a restart. */
 static void reload(struct master *m)
 {
     char err[1024];
@@ -191,9 +304,23 @@ static void reload(struct master *m)
         log_error("reload: %s; keeping the running configuration", err);
         return;
     }
-    log_notice("reload: configuration re-read from %s (listen addresses and user need a restart)",
-               m->config_path);
-    config_free(fresh);
+    if (fresh->cache.entries != m->cfg->cache.entries || fresh->workers.max != m->cfg->workers.max)
+        log_warning("reload: cache.entries and workers.max take effect at the next restart");
+    if (fresh->listen.count != m->cfg->listen.count)
+        log_warning("reload: listen addresses take effect at the next restart");
+    /* Keep what the running process was built around. */
+    fresh->cache.entries = m->cfg->cache.entries;
+    fresh->workers.max = m->cfg->workers.max;
+    struct rg_config *old = m->cfg;
+    m->cfg = fresh;
+    for (uint32_t i = 0; i < m->shm.scoreboard.sh->slots; i++)
+        if (m->shm.scoreboard.slot[i].pid > 0)
+            m->shm.scoreboard.slot[i].retire = 1;
+    if (m->writer_pid > 0)
+        kill(m->writer_pid, SIGTERM);
+    /* Listeners and their descriptors stay; only the text is the old one's. */
+    config_free(old);
+    log_notice("reload: configuration re-read from %s", m->config_path);
 }
 
 int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
@@ -221,21 +348,26 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
         pidfile_release(cfg->pidfile, m.pidfile_fd);
         log_fatal(RG_EXIT_BAD_LISTEN, "cannot listen on the configured addresses");
     }
+    if (!shm_create(&m.shm, (uint32_t)cfg->workers.max, (uint32_t)cfg->cache.entries, QUEUE_BYTES))
+        log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
+    m.shm.hdr->master_pid = getpid();
     privileges_drop(uid, gid);
+    writer_preload(cfg, &m.shm);
 
-    if (pipe2(self_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(m.lifeline, O_CLOEXEC) < 0)
-        log_fatal(RG_EXIT_RUNTIME, "pipe: %s", strerror(errno));
+    m.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (m.wake_fd < 0 || pipe2(self_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(m.lifeline, O_CLOEXEC) < 0)
+        log_fatal(RG_EXIT_RUNTIME, "eventfd/pipe: %s", strerror(errno));
+    m.shm.queue.wake_fd = m.wake_fd;
     install_signals();
-    m.pool.size = (size_t)cfg->workers.max;
-    m.pool.pids = xcalloc(m.pool.size, sizeof(pid_t));
-    log_notice("rateguard %s started (pid %ld, %ld workers)", RATEGUARD_VERSION, (long)getpid(),
-               cfg->workers.min);
+    m.started = time(NULL);
+    log_notice("rateguard %s started (pid %ld, workers %ld..%ld, cache %ld entries)", RATEGUARD_VERSION,
+               (long)getpid(), cfg->workers.min, cfg->workers.max, cfg->cache.entries);
 
     while (!got_term) {
-        pool_fill(&m);
+        pool_maintain(&m);
         struct pollfd p = {.fd = self_pipe[0], .events = POLLIN};
         if (poll(&p, 1, 1000) > 0) {
-            char drain[64];
+            char drain[256];
             while (read(self_pipe[0], drain, sizeof(drain)) > 0)
                 ;
         }
@@ -251,17 +383,23 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
             got_usr2 = 0;
             log_reopen();
         }
-        if (got_usr1)
+        if (got_usr1) {
             got_usr1 = 0;
+            status_write(m.cfg, &m.shm, m.started);
+        }
     }
 
     log_notice("stopping");
     stop_children(&m);
-    listeners_close(cfg, &m.listeners, true);
-    pidfile_release(cfg->pidfile, m.pidfile_fd);
-    free(m.pool.pids);
+    listeners_close(m.cfg, &m.listeners, true);
+    uint64_t left = wqueue_depth(&m.shm.queue);
+    if (left > 0)
+        log_error("stopped with %llu record(s) not written to the database",
+                  (unsigned long long)left);
+    shm_destroy(&m.shm);
+    pidfile_release(m.cfg->pidfile, m.pidfile_fd);
     log_notice("stopped");
     log_close();
-    config_free(cfg);
-    return RG_EXIT_OK;
+    config_free(m.cfg);
+    return left > 0 ? RG_EXIT_RUNTIME : RG_EXIT_OK;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 static void out_of_memory(size_t size)
@@ -77,4 +78,103 @@ bool parse_ulong(const char *s, unsigned long max, unsigned long *out)
     }
     *out = value;
     return true;
+}
+
+long utf8_chars(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    long chars = 0;
+
+    while (*p) {
+        unsigned c = *p;
+        int extra;
+        uint32_t cp;
+        if (c < 0x80) {
+            p++;
+            chars++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            extra = 1;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            extra = 2;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            extra = 3;
+            cp = c & 0x07;
+        } else
+            return -1;
+        for (int i = 1; i <= extra; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return -1;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return -1;
+        p += extra + 1;
+        chars++;
+    }
+    return chars;
+}
+
+void log_safe_copy(char *dst, size_t dstsize, const char *src, size_t max)
+{
+    size_t n = 0;
+
+    if (dstsize == 0)
+        return;
+    for (; *src && n + 1 < dstsize; src++) {
+        if (n >= max) {
+            if (n + 4 <= dstsize) {
+                memcpy(dst + n, "...", 3);
+                n += 3;
+            }
+            break;
+        }
+        unsigned char c = (unsigned char)*src;
+        dst[n++] = (char)(c < 0x20 || c == 0x7f ? '?' : c);
+    }
+    dst[n] = '\0';
+}
+
+bool utf8_sanitize(char *dst, size_t dstsize, const char *src, size_t max_chars)
+{
+    const unsigned char *p = (const unsigned char *)src;
+    size_t n = 0, chars = 0;
+    bool changed = false;
+
+    while (*p && chars < max_chars) {
+        char one[5] = {0};
+        int len = 1;
+        unsigned c = *p;
+        if (c >= 0x80) {
+            len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+            bool valid = len > 0;
+            for (int i = 1; valid && i < len; i++)
+                valid = (p[i] & 0xc0) == 0x80;
+            if (valid) {
+                memcpy(one, p, (size_t)len);
+                valid = utf8_chars(one) == 1;
+            }
+            if (!valid) {
+                len = 1;
+                c = '?';
+                changed = true;
+            }
+        }
+        if (n + (size_t)len + 1 > dstsize)
+            break;
+        if (c == '?' && *p != '?')
+            dst[n] = '?';
+        else
+            memcpy(dst + n, p, (size_t)len);
+        n += (size_t)len;
+        p += len;
+        chars++;
+    }
+    if (*p)
+        changed = true;
+    dst[n] = '\0';
+    return changed;
 }

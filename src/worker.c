@@ -8,10 +8,12 @@
  */
 #include "worker.h"
 #include "config.h"
+#include "engine.h"
 #include "log.h"
 #include "netaddr.h"
 #include "policy.h"
 #include "rateguard.h"
+#include "shm.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -95,21 +97,32 @@ static bool write_all(int fd, const char *buf, size_t len, int timeout_s)
     return true;
 }
 
-/* Decide one request and format the reply line. */
-static size_t answer(const struct rg_config *cfg, const struct policy_request *req,
-                     char *reply, size_t size)
+static void set_state(const struct worker_ctx *ctx, enum worker_state st)
 {
-    (void)req;
-    int n = snprintf(reply, size, "action=%s\n\n", cfg->action_accept);
-    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+    __atomic_store_n(&ctx->shm->scoreboard.slot[ctx->slot].state, (uint8_t)st, __ATOMIC_RELEASE);
+}
+
+static bool retire_requested(const struct worker_ctx *ctx)
+{
+    return __atomic_load_n(&ctx->shm->scoreboard.slot[ctx->slot].retire, __ATOMIC_ACQUIRE) != 0;
+}
+
+static time_t monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
 }
 
 static void serve_connection(const struct worker_ctx *ctx, int fd, const char *peer)
 {
     const struct rg_config *cfg = ctx->cfg;
+    struct worker_slot *slot = &ctx->shm->scoreboard.slot[ctx->slot];
+    struct engine eng = {.cfg = cfg, .shm = ctx->shm};
     static char buf[POLICY_MAX_REQUEST];
     struct policy_scanner scanner;
     size_t len = 0;
+    time_t idle_since = monotonic_now(), request_since = 0;
 
     policy_scanner_reset(&scanner);
     for (;;) {
@@ -122,7 +135,8 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
             struct policy_request req;
             char reply[1024];
             policy_parse(buf, reqlen, &req);
-            size_t rlen = answer(cfg, &req, reply, sizeof(reply));
+            size_t rlen = engine_answer(&eng, &req, peer, reply, sizeof(reply));
+            slot->requests++;
             if (!write_all(fd, reply, rlen, (int)cfg->workers.read_timeout)) {
                 log_warning("client %s: cannot send reply: %s", peer, strerror(errno));
                 return;
@@ -130,31 +144,40 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
             memmove(buf, buf + reqlen, len - reqlen);
             len -= reqlen;
             policy_scanner_reset(&scanner);
+            idle_since = request_since = monotonic_now();
         }
         if (st == POLICY_MALFORMED) {
+            STAT_ADD(ctx->shm, malformed, 1);
             log_warning("client %s: malformed request (%s), disconnecting", peer, reason);
             return;
         }
-        if (stop_requested)
+        if (stop_requested || (len == 0 && retire_requested(ctx)))
             return;
 
-        int timeout_s = (int)(len > 0 ? cfg->workers.read_timeout : cfg->workers.idle_timeout);
+        /* Between requests the idle timeout runs, inside one the read
+         * timeout; wake each second to notice a retirement. */
+        time_t now = monotonic_now();
+        time_t deadline = len > 0 ? request_since + cfg->workers.read_timeout
+                                  : idle_since + cfg->workers.idle_timeout;
+        if (now >= deadline) {
+            if (len > 0)
+                log_warning("client %s: read timeout after %ld s in a request, disconnecting", peer,
+                            cfg->workers.read_timeout);
+            else
+                log_info("client %s: idle for %ld s, disconnecting", peer, cfg->workers.idle_timeout);
+            return;
+        }
+        int wait_ms = deadline - now < 1 ? (int)(deadline - now) * 1000 : 1000;
         struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = ctx->lifeline_fd, .events = POLLIN}};
-        int ready = poll(p, 2, timeout_s * 1000);
+        int ready = poll(p, 2, wait_ms);
         if (ready < 0 && errno == EINTR)
             continue;
         if (ready < 0)
             log_panic("poll: %s", strerror(errno));
         if (p[1].revents)
             return;                 /* master gone: stop at once */
-        if (ready == 0) {
-            if (len > 0)
-                log_warning("client %s: read timeout after %d s in a request, disconnecting",
-                            peer, timeout_s);
-            else
-                log_info("client %s: idle for %d s, disconnecting", peer, timeout_s);
-            return;
-        }
+        if (ready == 0)
+            continue;
         ssize_t n = read(fd, buf + len, sizeof(buf) - len);
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
@@ -167,6 +190,8 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
                 log_warning("client %s: connection closed inside a request", peer);
             return;
         }
+        if (len == 0)
+            request_since = monotonic_now();
         len += (size_t)n;
     }
 }
@@ -175,26 +200,28 @@ void worker_main(const struct worker_ctx *ctx)
 {
     const struct rg_config *cfg = ctx->cfg;
     const struct listeners *ls = ctx->listeners;
+    struct worker_slot *slot = &ctx->shm->scoreboard.slot[ctx->slot];
     struct pollfd *p = calloc(ls->count + 1, sizeof(*p));
-    long connections = 0;
 
     if (p == NULL)
         _exit(RG_EXIT_RUNTIME);
     worker_signals();
+    slot->pid = getpid();
+    set_state(ctx, SLOT_IDLE);
     for (size_t i = 0; i < ls->count; i++)
         p[i] = (struct pollfd){.fd = ls->fds[i], .events = POLLIN};
     p[ls->count] = (struct pollfd){.fd = ctx->lifeline_fd, .events = POLLIN};
 
-    while (!stop_requested) {
-        int ready = poll(p, ls->count + 1, -1);
+    while (!stop_requested && !retire_requested(ctx)) {
+        int ready = poll(p, ls->count + 1, 1000);
         if (ready < 0 && errno == EINTR)
             continue;
         if (ready < 0)
             log_panic("poll: %s", strerror(errno));
         if (p[ls->count].revents)
-            break;                  /* the master died or is stopping us */
+            break;                  /* the master died */
 
-        for (size_t i = 0; i < ls->count && !stop_requested; i++) {
+        for (size_t i = 0; i < ls->count && ready > 0 && !stop_requested; i++) {
             if (!(p[i].revents & POLLIN))
                 continue;
             struct sockaddr_storage ss;
@@ -205,13 +232,21 @@ void worker_main(const struct worker_ctx *ctx)
             char peer[80];
             peer_name(&ss, peer, sizeof(peer));
             if (!client_allowed(cfg, &ss)) {
+                STAT_ADD(ctx->shm, refused, 1);
                 log_warning("client %s: not in allowed_clients, connection refused", peer);
                 close(fd);
                 continue;
             }
+            /* Turning busy: have the master check its spare workers now. */
+            set_state(ctx, SLOT_BUSY);
+            slot->connections++;
+            if (write(ctx->master_poke_fd, "w", 1) < 0) {
+                /* the master's pipe is full, so it is awake anyway */
+            }
             serve_connection(ctx, fd, peer);
             close(fd);
-            if (cfg->workers.max_requests > 0 && ++connections >= cfg->workers.max_requests)
+            set_state(ctx, SLOT_IDLE);
+            if (cfg->workers.max_requests > 0 && (long)slot->connections >= cfg->workers.max_requests)
                 stop_requested = 1;
         }
     }

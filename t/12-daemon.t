@@ -11,9 +11,9 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep);
 use RG qw(run_rateguard write_config start_daemon stop_daemon policy_connect
-          policy_request policy_send request_text slurp);
+          policy_request policy_send request_text slurp migrated_database);
 
-my $c = write_config(sections => { workers => "min = 2\n" });
+my $c = write_config(database => migrated_database('daemon'), sections => { workers => "min = 2\n" });
 
 # A stale pidfile (a daemon killed with SIGKILL) must not prevent the start.
 open my $fh, '>', $c->{pidfile} or die;
@@ -31,6 +31,7 @@ is(slurp($c->{pidfile}), "$pid\n", 'pidfile holds the master pid (foreground mod
 my $s = policy_connect($c);
 is(policy_request($s), "action=DUNNO\n\n", 'first request answered');
 is(policy_request($s, sasl_username => ''), "action=DUNNO\n\n", 'second request on the same connection');
+is(policy_request($s, protocol_state => 'RCPT'), "action=DUNNO\n\n", 'third request on the same connection');
 is(policy_send($s, request_text() . request_text()), "action=DUNNO\n\n", 'two pipelined requests: first reply');
 is(RG::read_reply($s), "action=DUNNO\n\n", 'two pipelined requests: second reply');
 
@@ -74,7 +75,7 @@ like($err, qr/already running \(pid $pid, pidfile \Q$c->{pidfile}\E\)/, 'second 
 
 ($rc, $out) = run_rateguard('-c', $c->{path}, 'status');
 is($rc, 0, 'status with a daemon: exit 0');
-like($out, qr/running, pid $pid/, 'status names the pid');
+like($out, qr/^rateguard \S+, pid $pid, up \d+ s\n/, 'status names the pid');
 
 close $s;
 is(stop_daemon($pid), 0, 'TERM: exit 0');

@@ -13,7 +13,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
 use DBI;
 
-our @EXPORT_OK = qw(rateguard build_dir fresh_database dbh write_config run_rateguard
+our @EXPORT_OK = qw(wait_until rateguard build_dir fresh_database migrated_database dbh write_config run_rateguard
                     start_daemon stop_daemon policy_connect policy_request policy_send
                     free_port test_dir request_text slurp);
 
@@ -59,6 +59,28 @@ sub fresh_database {
     $h->do("CREATE DATABASE `$db`");
     $h->disconnect;
     return $db;
+}
+
+# A fresh database rg_NAME with rateguard's schema applied by `rateguard migrate`.
+sub migrated_database {
+    my ($name) = @_;
+    my $db = fresh_database($name);
+    my $c = write_config(database => $db, name => "migrate-$name");
+    my ($rc, $out, $err) = run_rateguard('-c', $c->{path}, 'migrate');
+    die "migrate $db failed ($rc): $err" if $rc != 0;
+    return $db;
+}
+
+# Poll until $check returns true (then return its value) or $timeout s pass.
+sub wait_until {
+    my ($check, $timeout) = @_;
+    my $deadline = time + ($timeout // 10);
+    while (1) {
+        my $v = $check->();
+        return $v if $v;
+        return undef if time > $deadline;
+        sleep 0.02;
+    }
 }
 
 sub free_port {
@@ -155,9 +177,14 @@ sub policy_connect {
 }
 
 # A Postfix 3.7 DATA request (as in reference/postfix-attributes.txt)
-# with attributes overridden or removed (value undef).
+# with attributes overridden or removed (value undef). Each request gets a
+# fresh queue_id and instance unless given, as each Postfix message does.
+my $request_serial = 0;
 sub request_text {
     my (%a) = @_;
+    $request_serial++;
+    $a{queue_id} = sprintf('%05X%06X', $$ % 0xfffff, $request_serial) unless exists $a{queue_id};
+    $a{instance} = "$$.$request_serial.test.0" unless exists $a{instance};
     my @order = qw(request protocol_state protocol_name client_address client_name client_port
                    reverse_client_name server_address server_port helo_name sender recipient
                    recipient_count queue_id instance size etrn_domain stress sasl_method

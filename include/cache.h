@@ -1,0 +1,85 @@
+/*
+ * cache.h - the shared-memory hash table of sender counters: fixed-size
+ * slots addressed by index (no allocator in shared memory), chained
+ * buckets, striped robust mutexes, a free list, and clock eviction of idle
+ * entries whose counts are all written. Keys are the SASL username folded
+ * to lower case (ASCII), so "Alice@Example.org" and "alice@example.org"
+ * are one sender, as in the database's case-insensitive unique key.
+ *
+ * All entry fields are read and written only under the entry's stripe
+ * lock, inside a cache_apply()/cache_foreach() callback.
+ */
+#ifndef RG_CACHE_H
+#define RG_CACHE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CACHE_KEY_SIZE 164      /* bytes, NUL included; longer senders are hashed */
+#define CACHE_INSTANCES 2       /* recently counted messages remembered per sender */
+
+struct cache_entry {
+    uint32_t next;              /* index + 1 in the bucket chain or free list; 0 ends */
+    uint32_t hash;
+    uint64_t db_id;             /* ratelimits.id, 0 until the writer knows it */
+    uint32_t quota, quota_reset;
+    uint32_t msg_counter, rcpt_counter;
+    uint32_t msg_total, rcpt_total;
+    uint32_t unwritten_msg, unwritten_rcpt;  /* queued, not yet committed */
+    uint64_t instance[CACHE_INSTANCES];      /* hashes of counted Postfix instances */
+    uint32_t last_used;         /* monotonic seconds */
+    uint8_t instance_blocked[CACHE_INSTANCES];
+    uint8_t in_use, locked, block_notified, referenced;
+    uint8_t instance_next, key_len;
+    char key[CACHE_KEY_SIZE];
+};
+
+/* Part of the shared header. */
+struct cache_shared {
+    pthread_mutex_t alloc_lock;     /* free list and used count */
+    uint32_t capacity, buckets, stripes;
+    uint32_t free_head;             /* index + 1, 0 = none */
+    uint32_t used;
+    uint32_t clock_hand;
+};
+
+/* A process's view of the table. */
+struct cache {
+    struct cache_shared *sh;
+    pthread_mutex_t *stripe;
+    uint32_t *bucket;               /* index + 1 of the chain head */
+    struct cache_entry *entry;
+    unsigned recovered;             /* locks recovered by this process, not yet logged */
+};
+
+/* Bytes of shared memory needed after the header for `entries` senders. */
+size_t cache_region_size(uint32_t entries);
+
+/* Point c at region; with init, build an empty table. */
+void cache_layout(struct cache *c, struct cache_shared *sh, void *region, uint32_t entries, bool init);
+
+/* Fold a SASL username into a cache key: ASCII lower case; names that do
+ * not fit CACHE_KEY_SIZE become "sha256:<hex of the folded name>". */
+void cache_make_key(const char *sender, char key[CACHE_KEY_SIZE]);
+
+typedef void (*cache_fn)(struct cache_entry *e, bool created, void *arg);
+
+enum cache_result { CACHE_OK, CACHE_MISSING, CACHE_FULL };
+
+/*
+ * Find the entry for key (creating it, zeroed, when create is set) and call
+ * fn on it under its stripe lock. When the table is full, idle written
+ * entries are evicted to make room; CACHE_FULL when none can be.
+ */
+enum cache_result cache_apply(struct cache *c, const char *key, bool create, uint32_t now,
+                              cache_fn fn, void *arg);
+
+/* Call fn on every entry in use, each under its stripe lock. */
+void cache_foreach(struct cache *c, cache_fn fn, void *arg);
+
+/* Entries in use. */
+uint32_t cache_used(struct cache *c);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * quota.h - the quota rules, pure (PolicydRateGuard compatible): count
+ * first, then block when msg_counter > quota or rcpt_counter > quota.
+ * Counters saturate instead of wrapping.
+ */
+#ifndef RG_QUOTA_H
+#define RG_QUOTA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct quota_decision {
+    bool blocked;
+    uint32_t msg_delta, rcpt_delta;   /* what to add to counters and totals */
+};
+
+/* Decide one message of `rcpt` recipients against the current counters.
+ * With count_blocked false a blocked message adds nothing. */
+struct quota_decision quota_decide(uint32_t quota, uint32_t msg_counter, uint32_t rcpt_counter,
+                                   uint32_t rcpt, bool count_blocked);
+
+/* The webhook fires on the first block of a period: true for a blocked
+ * message when *notified is clear (and sets it); an accepted message clears
+ * it, so a sender whose quota was raised is reported again when it passes
+ * the new quota. */
+bool quota_first_block(bool blocked, uint8_t *notified);
+
+/* a + b, capped at UINT32_MAX. */
+uint32_t quota_sat_add(uint32_t a, uint32_t b);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * shm.h - the shared-memory segment every rateguard process maps: a header
+ * (magic, version, sizes, offsets, statistics) followed by the worker
+ * scoreboard, the sender cache and the write-back queue. The master
+ * creates it before forking, so every child inherits the same mapping.
+ *
+ * Also the process-shared robust mutex helpers: a lock whose holder died
+ * is recovered (EOWNERDEAD -> pthread_mutex_consistent) and counted, never
+ * left wedged.
+ */
+#ifndef RG_SHM_H
+#define RG_SHM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cache.h"
+#include "scoreboard.h"
+#include "wqueue.h"
+
+#define SHM_MAGIC 0x52475348u           /* "RGSH" */
+#define SHM_VERSION 1
+
+/* Counters shown by `rateguard status`; updated with atomic adds. */
+struct shm_stats {
+    uint64_t requests;      /* well-formed requests answered */
+    uint64_t counted;       /* messages counted */
+    uint64_t accepted;      /* counted and accepted */
+    uint64_t blocked;       /* counted and blocked */
+    uint64_t errors;        /* answered with on_error */
+    uint64_t malformed;     /* connections closed for malformed input */
+    uint64_t refused;       /* connections from outside allowed_clients */
+    uint64_t db_written;    /* records committed by the writer */
+    uint64_t db_errors;     /* failed writer transactions */
+    uint64_t locks_recovered; /* robust mutexes taken over from dead holders */
+};
+
+struct shm_header {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t total_size;
+    pid_t master_pid;
+    uint64_t off_scoreboard, off_cache, off_queue;
+    struct shm_stats stats;
+    struct scoreboard_shared scoreboard;
+    struct cache_shared cache;
+    struct wqueue_shared queue;
+};
+
+/* A process's view of the mapped segment. */
+struct shm {
+    struct shm_header *hdr;
+    size_t size;
+    struct scoreboard scoreboard;
+    struct cache cache;
+    struct wqueue queue;
+};
+
+/* Create (anonymous shared mapping) and lay out a fresh segment. Returns
+ * false with a logged error when the memory cannot be had. */
+bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint64_t queue_bytes);
+
+void shm_destroy(struct shm *shm);
+
+#define STAT_ADD(shm, field, n) __atomic_fetch_add(&(shm)->hdr->stats.field, (n), __ATOMIC_RELAXED)
+#define STAT_GET(shm, field) __atomic_load_n(&(shm)->hdr->stats.field, __ATOMIC_RELAXED)
+
+/* Process-shared, robust, error-checking mutex. */
+void shm_mutex_init(pthread_mutex_t *m);
+
+/* Lock; a mutex whose owner died is made consistent and the event counted
+ * in *recovered (the caller logs it after unlocking: no I/O under locks). */
+void shm_mutex_lock(pthread_mutex_t *m, unsigned *recovered);
+void shm_mutex_unlock(pthread_mutex_t *m);
+
+#endif

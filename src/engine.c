@@ -1,0 +1,231 @@
+/*
+ * engine.c - one request, start to finish:
+ *   1. only request=smtpd_access_policy in quota.protocol_state with a
+ *      sasl_username counts; everything else gets action_accept;
+ *   2. under the sender's cache lock: a Postfix instance already counted
+ *      gets the same answer again; otherwise decide, queue the write-back
+ *      record (the commit point), then add to the counters;
+ *   3. after the lock: wake the writer, log the anchor's line, reply.
+ * A failure of ours (cache full, queue full, a sender the database cannot
+ * store) answers on_error and is logged and counted as an error.
+ */
+#include "engine.h"
+#include "config.h"
+#include "log.h"
+#include "policy.h"
+#include "quota.h"
+#include "shm.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SENDER_MAX_CHARS 255    /* ratelimits.sender is varchar(255) */
+
+/* What the locked section decided, for the log line and the reply. */
+struct decision {
+    struct msg_record *rec;
+    uint64_t instance;
+    struct wqueue *queue;
+    bool count_blocked;
+    uint32_t quota_default;
+    /* results */
+    bool duplicate, blocked, first_block, queue_full;
+    uint32_t msg_counter, rcpt_counter, quota;
+};
+
+static uint64_t instance_hash(const char *s)
+{
+    uint64_t h = 14695981039346656037ull;
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+static uint32_t monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)ts.tv_sec;
+}
+
+#ifdef RG_TEST_HOOKS
+/* Test builds only: hold the sender's lock this long, so a test can kill a
+ * worker inside the critical section. */
+static void test_hold_lock(void)
+{
+    static long ms = -1;
+    if (ms < 0) {
+        const char *v = getenv("RATEGUARD_TEST_HOLD_LOCK_MS");
+        ms = v ? strtol(v, NULL, 10) : 0;
+    }
+    if (ms > 0)
+        usleep((useconds_t)ms * 1000);
+}
+#else
+#define test_hold_lock() ((void)0)
+#endif
+
+/* Runs under the sender's stripe lock: no I/O here. */
+static void decide_locked(struct cache_entry *e, bool created, void *arg)
+{
+    struct decision *d = arg;
+
+    if (created) {
+        e->quota = e->quota_reset = d->quota_default;
+    }
+    for (int i = 0; d->instance && i < CACHE_INSTANCES; i++)
+        if (e->instance[i] == d->instance) {
+            d->duplicate = true;
+            d->blocked = e->instance_blocked[i];
+            d->msg_counter = e->msg_counter;
+            d->rcpt_counter = e->rcpt_counter;
+            d->quota = e->quota;
+            return;
+        }
+
+    struct quota_decision q = quota_decide(e->quota, e->msg_counter, e->rcpt_counter,
+                                           d->rec->rcpt_count, d->count_blocked);
+    d->rec->blocked = q.blocked;
+    d->rec->msg_delta = q.msg_delta;
+    d->rec->rcpt_delta = q.rcpt_delta;
+    if (!wqueue_push(d->queue, d->rec)) {
+        d->queue_full = true;
+        return;
+    }
+    test_hold_lock();
+    e->msg_counter = quota_sat_add(e->msg_counter, q.msg_delta);
+    e->rcpt_counter = quota_sat_add(e->rcpt_counter, q.rcpt_delta);
+    e->msg_total = quota_sat_add(e->msg_total, q.msg_delta);
+    e->rcpt_total = quota_sat_add(e->rcpt_total, q.rcpt_delta);
+    e->unwritten_msg = quota_sat_add(e->unwritten_msg, q.msg_delta);
+    e->unwritten_rcpt = quota_sat_add(e->unwritten_rcpt, q.rcpt_delta);
+    if (d->instance) {
+        e->instance[e->instance_next] = d->instance;
+        e->instance_blocked[e->instance_next] = q.blocked;
+        e->instance_next = (uint8_t)((e->instance_next + 1) % CACHE_INSTANCES);
+    }
+    d->blocked = q.blocked;
+    d->first_block = quota_first_block(q.blocked, &e->block_notified);
+    d->msg_counter = e->msg_counter;
+    d->rcpt_counter = e->rcpt_counter;
+    d->quota = e->quota;
+}
+
+static size_t format_reply(const char *action, char *reply, size_t size)
+{
+    int n = snprintf(reply, size, "action=%s\n\n", action);
+    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
+static size_t answer_error(struct engine *eng, char *reply, size_t size)
+{
+    STAT_ADD(eng->shm, errors, 1);
+    return format_reply(eng->cfg->on_error, reply, size);
+}
+
+/* The anchor's log line, with the right queue id whatever the concurrency:
+ * every value comes from this request. */
+static void log_counted(const struct policy_request *req, const struct decision *d, uint32_t rcpt)
+{
+    char qid[64], cname[128], caddr[64], helo[128], method[32], user[192], from[192], to[192];
+
+    log_safe_copy(qid, sizeof(qid), req->queue_id[0] ? req->queue_id : "NOQUEUE", 40);
+    log_safe_copy(cname, sizeof(cname), req->client_name[0] ? req->client_name : "unknown", 100);
+    log_safe_copy(caddr, sizeof(caddr), req->client_address, 45);
+    log_safe_copy(helo, sizeof(helo), req->helo_name, 100);
+    log_safe_copy(method, sizeof(method), req->sasl_method, 20);
+    log_safe_copy(user, sizeof(user), req->sasl_username, 160);
+    log_safe_copy(from, sizeof(from), req->sender, 160);
+    log_safe_copy(to, sizeof(to), req->recipient, 160);
+    uint32_t used = d->msg_counter > d->rcpt_counter ? d->msg_counter : d->rcpt_counter;
+    log_info("%s: client=%s[%s], helo=%s, sasl_method=%s, sasl_username=%s, from=%s, to=%s, "
+             "recipient_count=%u, curr_count=%u/%u, status=%s%s%s",
+             qid, cname, caddr, helo, method, user, from, to, rcpt, used, d->quota,
+             d->blocked ? "BLOCKED" : "ACCEPTED", d->first_block ? " (QUOTA_LIMIT_REACHED)" : "",
+             d->duplicate ? " (ALREADY_COUNTED)" : "");
+}
+
+size_t engine_answer(struct engine *eng, const struct policy_request *req, const char *peer,
+                     char *reply, size_t size)
+{
+    const struct rg_config *cfg = eng->cfg;
+    struct shm *shm = eng->shm;
+    unsigned long rcpt = 0;
+
+    STAT_ADD(shm, requests, 1);
+    if (strcmp(req->request, "smtpd_access_policy") != 0 ||
+        strcasecmp(req->protocol_state, cfg->quota.protocol_state) != 0 || req->sasl_username[0] == '\0')
+        return format_reply(cfg->action_accept, reply, size);
+
+    long chars = utf8_chars(req->sasl_username);
+    if (chars < 0 || chars > SENDER_MAX_CHARS) {
+        char user[192];
+        log_safe_copy(user, sizeof(user), req->sasl_username, 160);
+        log_error("client %s: sasl_username=%s cannot be stored in the database (%s); answering %s",
+                  peer, user, chars < 0 ? "not valid UTF-8" : "longer than 255 characters", cfg->on_error);
+        return answer_error(eng, reply, size);
+    }
+    if (!parse_ulong(req->recipient_count, UINT32_MAX, &rcpt)) {
+        char raw[64];
+        log_safe_copy(raw, sizeof(raw), req->recipient_count, 40);
+        log_warning("client %s: queue_id=%s: recipient_count='%s' is not a number, counting 0 recipients",
+                    peer, req->queue_id, raw);
+        rcpt = 0;
+    }
+
+    /* The messages row: values made safe for their utf8mb4 columns. */
+    char msgid[256 * 4], caddr[46], cname[256 * 4];
+    utf8_sanitize(msgid, sizeof(msgid), req->queue_id, 255);
+    utf8_sanitize(caddr, sizeof(caddr), req->client_address, 45);
+    utf8_sanitize(cname, sizeof(cname), req->client_name, 255);
+    static char from[POLICY_MAX_LINE + 1], to[POLICY_MAX_LINE + 1];
+    utf8_sanitize(from, sizeof(from), req->sender, POLICY_MAX_LINE);
+    utf8_sanitize(to, sizeof(to), req->recipient, POLICY_MAX_LINE);
+
+    struct msg_record rec = {
+        .created_at = (int64_t)time(NULL), .rcpt_count = (uint32_t)rcpt,
+        .quota_default = (uint32_t)cfg->quota.dflt, .sender = req->sasl_username, .msgid = msgid,
+        .from_addr = from, .to_addr = to, .client_address = caddr, .client_name = cname,
+    };
+    struct decision d = {
+        .rec = &rec, .instance = instance_hash(req->instance), .count_blocked = cfg->quota.count_blocked,
+        .quota_default = (uint32_t)cfg->quota.dflt, .queue = &shm->queue,
+    };
+    char key[CACHE_KEY_SIZE];
+    cache_make_key(req->sasl_username, key);
+
+    enum cache_result cr = cache_apply(&shm->cache, key, true, monotonic_seconds(), decide_locked, &d);
+    if (shm->cache.recovered || shm->queue.recovered) {
+        STAT_ADD(shm, locks_recovered, shm->cache.recovered + shm->queue.recovered);
+        log_warning("recovered %u shared lock(s) left by a process that died holding them",
+                    shm->cache.recovered + shm->queue.recovered);
+        shm->cache.recovered = shm->queue.recovered = 0;
+    }
+    if (cr == CACHE_FULL) {
+        log_error("cache full: all %u entries have unwritten counts; answering %s for %s",
+                  shm->cache.sh->capacity, cfg->on_error, key);
+        return answer_error(eng, reply, size);
+    }
+    if (d.queue_full) {
+        log_error("write-back queue full (%llu records waiting); answering %s",
+                  (unsigned long long)wqueue_depth(&shm->queue), cfg->on_error);
+        return answer_error(eng, reply, size);
+    }
+    if (!d.duplicate) {
+        wqueue_wake(&shm->queue);
+        STAT_ADD(shm, counted, 1);
+        if (d.blocked)
+            STAT_ADD(shm, blocked, 1);
+        else
+            STAT_ADD(shm, accepted, 1);
+    }
+    log_counted(req, &d, (uint32_t)rcpt);
+    return format_reply(d.blocked ? cfg->action_blocked : cfg->action_accept, reply, size);
+}

@@ -1,0 +1,32 @@
+/*
+ * quota.c - the quota decision (pure: no clock, no I/O).
+ */
+#include "quota.h"
+
+uint32_t quota_sat_add(uint32_t a, uint32_t b)
+{
+    return a > UINT32_MAX - b ? UINT32_MAX : a + b;
+}
+
+struct quota_decision quota_decide(uint32_t quota, uint32_t msg_counter, uint32_t rcpt_counter,
+                                   uint32_t rcpt, bool count_blocked)
+{
+    struct quota_decision d;
+    d.blocked = quota_sat_add(msg_counter, 1) > quota || quota_sat_add(rcpt_counter, rcpt) > quota;
+    bool count = !d.blocked || count_blocked;
+    d.msg_delta = count ? 1 : 0;
+    d.rcpt_delta = count ? rcpt : 0;
+    return d;
+}
+
+bool quota_first_block(bool blocked, uint8_t *notified)
+{
+    if (!blocked) {
+        *notified = 0;
+        return false;
+    }
+    if (*notified)
+        return false;
+    *notified = 1;
+    return true;
+}

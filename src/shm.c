@@ -1,0 +1,83 @@
+/*
+ * shm.c - creating the shared segment and the robust mutex helpers.
+ * The segment is an anonymous shared mapping made by the master before it
+ * forks, so only rateguard's own processes can reach it.
+ */
+#include "shm.h"
+#include "log.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static size_t align64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
+bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint64_t queue_bytes)
+{
+    size_t off_scoreboard = align64(sizeof(struct shm_header));
+    size_t off_cache = align64(off_scoreboard + (size_t)workers * sizeof(struct worker_slot));
+    size_t off_queue = align64(off_cache + cache_region_size(cache_entries));
+    size_t total = align64(off_queue + wqueue_region_size(queue_bytes));
+
+    void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        log_error("mmap(%zu bytes of shared memory): %s", total, strerror(errno));
+        return false;
+    }
+    memset(shm, 0, sizeof(*shm));
+    shm->hdr = p;
+    shm->size = total;
+    struct shm_header *h = shm->hdr;
+    h->magic = SHM_MAGIC;
+    h->version = SHM_VERSION;
+    h->total_size = total;
+    h->off_scoreboard = off_scoreboard;
+    h->off_cache = off_cache;
+    h->off_queue = off_queue;
+
+    h->scoreboard.slots = workers;
+    shm->scoreboard.sh = &h->scoreboard;
+    shm->scoreboard.slot = (struct worker_slot *)((char *)p + off_scoreboard);
+    cache_layout(&shm->cache, &h->cache, (char *)p + off_cache, cache_entries, true);
+    wqueue_layout(&shm->queue, &h->queue, (char *)p + off_queue, queue_bytes, true, -1);
+    return true;
+}
+
+void shm_destroy(struct shm *shm)
+{
+    if (shm->hdr)
+        munmap(shm->hdr, shm->size);
+    shm->hdr = NULL;
+}
+
+void shm_mutex_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+}
+
+void shm_mutex_lock(pthread_mutex_t *m, unsigned *recovered)
+{
+    int rc = pthread_mutex_lock(m);
+    if (rc == EOWNERDEAD) {
+        /* The holder died inside its critical section. Every writer of
+         * shared state orders its stores so that what it leaves is usable;
+         * take the lock over. */
+        pthread_mutex_consistent(m);
+        (*recovered)++;
+    } else if (rc != 0) {
+        log_panic("pthread_mutex_lock: %s", strerror(rc));
+    }
+}
+
+void shm_mutex_unlock(pthread_mutex_t *m)
+{
+    pthread_mutex_unlock(m);
+}

@@ -1,0 +1,159 @@
+/*
+ * status.c - formats the status dump. The cache is copied entry by entry
+ * under each stripe lock, then sorted and written with no lock held.
+ */
+#include "status.h"
+#include "cache.h"
+#include "config.h"
+#include "json.h"
+#include "log.h"
+#include "rateguard.h"
+#include "shm.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct snapshot {
+    struct cache_entry *rows;
+    size_t count, size;
+};
+
+static void collect(struct cache_entry *e, bool created, void *arg)
+{
+    struct snapshot *s = arg;
+    (void)created;
+    if (s->count == s->size) {
+        s->size = s->size ? s->size * 2 : 256;
+        s->rows = xrealloc(s->rows, s->size * sizeof(*s->rows));
+    }
+    s->rows[s->count++] = *e;
+}
+
+static int by_key(const void *a, const void *b)
+{
+    return strcmp(((const struct cache_entry *)a)->key, ((const struct cache_entry *)b)->key);
+}
+
+static bool is_blocked(const struct cache_entry *e)
+{
+    return e->msg_counter > e->quota || e->rcpt_counter > e->quota;
+}
+
+struct pool_counts {
+    unsigned busy, idle, running;
+};
+
+static struct pool_counts count_workers(struct shm *shm)
+{
+    struct pool_counts p = {0, 0, 0};
+    for (uint32_t i = 0; i < shm->scoreboard.sh->slots; i++) {
+        uint8_t st = __atomic_load_n(&shm->scoreboard.slot[i].state, __ATOMIC_RELAXED);
+        if (st == SLOT_BUSY)
+            p.busy++;
+        else if (st == SLOT_IDLE || st == SLOT_STARTING)
+            p.idle++;
+        if (st != SLOT_FREE)
+            p.running++;
+    }
+    return p;
+}
+
+static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                       struct pool_counts p, time_t started)
+{
+    fprintf(f, "rateguard %s, pid %ld, up %ld s\n", RATEGUARD_VERSION, (long)getpid(),
+            (long)(time(NULL) - started));
+    fprintf(f, "%-40s %10s %10s %10s %10s %10s %-8s %s\n", "sender", "quota", "messages", "recipients",
+            "msg_total", "rcpt_total", "state", "unwritten");
+    for (size_t i = 0; i < s->count; i++) {
+        const struct cache_entry *e = &s->rows[i];
+        fprintf(f, "%-40s %10u %10u %10u %10u %10u %-8s %u/%u\n", e->key, e->quota, e->msg_counter,
+                e->rcpt_counter, e->msg_total, e->rcpt_total, is_blocked(e) ? "BLOCKED" : "ok",
+                e->unwritten_msg, e->unwritten_rcpt);
+    }
+    fprintf(f, "workers: %u busy, %u idle, %u running (min %ld, max %ld)\n", p.busy, p.idle, p.running,
+            cfg->workers.min, cfg->workers.max);
+    fprintf(f, "requests: %llu served, %llu counted, %llu accepted, %llu blocked, %llu errors, "
+               "%llu malformed, %llu refused\n",
+            (unsigned long long)STAT_GET(shm, requests), (unsigned long long)STAT_GET(shm, counted),
+            (unsigned long long)STAT_GET(shm, accepted), (unsigned long long)STAT_GET(shm, blocked),
+            (unsigned long long)STAT_GET(shm, errors), (unsigned long long)STAT_GET(shm, malformed),
+            (unsigned long long)STAT_GET(shm, refused));
+    fprintf(f, "database: %llu writes pending, %llu written, %llu failed transactions\n",
+            (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
+            (unsigned long long)STAT_GET(shm, db_errors));
+    fprintf(f, "cache: %u of %u entries used\n", cache_used(&shm->cache), shm->cache.sh->capacity);
+}
+
+static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                       struct pool_counts p, time_t started)
+{
+    fprintf(f, "{\"version\":\"%s\",\"pid\":%ld,\"uptime\":%ld,\"senders\":[", RATEGUARD_VERSION,
+            (long)getpid(), (long)(time(NULL) - started));
+    for (size_t i = 0; i < s->count; i++) {
+        const struct cache_entry *e = &s->rows[i];
+        fprintf(f, "%s{\"sender\":", i ? "," : "");
+        json_write_string(f, e->key);
+        fprintf(f, ",\"quota\":%u,\"quota_reset\":%u,\"quota_locked\":%s,\"msg_counter\":%u,"
+                   "\"rcpt_counter\":%u,\"msg_total\":%u,\"rcpt_total\":%u,\"blocked\":%s,"
+                   "\"unwritten_msg\":%u,\"unwritten_rcpt\":%u}",
+                e->quota, e->quota_reset, e->locked ? "true" : "false", e->msg_counter, e->rcpt_counter,
+                e->msg_total, e->rcpt_total, is_blocked(e) ? "true" : "false", e->unwritten_msg,
+                e->unwritten_rcpt);
+    }
+    fprintf(f, "],\"workers\":{\"busy\":%u,\"idle\":%u,\"running\":%u,\"min\":%ld,\"max\":%ld},", p.busy,
+            p.idle, p.running, cfg->workers.min, cfg->workers.max);
+    fprintf(f, "\"requests\":{\"served\":%llu,\"counted\":%llu,\"accepted\":%llu,\"blocked\":%llu,"
+               "\"errors\":%llu,\"malformed\":%llu,\"refused\":%llu},",
+            (unsigned long long)STAT_GET(shm, requests), (unsigned long long)STAT_GET(shm, counted),
+            (unsigned long long)STAT_GET(shm, accepted), (unsigned long long)STAT_GET(shm, blocked),
+            (unsigned long long)STAT_GET(shm, errors), (unsigned long long)STAT_GET(shm, malformed),
+            (unsigned long long)STAT_GET(shm, refused));
+    fprintf(f, "\"database\":{\"pending\":%llu,\"written\":%llu,\"failed_transactions\":%llu},",
+            (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
+            (unsigned long long)STAT_GET(shm, db_errors));
+    fprintf(f, "\"cache\":{\"used\":%u,\"entries\":%u}}\n", cache_used(&shm->cache), shm->cache.sh->capacity);
+}
+
+/* Write to a temporary file, then rename over the old dump. */
+static bool write_file(const char *dir, const char *name, bool json, const struct rg_config *cfg,
+                       struct shm *shm, const struct snapshot *s, struct pool_counts p, time_t started)
+{
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        log_error("status: fopen(%s): %s", tmp, strerror(errno));
+        return false;
+    }
+    if (json)
+        write_json(f, cfg, shm, s, p, started);
+    else
+        write_text(f, cfg, shm, s, p, started);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        log_error("status: writing %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return false;
+    }
+    return true;
+}
+
+bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started)
+{
+    struct snapshot s = {NULL, 0, 0};
+
+    cache_foreach(&shm->cache, collect, &s);
+    qsort(s.rows, s.count, sizeof(*s.rows), by_key);
+    struct pool_counts p = count_workers(shm);
+    bool ok = write_file(cfg->state_dir, "status.txt", false, cfg, shm, &s, p, started) &&
+              write_file(cfg->state_dir, "status.json", true, cfg, shm, &s, p, started);
+    free(s.rows);
+    if (ok)
+        log_info("status: %zu cached sender(s) written to %s/status.txt", s.count, cfg->state_dir);
+    return ok;
+}

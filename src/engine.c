@@ -56,20 +56,29 @@ static uint32_t monotonic_seconds(void)
 }
 
 #ifdef RG_TEST_HOOKS
-/* Test builds only: hold the sender's lock this long, so a test can kill a
- * worker inside the critical section. */
-static void test_hold_lock(void)
+/* Test builds only (build/rateguard-testhooks): with
+ * RATEGUARD_TEST_HOLD_LOCK="sender:milliseconds:pidfile", a counted message
+ * of that sender holds its cache lock that long after queueing, having
+ * written the worker's pid to pidfile, so a test can kill the worker
+ * inside the critical section. Once only: not while pidfile exists. */
+static void test_hold_lock(const char *sender)
 {
-    static long ms = -1;
-    if (ms < 0) {
-        const char *v = getenv("RATEGUARD_TEST_HOLD_LOCK_MS");
-        ms = v ? strtol(v, NULL, 10) : 0;
-    }
-    if (ms > 0)
-        usleep((useconds_t)ms * 1000);
+    const char *spec = getenv("RATEGUARD_TEST_HOLD_LOCK");
+    char who[256], pidfile[1024];
+    long ms;
+
+    if (spec == NULL || sscanf(spec, "%255[^:]:%ld:%1023s", who, &ms, pidfile) != 3 ||
+        strcmp(who, sender) != 0)
+        return;
+    FILE *f = fopen(pidfile, "wx");
+    if (f == NULL)
+        return;
+    fprintf(f, "%ld\n", (long)getpid());
+    fclose(f);
+    usleep((useconds_t)ms * 1000);
 }
 #else
-#define test_hold_lock() ((void)0)
+#define test_hold_lock(sender) ((void)0)
 #endif
 
 /* Runs under the sender's stripe lock: no I/O here. */
@@ -95,22 +104,27 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     d->rec->blocked = q.blocked;
     d->rec->msg_delta = q.msg_delta;
     d->rec->rcpt_delta = q.rcpt_delta;
+    /* Order matters if this process dies here: once the record is queued
+     * the database will count it; remembering the instance right after
+     * makes Postfix's retry of the unanswered request a duplicate, not a
+     * second count. The cache counters follow; if they are lost, the
+     * writer's refresh restores them from the database. */
     if (!wqueue_push(d->queue, d->rec)) {
         d->queue_full = true;
         return;
     }
-    test_hold_lock();
+    if (d->instance) {
+        e->instance[e->instance_next] = d->instance;
+        e->instance_blocked[e->instance_next] = q.blocked;
+        e->instance_next = (uint8_t)((e->instance_next + 1) % CACHE_INSTANCES);
+    }
+    test_hold_lock(d->rec->sender);
     e->msg_counter = quota_sat_add(e->msg_counter, q.msg_delta);
     e->rcpt_counter = quota_sat_add(e->rcpt_counter, q.rcpt_delta);
     e->msg_total = quota_sat_add(e->msg_total, q.msg_delta);
     e->rcpt_total = quota_sat_add(e->rcpt_total, q.rcpt_delta);
     e->unwritten_msg = quota_sat_add(e->unwritten_msg, q.msg_delta);
     e->unwritten_rcpt = quota_sat_add(e->unwritten_rcpt, q.rcpt_delta);
-    if (d->instance) {
-        e->instance[e->instance_next] = d->instance;
-        e->instance_blocked[e->instance_next] = q.blocked;
-        e->instance_next = (uint8_t)((e->instance_next + 1) % CACHE_INSTANCES);
-    }
     d->blocked = q.blocked;
     d->first_block = quota_first_block(q.blocked, &e->block_notified);
     d->msg_counter = e->msg_counter;

@@ -47,7 +47,7 @@ sub dbh {
     my $dsn = "DBI:MariaDB:mariadb_socket=$ENV{RG_DB_SOCKET}";
     $dsn .= ";database=$name" if defined $name;
     return DBI->connect($dsn, $ENV{RG_DB_USER}, $ENV{RG_DB_PASSWORD},
-                        { RaiseError => 1, PrintError => 0, AutoCommit => 1 });
+                        { RaiseError => 1, PrintError => 0, AutoCommit => 1, AutoInactiveDestroy => 1 });
 }
 
 # Drop and create database rg_NAME; returns its name.
@@ -135,14 +135,16 @@ sub run_rateguard {
 }
 
 # Start the daemon in the foreground (as a child) and wait until it
-# accepts connections. Returns the master's pid.
+# accepts connections. Returns the master's pid. %opt: binary (default the
+# daemon), env (extra environment).
 sub start_daemon {
-    my ($c, @args) = @_;
+    my ($c, %opt) = @_;
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         open STDOUT, '>>', "$c->{log}.stdout";
         open STDERR, '>>', "$c->{log}.stdout";
-        exec(rateguard(), '-c', $c->{path}, '-f', @args, 'run') or die "exec: $!";
+        $ENV{$_} = $opt{env}{$_} for keys %{ $opt{env} // {} };
+        exec($opt{binary} // rateguard(), '-c', $c->{path}, '-f', 'run') or die "exec: $!";
     }
     my $deadline = time + 10;
     while (time < $deadline) {

@@ -220,6 +220,8 @@ void worker_main(const struct worker_ctx *ctx)
             log_panic("poll: %s", strerror(errno));
         if (p[ls->count].revents)
             break;                  /* the master died */
+        if (retire_requested(ctx))
+            break;                  /* leave new connections to fresh workers */
 
         for (size_t i = 0; i < ls->count && ready > 0 && !stop_requested; i++) {
             if (!(p[i].revents & POLLIN))

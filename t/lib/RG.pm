@@ -17,6 +17,9 @@ our @EXPORT_OK = qw(wait_until rateguard build_dir fresh_database migrated_datab
                     start_daemon stop_daemon policy_connect policy_request policy_send
                     free_port test_dir request_text slurp);
 
+# Bytes read past the end of a reply, per socket (pipelined replies).
+my %pending;
+
 sub build_dir {
     my $b = $ENV{RG_BUILD} or die "RG_BUILD is not set: run the tests with `make test`\n";
     return $b;
@@ -175,6 +178,7 @@ sub policy_connect {
     my ($c) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port}, Timeout => 5)
         or die "connect 127.0.0.1:$c->{port}: $!";
+    delete $pending{fileno($s)};
     return $s;
 }
 
@@ -223,13 +227,16 @@ sub policy_send {
 
 sub read_reply {
     my ($sock) = @_;
-    my $reply = '';
-    while ($reply !~ /\n\n\z/) {
-        my $n = sysread($sock, my $buf, 4096);
-        return $reply if !$n;
-        $reply .= $buf;
+    my $key = fileno($sock) // -1;
+    my $buf = delete $pending{$key} // '';
+    while ($buf !~ /\n\n/) {
+        my $n = sysread($sock, my $chunk, 4096);
+        return $buf if !$n;
+        $buf .= $chunk;
     }
-    return $reply;
+    my $end = index($buf, "\n\n") + 2;
+    $pending{$key} = substr($buf, $end) if $end < length $buf;
+    return substr($buf, 0, $end);
 }
 
 sub policy_request {

@@ -1,0 +1,75 @@
+/*
+ * 04-quota.c - the quota rules (PolicydRateGuard's vectors), saturation,
+ * count_blocked, and when the first-block notification fires.
+ */
+#include "quota.h"
+#include "tap.h"
+
+static void test_facts_vectors(void)
+{
+    uint32_t msg = 0, rcpt = 0;
+    const uint32_t rcpts[] = {3, 2, 1, 1};
+    const bool want[] = {false, false, true, true};
+
+    for (int i = 0; i < 4; i++) {
+        struct quota_decision d = quota_decide(5, msg, rcpt, rcpts[i], true);
+        is_long(d.blocked, want[i], "quota 5, message %d with %u recipients: %s", i + 1, rcpts[i],
+                want[i] ? "blocked" : "accepted");
+        msg += d.msg_delta;
+        rcpt += d.rcpt_delta;
+    }
+    is_long(msg, 4, "msg_counter 4");
+    is_long(rcpt, 7, "rcpt_counter 7");
+
+    msg = rcpt = 0;
+    int blocked_at = 0;
+    for (int i = 1; i <= 6 && !blocked_at; i++) {
+        struct quota_decision d = quota_decide(5, msg, rcpt, 0, true);
+        msg += d.msg_delta;
+        if (d.blocked)
+            blocked_at = i;
+    }
+    is_long(blocked_at, 6, "six 0-recipient messages: the sixth is blocked");
+    ok(quota_decide(5, 0, 0, 6, true).blocked, "a first message with 6 recipients is blocked");
+    ok(!quota_decide(5, 0, 0, 5, true).blocked, "5 recipients fit quota 5");
+    ok(quota_decide(0, 0, 0, 0, true).blocked, "quota 0 blocks everything");
+}
+
+static void test_count_blocked(void)
+{
+    struct quota_decision d = quota_decide(5, 5, 5, 1, false);
+    ok(d.blocked, "count_blocked false: blocked");
+    is_long(d.msg_delta, 0, "count_blocked false: nothing added");
+    is_long(d.rcpt_delta, 0, "count_blocked false: no recipients added");
+    d = quota_decide(5, 5, 5, 1, true);
+    is_long(d.msg_delta, 1, "count_blocked true: message added");
+    d = quota_decide(5, 1, 1, 2, false);
+    is_long(d.rcpt_delta, 2, "count_blocked false: accepted messages still count");
+}
+
+static void test_saturation(void)
+{
+    is_long(quota_sat_add(UINT32_MAX - 1, 5), UINT32_MAX, "saturating add caps");
+    is_long(quota_sat_add(1, 2), 3, "saturating add adds");
+    struct quota_decision d = quota_decide(UINT32_MAX, UINT32_MAX, 0, 0, true);
+    ok(!d.blocked, "counters at the maximum do not wrap into acceptance or blocking");
+}
+
+static void test_first_block(void)
+{
+    uint8_t notified = 0;
+    ok(!quota_first_block(false, &notified), "accepted: no notification");
+    ok(quota_first_block(true, &notified), "first block: notification");
+    ok(!quota_first_block(true, &notified), "second block: none");
+    ok(!quota_first_block(false, &notified), "accepted again (quota raised)");
+    ok(quota_first_block(true, &notified), "blocked again after that: notification again");
+}
+
+int main(void)
+{
+    test_facts_vectors();
+    test_count_blocked();
+    test_saturation();
+    test_first_block();
+    return done_testing();
+}

@@ -20,6 +20,11 @@ void log_close(void);
 /* Reopen the log file (after logrotate moved it). */
 void log_reopen(void);
 
+/* Share a generation counter (in shared memory) so that every process
+ * reopens the file at its next message once the master bumps it. */
+void log_share_generation(unsigned *generation);
+void log_bump_generation(void);
+
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)

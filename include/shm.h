@@ -43,6 +43,7 @@ struct shm_header {
     uint32_t version;
     uint64_t total_size;
     pid_t master_pid;
+    unsigned log_generation;    /* bumped on SIGUSR2: every process reopens its log */
     uint64_t off_scoreboard, off_cache, off_queue;
     struct shm_stats stats;
     struct scoreboard_shared scoreboard;

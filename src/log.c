@@ -23,6 +23,8 @@ static struct {
     int level;
     int file_fd;
     char file_path[4096];
+    unsigned *shared_generation;    /* bumped by the master on SIGUSR2 */
+    unsigned generation;            /* the one our file_fd belongs to */
 } logstate = {.use_console = true, .level = LOG_INFO, .file_fd = -1};
 
 static const char *level_name(int level)
@@ -70,6 +72,19 @@ void log_close(void)
     logstate.opened = false;
 }
 
+void log_share_generation(unsigned *generation)
+{
+    logstate.shared_generation = generation;
+    logstate.generation = __atomic_load_n(generation, __ATOMIC_RELAXED);
+}
+
+void log_bump_generation(void)
+{
+    if (logstate.shared_generation)
+        __atomic_fetch_add(logstate.shared_generation, 1, __ATOMIC_RELAXED);
+    log_reopen();
+}
+
 void log_reopen(void)
 {
     if (logstate.file_fd >= 0)
@@ -86,6 +101,11 @@ static void log_write(int level, const char *fmt, va_list ap)
     if (level > logstate.level)
         return;
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (logstate.shared_generation &&
+        __atomic_load_n(logstate.shared_generation, __ATOMIC_RELAXED) != logstate.generation) {
+        logstate.generation = __atomic_load_n(logstate.shared_generation, __ATOMIC_RELAXED);
+        log_reopen();
+    }
 
     if (logstate.opened && logstate.use_syslog)
         syslog(level, "%s%s%s", level <= LOG_WARNING ? level_name(level) : "",
@@ -106,8 +126,8 @@ static void log_write(int level, const char *fmt, va_list ap)
             len = sizeof(line) - 1;
             line[len - 1] = '\n';
         }
+        /* A full disk must not stop mail: a failed write is dropped. */
         if (logstate.file_fd >= 0 && write(logstate.file_fd, line, (size_t)len) < 0) {
-            /* A full disk must not stop mail: keep going, say it once on stderr. */
         }
         if (logstate.use_console && write(STDERR_FILENO, line, (size_t)len) < 0) {
         }

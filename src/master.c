@@ -351,6 +351,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     if (!shm_create(&m.shm, (uint32_t)cfg->workers.max, (uint32_t)cfg->cache.entries, QUEUE_BYTES))
         log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
     m.shm.hdr->master_pid = getpid();
+    log_share_generation(&m.shm.hdr->log_generation);
     privileges_drop(uid, gid);
     writer_preload(cfg, &m.shm);
 
@@ -381,7 +382,8 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
         }
         if (got_usr2) {
             got_usr2 = 0;
-            log_reopen();
+            log_bump_generation();
+            log_notice("log file reopened");
         }
         if (got_usr1) {
             got_usr1 = 0;

@@ -137,6 +137,18 @@ sub run_rateguard {
     return ($? >> 8, slurp("$dir/out.txt"), slurp("$dir/err.txt"));
 }
 
+# Daemons started by this test script; any still running when the script
+# ends (a failed test, a die) are stopped, so nothing outlives the suite.
+my %started;
+END {
+    for my $pid (keys %started) {
+        next unless kill 0, $pid;
+        kill 'TERM', $pid;
+        for (1 .. 100) { last if waitpid($pid, WNOHANG) == $pid; sleep 0.05; }
+        if (kill 0, $pid) { kill 'KILL', $pid; waitpid($pid, 0); }
+    }
+}
+
 # Start the daemon in the foreground (as a child) and wait until it
 # accepts connections. Returns the master's pid. %opt: binary (default the
 # daemon), env (extra environment).
@@ -149,6 +161,7 @@ sub start_daemon {
         $ENV{$_} = $opt{env}{$_} for keys %{ $opt{env} // {} };
         exec($opt{binary} // rateguard(), '-c', $c->{path}, '-f', 'run') or die "exec: $!";
     }
+    $started{$pid} = 1;
     my $deadline = time + 10;
     while (time < $deadline) {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port});
@@ -166,7 +179,10 @@ sub stop_daemon {
     kill 'TERM', $pid;
     my $deadline = time + ($timeout // 15);
     while (time < $deadline) {
-        return $? >> 8 if waitpid($pid, WNOHANG) == $pid;
+        if (waitpid($pid, WNOHANG) == $pid) {
+            delete $started{$pid};
+            return $? >> 8;
+        }
         sleep 0.02;
     }
     kill 'KILL', $pid;

@@ -21,7 +21,8 @@ void log_close(void);
 void log_reopen(void);
 
 /* Share a generation counter (in shared memory) so that every process
- * reopens the file at its next message once the master bumps it. */
+ * reopens the file at its next message once the master bumps it. NULL
+ * stops sharing (before the memory goes away). */
 void log_share_generation(unsigned *generation);
 void log_bump_generation(void);
 

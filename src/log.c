@@ -75,7 +75,8 @@ void log_close(void)
 void log_share_generation(unsigned *generation)
 {
     logstate.shared_generation = generation;
-    logstate.generation = __atomic_load_n(generation, __ATOMIC_RELAXED);
+    if (generation)
+        logstate.generation = __atomic_load_n(generation, __ATOMIC_RELAXED);
 }
 
 void log_bump_generation(void)

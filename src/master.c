@@ -398,6 +398,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     if (left > 0)
         log_error("stopped with %llu record(s) not written to the database",
                   (unsigned long long)left);
+    log_share_generation(NULL);
     shm_destroy(&m.shm);
     pidfile_release(m.cfg->pidfile, m.pidfile_fd);
     log_notice("stopped");

@@ -173,7 +173,8 @@ sub start_daemon {
     die "rateguard did not accept connections within 10 s";
 }
 
-# TERM the daemon and wait; returns its exit code (undef on timeout).
+# TERM the daemon and wait; returns its exit code, "signal N" if a signal
+# ended it, undef on timeout.
 sub stop_daemon {
     my ($pid, $timeout) = @_;
     kill 'TERM', $pid;
@@ -181,7 +182,7 @@ sub stop_daemon {
     while (time < $deadline) {
         if (waitpid($pid, WNOHANG) == $pid) {
             delete $started{$pid};
-            return $? >> 8;
+            return $? & 127 ? 'signal ' . ($? & 127) : $? >> 8;
         }
         sleep 0.02;
     }

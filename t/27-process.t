@@ -41,8 +41,8 @@ sub uid_of {
     return $uid;
 }
 
+ok(wait_until(sub { children_of($pid) >= 4 }, 10), 'master has workers and a writer');
 my @kids = children_of($pid);
-cmp_ok(scalar @kids, '>=', 4, 'master has workers and a writer');
 SKIP: {
     skip 'privilege drop needs root', 2 if $> != 0;
     is(uid_of($pid), scalar getpwnam('nobody'), 'master runs as the configured user');

@@ -162,15 +162,19 @@ sub start_daemon {
         exec($opt{binary} // rateguard(), '-c', $c->{path}, '-f', 'run') or die "exec: $!";
     }
     $started{$pid} = 1;
+    # Up when it says so in its log (after the privilege drop, with its
+    # workers forked) and accepts connections.
     my $deadline = time + 10;
     while (time < $deadline) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port});
-        if ($s) { close $s; return $pid; }
         die "rateguard exited early:\n" . slurp("$c->{log}.stdout")
             if waitpid($pid, WNOHANG) == $pid;
+        if (slurp($c->{log}) =~ /started \(pid $pid,/) {
+            my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port});
+            if ($s) { close $s; return $pid; }
+        }
         sleep 0.02;
     }
-    die "rateguard did not accept connections within 10 s";
+    die "rateguard did not start within 10 s:\n" . slurp("$c->{log}.stdout");
 }
 
 # TERM the daemon and wait; returns its exit code, "signal N" if a signal

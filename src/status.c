@@ -148,7 +148,8 @@ bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started)
     struct snapshot s = {NULL, 0, 0};
 
     cache_foreach(&shm->cache, collect, &s);
-    qsort(s.rows, s.count, sizeof(*s.rows), by_key);
+    if (s.count > 1)
+        qsort(s.rows, s.count, sizeof(*s.rows), by_key);
     struct pool_counts p = count_workers(shm);
     bool ok = write_file(cfg->state_dir, "status.txt", false, cfg, shm, &s, p, started) &&
               write_file(cfg->state_dir, "status.json", true, cfg, shm, &s, p, started);

@@ -1,0 +1,17 @@
+/*
+ * period.h - calendar arithmetic for quota.reset_schedule (pure: the time
+ * is passed in). Boundaries are in local time, as the Perl ancestor had
+ * them: hourly = the next full hour, daily = next midnight, weekly = next
+ * Sunday 00:00, monthly = the 1st of next month 00:00.
+ */
+#ifndef RG_PERIOD_H
+#define RG_PERIOD_H
+
+#include <time.h>
+
+#include "config.h"
+
+/* The first boundary strictly after now; 0 for RESET_NONE. */
+time_t period_next_boundary(enum reset_schedule schedule, time_t now);
+
+#endif

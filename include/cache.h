@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CACHE_KEY_SIZE 164      /* bytes, NUL included; longer senders are hashed */
+#define CACHE_KEY_SIZE 154      /* bytes, NUL included; longer senders are hashed */
 #define CACHE_INSTANCES 2       /* recently counted messages remembered per sender */
 
 struct cache_entry {
@@ -29,7 +29,9 @@ struct cache_entry {
     uint32_t msg_total, rcpt_total;
     uint32_t unwritten_msg, unwritten_rcpt;  /* queued, not yet committed */
     uint64_t instance[CACHE_INSTANCES];      /* hashes of counted Postfix instances */
+    int64_t reset_us;           /* last period reset of this sender (unix microseconds) */
     uint32_t last_used;         /* monotonic seconds */
+    uint16_t seen;              /* refresh round that last found the row */
     uint8_t instance_blocked[CACHE_INSTANCES];
     uint8_t in_use, locked, block_notified, referenced;
     uint8_t instance_next, key_len;
@@ -78,6 +80,10 @@ enum cache_result cache_apply(struct cache *c, const char *key, bool create, uin
 
 /* Call fn on every entry in use, each under its stripe lock. */
 void cache_foreach(struct cache *c, cache_fn fn, void *arg);
+
+/* Remove every entry for which drop() says so (under its stripe lock). */
+typedef bool (*cache_pred)(const struct cache_entry *e, void *arg);
+uint32_t cache_sweep(struct cache *c, cache_pred drop, void *arg);
 
 /* Entries in use. */
 uint32_t cache_used(struct cache *c);

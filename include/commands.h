@@ -13,5 +13,6 @@ struct rg_config;
 int command_migrate(const struct rg_config *cfg);
 int command_cleanup(const struct rg_config *cfg);
 int command_status(const struct rg_config *cfg, bool json);
+int command_reload_cache(const struct rg_config *cfg);
 
 #endif

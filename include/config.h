@@ -86,6 +86,14 @@ void config_free(struct rg_config *cfg);
  */
 bool config_print_value(const struct rg_config *cfg, const char *name, FILE *out);
 
+/* The name this configuration's files carry ("rateguard-<hash of the
+ * config file's path>"), so that two instances on one host never share a
+ * queue, spool or state file. */
+void config_instance_name(const struct rg_config *cfg, char *buf, size_t size);
+
+/* state_dir/<instance name><suffix> */
+void config_state_path(const struct rg_config *cfg, const char *suffix, char *buf, size_t size);
+
 /* Call fn for every parameter's qualified name ("quota.default"), in the
  * order of rateguard.conf. */
 void config_each_name(void (*fn)(const char *name, void *arg), void *arg);

@@ -10,12 +10,17 @@
 
 #include <stdbool.h>
 #include <syslog.h>
+#include <sys/types.h>
 
 struct rg_config;
 
 /* Before log_open() messages go to stderr only. */
 void log_open(const struct rg_config *cfg, bool console);
 void log_close(void);
+
+/* Give the log file to the account the daemon drops to, so that it can
+ * reopen it later (called as root, before the drop). */
+void log_file_owner(uid_t uid, gid_t gid);
 
 /* Reopen the log file (after logrotate moved it). */
 void log_reopen(void);

@@ -44,11 +44,13 @@ struct shm_header {
     uint64_t total_size;
     pid_t master_pid;
     unsigned log_generation;    /* bumped on SIGUSR2: every process reopens its log */
-    uint64_t off_scoreboard, off_cache, off_queue;
+    uint64_t off_scoreboard, off_cache;
+    uint32_t refresh_requests;  /* bumped to make the writer re-read every row */
+    uint32_t reset_pending;     /* the writer owes the database a period reset */
+    int64_t reset_boundary_us;  /* ... at this time (reset_at of the rows) */
     struct shm_stats stats;
     struct scoreboard_shared scoreboard;
     struct cache_shared cache;
-    struct wqueue_shared queue;
 };
 
 /* A process's view of the mapped segment. */
@@ -61,8 +63,9 @@ struct shm {
 };
 
 /* Create (anonymous shared mapping) and lay out a fresh segment. Returns
- * false with a logged error when the memory cannot be had. */
-bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint64_t queue_bytes);
+ * false with a logged error when the memory cannot be had. The queue is
+ * opened separately with wqueue_open(). */
+bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries);
 
 void shm_destroy(struct shm *shm);
 

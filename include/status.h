@@ -1,7 +1,7 @@
 /*
  * status.h - the status dump: on SIGUSR1 the master writes the cache
- * table and the daemon's counters to state_dir/status.txt and
- * state_dir/status.json (each replaced atomically); `rateguard status`
+ * table and the daemon's counters to state_dir/<instance>.status.txt and
+ * .status.json (each replaced atomically); `rateguard status`
  * sends the signal, waits for the new file and prints it.
  */
 #ifndef RG_STATUS_H

@@ -1,11 +1,14 @@
 /*
- * wqueue.h - the write-back queue: a byte ring buffer in shared memory of
- * variable-length records, appended by workers and drained by the writer.
- * A record leaves the queue only after the writer committed it, so a
- * writer that dies mid-transaction loses nothing.
+ * wqueue.h - the write-back queue: a byte ring of variable-length records
+ * in a file-backed shared mapping (state_dir/rateguard-<instance>.queue),
+ * appended by workers and drained by the writer. Being a file, it outlives
+ * a crash of the whole daemon (and a reboot): the next start finds every
+ * record the killed daemon had answered for and writes it.
  *
- * A message record carries everything the writer needs: the sender, the
- * counter deltas and the fields of its `messages` row.
+ * A record leaves the queue only after the writer committed it. Records
+ * are numbered (epoch, seq): the epoch is the creation time of the queue
+ * file in microseconds, seq counts up; the writer records the last number
+ * it committed in the same transaction, so a replay is never counted twice.
  */
 #ifndef RG_WQUEUE_H
 #define RG_WQUEUE_H
@@ -15,26 +18,36 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define WQUEUE_MAGIC 0x52475751u        /* "RGWQ" */
+#define WQUEUE_VERSION 1
+
+/* The file's header; the ring follows at WQUEUE_DATA_OFFSET. */
 struct wqueue_shared {
-    pthread_mutex_t lock;
+    uint32_t magic, version;
     uint64_t capacity;          /* bytes of the ring */
+    uint64_t epoch;             /* microseconds when the file was made */
+    uint64_t checksum;          /* of the four fields above */
+    pthread_mutex_t lock;
     uint64_t head, tail;        /* monotonic byte positions */
     uint64_t records;           /* records between head and tail */
     uint64_t next_seq;          /* sequence number of the next record */
     uint32_t writer_sleeping;   /* the writer waits on wake_fd */
 };
 
+#define WQUEUE_DATA_OFFSET 4096
+
 struct wqueue {
     struct wqueue_shared *sh;
     char *ring;
+    size_t map_size;
     int wake_fd;                /* eventfd the writer sleeps on */
     unsigned recovered;
 };
 
 /* A counted message, as queued. Strings are NUL-terminated, borrowed. */
 struct msg_record {
-    uint64_t seq;               /* set by wqueue_push */
-    int64_t created_at;         /* unix time of the decision */
+    uint64_t epoch, seq;        /* set by wqueue_push */
+    int64_t created_us;         /* unix time of the decision, microseconds */
     uint32_t rcpt_count;        /* recipients of this message */
     uint32_t msg_delta, rcpt_delta;
     uint32_t quota_default;     /* quota of the row if the sender is new */
@@ -42,21 +55,33 @@ struct msg_record {
     const char *sender, *msgid, *from_addr, *to_addr, *client_address, *client_name;
 };
 
-size_t wqueue_region_size(uint64_t capacity);
-void wqueue_layout(struct wqueue *q, struct wqueue_shared *sh, void *region, uint64_t capacity,
-                   bool init, int wake_fd);
+enum wqueue_open_result { WQUEUE_CREATED, WQUEUE_RECOVERED, WQUEUE_FAILED };
 
-/* Append a record (assigning rec->seq). False when the ring has no room. */
+/*
+ * Map the queue file at path, creating it (capacity bytes of ring) if it
+ * does not exist. An existing file is checked (magic, version, checksum,
+ * positions, every record's size) and kept with its records; one that
+ * fails a check is refused, never trusted: WQUEUE_FAILED with the reason
+ * in err. Only one process may open it (the pidfile lock guarantees it).
+ */
+enum wqueue_open_result wqueue_open(struct wqueue *q, const char *path, uint64_t capacity,
+                                    char *err, size_t errsize);
+
+/* Unmap; with remove_if_empty, delete the file when no record is left. */
+void wqueue_close(struct wqueue *q, const char *path, bool remove_if_empty);
+
+/* Append a record (assigning rec->epoch and rec->seq). False when the
+ * ring has no room. */
 bool wqueue_push(struct wqueue *q, struct msg_record *rec);
 
 /* Wake the writer if it sleeps (after a push, outside any lock). */
 void wqueue_wake(struct wqueue *q);
 
 /*
- * Writer side. A cursor walks records from the head without removing them;
- * wqueue_next copies the next one into buf (which then owns the strings)
- * (*used bytes of it) and returns false at the end or when buf is too small. wqueue_release drops everything before the
- * cursor once it is committed.
+ * Reading. A cursor walks records from the head without removing them;
+ * wqueue_next copies the next one into buf (which then owns the strings,
+ * *used bytes of it) and returns false at the end or when buf is too
+ * small. wqueue_release drops everything before the cursor once committed.
  */
 struct wqueue_cursor {
     uint64_t pos;
@@ -69,6 +94,14 @@ bool wqueue_next(struct wqueue *q, struct wqueue_cursor *cur, char *buf, size_t 
 void wqueue_release(struct wqueue *q, const struct wqueue_cursor *cur);
 
 uint64_t wqueue_depth(struct wqueue *q);
+uint64_t wqueue_bytes(struct wqueue *q);
+
+/* A record's portable encoding (for the spool file): encode writes at most
+ * WQUEUE_MAX_RECORD bytes and returns the size; decode parses one encoded
+ * record from buf (strings point into buf), returning its size or 0 when
+ * buf does not start with a valid record. */
+size_t wqueue_encode(const struct msg_record *rec, char *buf);
+size_t wqueue_decode(char *buf, size_t len, struct msg_record *rec);
 
 /* Largest encoded record. */
 #define WQUEUE_MAX_RECORD (70 * 1024)

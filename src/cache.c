@@ -138,14 +138,24 @@ static void free_entry(struct cache *c, uint32_t i)
     shm_mutex_unlock(&c->sh->alloc_lock);
 }
 
+/* An entry whose loss would change a decision if its sender came back
+ * before the writer's refresh: blocked, or with a quota of its own. */
+static bool precious(const struct cache_entry *e)
+{
+    return e->msg_counter > e->quota || e->rcpt_counter > e->quota || e->quota != e->quota_reset ||
+           e->locked;
+}
+
 /* Clock sweep: give every entry a second chance, evict idle entries whose
- * counts are written. Holds one stripe at a time. Returns entries freed. */
+ * counts are written, plain ones first (precious ones only when there is
+ * nothing else). Holds one stripe at a time. Returns entries freed. */
 static uint32_t evict(struct cache *c, uint32_t want)
 {
     uint32_t freed = 0;
     uint32_t n = c->sh->capacity;
 
-    for (uint32_t step = 0; step < 2 * n && freed < want; step++) {
+    for (uint32_t step = 0; step < 4 * n && freed < want; step++) {
+        bool spare_precious = step < 2 * n;
         uint32_t idx = __atomic_fetch_add(&c->sh->clock_hand, 1, __ATOMIC_RELAXED) % n;
         struct cache_entry *e = &c->entry[idx];
         uint32_t hash = __atomic_load_n(&e->hash, __ATOMIC_RELAXED);
@@ -156,7 +166,7 @@ static uint32_t evict(struct cache *c, uint32_t want)
         if (e->in_use && e->hash == hash) {
             if (e->referenced) {
                 e->referenced = 0;
-            } else if (e->unwritten_msg == 0 && e->unwritten_rcpt == 0) {
+            } else if (e->unwritten_msg == 0 && e->unwritten_rcpt == 0 && !(spare_precious && precious(e))) {
                 uint32_t *link = &c->bucket[bucket];
                 while (*link != 0 && *link != idx + 1)
                     link = &c->entry[*link - 1].next;
@@ -223,6 +233,28 @@ void cache_foreach(struct cache *c, cache_fn fn, void *arg)
             fn(&c->entry[i - 1], false, arg);
         shm_mutex_unlock(lock);
     }
+}
+
+uint32_t cache_sweep(struct cache *c, cache_pred drop, void *arg)
+{
+    uint32_t removed = 0;
+    for (uint32_t b = 0; b < c->sh->buckets; b++) {
+        pthread_mutex_t *lock = stripe_of(c, b);
+        shm_mutex_lock(lock, &c->recovered);
+        uint32_t *link = &c->bucket[b];
+        while (*link != 0) {
+            uint32_t i = *link;
+            struct cache_entry *e = &c->entry[i - 1];
+            if (drop(e, arg)) {
+                *link = e->next;
+                free_entry(c, i);
+                removed++;
+            } else
+                link = &e->next;
+        }
+        shm_mutex_unlock(lock);
+    }
+    return removed;
 }
 
 uint32_t cache_used(struct cache *c)

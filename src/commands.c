@@ -4,6 +4,7 @@
  * returns a documented exit code.
  */
 #include "commands.h"
+#include "cachesync.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int command_migrate(const struct rg_config *cfg)
@@ -41,75 +43,105 @@ int command_migrate(const struct rg_config *cfg)
     return RG_EXIT_OK;
 }
 
-/* The period reset, done in the database (PolicydRateGuard's cleanup):
- * counters to zero, quota back to quota_reset unless locked, totals and
- * updated_at kept; messages older than midnight message_retention days
- * ago purged. */
+/* Signal the running daemon and wait until it replaces path (rename:
+ * a new inode, or a new modification time). */
+static bool signal_and_wait(pid_t pid, int sig, const char *path, int timeout_ms)
+{
+    struct stat before, now;
+    bool had = stat(path, &before) == 0;
+
+    if (kill(pid, sig) < 0) {
+        fprintf(stderr, "rateguard: kill(%ld): %s\n", (long)pid, strerror(errno));
+        return false;
+    }
+    for (int waited = 0; waited < timeout_ms; waited += 10) {
+        if (stat(path, &now) == 0 &&
+            (!had || now.st_ino != before.st_ino || now.st_mtim.tv_sec != before.st_mtim.tv_sec ||
+             now.st_mtim.tv_nsec != before.st_mtim.tv_nsec))
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+/* Have a running daemon re-read every sender (SIGWINCH); wait for it. */
+static int refresh_running_daemon(const struct rg_config *cfg, const char *what, int failure_code)
+{
+    char ack[4200];
+    pid_t pid = pidfile_running(cfg->pidfile);
+
+    if (pid == 0)
+        return -1;
+    config_state_path(cfg, ".refreshed", ack, sizeof(ack));
+    if (!signal_and_wait(pid, SIGWINCH, ack, 30000)) {
+        log_error("%s: the running daemon (pid %ld) did not confirm re-reading the database within 30 s",
+                  what, (long)pid);
+        return failure_code;
+    }
+    log_info("%s: the running daemon (pid %ld) re-read every sender from the database", what, (long)pid);
+    return RG_EXIT_OK;
+}
+
+/* The period reset (PolicydRateGuard's cleanup): in the database, counters
+ * to zero, quota back to quota_reset unless locked, totals and updated_at
+ * kept, reset_at now; messages older than midnight message_retention days
+ * ago purged. Then a running daemon's cache follows at once. */
 int command_cleanup(const struct rg_config *cfg)
 {
-    char err[1024], sql[512];
+    char err[1024];
+    unsigned long long reset, purged;
+    struct timespec ts;
     MYSQL *db = db_connect(cfg, err, sizeof(err));
 
     if (db == NULL) {
         log_error("cleanup: %s", err);
         return RG_EXIT_CLEANUP;
     }
-    bool ok = db_exec(db,
-                      "UPDATE `ratelimits` SET `msg_counter` = 0, `rcpt_counter` = 0, "
-                      "`quota` = IF(`quota_locked`, `quota`, `quota_reset`), `updated_at` = `updated_at`",
-                      err, sizeof(err));
-    my_ulonglong reset = ok ? mysql_affected_rows(db) : 0, purged = 0;
-    if (ok && cfg->message_retention > 0) {
-        snprintf(sql, sizeof(sql),
-                 "DELETE FROM `messages` WHERE `created_at` < CURDATE() - INTERVAL %ld DAY",
-                 cfg->message_retention);
-        ok = db_exec(db, sql, err, sizeof(err));
-        purged = ok ? mysql_affected_rows(db) : 0;
-    }
+    mysql_autocommit(db, 0);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    bool ok = cachesync_db_reset(db, now_us, cfg->message_retention, &reset, &purged, err, sizeof(err));
     mysql_close(db);
     if (!ok) {
         log_error("cleanup: %s", err);
         return RG_EXIT_CLEANUP;
     }
-    log_info("cleanup: %llu sender(s) reset, %llu message(s) purged",
-             (unsigned long long)reset, (unsigned long long)purged);
-    return RG_EXIT_OK;
+    log_info("cleanup: %llu sender(s) reset, %llu message(s) purged", reset, purged);
+    int rc = refresh_running_daemon(cfg, "cleanup", RG_EXIT_CLEANUP);
+    return rc < 0 ? RG_EXIT_OK : rc;
+}
+
+int command_reload_cache(const struct rg_config *cfg)
+{
+    int rc = refresh_running_daemon(cfg, "reload-cache", RG_EXIT_RUNTIME);
+    if (rc < 0) {
+        fprintf(stderr, "rateguard: not running (no daemon holds %s)\n", cfg->pidfile);
+        return RG_EXIT_RUNNING;
+    }
+    return rc;
 }
 
 /* Ask the master for a dump (SIGUSR1) and print it once the new file
- * is in place (it is renamed over the old one: a new inode). */
+ * is in place. */
 int command_status(const struct rg_config *cfg, bool json)
 {
     char path[4200];
-    struct stat before, now;
     pid_t pid = pidfile_running(cfg->pidfile);
 
     if (pid == 0) {
         fprintf(stderr, "rateguard: not running (no daemon holds %s)\n", cfg->pidfile);
         return RG_EXIT_RUNNING;
     }
-    snprintf(path, sizeof(path), "%s/%s", cfg->state_dir, json ? "status.json" : "status.txt");
-    bool had = stat(path, &before) == 0;
-    if (kill(pid, SIGUSR1) < 0) {
-        fprintf(stderr, "rateguard: kill(%ld, SIGUSR1): %s\n", (long)pid, strerror(errno));
+    config_state_path(cfg, json ? ".status.json" : ".status.txt", path, sizeof(path));
+    FILE *f;
+    if (!signal_and_wait(pid, SIGUSR1, path, 5000) || (f = fopen(path, "r")) == NULL) {
+        fprintf(stderr, "rateguard: pid %ld did not write %s within 5 s\n", (long)pid, path);
         return RG_EXIT_RUNTIME;
     }
-    for (int waited_ms = 0; waited_ms < 5000; waited_ms += 10) {
-        if (stat(path, &now) == 0 && (!had || now.st_ino != before.st_ino ||
-                                      now.st_mtim.tv_nsec != before.st_mtim.tv_nsec ||
-                                      now.st_mtim.tv_sec != before.st_mtim.tv_sec)) {
-            FILE *f = fopen(path, "r");
-            if (f == NULL)
-                break;
-            char buf[65536];
-            size_t n;
-            while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-                fwrite(buf, 1, n, stdout);
-            fclose(f);
-            return RG_EXIT_OK;
-        }
-        usleep(10000);
-    }
-    fprintf(stderr, "rateguard: pid %ld did not write %s within 5 s\n", (long)pid, path);
-    return RG_EXIT_RUNTIME;
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        fwrite(buf, 1, n, stdout);
+    fclose(f);
+    return RG_EXIT_OK;
 }

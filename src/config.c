@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
 #include <syslog.h>
 
 enum param_type { P_INT, P_BOOL, P_STR, P_LIST };
@@ -512,6 +513,21 @@ bool config_print_value(const struct rg_config *c, const char *qname, FILE *out)
     }
     }
     return true;
+}
+
+void config_instance_name(const struct rg_config *cfg, char *buf, size_t size)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)cfg->path; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    snprintf(buf, size, "rateguard-%016llx", (unsigned long long)h);
+}
+
+void config_state_path(const struct rg_config *cfg, const char *suffix, char *buf, size_t size)
+{
+    char name[64];
+    config_instance_name(cfg, name, sizeof(name));
+    snprintf(buf, size, "%s/%s%s", cfg->state_dir, name, suffix);
 }
 
 void config_each_name(void (*fn)(const char *name, void *arg), void *arg)

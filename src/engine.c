@@ -48,6 +48,13 @@ static uint64_t instance_hash(const char *s)
     return h ? h : 1;
 }
 
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static uint32_t monotonic_seconds(void)
 {
     struct timespec ts;
@@ -204,7 +211,7 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     utf8_sanitize(to, sizeof(to), req->recipient, POLICY_MAX_LINE);
 
     struct msg_record rec = {
-        .created_at = (int64_t)time(NULL), .rcpt_count = (uint32_t)rcpt,
+        .created_us = now_us(), .rcpt_count = (uint32_t)rcpt,
         .quota_default = (uint32_t)cfg->quota.dflt, .sender = req->sasl_username, .msgid = msgid,
         .from_addr = from, .to_addr = to, .client_address = caddr, .client_name = cname,
     };

@@ -72,6 +72,12 @@ void log_close(void)
     logstate.opened = false;
 }
 
+void log_file_owner(uid_t uid, gid_t gid)
+{
+    if (logstate.file_fd >= 0 && geteuid() == 0 && fchown(logstate.file_fd, uid, gid) < 0)
+        fprintf(stderr, "rateguard: warning: fchown(%s): %s\n", logstate.file_path, strerror(errno));
+}
+
 void log_share_generation(unsigned *generation)
 {
     logstate.shared_generation = generation;

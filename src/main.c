@@ -28,6 +28,7 @@ static void usage(FILE *out)
             "  status    print the running daemon's cache and counters\n"
             "  cleanup   reset the period counters and purge old messages\n"
             "  migrate   create or upgrade the database schema\n"
+            "  reload-cache  make the running daemon re-read every sender from the database\n"
             "\n"
             "Options:\n"
             "  -c, --config FILE    configuration file (default " RATEGUARD_DEFAULT_CONFIG ")\n"
@@ -78,11 +79,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "rateguard: unexpected argument '%s'\n", argv[optind]);
         return RG_EXIT_USAGE;
     }
-    if (strcmp(command, "run") != 0 && strcmp(command, "status") != 0 &&
-        strcmp(command, "cleanup") != 0 && strcmp(command, "migrate") != 0) {
-        fprintf(stderr, "rateguard: unknown command '%s' (run, status, cleanup, migrate)\n", command);
+    if (strcmp(command, "run") != 0 && strcmp(command, "status") != 0 && strcmp(command, "cleanup") != 0 &&
+        strcmp(command, "migrate") != 0 && strcmp(command, "reload-cache") != 0) {
+        fprintf(stderr, "rateguard: unknown command '%s' (run, status, cleanup, migrate, reload-cache)\n",
+                command);
         return RG_EXIT_USAGE;
     }
+
+    /* The absolute path: it survives daemonize()'s chdir and names this
+     * instance's state files. */
+    char *absolute = realpath(config_path, NULL);
+    if (absolute)
+        config_path = absolute;
 
     char err[1024];
     int exit_code;
@@ -105,6 +113,7 @@ int main(int argc, char **argv)
     } else if (strcmp(command, "run") == 0) {
         rc = master_run(cfg, foreground, config_path);
         cfg = NULL; /* the master owns and frees it */
+        absolute = NULL; /* and keeps using the path */
     } else {
         /* Operator commands log to stderr as well as to the configured sinks. */
         log_open(cfg, true);
@@ -112,10 +121,13 @@ int main(int argc, char **argv)
             rc = command_migrate(cfg);
         else if (strcmp(command, "cleanup") == 0)
             rc = command_cleanup(cfg);
+        else if (strcmp(command, "reload-cache") == 0)
+            rc = command_reload_cache(cfg);
         else
             rc = command_status(cfg, json);
         log_close();
     }
     config_free(cfg);
+    free(absolute);
     return rc;
 }

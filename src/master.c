@@ -11,9 +11,12 @@
  * the master is gone, however it died.
  */
 #include "master.h"
+#include "cachesync.h"
 #include "config.h"
+#include "db.h"
 #include "listener.h"
 #include "log.h"
+#include "period.h"
 #include "pidfile.h"
 #include "privileges.h"
 #include "rateguard.h"
@@ -38,9 +41,9 @@
 
 #define WORKER_STOP_DEADLINE_S 10   /* TERM to workers, then KILL */
 #define WRITER_STOP_DEADLINE_S 60   /* time the writer gets to drain the queue */
-#define QUEUE_BYTES (64u << 20)     /* write-back queue in shared memory */
+#define QUEUE_BYTES (64u << 20)     /* write-back queue file */
 
-static volatile sig_atomic_t got_term, got_hup, got_usr1, got_usr2, got_chld;
+static volatile sig_atomic_t got_term, got_hup, got_usr1, got_usr2, got_chld, got_winch;
 static int self_pipe[2] = {-1, -1};
 
 static void on_signal(int sig)
@@ -52,6 +55,7 @@ static void on_signal(int sig)
     case SIGUSR1: got_usr1 = 1; break;
     case SIGUSR2: got_usr2 = 1; break;
     case SIGCHLD: got_chld = 1; break;
+    case SIGWINCH: got_winch = 1; break;
     }
     if (write(self_pipe[1], "s", 1) < 0) {
         /* pipe full: the loop is already due to wake up */
@@ -63,7 +67,7 @@ static void install_signals(void)
 {
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
-    int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD};
+    int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD, SIGWINCH};
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaction(sigs[i], &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -77,12 +81,15 @@ struct master {
     int lifeline[2];
     int wake_fd;
     int pidfile_fd;
+    bool foreground;
     time_t started;
     pid_t writer_pid;
     time_t writer_backoff_until;
     int writer_backoff_s;
     time_t spawn_backoff_until;     /* workers crashing: no spawning before this */
     int spawn_backoff_s;
+    time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
+    char queue_path[4200], spool_path[4200], ack_path[4200], writer_name[512];
 };
 
 static void daemonize(void)
@@ -151,8 +158,9 @@ static void spawn_writer(struct master *m)
         close(self_pipe[1]);
         for (size_t i = 0; i < m->listeners.count; i++)
             close(m->listeners.fds[i]);
-        struct writer_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .lifeline_fd = m->lifeline[0],
-                                 .wake_fd = m->wake_fd};
+        struct writer_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .name = m->writer_name,
+                                 .spool_path = m->spool_path, .ack_path = m->ack_path,
+                                 .lifeline_fd = m->lifeline[0], .wake_fd = m->wake_fd};
         writer_main(&ctx);
     }
     m->writer_pid = pid;
@@ -206,37 +214,42 @@ static void backoff(int *seconds, time_t *until)
     *until = time(NULL) + *seconds;
 }
 
-static void reap_children(struct master *m)
+/* Book-keeping for one child that exited. */
+static void child_exited(struct master *m, pid_t pid, int status)
 {
     struct scoreboard *sb = &m->shm.scoreboard;
+    bool is_writer = pid == m->writer_pid;
+    bool served = false;
+
+    if (is_writer)
+        m->writer_pid = 0;
+    for (uint32_t i = 0; i < sb->sh->slots; i++)
+        if (sb->slot[i].pid == pid) {
+            served = sb->slot[i].connections > 0;
+            memset(&sb->slot[i], 0, sizeof(sb->slot[i]));
+        }
+    const char *who = is_writer ? "writer" : "worker";
+    if (WIFSIGNALED(status))
+        log_error("%s %ld killed by signal %d%s", who, (long)pid, WTERMSIG(status),
+                  WCOREDUMP(status) ? " (core dumped)" : "");
+    else if (WEXITSTATUS(status) != RG_EXIT_OK)
+        log_error("%s %ld exited with status %d", who, (long)pid, WEXITSTATUS(status));
+    else
+        return;
+    /* A child dying before it did any work is a crash loop in the
+     * making: slow respawning down (1, 2, 4 ... 30 s). */
+    if (is_writer)
+        backoff(&m->writer_backoff_s, &m->writer_backoff_until);
+    else if (!served)
+        backoff(&m->spawn_backoff_s, &m->spawn_backoff_until);
+}
+
+static void reap_children(struct master *m)
+{
     int status;
     pid_t pid;
-
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        bool is_writer = pid == m->writer_pid;
-        bool served = false;
-        if (is_writer)
-            m->writer_pid = 0;
-        for (uint32_t i = 0; i < sb->sh->slots; i++)
-            if (sb->slot[i].pid == pid) {
-                served = sb->slot[i].connections > 0;
-                memset(&sb->slot[i], 0, sizeof(sb->slot[i]));
-            }
-        const char *who = is_writer ? "writer" : "worker";
-        if (WIFSIGNALED(status))
-            log_error("%s %ld killed by signal %d%s", who, (long)pid, WTERMSIG(status),
-                      WCOREDUMP(status) ? " (core dumped)" : "");
-        else if (WEXITSTATUS(status) != RG_EXIT_OK)
-            log_error("%s %ld exited with status %d", who, (long)pid, WEXITSTATUS(status));
-        else
-            continue;
-        /* A child dying before it did any work is a crash loop in the
-         * making: slow respawning down (1, 2, 4 ... 30 s). */
-        if (is_writer)
-            backoff(&m->writer_backoff_s, &m->writer_backoff_until);
-        else if (!served)
-            backoff(&m->spawn_backoff_s, &m->spawn_backoff_until);
-    }
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        child_exited(m, pid, status);
 }
 
 static unsigned live_workers(struct master *m)
@@ -269,8 +282,13 @@ static void stop_children(struct master *m)
                         WORKER_STOP_DEADLINE_S);
             kill(sb->slot[i].pid, SIGKILL);
         }
-    while (live_workers(m) > 0 && waitpid(-1, NULL, 0) > 0)
-        reap_children(m);
+    while (live_workers(m) > 0) {
+        int status;
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid < 0)
+            break;
+        child_exited(m, pid, status);
+    }
 
     if (m->writer_pid == 0 && wqueue_depth(&m->shm.queue) > 0)
         spawn_writer(m);
@@ -308,9 +326,30 @@ static void reload(struct master *m)
         log_warning("reload: cache.entries and workers.max take effect at the next restart");
     if (fresh->listen.count != m->cfg->listen.count)
         log_warning("reload: listen addresses take effect at the next restart");
+    if (strcmp(fresh->pidfile, m->cfg->pidfile) != 0 || strcmp(fresh->state_dir, m->cfg->state_dir) != 0 ||
+        strcmp(fresh->user, m->cfg->user) != 0 || strcmp(fresh->group, m->cfg->group) != 0)
+        log_warning("reload: pidfile, state_dir, user and group take effect at the next restart");
     /* Keep what the running process was built around. */
     fresh->cache.entries = m->cfg->cache.entries;
     fresh->workers.max = m->cfg->workers.max;
+    struct str_list listen = fresh->listen;
+    fresh->listen = m->cfg->listen;
+    m->cfg->listen = listen;
+    struct listen_addr *addrs = fresh->listen_addrs;
+    fresh->listen_addrs = m->cfg->listen_addrs;
+    m->cfg->listen_addrs = addrs;
+    char *keep[] = {fresh->pidfile, fresh->state_dir, fresh->user, fresh->group};
+    fresh->pidfile = m->cfg->pidfile;
+    fresh->state_dir = m->cfg->state_dir;
+    fresh->user = m->cfg->user;
+    fresh->group = m->cfg->group;
+    m->cfg->pidfile = keep[0];
+    m->cfg->state_dir = keep[1];
+    m->cfg->user = keep[2];
+    m->cfg->group = keep[3];
+    log_open(fresh, m->foreground);
+    log_share_generation(&m->shm.hdr->log_generation);
+    m->next_reset = period_next_boundary(fresh->reset_schedule, time(NULL));
     struct rg_config *old = m->cfg;
     m->cfg = fresh;
     for (uint32_t i = 0; i < m->shm.scoreboard.sh->slots; i++)
@@ -318,14 +357,112 @@ static void reload(struct master *m)
             m->shm.scoreboard.slot[i].retire = 1;
     if (m->writer_pid > 0)
         kill(m->writer_pid, SIGTERM);
-    /* Listeners and their descriptors stay; only the text is the old one's. */
     config_free(old);
     log_notice("reload: configuration re-read from %s", m->config_path);
 }
 
+/* Count the queued records of a previous run into the cache (those the
+ * database does not have yet), so that decisions include them. */
+static uint64_t replay_queue(struct master *m, const struct progress *done)
+{
+    static char buf[WQUEUE_MAX_RECORD];
+    struct wqueue_cursor cur;
+    struct msg_record rec;
+    size_t len;
+    uint64_t n = 0;
+
+    wqueue_cursor_start(&m->shm.queue, &cur);
+    while (wqueue_next(&m->shm.queue, &cur, buf, sizeof(buf), &rec, &len))
+        if (!progress_covers(done, rec.epoch, rec.seq)) {
+            cachesync_replay_record(&m->shm, &rec);
+            n++;
+        }
+    return n;
+}
+
+static uint64_t replay_spool(struct master *m, const struct progress *done)
+{
+    FILE *f = fopen(m->spool_path, "r");
+    char *buf = xmalloc(WQUEUE_MAX_RECORD);
+    uint64_t n = 0;
+    size_t have = 0;
+
+    if (f == NULL) {
+        free(buf);
+        return 0;
+    }
+    for (;;) {
+        have += fread(buf + have, 1, WQUEUE_MAX_RECORD - have, f);
+        struct msg_record rec;
+        size_t used = wqueue_decode(buf, have, &rec);
+        if (used == 0)
+            break;
+        if (!progress_covers(done, rec.epoch, rec.seq)) {
+            cachesync_replay_record(&m->shm, &rec);
+            n++;
+        }
+        memmove(buf, buf + used, have - used);
+        have -= used;
+    }
+    if (have > 0)
+        log_warning("recovery: %zu byte(s) at the end of %s are not a whole record; ignored", have,
+                    m->spool_path);
+    fclose(f);
+    free(buf);
+    return n;
+}
+
+/* Fill the cache before serving: the database's rows, then what a previous
+ * run had counted but not written yet. A database down at start is not
+ * fatal: rateguard starts with what it has. */
+static void startup_sync(struct master *m)
+{
+    char err[1024];
+    struct progress done = {0, 0};
+    MYSQL *db = db_connect(m->cfg, err, sizeof(err));
+
+    if (db != NULL) {
+        if (!cachesync_read_progress(db, m->writer_name, &done, err, sizeof(err)))
+            log_error("preload: %s", err);
+        cachesync_preload(db, &m->shm);
+        mysql_close(db);
+    } else
+        log_error("preload: %s; starting with an empty cache", err);
+    uint64_t n = replay_spool(m, &done) + replay_queue(m, &done);
+    if (n > 0)
+        log_notice("recovery: %llu record(s) counted by the previous run are not in the database yet; "
+                   "they are counted in the cache and written now", (unsigned long long)n);
+}
+
+/* quota.reset_schedule: the cache at once, the database by the writer
+ * before it writes anything else. */
+static void scheduled_reset(struct master *m)
+{
+    int64_t boundary_us = (int64_t)m->next_reset * 1000000;
+    uint32_t n = cachesync_period_reset(&m->shm, boundary_us);
+
+    m->shm.hdr->reset_boundary_us = boundary_us;
+    __atomic_store_n(&m->shm.hdr->reset_pending, 1, __ATOMIC_RELEASE);
+    m->shm.queue.sh->writer_sleeping = 1;
+    wqueue_wake(&m->shm.queue);
+    log_notice("period reset (%s schedule): %u cached sender(s) reset; the database follows",
+               m->cfg->quota.reset_schedule_text, n);
+    m->next_reset = period_next_boundary(m->cfg->reset_schedule, time(NULL));
+}
+
+/* SIGWINCH (rateguard cleanup, rateguard reload-cache): the writer
+ * re-reads every row, then acknowledges. */
+static void request_refresh(struct master *m)
+{
+    __atomic_fetch_add(&m->shm.hdr->refresh_requests, 1, __ATOMIC_RELEASE);
+    m->shm.queue.sh->writer_sleeping = 1;
+    wqueue_wake(&m->shm.queue);
+}
+
 int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
 {
-    struct master m = {.cfg = cfg, .config_path = config_path, .pidfile_fd = -1};
+    struct master m = {.cfg = cfg, .config_path = config_path, .pidfile_fd = -1, .foreground = foreground};
+    char err[1024], host[256] = "localhost", instance[64];
     uid_t uid;
     gid_t gid;
     pid_t other;
@@ -348,12 +485,31 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
         pidfile_release(cfg->pidfile, m.pidfile_fd);
         log_fatal(RG_EXIT_BAD_LISTEN, "cannot listen on the configured addresses");
     }
-    if (!shm_create(&m.shm, (uint32_t)cfg->workers.max, (uint32_t)cfg->cache.entries, QUEUE_BYTES))
+    log_file_owner(uid, gid);
+    privileges_drop(uid, gid);
+
+    if (!shm_create(&m.shm, (uint32_t)cfg->workers.max, (uint32_t)cfg->cache.entries))
         log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
     m.shm.hdr->master_pid = getpid();
     log_share_generation(&m.shm.hdr->log_generation);
-    privileges_drop(uid, gid);
-    writer_preload(cfg, &m.shm);
+    config_state_path(cfg, ".queue", m.queue_path, sizeof(m.queue_path));
+    config_state_path(cfg, ".spool", m.spool_path, sizeof(m.spool_path));
+    config_state_path(cfg, ".refreshed", m.ack_path, sizeof(m.ack_path));
+    config_instance_name(cfg, instance, sizeof(instance));
+    gethostname(host, sizeof(host) - 1);
+    snprintf(m.writer_name, sizeof(m.writer_name), "%.200s/%s", host, instance);
+    switch (wqueue_open(&m.shm.queue, m.queue_path, QUEUE_BYTES, err, sizeof(err))) {
+    case WQUEUE_FAILED:
+        log_fatal(RG_EXIT_RUNTIME, "cannot use the write-back queue: %s. The file is left as it is: "
+                  "move it away to start without it (its records are then not written)", err);
+    case WQUEUE_RECOVERED:
+        log_notice("write-back queue %s reopened with %llu record(s) in it", m.queue_path,
+                   (unsigned long long)wqueue_depth(&m.shm.queue));
+        break;
+    case WQUEUE_CREATED:
+        break;
+    }
+    startup_sync(&m);
 
     m.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (m.wake_fd < 0 || pipe2(self_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(m.lifeline, O_CLOEXEC) < 0)
@@ -361,6 +517,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     m.shm.queue.wake_fd = m.wake_fd;
     install_signals();
     m.started = time(NULL);
+    m.next_reset = period_next_boundary(cfg->reset_schedule, m.started);
     log_notice("rateguard %s started (pid %ld, workers %ld..%ld, cache %ld entries)", RATEGUARD_VERSION,
                (long)getpid(), cfg->workers.min, cfg->workers.max, cfg->cache.entries);
 
@@ -389,20 +546,31 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
             got_usr1 = 0;
             status_write(m.cfg, &m.shm, m.started);
         }
+        if (got_winch) {
+            got_winch = 0;
+            request_refresh(&m);
+        }
+        if (m.next_reset && time(NULL) >= m.next_reset)
+            scheduled_reset(&m);
     }
 
     log_notice("stopping");
     stop_children(&m);
     listeners_close(m.cfg, &m.listeners, true);
     uint64_t left = wqueue_depth(&m.shm.queue);
-    if (left > 0)
-        log_error("stopped with %llu record(s) not written to the database",
-                  (unsigned long long)left);
+    struct stat st;
+    bool spooled = stat(m.spool_path, &st) == 0 && st.st_size > 0;
+    if (left > 0 || spooled)
+        log_error("stopped with records not written to the database (%llu queued%s); "
+                  "the next start writes them", (unsigned long long)left, spooled ? ", more spooled" : "");
+    else
+        unlink(m.spool_path);
+    wqueue_close(&m.shm.queue, m.queue_path, true);
     log_share_generation(NULL);
     shm_destroy(&m.shm);
     pidfile_release(m.cfg->pidfile, m.pidfile_fd);
     log_notice("stopped");
     log_close();
     config_free(m.cfg);
-    return left > 0 ? RG_EXIT_RUNTIME : RG_EXIT_OK;
+    return left > 0 || spooled ? RG_EXIT_RUNTIME : RG_EXIT_OK;
 }

@@ -15,12 +15,11 @@ static size_t align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
-bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint64_t queue_bytes)
+bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries)
 {
     size_t off_scoreboard = align64(sizeof(struct shm_header));
     size_t off_cache = align64(off_scoreboard + (size_t)workers * sizeof(struct worker_slot));
-    size_t off_queue = align64(off_cache + cache_region_size(cache_entries));
-    size_t total = align64(off_queue + wqueue_region_size(queue_bytes));
+    size_t total = align64(off_cache + cache_region_size(cache_entries));
 
     void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
@@ -36,13 +35,11 @@ bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint6
     h->total_size = total;
     h->off_scoreboard = off_scoreboard;
     h->off_cache = off_cache;
-    h->off_queue = off_queue;
 
     h->scoreboard.slots = workers;
     shm->scoreboard.sh = &h->scoreboard;
     shm->scoreboard.slot = (struct worker_slot *)((char *)p + off_scoreboard);
     cache_layout(&shm->cache, &h->cache, (char *)p + off_cache, cache_entries, true);
-    wqueue_layout(&shm->queue, &h->queue, (char *)p + off_queue, queue_bytes, true, -1);
     return true;
 }
 

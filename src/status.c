@@ -120,11 +120,11 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
 }
 
 /* Write to a temporary file, then rename over the old dump. */
-static bool write_file(const char *dir, const char *name, bool json, const struct rg_config *cfg,
-                       struct shm *shm, const struct snapshot *s, struct pool_counts p, time_t started)
+static bool write_file(const char *suffix, bool json, const struct rg_config *cfg, struct shm *shm,
+                       const struct snapshot *s, struct pool_counts p, time_t started)
 {
     char path[4200], tmp[4300];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    config_state_path(cfg, suffix, path, sizeof(path));
     snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
     if (f == NULL) {
@@ -151,10 +151,10 @@ bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started)
     if (s.count > 1)
         qsort(s.rows, s.count, sizeof(*s.rows), by_key);
     struct pool_counts p = count_workers(shm);
-    bool ok = write_file(cfg->state_dir, "status.txt", false, cfg, shm, &s, p, started) &&
-              write_file(cfg->state_dir, "status.json", true, cfg, shm, &s, p, started);
+    bool ok = write_file(".status.txt", false, cfg, shm, &s, p, started) &&
+              write_file(".status.json", true, cfg, shm, &s, p, started);
     free(s.rows);
     if (ok)
-        log_info("status: %zu cached sender(s) written to %s/status.txt", s.count, cfg->state_dir);
+        log_info("status: %zu cached sender(s) written to %s", s.count, cfg->state_dir);
     return ok;
 }

@@ -122,6 +122,7 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
     static char buf[POLICY_MAX_REQUEST];
     struct policy_scanner scanner;
     size_t len = 0;
+    bool answered = false;
     time_t idle_since = monotonic_now(), request_since = 0;
 
     policy_scanner_reset(&scanner);
@@ -145,13 +146,16 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
             len -= reqlen;
             policy_scanner_reset(&scanner);
             idle_since = request_since = monotonic_now();
+            answered = true;
         }
         if (st == POLICY_MALFORMED) {
             STAT_ADD(ctx->shm, malformed, 1);
             log_warning("client %s: malformed request (%s), disconnecting", peer, reason);
             return;
         }
-        if (stop_requested || (len == 0 && retire_requested(ctx)))
+        /* Retire between requests, never before the first: the master may
+         * have asked just as this connection arrived. */
+        if (stop_requested || (len == 0 && answered && retire_requested(ctx)))
             return;
 
         /* Between requests the idle timeout runs, inside one the read

@@ -1,21 +1,27 @@
 /*
- * wqueue.c - ring buffer of length-prefixed records. Layout of a record:
- * a fixed header (size, sequence, numbers), then the six strings with
- * their NULs, padded to 8 bytes. Positions grow forever; the byte at
- * position p lives at ring[p % capacity].
+ * wqueue.c - ring buffer of length-prefixed records in a shared file
+ * mapping. Layout of a record: a fixed header (size, epoch, sequence,
+ * numbers), then the six strings with their NULs, padded to 8 bytes.
+ * Positions grow forever; the byte at position p lives at
+ * ring[p % capacity].
  */
 #include "wqueue.h"
 #include "shm.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 struct record_header {
     uint32_t size;              /* whole record, padded */
     uint32_t rcpt_count;
-    uint64_t seq;
-    int64_t created_at;
+    uint64_t epoch, seq;
+    int64_t created_us;
     uint32_t msg_delta, rcpt_delta, quota_default;
     uint8_t blocked;
     uint8_t pad[3];
@@ -23,34 +29,21 @@ struct record_header {
 
 #define N_STRINGS 6
 
-size_t wqueue_region_size(uint64_t capacity)
+static uint64_t header_checksum(const struct wqueue_shared *sh)
 {
-    return (size_t)capacity;
+    uint64_t fields[4] = {sh->magic, sh->version, sh->capacity, sh->epoch};
+    uint64_t h = 14695981039346656037ull;
+    const unsigned char *p = (const unsigned char *)fields;
+    for (size_t i = 0; i < sizeof(fields); i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
 }
 
-void wqueue_layout(struct wqueue *q, struct wqueue_shared *sh, void *region, uint64_t capacity,
-                   bool init, int wake_fd)
+static uint64_t now_us(void)
 {
-    q->sh = sh;
-    q->ring = region;
-    q->wake_fd = wake_fd;
-    q->recovered = 0;
-    if (init) {
-        shm_mutex_init(&sh->lock);
-        sh->capacity = capacity;
-        sh->head = sh->tail = sh->records = 0;
-        sh->next_seq = 1;
-        sh->writer_sleeping = 0;
-    }
-}
-
-static void ring_write(struct wqueue *q, uint64_t pos, const void *src, size_t len)
-{
-    uint64_t cap = q->sh->capacity;
-    size_t off = (size_t)(pos % cap);
-    size_t first = len < cap - off ? len : (size_t)(cap - off);
-    memcpy(q->ring + off, src, first);
-    memcpy(q->ring, (const char *)src + first, len - first);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 }
 
 static void ring_read(struct wqueue *q, uint64_t pos, void *dst, size_t len)
@@ -62,7 +55,128 @@ static void ring_read(struct wqueue *q, uint64_t pos, void *dst, size_t len)
     memcpy((char *)dst + first, q->ring, len - first);
 }
 
-bool wqueue_push(struct wqueue *q, struct msg_record *rec)
+static void ring_write(struct wqueue *q, uint64_t pos, const void *src, size_t len)
+{
+    uint64_t cap = q->sh->capacity;
+    size_t off = (size_t)(pos % cap);
+    size_t first = len < cap - off ? len : (size_t)(cap - off);
+    memcpy(q->ring + off, src, first);
+    memcpy(q->ring, (const char *)src + first, len - first);
+}
+
+/* Everything a previous run left must add up before it is trusted. */
+static bool check_existing(struct wqueue *q, uint64_t file_size, char *err, size_t errsize)
+{
+    struct wqueue_shared *sh = q->sh;
+    if (sh->magic != WQUEUE_MAGIC || sh->version != WQUEUE_VERSION) {
+        snprintf(err, errsize, "not a rateguard queue of version %d (magic %08x, version %u)",
+                 WQUEUE_VERSION, sh->magic, sh->version);
+        return false;
+    }
+    if (sh->checksum != header_checksum(sh) || sh->capacity + WQUEUE_DATA_OFFSET != file_size) {
+        snprintf(err, errsize, "header damaged (checksum or size does not match)");
+        return false;
+    }
+    if (sh->head > sh->tail || sh->tail - sh->head > sh->capacity) {
+        snprintf(err, errsize, "positions damaged (head %llu, tail %llu)",
+                 (unsigned long long)sh->head, (unsigned long long)sh->tail);
+        return false;
+    }
+    uint64_t records = 0;
+    for (uint64_t pos = sh->head; pos < sh->tail; records++) {
+        struct record_header h;
+        ring_read(q, pos, &h, sizeof(h));
+        if (h.size < sizeof(h) + N_STRINGS || h.size > WQUEUE_MAX_RECORD || h.size % 8 != 0 ||
+            pos + h.size > sh->tail || h.epoch != sh->epoch || h.seq >= sh->next_seq) {
+            snprintf(err, errsize, "record at position %llu damaged", (unsigned long long)pos);
+            return false;
+        }
+        pos += h.size;
+    }
+    if (records != sh->records) {
+        snprintf(err, errsize, "record count damaged (%llu found, %llu expected)",
+                 (unsigned long long)records, (unsigned long long)sh->records);
+        return false;
+    }
+    return true;
+}
+
+enum wqueue_open_result wqueue_open(struct wqueue *q, const char *path, uint64_t capacity,
+                                    char *err, size_t errsize)
+{
+    struct stat st;
+    bool existed = true;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+
+    memset(q, 0, sizeof(*q));
+    q->wake_fd = -1;
+    if (fd < 0 && errno == ENOENT) {
+        existed = false;
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0 && ftruncate(fd, (off_t)(WQUEUE_DATA_OFFSET + capacity)) < 0) {
+            snprintf(err, errsize, "ftruncate(%s): %s", path, strerror(errno));
+            close(fd);
+            unlink(path);
+            return WQUEUE_FAILED;
+        }
+    }
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(err, errsize, "open(%s): %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return WQUEUE_FAILED;
+    }
+    if ((uint64_t)st.st_size < WQUEUE_DATA_OFFSET + 8) {
+        snprintf(err, errsize, "%s: too short to be a rateguard queue", path);
+        close(fd);
+        return WQUEUE_FAILED;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        snprintf(err, errsize, "mmap(%s): %s", path, strerror(errno));
+        return WQUEUE_FAILED;
+    }
+    q->sh = p;
+    q->ring = (char *)p + WQUEUE_DATA_OFFSET;
+    q->map_size = (size_t)st.st_size;
+
+    if (existed) {
+        char why[256];
+        if (!check_existing(q, (uint64_t)st.st_size, why, sizeof(why))) {
+            snprintf(err, errsize, "%s: %s", path, why);
+            munmap(p, q->map_size);
+            q->sh = NULL;
+            return WQUEUE_FAILED;
+        }
+    } else {
+        struct wqueue_shared *sh = q->sh;
+        sh->magic = WQUEUE_MAGIC;
+        sh->version = WQUEUE_VERSION;
+        sh->capacity = capacity;
+        sh->epoch = now_us();
+        sh->checksum = header_checksum(sh);
+        sh->head = sh->tail = sh->records = 0;
+        sh->next_seq = 1;
+    }
+    /* Whoever held the lock is gone (we hold the pidfile): start afresh. */
+    shm_mutex_init(&q->sh->lock);
+    q->sh->writer_sleeping = 0;
+    return existed ? WQUEUE_RECOVERED : WQUEUE_CREATED;
+}
+
+void wqueue_close(struct wqueue *q, const char *path, bool remove_if_empty)
+{
+    if (q->sh == NULL)
+        return;
+    bool empty = q->sh->records == 0;
+    munmap(q->sh, q->map_size);
+    q->sh = NULL;
+    if (remove_if_empty && empty)
+        unlink(path);
+}
+
+size_t wqueue_encode(const struct msg_record *rec, char *buf)
 {
     const char *strs[N_STRINGS] = {rec->sender, rec->msgid, rec->from_addr, rec->to_addr,
                                    rec->client_address, rec->client_name};
@@ -74,28 +188,84 @@ bool wqueue_push(struct wqueue *q, struct msg_record *rec)
     }
     total = (total + 7) & ~(size_t)7;
     if (total > WQUEUE_MAX_RECORD)
-        return false;
-
+        return 0;
     struct record_header h = {
-        .size = (uint32_t)total, .rcpt_count = rec->rcpt_count, .created_at = rec->created_at,
-        .msg_delta = rec->msg_delta, .rcpt_delta = rec->rcpt_delta,
+        .size = (uint32_t)total, .rcpt_count = rec->rcpt_count, .epoch = rec->epoch, .seq = rec->seq,
+        .created_us = rec->created_us, .msg_delta = rec->msg_delta, .rcpt_delta = rec->rcpt_delta,
         .quota_default = rec->quota_default, .blocked = rec->blocked,
     };
+    memcpy(buf, &h, sizeof(h));
+    size_t off = sizeof(h);
+    for (int i = 0; i < N_STRINGS; i++) {
+        memcpy(buf + off, strs[i] ? strs[i] : "", lens[i]);
+        off += lens[i];
+    }
+    memset(buf + off, 0, total - off);
+    return total;
+}
 
+size_t wqueue_decode(char *buf, size_t len, struct msg_record *rec)
+{
+    struct record_header h;
+
+    if (len < sizeof(h))
+        return 0;
+    memcpy(&h, buf, sizeof(h));
+    if (h.size < sizeof(h) + N_STRINGS || h.size > len || h.size > WQUEUE_MAX_RECORD)
+        return 0;
+    const char **strs[N_STRINGS] = {&rec->sender, &rec->msgid, &rec->from_addr, &rec->to_addr,
+                                    &rec->client_address, &rec->client_name};
+    char *p = buf + sizeof(h), *end = buf + h.size;
+    for (int i = 0; i < N_STRINGS; i++) {
+        char *nul = memchr(p, '\0', (size_t)(end - p));
+        if (nul == NULL)
+            return 0;
+        *strs[i] = p;
+        p = nul + 1;
+    }
+    rec->epoch = h.epoch;
+    rec->seq = h.seq;
+    rec->created_us = h.created_us;
+    rec->rcpt_count = h.rcpt_count;
+    rec->msg_delta = h.msg_delta;
+    rec->rcpt_delta = h.rcpt_delta;
+    rec->quota_default = h.quota_default;
+    rec->blocked = h.blocked;
+    return h.size;
+}
+
+/* Take the lock; if its holder died, the record count may be off by the
+ * record it was publishing: count again between head and tail. */
+static void queue_lock(struct wqueue *q)
+{
+    unsigned before = q->recovered;
     shm_mutex_lock(&q->sh->lock, &q->recovered);
+    if (q->recovered == before)
+        return;
+    uint64_t records = 0;
+    for (uint64_t pos = q->sh->head; pos < q->sh->tail; records++) {
+        struct record_header h;
+        ring_read(q, pos, &h, sizeof(h));
+        pos += h.size;
+    }
+    q->sh->records = records;
+}
+
+bool wqueue_push(struct wqueue *q, struct msg_record *rec)
+{
+    static char buf[WQUEUE_MAX_RECORD];     /* one per process: workers are single-threaded */
+
+    queue_lock(q);
     struct wqueue_shared *sh = q->sh;
-    if (sh->tail - sh->head + total > sh->capacity) {
+    rec->epoch = sh->epoch;
+    rec->seq = sh->next_seq;
+    size_t total = wqueue_encode(rec, buf);
+    if (total == 0 || sh->tail - sh->head + total > sh->capacity) {
         shm_mutex_unlock(&sh->lock);
         return false;
     }
-    h.seq = rec->seq = sh->next_seq++;
-    uint64_t pos = sh->tail;
-    ring_write(q, pos, &h, sizeof(h));
-    pos += sizeof(h);
-    for (int i = 0; i < N_STRINGS; i++) {
-        ring_write(q, pos, strs[i] ? strs[i] : "", lens[i]);
-        pos += lens[i];
-    }
+    sh->next_seq++;
+    ring_write(q, sh->tail, buf, total);
     /* Publishing the new tail is the commit point of the append. */
     sh->records++;
     __atomic_store_n(&sh->tail, sh->tail + total, __ATOMIC_RELEASE);
@@ -131,34 +301,20 @@ bool wqueue_next(struct wqueue *q, struct wqueue_cursor *cur, char *buf, size_t 
     if (cur->pos >= tail)
         return false;
     ring_read(q, cur->pos, &h, sizeof(h));
-    size_t body = h.size - sizeof(h);
-    if (h.size < sizeof(h) || body > bufsize)
+    if (h.size > bufsize)
         return false;
-    ring_read(q, cur->pos + sizeof(h), buf, body);
-
-    const char **strs[N_STRINGS] = {&rec->sender, &rec->msgid, &rec->from_addr, &rec->to_addr,
-                                    &rec->client_address, &rec->client_name};
-    char *p = buf;
-    for (int i = 0; i < N_STRINGS; i++) {
-        *strs[i] = p;
-        p += strnlen(p, (size_t)(buf + body - p)) + 1;
-    }
-    rec->seq = h.seq;
-    rec->created_at = h.created_at;
-    rec->rcpt_count = h.rcpt_count;
-    rec->msg_delta = h.msg_delta;
-    rec->rcpt_delta = h.rcpt_delta;
-    rec->quota_default = h.quota_default;
-    rec->blocked = h.blocked;
+    ring_read(q, cur->pos, buf, h.size);
+    if (wqueue_decode(buf, h.size, rec) == 0)
+        return false;
     cur->pos += h.size;
     cur->count++;
-    *used = body;
+    *used = h.size;
     return true;
 }
 
 void wqueue_release(struct wqueue *q, const struct wqueue_cursor *cur)
 {
-    shm_mutex_lock(&q->sh->lock, &q->recovered);
+    queue_lock(q);
     q->sh->records -= cur->count;
     __atomic_store_n(&q->sh->head, cur->pos, __ATOMIC_RELEASE);
     shm_mutex_unlock(&q->sh->lock);
@@ -167,4 +323,9 @@ void wqueue_release(struct wqueue *q, const struct wqueue_cursor *cur)
 uint64_t wqueue_depth(struct wqueue *q)
 {
     return __atomic_load_n(&q->sh->records, __ATOMIC_RELAXED);
+}
+
+uint64_t wqueue_bytes(struct wqueue *q)
+{
+    return __atomic_load_n(&q->sh->tail, __ATOMIC_ACQUIRE) - __atomic_load_n(&q->sh->head, __ATOMIC_ACQUIRE);
 }

@@ -1,17 +1,23 @@
 /*
- * writer.c - database write-back. One transaction per round: for each
- * record an upsert of the sender's counters as increments (creating the
- * row with the default quota if new) and an insert of its `messages` row;
- * then the touched rows are read back inside the same transaction. After
- * COMMIT the records leave the queue and the cache takes the committed
- * values plus whatever was queued meanwhile (unwritten counts).
+ * writer.c - database write-back.
  *
- * When the database fails, the transaction is rolled back, the records
- * stay queued, and the writer retries with backoff, logging the outage
- * once and its end once. All statements are prepared.
+ * One round = one transaction over up to BATCH_MAX records, oldest first
+ * (the spool file, then the queue): for each record not yet committed
+ * (rateguard_progress says which), an upsert of the sender's counters as
+ * increments (creating the row with the default quota if new; counters
+ * only if the record is not older than the row's reset_at) and an insert
+ * of its `messages` row; then the progress row and a read-back of the
+ * touched rows. After COMMIT the records leave the queue and the cache
+ * takes the committed values plus whatever is still queued.
+ *
+ * When the database fails: rollback, keep everything, retry with backoff,
+ * log the outage once and its end once. With the queue half full, the
+ * oldest records move to the spool file so that workers always find room.
+ * All statements with values are prepared.
  */
 #include "writer.h"
 #include "cache.h"
+#include "cachesync.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -21,20 +27,24 @@
 #include "util.h"
 
 #include <errno.h>
+#include <errmsg.h>
+#include <fcntl.h>
 #include <mysql.h>
 #include <mysqld_error.h>
-#include <errmsg.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define BATCH_MAX 1000              /* records per transaction */
 #define ARENA_SIZE (4u << 20)       /* copies of the records of one batch */
 #define BACKOFF_MAX_MS 5000
+#define WRITE_FAILED (-1)           /* rolled back; retry after a pause */
+#define WRITE_AGAIN (-2)            /* rolled back; a refused record goes aside next round */
 
 static volatile sig_atomic_t stop_requested;
 
@@ -44,35 +54,46 @@ static void on_term(int sig)
     stop_requested = 1;
 }
 
-/* A sender touched by the current batch. */
+/* A record of the current batch, as far as the cache is concerned. */
+struct batch_rec {
+    uint32_t sender;            /* index into touched */
+    int64_t created_us;
+    uint32_t msg_delta, rcpt_delta;
+};
+
+/* A sender touched by the current batch, read back before COMMIT. */
 struct touched {
     char key[CACHE_KEY_SIZE];
-    char *sender;               /* as written (first spelling seen) */
-    uint32_t msg_delta, rcpt_delta;
-    /* read back from the database */
-    uint64_t id;
-    uint32_t quota, quota_reset, msg_counter, rcpt_counter, msg_total, rcpt_total;
-    uint8_t locked;
+    char *sender;
+    struct db_row row;
     bool found;
 };
 
 struct writer {
     const struct writer_ctx *ctx;
     MYSQL *db;
-    MYSQL_STMT *upsert, *insert_message, *select_row;
+    MYSQL_STMT *upsert, *insert_message, *select_row, *save_progress;
+    struct progress committed;
     struct touched *touched;
     size_t n_touched;
-    char *arena;                /* the current batch's records */
+    struct batch_rec *recs;
+    size_t n_recs;
+    char *arena;
     bool outage_logged;
-    uint64_t poison_seq;        /* record refused by the database, to set aside */
+    uint64_t poison_epoch, poison_seq;  /* record refused by the database, to set aside */
     char poison_error[512];
+    int spool_fd;
+    off_t spool_read;           /* next spool byte to write to the database */
+    time_t next_refresh;
+    uint32_t refresh_seen;      /* refresh_requests already served */
 };
 
 static const char sql_upsert[] =
     "INSERT INTO `ratelimits` (`sender`, `quota`, `quota_reset`, `msg_counter`, `rcpt_counter`, "
     "`msg_total`, `rcpt_total`) VALUES (?, ?, ?, ?, ?, ?, ?) "
-    "ON DUPLICATE KEY UPDATE `msg_counter` = `msg_counter` + VALUES(`msg_counter`), "
-    "`rcpt_counter` = `rcpt_counter` + VALUES(`rcpt_counter`), "
+    "ON DUPLICATE KEY UPDATE "
+    "`msg_counter` = `msg_counter` + IF(`reset_at` IS NULL OR `reset_at` <= FROM_UNIXTIME(?), VALUES(`msg_counter`), 0), "
+    "`rcpt_counter` = `rcpt_counter` + IF(`reset_at` IS NULL OR `reset_at` <= FROM_UNIXTIME(?), VALUES(`rcpt_counter`), 0), "
     "`msg_total` = `msg_total` + VALUES(`msg_total`), "
     "`rcpt_total` = `rcpt_total` + VALUES(`rcpt_total`), `id` = LAST_INSERT_ID(`id`)";
 
@@ -81,9 +102,11 @@ static const char sql_insert_message[] =
     "`from_addr`, `to_addr`, `client_address`, `client_name`, `created_at`) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(?))";
 
-static const char sql_select_row[] =
-    "SELECT `id`, `quota`, `quota_reset`, `quota_locked`, `msg_counter`, `rcpt_counter`, "
-    "`msg_total`, `rcpt_total` FROM `ratelimits` WHERE `sender` = ?";
+static const char sql_select_row[] = "SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` WHERE `sender` = ?";
+
+static const char sql_save_progress[] =
+    "INSERT INTO `rateguard_progress` (`writer`, `epoch`, `last_seq`) VALUES (?, ?, ?) "
+    "ON DUPLICATE KEY UPDATE `epoch` = VALUES(`epoch`), `last_seq` = VALUES(`last_seq`)";
 
 static void bind_str(MYSQL_BIND *b, const char *s, unsigned long *len)
 {
@@ -108,10 +131,16 @@ static void bind_u64(MYSQL_BIND *b, uint64_t *v)
     b->is_unsigned = 1;
 }
 
+static void bind_double(MYSQL_BIND *b, double *v)
+{
+    b->buffer_type = MYSQL_TYPE_DOUBLE;
+    b->buffer = v;
+}
+
 static void disconnect(struct writer *w)
 {
-    MYSQL_STMT **stmts[] = {&w->upsert, &w->insert_message, &w->select_row};
-    for (size_t i = 0; i < 3; i++)
+    MYSQL_STMT **stmts[] = {&w->upsert, &w->insert_message, &w->select_row, &w->save_progress};
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
         if (*stmts[i]) {
             mysql_stmt_close(*stmts[i]);
             *stmts[i] = NULL;
@@ -141,32 +170,54 @@ static bool connect_db(struct writer *w, char *err, size_t errsize)
     mysql_autocommit(w->db, 0);
     if ((w->upsert = prepare(w->db, sql_upsert, err, errsize)) == NULL ||
         (w->insert_message = prepare(w->db, sql_insert_message, err, errsize)) == NULL ||
-        (w->select_row = prepare(w->db, sql_select_row, err, errsize)) == NULL) {
+        (w->select_row = prepare(w->db, sql_select_row, err, errsize)) == NULL ||
+        (w->save_progress = prepare(w->db, sql_save_progress, err, errsize)) == NULL ||
+        !cachesync_read_progress(w->db, w->ctx->name, &w->committed, err, errsize)) {
         disconnect(w);
         return false;
     }
     return true;
 }
 
-static struct touched *touch(struct writer *w, const struct msg_record *r)
+/* The errors that say "this record's values can never be stored"; every
+ * other error (connection, permissions, locks, a full disk, a cluster not
+ * ready, a missing table) is the database's state: wait and try again. */
+static bool record_refused(unsigned int code)
+{
+    return code == ER_DATA_TOO_LONG || code == ER_TRUNCATED_WRONG_VALUE_FOR_FIELD ||
+           code == ER_WARN_DATA_OUT_OF_RANGE || code == ER_DATA_OUT_OF_RANGE || code == ER_BAD_NULL_ERROR ||
+           code == ER_TRUNCATED_WRONG_VALUE || code == ER_NO_REFERENCED_ROW_2;
+}
+
+static uint32_t touch(struct writer *w, const struct msg_record *r)
 {
     char key[CACHE_KEY_SIZE];
     cache_make_key(r->sender, key);
     for (size_t i = 0; i < w->n_touched; i++)
         if (strcmp(w->touched[i].key, key) == 0)
-            return &w->touched[i];
-    struct touched *t = &w->touched[w->n_touched++];
+            return (uint32_t)i;
+    struct touched *t = &w->touched[w->n_touched];
     memset(t, 0, sizeof(*t));
     memcpy(t->key, key, sizeof(key));
     t->sender = xstrdup(r->sender);
-    return t;
+    return (uint32_t)w->n_touched++;
 }
 
-static void forget_touched(struct writer *w)
+static void batch_reset(struct writer *w)
 {
     for (size_t i = 0; i < w->n_touched; i++)
         free(w->touched[i].sender);
     w->n_touched = 0;
+    w->n_recs = 0;
+}
+
+static void batch_add(struct writer *w, const struct msg_record *r)
+{
+    struct batch_rec *b = &w->recs[w->n_recs++];
+    b->sender = touch(w, r);
+    b->created_us = r->created_us;
+    b->msg_delta = r->msg_delta;
+    b->rcpt_delta = r->rcpt_delta;
 }
 
 static bool write_record(struct writer *w, const struct msg_record *r, char *err, size_t errsize)
@@ -175,7 +226,8 @@ static bool write_record(struct writer *w, const struct msg_record *r, char *err
     unsigned long len[10];
     uint32_t quota = r->quota_default, msg = r->msg_delta, rcpt = r->rcpt_delta;
     uint32_t rcpt_count = r->rcpt_count, blocked = r->blocked;
-    uint64_t id, created = (uint64_t)r->created_at;
+    double created = (double)r->created_us / 1e6;
+    uint64_t id;
 
     memset(b, 0, sizeof(b));
     bind_str(&b[0], r->sender, &len[0]);
@@ -185,6 +237,8 @@ static bool write_record(struct writer *w, const struct msg_record *r, char *err
     bind_u32(&b[4], &rcpt);
     bind_u32(&b[5], &msg);
     bind_u32(&b[6], &rcpt);
+    bind_double(&b[7], &created);
+    bind_double(&b[8], &created);
     if (mysql_stmt_bind_param(w->upsert, b) != 0 || mysql_stmt_execute(w->upsert) != 0) {
         snprintf(err, errsize, "update ratelimits for %s: %s", r->sender, mysql_stmt_error(w->upsert));
         return false;
@@ -201,7 +255,7 @@ static bool write_record(struct writer *w, const struct msg_record *r, char *err
     bind_str(&b[6], r->to_addr, &len[6]);
     bind_str(&b[7], r->client_address, &len[7]);
     bind_str(&b[8], r->client_name, &len[8]);
-    bind_u64(&b[9], &created);
+    bind_double(&b[9], &created);
     if (mysql_stmt_bind_param(w->insert_message, b) != 0 || mysql_stmt_execute(w->insert_message) != 0) {
         snprintf(err, errsize, "insert into messages for %s: %s", r->sender,
                  mysql_stmt_error(w->insert_message));
@@ -210,143 +264,220 @@ static bool write_record(struct writer *w, const struct msg_record *r, char *err
     return true;
 }
 
+static bool save_progress(struct writer *w, const struct progress *p, char *err, size_t errsize)
+{
+    MYSQL_BIND b[3];
+    unsigned long len;
+    uint64_t epoch = p->epoch, seq = p->seq;
+
+    memset(b, 0, sizeof(b));
+    bind_str(&b[0], w->ctx->name, &len);
+    bind_u64(&b[1], &epoch);
+    bind_u64(&b[2], &seq);
+    if (mysql_stmt_bind_param(w->save_progress, b) != 0 || mysql_stmt_execute(w->save_progress) != 0) {
+        snprintf(err, errsize, "save progress: %s", mysql_stmt_error(w->save_progress));
+        return false;
+    }
+    return true;
+}
+
 static bool read_back(struct writer *w, struct touched *t, char *err, size_t errsize)
 {
-    MYSQL_BIND in[1], out[8];
-    unsigned long len;
-    uint32_t locked;
+    MYSQL_BIND in[1], out[10];
+    unsigned long len, sender_len;
+    char sender[1024];
+    uint32_t locked = 0;
+    int64_t reset_us = 0;
 
     memset(in, 0, sizeof(in));
     memset(out, 0, sizeof(out));
     bind_str(&in[0], t->sender, &len);
-    bind_u64(&out[0], &t->id);
-    bind_u32(&out[1], &t->quota);
-    bind_u32(&out[2], &t->quota_reset);
-    bind_u32(&out[3], &locked);
-    bind_u32(&out[4], &t->msg_counter);
-    bind_u32(&out[5], &t->rcpt_counter);
-    bind_u32(&out[6], &t->msg_total);
-    bind_u32(&out[7], &t->rcpt_total);
+    out[0].buffer_type = MYSQL_TYPE_STRING;
+    out[0].buffer = sender;
+    out[0].buffer_length = sizeof(sender);
+    out[0].length = &sender_len;
+    bind_u64(&out[1], &t->row.id);
+    bind_u32(&out[2], &t->row.quota);
+    bind_u32(&out[3], &t->row.quota_reset);
+    bind_u32(&out[4], &locked);
+    bind_u32(&out[5], &t->row.msg_counter);
+    bind_u32(&out[6], &t->row.rcpt_counter);
+    bind_u32(&out[7], &t->row.msg_total);
+    bind_u32(&out[8], &t->row.rcpt_total);
+    out[9].buffer_type = MYSQL_TYPE_LONGLONG;
+    out[9].buffer = &reset_us;
     if (mysql_stmt_bind_param(w->select_row, in) != 0 || mysql_stmt_execute(w->select_row) != 0 ||
         mysql_stmt_bind_result(w->select_row, out) != 0) {
         snprintf(err, errsize, "read back %s: %s", t->sender, mysql_stmt_error(w->select_row));
         return false;
     }
     int rc = mysql_stmt_fetch(w->select_row);
+    if (rc == 1) {
+        snprintf(err, errsize, "read back %s: %s", t->sender, mysql_stmt_error(w->select_row));
+        mysql_stmt_free_result(w->select_row);
+        return false;
+    }
     t->found = rc == 0 || rc == MYSQL_DATA_TRUNCATED;
-    t->locked = (uint8_t)(locked != 0);
+    if (t->found) {
+        t->row.locked = (uint8_t)(locked != 0);
+        t->row.reset_us = reset_us;
+    }
     mysql_stmt_free_result(w->select_row);
     return true;
 }
 
-/* Under the sender's lock: the committed deltas are no longer unwritten;
- * the cache takes the database's values plus what is still queued. */
+/* Under the sender's lock, after COMMIT: the batch's records of this
+ * sender are no longer queued (those made before the entry's last reset
+ * were already taken out of the queued counts by the reset); then the
+ * cache takes the database's row plus what is still queued. */
+struct committed_arg {
+    struct writer *w;
+    uint32_t sender;
+};
+
 static void apply_committed(struct cache_entry *e, bool created, void *arg)
 {
-    const struct touched *t = arg;
+    const struct committed_arg *a = arg;
+    struct writer *w = a->w;
+    struct touched *t = &w->touched[a->sender];
     (void)created;
-    e->unwritten_msg = e->unwritten_msg > t->msg_delta ? e->unwritten_msg - t->msg_delta : 0;
-    e->unwritten_rcpt = e->unwritten_rcpt > t->rcpt_delta ? e->unwritten_rcpt - t->rcpt_delta : 0;
-    if (!t->found)
-        return;
-    e->db_id = t->id;
-    e->quota = t->quota;
-    e->quota_reset = t->quota_reset;
-    e->locked = t->locked;
-    e->msg_counter = quota_sat_add(t->msg_counter, e->unwritten_msg);
-    e->rcpt_counter = quota_sat_add(t->rcpt_counter, e->unwritten_rcpt);
-    e->msg_total = quota_sat_add(t->msg_total, e->unwritten_msg);
-    e->rcpt_total = quota_sat_add(t->rcpt_total, e->unwritten_rcpt);
+
+    for (size_t i = 0; i < w->n_recs; i++) {
+        const struct batch_rec *b = &w->recs[i];
+        if (b->sender != a->sender || b->created_us < e->reset_us)
+            continue;
+        e->unwritten_msg = e->unwritten_msg > b->msg_delta ? e->unwritten_msg - b->msg_delta : 0;
+        e->unwritten_rcpt = e->unwritten_rcpt > b->rcpt_delta ? e->unwritten_rcpt - b->rcpt_delta : 0;
+    }
+    if (t->found) {
+        t->row.round = e->seen;
+        cachesync_apply_row(e, false, &t->row);
+    }
 }
 
-static uint32_t now_monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint32_t)ts.tv_sec;
-}
-
-/* MariaDB errors that say "try again later" rather than "this record can
- * never be written". */
-static bool transient_error(unsigned int code)
-{
-    return (code >= 2000 && code < 3000) || code == ER_LOCK_DEADLOCK || code == ER_LOCK_WAIT_TIMEOUT ||
-           code == ER_SERVER_SHUTDOWN || code == ER_CON_COUNT_ERROR || code == ER_OPTION_PREVENTS_STATEMENT ||
-           code == ER_QUERY_INTERRUPTED || code == 0;
-}
-
-/* A record the database refuses for good (it cannot happen with the input
- * checks in engine.c, but must never wedge the queue): kept in
- * state_dir/rejected.log with the reason, then dropped from the queue. */
+/* A record the database refuses for good (the input checks in engine.c
+ * make it unlikely, but it must never wedge the queue): kept in
+ * state_dir/rejected.log with the reason, then skipped. */
 static void set_aside(struct writer *w, const struct msg_record *r)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/rejected.log", w->ctx->cfg->state_dir);
     FILE *f = fopen(path, "a");
     if (f) {
-        fprintf(f, "seq=%llu time=%lld sender=%s msgid=%s rcpt_count=%u msg_delta=%u rcpt_delta=%u "
-                   "blocked=%u from=%s to=%s client_address=%s client_name=%s error=%s\n",
-                (unsigned long long)r->seq, (long long)r->created_at, r->sender, r->msgid,
-                r->rcpt_count, r->msg_delta, r->rcpt_delta, r->blocked, r->from_addr, r->to_addr,
-                r->client_address, r->client_name, w->poison_error);
+        fprintf(f, "epoch=%llu seq=%llu time_us=%lld sender=%s msgid=%s rcpt_count=%u msg_delta=%u "
+                   "rcpt_delta=%u blocked=%u from=%s to=%s client_address=%s client_name=%s error=%s\n",
+                (unsigned long long)r->epoch, (unsigned long long)r->seq, (long long)r->created_us,
+                r->sender, r->msgid, r->rcpt_count, r->msg_delta, r->rcpt_delta, r->blocked, r->from_addr,
+                r->to_addr, r->client_address, r->client_name, w->poison_error);
         fclose(f);
     }
     log_error("writer: record %llu for %s refused by the database (%s); kept in %s and skipped",
               (unsigned long long)r->seq, r->sender, w->poison_error, f ? path : "(unwritable: log only)");
 }
 
-#define WRITE_FAILED (-1)   /* rolled back; retry after a pause */
-#define WRITE_AGAIN (-2)    /* rolled back; a refused record is set aside next round */
+/* A source of records in age order: the spool file, then the queue. */
+struct source {
+    bool spool;
+    struct wqueue_cursor cur;   /* queue */
+    off_t off;                  /* spool */
+    char *spool_buf;
+    size_t spool_len, spool_pos;
+};
 
-/* One transaction over what is queued. Returns records taken off the
- * queue, or WRITE_FAILED / WRITE_AGAIN. */
+static bool source_next(struct writer *w, struct source *s, char *buf, size_t bufsize,
+                        struct msg_record *rec, size_t *used)
+{
+    if (!s->spool)
+        return wqueue_next(&w->ctx->shm->queue, &s->cur, buf, bufsize, rec, used);
+    if (s->spool_pos >= s->spool_len)
+        return false;
+    size_t n = wqueue_decode(s->spool_buf + s->spool_pos, s->spool_len - s->spool_pos, rec);
+    if (n == 0 || n > bufsize)
+        return false;
+    /* Strings must outlive the spool buffer's next refill: copy. */
+    memcpy(buf, s->spool_buf + s->spool_pos, n);
+    wqueue_decode(buf, n, rec);
+    s->spool_pos += n;
+    *used = n;
+    return true;
+}
+
+static off_t spool_size(struct writer *w)
+{
+    struct stat st;
+    return w->spool_fd >= 0 && fstat(w->spool_fd, &st) == 0 ? st.st_size : 0;
+}
+
+/* One transaction over the oldest records. Returns records taken, or
+ * WRITE_FAILED / WRITE_AGAIN. */
 static long write_batch(struct writer *w, char *err, size_t errsize)
 {
     struct shm *shm = w->ctx->shm;
-    struct wqueue_cursor cur;
+    struct source src = {.spool = spool_size(w) > w->spool_read};
     struct msg_record rec;
+    struct progress last = w->committed;
     size_t used = 0, len;
     long n = 0;
 
-    wqueue_cursor_start(&shm->queue, &cur);
-    forget_touched(w);
+    batch_reset(w);
+    if (src.spool) {
+        /* Read a slice of the spool; a record cut at its end waits. */
+        size_t want = ARENA_SIZE;
+        src.spool_buf = xmalloc(want);
+        ssize_t got = pread(w->spool_fd, src.spool_buf, want, w->spool_read);
+        src.spool_len = got > 0 ? (size_t)got : 0;
+    } else
+        wqueue_cursor_start(&shm->queue, &src.cur);
+
     for (;;) {
-        struct wqueue_cursor before = cur;
-        struct touched *t;
-        if (n >= BATCH_MAX ||
-            !wqueue_next(&shm->queue, &cur, w->arena + used, ARENA_SIZE - used, &rec, &len))
+        struct source before = src;
+        if (n >= BATCH_MAX || ARENA_SIZE - used < WQUEUE_MAX_RECORD ||
+            !source_next(w, &src, w->arena + used, ARENA_SIZE - used, &rec, &len))
             break;
-        if (rec.seq == w->poison_seq) {
-            if (n > 0) {        /* commit what precedes it; it goes alone next round */
-                cur = before;
-                break;
-            }
-            set_aside(w, &rec);
-            t = touch(w, &rec);
-            t->msg_delta = rec.msg_delta;
-            t->rcpt_delta = rec.rcpt_delta;
-            w->poison_seq = 0;
-            n = 1;
+        bool suspect = rec.epoch == w->poison_epoch && rec.seq == w->poison_seq;
+        if (suspect && n > 0) {     /* commit what precedes it; it goes alone next round */
+            src = before;
             break;
         }
-        if (!write_record(w, &rec, err, errsize)) {
-            MYSQL_STMT *failed = mysql_stmt_errno(w->upsert) ? w->upsert : w->insert_message;
-            if (!transient_error(mysql_stmt_errno(failed))) {
-                w->poison_seq = rec.seq;
-                snprintf(w->poison_error, sizeof(w->poison_error), "%.500s", err);
-                mysql_rollback(w->db);
-                return WRITE_AGAIN;
+        if (!progress_covers(&w->committed, rec.epoch, rec.seq)) {
+            if (!write_record(w, &rec, err, errsize)) {
+                MYSQL_STMT *failed = mysql_stmt_errno(w->upsert) ? w->upsert : w->insert_message;
+                if (record_refused(mysql_stmt_errno(failed)) && suspect) {
+                    /* Refused twice, the second time alone: set it aside. */
+                    mysql_rollback(w->db);
+                    set_aside(w, &rec);
+                    w->poison_seq = w->poison_epoch = 0;
+                    batch_add(w, &rec);
+                    last.epoch = rec.epoch;
+                    last.seq = rec.seq;
+                    n = 1;
+                    break;
+                }
+                if (record_refused(mysql_stmt_errno(failed))) {
+                    w->poison_epoch = rec.epoch;
+                    w->poison_seq = rec.seq;
+                    snprintf(w->poison_error, sizeof(w->poison_error), "%.500s", err);
+                    mysql_rollback(w->db);
+                    free(src.spool_buf);
+                    return WRITE_AGAIN;
+                }
+                goto fail;
             }
-            goto fail;
         }
-        t = touch(w, &rec);
-        t->msg_delta = quota_sat_add(t->msg_delta, rec.msg_delta);
-        t->rcpt_delta = quota_sat_add(t->rcpt_delta, rec.rcpt_delta);
+        /* Written now, written before (a replay), or set aside: in every
+         * case it leaves the queued counts. */
+        batch_add(w, &rec);
+        last.epoch = rec.epoch;
+        last.seq = rec.seq;
         used += (len + 7) & ~(size_t)7;
         n++;
     }
-    if (n == 0)
+    if (n == 0) {
+        free(src.spool_buf);
         return 0;
+    }
+    if (n > 0 && !save_progress(w, &last, err, errsize))
+        goto fail;
     for (size_t i = 0; i < w->n_touched; i++)
         if (!read_back(w, &w->touched[i], err, errsize))
             goto fail;
@@ -354,16 +485,77 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
         snprintf(err, errsize, "commit: %s", mysql_error(w->db));
         goto fail;
     }
-    wqueue_release(&shm->queue, &cur);
-    uint32_t now = now_monotonic();
-    for (size_t i = 0; i < w->n_touched; i++)
-        cache_apply(&shm->cache, w->touched[i].key, false, now, apply_committed, &w->touched[i]);
+    if (progress_covers(&last, w->committed.epoch, w->committed.seq))
+        w->committed = last;
+    /* The cache first, then the queue: dying in between leaves records
+     * that the progress row marks as written, and subtracting them again
+     * later can only undercount until the queue is empty, never overcount. */
+    uint32_t now = (uint32_t)time(NULL);
+    for (size_t i = 0; i < w->n_touched; i++) {
+        struct committed_arg a = {.w = w, .sender = (uint32_t)i};
+        cache_apply(&shm->cache, w->touched[i].key, false, now, apply_committed, &a);
+    }
+    if (src.spool) {
+        w->spool_read += (off_t)src.spool_pos;
+        if (w->spool_read >= spool_size(w)) {       /* all of it is in: start the file afresh */
+            if (ftruncate(w->spool_fd, 0) == 0)
+                w->spool_read = 0;
+        }
+    } else
+        wqueue_release(&shm->queue, &src.cur);
+    free(src.spool_buf);
     STAT_ADD(shm, db_written, (uint64_t)n);
     return n;
 
 fail:
     mysql_rollback(w->db);
+    free(src.spool_buf);
     return WRITE_FAILED;
+}
+
+static bool open_spool(struct writer *w)
+{
+    if (w->spool_fd >= 0)
+        return true;
+    w->spool_fd = open(w->ctx->spool_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (w->spool_fd < 0) {
+        log_error("writer: open(%s): %s", w->ctx->spool_path, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* The database is away and the queue is half full: move the oldest
+ * records to the spool file (synced before they leave the queue). */
+static void spill(struct writer *w)
+{
+    struct shm *shm = w->ctx->shm;
+    uint64_t cap = shm->queue.sh->capacity;
+
+    if (wqueue_bytes(&shm->queue) < cap / 2 || !open_spool(w))
+        return;
+    struct wqueue_cursor cur;
+    struct msg_record rec;
+    size_t len;
+    uint64_t moved = 0;
+    wqueue_cursor_start(&shm->queue, &cur);
+    while (wqueue_bytes(&shm->queue) - (cur.pos - shm->queue.sh->head) > cap / 4 &&
+           wqueue_next(&shm->queue, &cur, w->arena, ARENA_SIZE, &rec, &len)) {
+        if (write(w->spool_fd, w->arena, len) != (ssize_t)len) {
+            log_error("writer: cannot write spool %s: %s; records stay in the queue",
+                      w->ctx->spool_path, strerror(errno));
+            return;         /* nothing released: the queue still holds them all */
+        }
+        moved++;
+    }
+    if (moved == 0 || fdatasync(w->spool_fd) != 0) {
+        if (moved)
+            log_error("writer: fdatasync(%s): %s", w->ctx->spool_path, strerror(errno));
+        return;
+    }
+    wqueue_release(&shm->queue, &cur);
+    log_warning("writer: database still unavailable; %llu record(s) moved to %s",
+                (unsigned long long)moved, w->ctx->spool_path);
 }
 
 static void writer_signals(void)
@@ -375,6 +567,7 @@ static void writer_signals(void)
     signal(SIGHUP, SIG_IGN);
     signal(SIGUSR1, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
+    signal(SIGWINCH, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGCHLD, SIG_DFL);
     sigset_t none;
@@ -394,7 +587,8 @@ static void wait_for_work(struct writer *w, int timeout_ms, bool backoff)
         /* Announce the sleep before the last look, so a push after the
          * look is sure to see it and poke us. */
         __atomic_store_n(&q->writer_sleeping, 1, __ATOMIC_SEQ_CST);
-        if (wqueue_depth(&w->ctx->shm->queue) > 0) {
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (wqueue_bytes(&w->ctx->shm->queue) > 0) {
             __atomic_store_n(&q->writer_sleeping, 0, __ATOMIC_SEQ_CST);
             return;
         }
@@ -411,33 +605,77 @@ static void wait_for_work(struct writer *w, int timeout_ms, bool backoff)
         stop_requested = 1;     /* master gone: drain what we can and leave */
 }
 
+/* Tell the command that asked for a refresh that it is done. */
+static void acknowledge(struct writer *w)
+{
+    char tmp[4300];
+    snprintf(tmp, sizeof(tmp), "%s.%ld", w->ctx->ack_path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL || fclose(f) != 0 || rename(tmp, w->ctx->ack_path) != 0)
+        log_error("writer: cannot write %s: %s", w->ctx->ack_path, strerror(errno));
+}
+
+/* Owed period reset and due refreshes, before any record is written: a
+ * record made after the boundary must land in the new period. */
+static bool housekeeping(struct writer *w, char *err, size_t errsize)
+{
+    struct shm_header *h = w->ctx->shm->hdr;
+    uint32_t asked = __atomic_load_n(&h->refresh_requests, __ATOMIC_ACQUIRE);
+
+    if (__atomic_load_n(&h->reset_pending, __ATOMIC_ACQUIRE)) {
+        unsigned long long reset, purged;
+        if (!cachesync_db_reset(w->db, h->reset_boundary_us, w->ctx->cfg->message_retention, &reset,
+                                &purged, err, errsize))
+            return false;
+        __atomic_store_n(&h->reset_pending, 0, __ATOMIC_RELEASE);
+        log_notice("period reset: %llu sender(s) reset, %llu message(s) purged", reset, purged);
+        w->next_refresh = 0;
+    }
+    if (asked != w->refresh_seen || time(NULL) >= w->next_refresh) {
+        if (!cachesync_refresh_all(w->db, w->ctx->shm, err, errsize))
+            return false;
+        mysql_commit(w->db);    /* end the read's transaction: the next sees new data */
+        w->next_refresh = time(NULL) + w->ctx->cfg->cache.refresh_interval;
+        if (asked != w->refresh_seen) {
+            w->refresh_seen = asked;
+            acknowledge(w);
+        }
+    }
+    return true;
+}
+
 void writer_main(const struct writer_ctx *ctx)
 {
-    struct writer w = {.ctx = ctx};
+    struct writer w = {.ctx = ctx, .spool_fd = -1};
     struct shm *shm = ctx->shm;
     char err[1024];
     int backoff_ms = 0;
 
     writer_signals();
     w.touched = xcalloc(BATCH_MAX, sizeof(struct touched));
+    w.recs = xcalloc(BATCH_MAX, sizeof(struct batch_rec));
     w.arena = xmalloc(ARENA_SIZE);
+    w.refresh_seen = __atomic_load_n(&shm->hdr->refresh_requests, __ATOMIC_ACQUIRE);
+    w.next_refresh = time(NULL) + ctx->cfg->cache.refresh_interval;
+    struct stat st;
+    if (stat(ctx->spool_path, &st) == 0 && st.st_size > 0)
+        open_spool(&w);
 
     for (;;) {
-        if (w.db == NULL && !connect_db(&w, err, sizeof(err))) {
-            if (!w.outage_logged)
-                log_error("writer: database unavailable, %llu record(s) kept queued: %s",
-                          (unsigned long long)wqueue_depth(&shm->queue), err);
-            w.outage_logged = true;
+        long n = WRITE_FAILED;
+        if (w.db != NULL || connect_db(&w, err, sizeof(err))) {
+            n = housekeeping(&w, err, sizeof(err)) ? write_batch(&w, err, sizeof(err)) : WRITE_FAILED;
         }
-        long n = w.db ? write_batch(&w, err, sizeof(err)) : WRITE_FAILED;
         if (n == WRITE_AGAIN)
             continue;
         if (n < 0) {
             STAT_ADD(shm, db_errors, 1);
-            if (w.db && !w.outage_logged)
-                log_error("writer: %s; will retry", err);
+            if (!w.outage_logged)
+                log_error("writer: database unavailable, %llu record(s) kept queued: %s",
+                          (unsigned long long)wqueue_depth(&shm->queue), err);
             w.outage_logged = true;
             disconnect(&w);
+            spill(&w);
             backoff_ms = backoff_ms ? backoff_ms * 2 : 100;
             if (backoff_ms > BACKOFF_MAX_MS)
                 backoff_ms = BACKOFF_MAX_MS;
@@ -456,82 +694,20 @@ void writer_main(const struct writer_ctx *ctx)
             continue;           /* more may be waiting */
         if (stop_requested)
             break;
-        wait_for_work(&w, 1000, false);
+        long until_refresh = (long)(w.next_refresh - time(NULL)) * 1000;
+        wait_for_work(&w, until_refresh < 1000 ? (until_refresh > 0 ? (int)until_refresh : 0) : 1000, false);
     }
-    if (wqueue_depth(&shm->queue) > 0)
-        log_error("writer: stopping with %llu record(s) not written",
-                  (unsigned long long)wqueue_depth(&shm->queue));
-    forget_touched(&w);
+    uint64_t left = wqueue_depth(&shm->queue);
+    off_t spooled = spool_size(&w) - w.spool_read;
+    if (left > 0 || spooled > 0)
+        log_error("writer: stopping with %llu record(s) queued and %lld spooled byte(s) not written; "
+                  "the next start writes them", (unsigned long long)left, (long long)spooled);
+    batch_reset(&w);
     disconnect(&w);
+    if (w.spool_fd >= 0)
+        close(w.spool_fd);
     free(w.touched);
+    free(w.recs);
     free(w.arena);
     _exit(RG_EXIT_OK);
-}
-
-/* Preload: one row into the cache. */
-struct preload_row {
-    uint64_t id;
-    uint32_t quota, quota_reset, msg_counter, rcpt_counter, msg_total, rcpt_total;
-    uint8_t locked;
-};
-
-static void preload_entry(struct cache_entry *e, bool created, void *arg)
-{
-    const struct preload_row *r = arg;
-    (void)created;
-    e->db_id = r->id;
-    e->quota = r->quota;
-    e->quota_reset = r->quota_reset;
-    e->locked = r->locked;
-    e->msg_counter = r->msg_counter;
-    e->rcpt_counter = r->rcpt_counter;
-    e->msg_total = r->msg_total;
-    e->rcpt_total = r->rcpt_total;
-    e->referenced = 0;          /* loaded, not used: first to go if space runs out */
-}
-
-bool writer_preload(const struct rg_config *cfg, struct shm *shm)
-{
-    char err[1024], sql[512];
-    MYSQL *db = db_connect(cfg, err, sizeof(err));
-    unsigned long loaded = 0;
-
-    if (db == NULL) {
-        log_error("preload: %s; starting with an empty cache", err);
-        return false;
-    }
-    /* Most recently active senders first, as many as the cache holds. */
-    snprintf(sql, sizeof(sql),
-             "SELECT `sender`, `id`, `quota`, `quota_reset`, `quota_locked`, `msg_counter`, "
-             "`rcpt_counter`, `msg_total`, `rcpt_total` FROM `ratelimits` "
-             "ORDER BY `updated_at` DESC LIMIT %u", shm->cache.sh->capacity);
-    MYSQL_RES *res;
-    if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_use_result(db)) == NULL) {
-        log_error("preload: %s; starting with an empty cache", mysql_error(db));
-        mysql_close(db);
-        return false;
-    }
-    uint32_t now = now_monotonic();
-    MYSQL_ROW row;
-    while ((row = mysql_fetch_row(res)) != NULL) {
-        struct preload_row r = {
-            .id = strtoull(row[1], NULL, 10), .quota = (uint32_t)strtoul(row[2], NULL, 10),
-            .quota_reset = (uint32_t)strtoul(row[3], NULL, 10), .locked = row[4][0] != '0',
-            .msg_counter = (uint32_t)strtoul(row[5], NULL, 10),
-            .rcpt_counter = (uint32_t)strtoul(row[6], NULL, 10),
-            .msg_total = (uint32_t)strtoul(row[7], NULL, 10),
-            .rcpt_total = (uint32_t)strtoul(row[8], NULL, 10),
-        };
-        char key[CACHE_KEY_SIZE];
-        cache_make_key(row[0], key);
-        if (cache_apply(&shm->cache, key, true, now, preload_entry, &r) == CACHE_OK)
-            loaded++;
-    }
-    bool ok = mysql_errno(db) == 0;
-    if (!ok)
-        log_error("preload: %s", mysql_error(db));
-    mysql_free_result(res);
-    mysql_close(db);
-    log_info("preload: %lu sender(s) loaded into the cache", loaded);
-    return ok;
 }

@@ -9,7 +9,8 @@ use Test::More;
 use RG qw(run_rateguard test_dir write_config);
 
 my $dir = test_dir();
-my $shipped = "$FindBin::Bin/../rateguard.conf";
+use Cwd qw(abs_path);
+my $shipped = abs_path("$FindBin::Bin/../rateguard.conf");
 
 sub conf_file {
     my ($name, $text) = @_;

@@ -25,7 +25,7 @@ sub indexes {
 }
 
 my $ratelimit_cols = 'id,sender,quota,quota_reset,quota_locked,msg_counter,rcpt_counter,'
-                   . 'msg_total,rcpt_total,created_at,updated_at';
+                   . 'msg_total,rcpt_total,reset_at,created_at,updated_at';
 my $message_cols = 'id,ratelimit_id,sender,rcpt_count,blocked,msgid,from_addr,to_addr,cc_addr,'
                  . 'bcc_addr,subject,client_address,client_name,created_at';
 
@@ -39,6 +39,9 @@ my ($version) = $out =~ /schema version (\d+)/;
 my $h = dbh($db);
 is(columns($h, 'ratelimits'), $ratelimit_cols, 'ratelimits has PolicydRateGuard\'s columns');
 is(columns($h, 'messages'), $message_cols, 'messages has PolicydRateGuard\'s columns');
+is(columns($h, 'rateguard_progress'), 'writer,epoch,last_seq,updated_at', 'rateguard_progress table');
+is_deeply($h->selectcol_arrayref('SELECT name FROM rateguard_schema ORDER BY version'),
+          ['001_ratelimits_and_messages', '002_long_addresses', '003_resets_and_progress'], 'migrations recorded');
 is(indexes($h, 'ratelimits'), 'PRIMARY,ratelimits_sender_unique', 'ratelimits indexes');
 is(indexes($h, 'messages'), 'messages_created_at_index,messages_ratelimit_id_foreign,PRIMARY',
    'messages indexes (created_at for the purge)');
@@ -106,7 +109,7 @@ $h->do(q{INSERT INTO messages (ratelimit_id, sender, rcpt_count, blocked, msgid,
 $c = write_config(database => $db);
 ($rc, $out, $err) = run_rateguard('-c', $c->{path}, 'migrate');
 is($rc, 0, 'migrate over PolicydRateGuard: exit 0') or diag $err;
-is(columns($h, 'ratelimits'), $ratelimit_cols, 'totals added to ratelimits');
+is(columns($h, 'ratelimits'), $ratelimit_cols, 'totals and reset_at added to ratelimits');
 is(columns($h, 'messages'), $message_cols, 'messages columns kept');
 like(indexes($h, 'messages'), qr/messages_created_at_index/, 'created_at index added');
 is_deeply($h->selectall_arrayref(

@@ -26,7 +26,7 @@ open my $fh, '>', $c->{path} or die;
 print $fh qq{action_accept = "OK"\n$text};
 close $fh;
 kill 'HUP', $pid;
-ok(wait_until(sub { slurp($c->{log}) =~ /reload: configuration re-read/ }, 5), 'reload logged');
+ok(wait_until(sub { slurp($c->{log}) =~ /reload: configuration re-read/ }, 5), "reload logged") or diag slurp($c->{log}) . slurp("$c->{log}.stdout");
 sleep 0.3;
 
 $s = policy_connect($c);

@@ -1,0 +1,76 @@
+/*
+ * cachesync.h - keeping the shared cache and the database in agreement:
+ * the start-up preload, the writer's refresh of rows (after each commit,
+ * every cache.refresh_interval seconds and on demand), the replay of
+ * records left by a killed daemon into the cache, and the period reset on
+ * both sides. The database is the authority for quotas and committed
+ * counts; the cache adds what is queued but not yet committed.
+ */
+#ifndef RG_CACHESYNC_H
+#define RG_CACHESYNC_H
+
+#include <mysql.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "wqueue.h"
+
+struct rg_config;
+struct shm;
+
+/* One `ratelimits` row as the cache needs it. */
+struct db_row {
+    uint64_t id;
+    uint32_t quota, quota_reset, msg_counter, rcpt_counter, msg_total, rcpt_total;
+    uint8_t locked;
+    int64_t reset_us;           /* reset_at in unix microseconds, 0 if never */
+    uint16_t round;             /* refresh round, for the deletion sweep */
+};
+
+/* The columns, in the order cachesync_parse_row expects them. */
+#define CACHESYNC_COLUMNS                                                                  \
+    "`sender`, `id`, `quota`, `quota_reset`, `quota_locked`, `msg_counter`, `rcpt_counter`, " \
+    "`msg_total`, `rcpt_total`, COALESCE(CAST(UNIX_TIMESTAMP(`reset_at`) * 1000000 AS SIGNED), 0)"
+
+void cachesync_parse_row(MYSQL_ROW row, struct db_row *out);
+
+/* Under the entry's lock: take the database's row, plus what is queued. A
+ * newer reset_at than the cache knows resets the entry first. */
+void cachesync_apply_row(struct cache_entry *e, bool created, void *row);
+
+/* Load the most recently updated rows (as many as the cache holds).
+ * Returns false (logged) when the database cannot be read. */
+bool cachesync_preload(MYSQL *db, struct shm *shm);
+
+/* Re-read every row; drop cached senders whose row is gone (and that have
+ * nothing queued). Returns false with err on a database error. */
+bool cachesync_refresh_all(MYSQL *db, struct shm *shm, char *err, size_t errsize);
+
+/* The writer's progress: (epoch, seq) of the last committed record. */
+struct progress {
+    uint64_t epoch, seq;
+};
+
+static inline bool progress_covers(const struct progress *p, uint64_t epoch, uint64_t seq)
+{
+    return epoch < p->epoch || (epoch == p->epoch && seq <= p->seq);
+}
+
+bool cachesync_read_progress(MYSQL *db, const char *writer, struct progress *p, char *err, size_t errsize);
+
+/* Add a queued, not yet committed record to the cache (crash recovery). */
+void cachesync_replay_record(struct shm *shm, const struct msg_record *rec);
+
+/* Reset every cached sender whose last reset is older than boundary_us:
+ * counters and queued counts to 0, quota back to quota_reset unless
+ * locked. Returns the senders reset. */
+uint32_t cachesync_period_reset(struct shm *shm, int64_t boundary_us);
+
+/* The period reset in the database, reset_at = boundary (rows already
+ * reset at or after it are left alone, so several hosts resetting at one
+ * boundary do it once), and the purge of old messages. */
+bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, long retention_days, unsigned long long *reset,
+                        unsigned long long *purged, char *err, size_t errsize);
+
+#endif

@@ -1,0 +1,241 @@
+/*
+ * cachesync.c - database <-> cache agreement (see cachesync.h). Rows are
+ * fetched first and applied one by one, each under its entry's lock, so
+ * no lock is ever held while the database is being read.
+ */
+#include "cachesync.h"
+#include "config.h"
+#include "log.h"
+#include "quota.h"
+#include "shm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static uint32_t monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)ts.tv_sec;
+}
+
+void cachesync_parse_row(MYSQL_ROW row, struct db_row *out)
+{
+    out->id = strtoull(row[1], NULL, 10);
+    out->quota = (uint32_t)strtoul(row[2], NULL, 10);
+    out->quota_reset = (uint32_t)strtoul(row[3], NULL, 10);
+    out->locked = row[4][0] != '0';
+    out->msg_counter = (uint32_t)strtoul(row[5], NULL, 10);
+    out->rcpt_counter = (uint32_t)strtoul(row[6], NULL, 10);
+    out->msg_total = (uint32_t)strtoul(row[7], NULL, 10);
+    out->rcpt_total = (uint32_t)strtoul(row[8], NULL, 10);
+    out->reset_us = strtoll(row[9], NULL, 10);
+}
+
+void cachesync_apply_row(struct cache_entry *e, bool created, void *arg)
+{
+    const struct db_row *r = arg;
+
+    if (r->reset_us < e->reset_us) {
+        /* A row from before a reset the cache already made (the database
+         * follows): its counters belong to the old period. */
+        e->db_id = r->id;
+        e->seen = r->round;
+        return;
+    }
+    if (r->reset_us > e->reset_us) {
+        /* Reset in the database since we last looked: what we had queued
+         * before it no longer counts in this period. */
+        e->reset_us = r->reset_us;
+        e->unwritten_msg = e->unwritten_rcpt = 0;
+        e->block_notified = 0;
+    }
+    e->db_id = r->id;
+    e->quota = r->quota;
+    e->quota_reset = r->quota_reset;
+    e->locked = r->locked;
+    e->msg_counter = quota_sat_add(r->msg_counter, e->unwritten_msg);
+    e->rcpt_counter = quota_sat_add(r->rcpt_counter, e->unwritten_rcpt);
+    e->msg_total = quota_sat_add(r->msg_total, e->unwritten_msg);
+    e->rcpt_total = quota_sat_add(r->rcpt_total, e->unwritten_rcpt);
+    e->seen = r->round;
+    if (created)
+        e->referenced = 0;      /* loaded, not used: first to go if space runs out */
+}
+
+static bool for_each_row(MYSQL *db, struct shm *shm, const char *sql, bool create, uint16_t round,
+                         unsigned long *count, char *err, size_t errsize)
+{
+    MYSQL_RES *res;
+    MYSQL_ROW row;
+    uint32_t now = monotonic_seconds();
+
+    if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_use_result(db)) == NULL) {
+        snprintf(err, errsize, "%s", mysql_error(db));
+        return false;
+    }
+    *count = 0;
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        struct db_row r = {.round = round};
+        char key[CACHE_KEY_SIZE];
+        cachesync_parse_row(row, &r);
+        cache_make_key(row[0], key);
+        if (cache_apply(&shm->cache, key, create, now, cachesync_apply_row, &r) == CACHE_OK)
+            (*count)++;
+    }
+    bool ok = mysql_errno(db) == 0;
+    if (!ok)
+        snprintf(err, errsize, "%s", mysql_error(db));
+    mysql_free_result(res);
+    return ok;
+}
+
+bool cachesync_preload(MYSQL *db, struct shm *shm)
+{
+    char sql[1024], err[512];
+    unsigned long loaded;
+
+    snprintf(sql, sizeof(sql), "SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` ORDER BY `updated_at` DESC LIMIT %u",
+             shm->cache.sh->capacity);
+    if (!for_each_row(db, shm, sql, true, 0, &loaded, err, sizeof(err))) {
+        log_error("preload: %s; starting with what was loaded", err);
+        return false;
+    }
+    log_info("preload: %lu sender(s) loaded into the cache", loaded);
+    return true;
+}
+
+struct sweep_arg {
+    uint16_t round;
+};
+
+/* Known to the database before, not found in this round, nothing queued. */
+static bool row_gone(const struct cache_entry *e, void *arg)
+{
+    const struct sweep_arg *a = arg;
+    return e->db_id != 0 && e->seen != a->round && e->unwritten_msg == 0 && e->unwritten_rcpt == 0;
+}
+
+bool cachesync_refresh_all(MYSQL *db, struct shm *shm, char *err, size_t errsize)
+{
+    static uint16_t round;
+    unsigned long seen;
+    struct sweep_arg a;
+
+    round = (uint16_t)(round + 1 ? round + 1 : 1);
+    a.round = round;
+    if (!for_each_row(db, shm, "SELECT " CACHESYNC_COLUMNS " FROM `ratelimits`", false, round, &seen, err,
+                      errsize))
+        return false;
+    uint32_t dropped = cache_sweep(&shm->cache, row_gone, &a);
+    if (dropped)
+        log_info("refresh: %u sender(s) deleted from the database dropped from the cache", dropped);
+    return true;
+}
+
+bool cachesync_read_progress(MYSQL *db, const char *writer, struct progress *p, char *err, size_t errsize)
+{
+    char sql[600], escaped[520];
+    MYSQL_RES *res;
+
+    if (strlen(writer) > 255) {
+        snprintf(err, errsize, "writer name too long");
+        return false;
+    }
+    mysql_real_escape_string(db, escaped, writer, (unsigned long)strlen(writer));
+    snprintf(sql, sizeof(sql), "SELECT `epoch`, `last_seq` FROM `rateguard_progress` WHERE `writer` = '%s'",
+             escaped);
+    if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_store_result(db)) == NULL) {
+        snprintf(err, errsize, "%s", mysql_error(db));
+        return false;
+    }
+    MYSQL_ROW row = mysql_fetch_row(res);
+    p->epoch = row ? strtoull(row[0], NULL, 10) : 0;
+    p->seq = row ? strtoull(row[1], NULL, 10) : 0;
+    mysql_free_result(res);
+    return true;
+}
+
+static void replay_locked(struct cache_entry *e, bool created, void *arg)
+{
+    const struct msg_record *r = arg;
+    if (created)
+        e->quota = e->quota_reset = r->quota_default;
+    if (r->created_us < e->reset_us)
+        return;                 /* made before the reset: counts in no period */
+    e->msg_counter = quota_sat_add(e->msg_counter, r->msg_delta);
+    e->rcpt_counter = quota_sat_add(e->rcpt_counter, r->rcpt_delta);
+    e->msg_total = quota_sat_add(e->msg_total, r->msg_delta);
+    e->rcpt_total = quota_sat_add(e->rcpt_total, r->rcpt_delta);
+    e->unwritten_msg = quota_sat_add(e->unwritten_msg, r->msg_delta);
+    e->unwritten_rcpt = quota_sat_add(e->unwritten_rcpt, r->rcpt_delta);
+}
+
+void cachesync_replay_record(struct shm *shm, const struct msg_record *rec)
+{
+    char key[CACHE_KEY_SIZE];
+    cache_make_key(rec->sender, key);
+    cache_apply(&shm->cache, key, true, monotonic_seconds(), replay_locked, (void *)rec);
+}
+
+struct reset_arg {
+    int64_t boundary_us;
+    uint32_t count;
+};
+
+static void reset_locked(struct cache_entry *e, bool created, void *arg)
+{
+    struct reset_arg *a = arg;
+    (void)created;
+    if (e->reset_us >= a->boundary_us)
+        return;
+    e->reset_us = a->boundary_us;
+    e->msg_counter = e->rcpt_counter = 0;
+    e->unwritten_msg = e->unwritten_rcpt = 0;
+    e->block_notified = 0;
+    if (!e->locked)
+        e->quota = e->quota_reset;
+    a->count++;
+}
+
+uint32_t cachesync_period_reset(struct shm *shm, int64_t boundary_us)
+{
+    struct reset_arg a = {.boundary_us = boundary_us, .count = 0};
+    cache_foreach(&shm->cache, reset_locked, &a);
+    return a.count;
+}
+
+bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, long retention_days, unsigned long long *reset,
+                        unsigned long long *purged, char *err, size_t errsize)
+{
+    char sql[700], at[64];
+
+    snprintf(at, sizeof(at), "FROM_UNIXTIME(%lld.%06lld)", (long long)(boundary_us / 1000000),
+             (long long)(boundary_us % 1000000));
+    snprintf(sql, sizeof(sql),
+             "UPDATE `ratelimits` SET `msg_counter` = 0, `rcpt_counter` = 0, "
+             "`quota` = IF(`quota_locked`, `quota`, `quota_reset`), `reset_at` = %s, "
+             "`updated_at` = `updated_at` WHERE `reset_at` IS NULL OR `reset_at` < %s", at, at);
+    if (mysql_real_query(db, sql, strlen(sql)) != 0) {
+        snprintf(err, errsize, "period reset: %s", mysql_error(db));
+        return false;
+    }
+    *reset = mysql_affected_rows(db);
+    *purged = 0;
+    if (retention_days > 0) {
+        snprintf(sql, sizeof(sql), "DELETE FROM `messages` WHERE `created_at` < CURDATE() - INTERVAL %ld DAY",
+                 retention_days);
+        if (mysql_real_query(db, sql, strlen(sql)) != 0) {
+            snprintf(err, errsize, "purge of old messages: %s", mysql_error(db));
+            return false;
+        }
+        *purged = mysql_affected_rows(db);
+    }
+    if (mysql_commit(db) != 0) {
+        snprintf(err, errsize, "commit: %s", mysql_error(db));
+        return false;
+    }
+    return true;
+}

@@ -46,7 +46,7 @@ struct rg_config {
         bool count_blocked;
     } quota;
     struct {
-        long entries, refresh_interval;
+        long entries, refresh_interval, queue_size;
     } cache;
     struct {
         bool syslog, console;

@@ -88,6 +88,7 @@ static const struct param params[] = {
 
     {"cache", "entries", P_INT, "100000", 16, 100000000, NULL, F(cache.entries), EC},
     {"cache", "refresh_interval", P_INT, "10", 1, 3600, NULL, F(cache.refresh_interval), EC},
+    {"cache", "queue_size", P_INT, "64", 1, 4096, NULL, F(cache.queue_size), EC},
 
     {"log", "syslog", P_BOOL, "true", 0, 0, NULL, F(log.syslog), EC},
     {"log", "facility", P_STR, "mail", 0, 0, check_facility, F(log.facility_text), EC},

@@ -41,7 +41,6 @@
 
 #define WORKER_STOP_DEADLINE_S 10   /* TERM to workers, then KILL */
 #define WRITER_STOP_DEADLINE_S 60   /* time the writer gets to drain the queue */
-#define QUEUE_BYTES (64u << 20)     /* write-back queue file */
 
 static volatile sig_atomic_t got_term, got_hup, got_usr1, got_usr2, got_chld, got_winch;
 static int self_pipe[2] = {-1, -1};
@@ -498,7 +497,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     config_instance_name(cfg, instance, sizeof(instance));
     gethostname(host, sizeof(host) - 1);
     snprintf(m.writer_name, sizeof(m.writer_name), "%.200s/%s", host, instance);
-    switch (wqueue_open(&m.shm.queue, m.queue_path, QUEUE_BYTES, err, sizeof(err))) {
+    switch (wqueue_open(&m.shm.queue, m.queue_path, (uint64_t)cfg->cache.queue_size << 20, err, sizeof(err))) {
     case WQUEUE_FAILED:
         log_fatal(RG_EXIT_RUNTIME, "cannot use the write-back queue: %s. The file is left as it is: "
                   "move it away to start without it (its records are then not written)", err);

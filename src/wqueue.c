@@ -149,6 +149,13 @@ enum wqueue_open_result wqueue_open(struct wqueue *q, const char *path, uint64_t
             q->sh = NULL;
             return WQUEUE_FAILED;
         }
+        if (q->sh->capacity != capacity && q->sh->records == 0) {
+            /* Empty: take the configured size now. */
+            munmap(p, q->map_size);
+            q->sh = NULL;
+            unlink(path);
+            return wqueue_open(q, path, capacity, err, errsize);
+        }
     } else {
         struct wqueue_shared *sh = q->sh;
         sh->magic = WQUEUE_MAGIC;

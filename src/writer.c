@@ -675,13 +675,16 @@ void writer_main(const struct writer_ctx *ctx)
                           (unsigned long long)wqueue_depth(&shm->queue), err);
             w.outage_logged = true;
             disconnect(&w);
-            spill(&w);
             backoff_ms = backoff_ms ? backoff_ms * 2 : 100;
             if (backoff_ms > BACKOFF_MAX_MS)
                 backoff_ms = BACKOFF_MAX_MS;
             if (stop_requested && backoff_ms >= BACKOFF_MAX_MS)
                 break;          /* stopping and the database stays away */
-            wait_for_work(&w, backoff_ms, true);
+            /* Wait in short steps, keeping room in the queue meanwhile. */
+            for (int waited = 0; waited < backoff_ms && !stop_requested; waited += 100) {
+                spill(&w);
+                wait_for_work(&w, 100, true);
+            }
             continue;
         }
         if (w.outage_logged) {

@@ -12,8 +12,9 @@ use IO::Socket::UNIX;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
 use DBI;
+use FindBin;
 
-our @EXPORT_OK = qw(wait_until rateguard build_dir fresh_database migrated_database dbh write_config run_rateguard
+our @EXPORT_OK = qw(wait_until database_server rateguard build_dir fresh_database migrated_database dbh write_config run_rateguard
                     start_daemon stop_daemon policy_connect policy_request policy_send
                     free_port test_dir request_text slurp);
 
@@ -72,6 +73,13 @@ sub migrated_database {
     my ($rc, $out, $err) = run_rateguard('-c', $c->{path}, 'migrate');
     die "migrate $db failed ($rc): $err" if $rc != 0;
     return $db;
+}
+
+# Stop or start the private MariaDB server (outage tests).
+sub database_server {
+    my ($action) = @_;
+    my $script = "$FindBin::Bin/mariadb-server";
+    system('sh', $script, $action, build_dir()) == 0 or die "mariadb-server $action failed";
 }
 
 # Poll until $check returns true (then return its value) or $timeout s pass.

@@ -168,14 +168,24 @@ static bool connect_db(struct writer *w, char *err, size_t errsize)
     if (w->db == NULL)
         return false;
     mysql_autocommit(w->db, 0);
-    if ((w->upsert = prepare(w->db, sql_upsert, err, errsize)) == NULL ||
-        (w->insert_message = prepare(w->db, sql_insert_message, err, errsize)) == NULL ||
-        (w->select_row = prepare(w->db, sql_select_row, err, errsize)) == NULL ||
-        (w->save_progress = prepare(w->db, sql_save_progress, err, errsize)) == NULL ||
-        !cachesync_read_progress(w->db, w->ctx->name, &w->committed, err, errsize)) {
+    if (!cachesync_read_progress(w->db, w->ctx->name, &w->committed, err, errsize)) {
         disconnect(w);
         return false;
     }
+    return true;
+}
+
+/* Separate from connecting: a refresh or a reset needs only the
+ * connection, and must not wait for a table the writes need. */
+static bool prepare_statements(struct writer *w, char *err, size_t errsize)
+{
+    if (w->upsert)
+        return true;
+    if ((w->upsert = prepare(w->db, sql_upsert, err, errsize)) == NULL ||
+        (w->insert_message = prepare(w->db, sql_insert_message, err, errsize)) == NULL ||
+        (w->select_row = prepare(w->db, sql_select_row, err, errsize)) == NULL ||
+        (w->save_progress = prepare(w->db, sql_save_progress, err, errsize)) == NULL)
+        return false;
     return true;
 }
 
@@ -632,6 +642,7 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
         w->next_refresh = 0;
     }
     if (asked != w->refresh_seen || time(NULL) >= w->next_refresh) {
+        log_debug("writer: refreshing the cache from the database%s", asked != w->refresh_seen ? " (asked)" : "");
         if (!cachesync_refresh_all(w->db, w->ctx->shm, err, errsize))
             return false;
         mysql_commit(w->db);    /* end the read's transaction: the next sees new data */
@@ -642,6 +653,13 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
         }
     }
     return true;
+}
+
+static bool housekeeping_due(struct writer *w)
+{
+    struct shm_header *h = w->ctx->shm->hdr;
+    return __atomic_load_n(&h->refresh_requests, __ATOMIC_ACQUIRE) != w->refresh_seen ||
+           __atomic_load_n(&h->reset_pending, __ATOMIC_ACQUIRE);
 }
 
 void writer_main(const struct writer_ctx *ctx)
@@ -664,7 +682,10 @@ void writer_main(const struct writer_ctx *ctx)
     for (;;) {
         long n = WRITE_FAILED;
         if (w.db != NULL || connect_db(&w, err, sizeof(err))) {
-            n = housekeeping(&w, err, sizeof(err)) ? write_batch(&w, err, sizeof(err)) : WRITE_FAILED;
+            if (housekeeping(&w, err, sizeof(err)) && prepare_statements(&w, err, sizeof(err)))
+                n = write_batch(&w, err, sizeof(err));
+            else if (w.outage_logged)
+                log_error("writer: %s", err);   /* the outage line named an earlier cause */
         }
         if (n == WRITE_AGAIN)
             continue;
@@ -680,8 +701,10 @@ void writer_main(const struct writer_ctx *ctx)
                 backoff_ms = BACKOFF_MAX_MS;
             if (stop_requested && backoff_ms >= BACKOFF_MAX_MS)
                 break;          /* stopping and the database stays away */
-            /* Wait in short steps, keeping room in the queue meanwhile. */
-            for (int waited = 0; waited < backoff_ms && !stop_requested; waited += 100) {
+            /* Wait in short steps, keeping room in the queue meanwhile; a
+             * command waiting for a refresh or a due reset cuts it short. */
+            for (int waited = 0; waited < backoff_ms && !stop_requested && !housekeeping_due(&w);
+                 waited += 100) {
                 spill(&w);
                 wait_for_work(&w, 100, true);
             }

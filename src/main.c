@@ -97,6 +97,7 @@ int main(int argc, char **argv)
     struct rg_config *cfg = config_load(config_path, err, sizeof(err), &exit_code);
     if (cfg == NULL) {
         fprintf(stderr, "rateguard: %s\n", err);
+        free(absolute);
         return exit_code;
     }
 
@@ -113,7 +114,6 @@ int main(int argc, char **argv)
     } else if (strcmp(command, "run") == 0) {
         rc = master_run(cfg, foreground, config_path);
         cfg = NULL; /* the master owns and frees it */
-        absolute = NULL; /* and keeps using the path */
     } else {
         /* Operator commands log to stderr as well as to the configured sinks. */
         log_open(cfg, true);

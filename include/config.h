@@ -54,7 +54,7 @@ struct rg_config {
     } log;
     struct {
         bool enabled, use_jwt;
-        char *url, *secret, *secret_file;
+        char *url, *secret, *secret_file, *ca_file, *user_agent, *issuer;
         long timeout, retries;
     } webhook;
 

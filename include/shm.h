@@ -60,6 +60,7 @@ struct shm {
     struct scoreboard scoreboard;
     struct cache cache;
     struct wqueue queue;
+    struct wqueue notify;       /* webhook notifications; sh NULL when disabled */
 };
 
 /* Create (anonymous shared mapping) and lay out a fresh segment. Returns

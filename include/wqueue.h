@@ -51,6 +51,7 @@ struct msg_record {
     uint32_t rcpt_count;        /* recipients of this message */
     uint32_t msg_delta, rcpt_delta;
     uint32_t quota_default;     /* quota of the row if the sender is new */
+    uint32_t quota, quota_reset, used;  /* notifications: the sender's state after this message */
     uint8_t blocked;
     const char *sender, *msgid, *from_addr, *to_addr, *client_address, *client_name;
 };

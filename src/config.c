@@ -103,6 +103,9 @@ static const struct param params[] = {
     {"webhook", "use_jwt", P_BOOL, "false", 0, 0, NULL, F(webhook.use_jwt), EC},
     {"webhook", "timeout", P_INT, "5", 1, 300, NULL, F(webhook.timeout), EC},
     {"webhook", "retries", P_INT, "5", 0, 100, NULL, F(webhook.retries), EC},
+    {"webhook", "ca_file", P_STR, "", 0, 0, check_optional_path, F(webhook.ca_file), EC},
+    {"webhook", "user_agent", P_STR, "rateguard/" RATEGUARD_VERSION, 0, 0, check_no_controls, F(webhook.user_agent), EC},
+    {"webhook", "issuer", P_STR, "rateguard", 0, 0, check_no_controls, F(webhook.issuer), EC},
 };
 
 #define N_PARAMS (sizeof(params) / sizeof(params[0]))
@@ -360,6 +363,29 @@ static const char *const protocol_states[] = {
                 field_out = table[i_].value;                                 \
     } while (0)
 
+/* The secret kept out of the main file: its first line, read now (at
+ * start the daemon is still root; for a reload the file must be readable
+ * by the daemon's user or group). */
+static bool read_secret_file(struct rg_config *c, char *why, size_t size)
+{
+    char line[1024];
+    FILE *f = fopen(c->webhook.secret_file, "r");
+    if (f == NULL) {
+        snprintf(why, size, "cannot read %s: %s", c->webhook.secret_file, strerror(errno));
+        return false;
+    }
+    bool got = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    line[got ? strcspn(line, "\r\n") : 0] = '\0';
+    if (line[0] == '\0') {
+        snprintf(why, size, "%s is empty", c->webhook.secret_file);
+        return false;
+    }
+    free(c->webhook.secret);
+    c->webhook.secret = xstrdup(line);
+    return true;
+}
+
 /* Derive parsed forms (already validated value by value) and check the
  * relations between values. Returns false after recording an error. */
 static bool derive_and_cross_check(struct rg_config *c)
@@ -409,6 +435,15 @@ static bool derive_and_cross_check(struct rg_config *c)
     if (c->webhook.secret[0] != '\0' && c->webhook.secret_file[0] != '\0') {
         record_error(line_of("webhook.secret_file"), EC,
                      "webhook.secret_file: set either webhook.secret or webhook.secret_file, not both");
+        return false;
+    }
+    if (c->webhook.secret_file[0] != '\0' && !read_secret_file(c, why, sizeof(why))) {
+        record_error(line_of("webhook.secret_file"), EC, "webhook.secret_file: %s", why);
+        return false;
+    }
+    if (c->webhook.enabled && c->webhook.secret[0] == '\0') {
+        record_error(line_of("webhook.enabled"), EC,
+                     "webhook.enabled: webhook.secret or webhook.secret_file must be set");
         return false;
     }
     return true;

@@ -31,10 +31,11 @@ struct decision {
     struct msg_record *rec;
     uint64_t instance;
     struct wqueue *queue;
+    struct wqueue *notify;      /* NULL: no webhook */
     bool count_blocked;
     uint32_t quota_default;
     /* results */
-    bool duplicate, blocked, first_block, queue_full;
+    bool duplicate, blocked, first_block, queue_full, notify_lost;
     uint32_t msg_counter, rcpt_counter, quota;
 };
 
@@ -137,6 +138,14 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     d->msg_counter = e->msg_counter;
     d->rcpt_counter = e->rcpt_counter;
     d->quota = e->quota;
+    if (d->first_block && d->notify) {
+        /* The webhook's record, queued with the count it reports. */
+        struct msg_record n = *d->rec;
+        n.quota = e->quota;
+        n.quota_reset = e->quota_reset;
+        n.used = e->rcpt_counter;
+        d->notify_lost = !wqueue_push(d->notify, &n);
+    }
 }
 
 static size_t format_reply(const char *action, char *reply, size_t size)
@@ -218,6 +227,7 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     struct decision d = {
         .rec = &rec, .instance = instance_hash(req->instance), .count_blocked = cfg->quota.count_blocked,
         .quota_default = (uint32_t)cfg->quota.dflt, .queue = &shm->queue,
+        .notify = shm->notify.sh ? &shm->notify : NULL,
     };
     char key[CACHE_KEY_SIZE];
     cache_make_key(req->sasl_username, key);
@@ -239,6 +249,8 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
                   (unsigned long long)wqueue_depth(&shm->queue), cfg->on_error);
         return answer_error(eng, reply, size);
     }
+    if (d.notify_lost)
+        log_error("webhook queue full: the notification for %s (first block) is lost", key);
     if (!d.duplicate) {
         wqueue_wake(&shm->queue);
         STAT_ADD(shm, counted, 1);

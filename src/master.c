@@ -11,6 +11,7 @@
  * the master is gone, however it died.
  */
 #include "master.h"
+#include "notifier.h"
 #include "cachesync.h"
 #include "config.h"
 #include "db.h"
@@ -85,10 +86,13 @@ struct master {
     pid_t writer_pid;
     time_t writer_backoff_until;
     int writer_backoff_s;
+    pid_t notifier_pid;             /* 0 when none runs (or the webhook is off) */
+    time_t notifier_backoff_until;
+    int notifier_backoff_s;
     time_t spawn_backoff_until;     /* workers crashing: no spawning before this */
     int spawn_backoff_s;
     time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
-    char queue_path[4200], spool_path[4200], ack_path[4200], writer_name[512];
+    char queue_path[4200], spool_path[4200], ack_path[4200], notify_path[4200], writer_name[512];
 };
 
 static void daemonize(void)
@@ -165,6 +169,24 @@ static void spawn_writer(struct master *m)
     m->writer_pid = pid;
 }
 
+static void spawn_notifier(struct master *m)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("fork: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        child_setup(m);
+        close(self_pipe[1]);
+        for (size_t i = 0; i < m->listeners.count; i++)
+            close(m->listeners.fds[i]);
+        struct notifier_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .lifeline_fd = m->lifeline[0]};
+        notifier_main(&ctx);
+    }
+    m->notifier_pid = pid;
+}
+
 /* Keep workers.min running and min_spare..max_spare idle, within
  * workers.max. Extra idle workers are asked to retire. */
 static void pool_maintain(struct master *m)
@@ -203,6 +225,8 @@ static void pool_maintain(struct master *m)
     }
     if (m->writer_pid == 0 && time(NULL) >= m->writer_backoff_until)
         spawn_writer(m);
+    if (m->shm.notify.sh && m->notifier_pid == 0 && time(NULL) >= m->notifier_backoff_until)
+        spawn_notifier(m);
 }
 
 static void backoff(int *seconds, time_t *until)
@@ -217,17 +241,19 @@ static void backoff(int *seconds, time_t *until)
 static void child_exited(struct master *m, pid_t pid, int status)
 {
     struct scoreboard *sb = &m->shm.scoreboard;
-    bool is_writer = pid == m->writer_pid;
+    bool is_writer = pid == m->writer_pid, is_notifier = pid == m->notifier_pid;
     bool served = false;
 
     if (is_writer)
         m->writer_pid = 0;
+    if (is_notifier)
+        m->notifier_pid = 0;
     for (uint32_t i = 0; i < sb->sh->slots; i++)
         if (sb->slot[i].pid == pid) {
             served = sb->slot[i].connections > 0;
             memset(&sb->slot[i], 0, sizeof(sb->slot[i]));
         }
-    const char *who = is_writer ? "writer" : "worker";
+    const char *who = is_writer ? "writer" : is_notifier ? "notifier" : "worker";
     if (WIFSIGNALED(status))
         log_error("%s %ld killed by signal %d%s", who, (long)pid, WTERMSIG(status),
                   WCOREDUMP(status) ? " (core dumped)" : "");
@@ -239,6 +265,8 @@ static void child_exited(struct master *m, pid_t pid, int status)
      * making: slow respawning down (1, 2, 4 ... 30 s). */
     if (is_writer)
         backoff(&m->writer_backoff_s, &m->writer_backoff_until);
+    else if (is_notifier)
+        backoff(&m->notifier_backoff_s, &m->notifier_backoff_until);
     else if (!served)
         backoff(&m->spawn_backoff_s, &m->spawn_backoff_until);
 }
@@ -270,10 +298,18 @@ static void stop_children(struct master *m)
     for (uint32_t i = 0; i < sb->sh->slots; i++)
         if (sb->slot[i].pid > 0)
             kill(sb->slot[i].pid, SIGTERM);
-    while (live_workers(m) > 0 && time(NULL) < deadline) {
+    if (m->notifier_pid > 0)
+        kill(m->notifier_pid, SIGTERM);     /* pending notifications stay queued */
+    while ((live_workers(m) > 0 || m->notifier_pid > 0) && time(NULL) < deadline) {
         reap_children(m);
-        if (live_workers(m) > 0)
+        if (live_workers(m) > 0 || m->notifier_pid > 0)
             usleep(10000);
+    }
+    if (m->notifier_pid > 0) {
+        log_warning("notifier did not stop within %d s, killing it", WORKER_STOP_DEADLINE_S);
+        kill(m->notifier_pid, SIGKILL);
+        waitpid(m->notifier_pid, NULL, 0);
+        m->notifier_pid = 0;
     }
     for (uint32_t i = 0; i < sb->sh->slots; i++)
         if (sb->slot[i].pid > 0) {
@@ -356,6 +392,10 @@ static void reload(struct master *m)
             m->shm.scoreboard.slot[i].retire = 1;
     if (m->writer_pid > 0)
         kill(m->writer_pid, SIGTERM);
+    if (m->notifier_pid > 0)
+        kill(m->notifier_pid, SIGTERM);
+    if (fresh->webhook.enabled && m->shm.notify.sh == NULL)
+        log_warning("reload: enabling the webhook takes effect at the next restart");
     config_free(old);
     log_notice("reload: configuration re-read from %s", m->config_path);
 }
@@ -508,6 +548,15 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     case WQUEUE_CREATED:
         break;
     }
+    if (cfg->webhook.enabled) {
+        config_state_path(cfg, ".webhook", m.notify_path, sizeof(m.notify_path));
+        if (wqueue_open(&m.shm.notify, m.notify_path, 4u << 20, err, sizeof(err)) == WQUEUE_FAILED)
+            log_fatal(RG_EXIT_RUNTIME, "cannot use the webhook queue: %s. The file is left as it is: "
+                      "move it away to start without it (its notifications are then not sent)", err);
+        if (wqueue_depth(&m.shm.notify) > 0)
+            log_notice("webhook: %llu notification(s) from the previous run still to send",
+                       (unsigned long long)wqueue_depth(&m.shm.notify));
+    }
     startup_sync(&m);
 
     m.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -565,6 +614,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     else
         unlink(m.spool_path);
     wqueue_close(&m.shm.queue, m.queue_path, true);
+    wqueue_close(&m.shm.notify, m.notify_path, true);
     log_share_generation(NULL);
     shm_destroy(&m.shm);
     pidfile_release(m.cfg->pidfile, m.pidfile_fd);

@@ -23,8 +23,9 @@ struct record_header {
     uint64_t epoch, seq;
     int64_t created_us;
     uint32_t msg_delta, rcpt_delta, quota_default;
+    uint32_t quota, quota_reset, used;
     uint8_t blocked;
-    uint8_t pad[3];
+    uint8_t pad[7];
 };
 
 #define N_STRINGS 6
@@ -199,7 +200,8 @@ size_t wqueue_encode(const struct msg_record *rec, char *buf)
     struct record_header h = {
         .size = (uint32_t)total, .rcpt_count = rec->rcpt_count, .epoch = rec->epoch, .seq = rec->seq,
         .created_us = rec->created_us, .msg_delta = rec->msg_delta, .rcpt_delta = rec->rcpt_delta,
-        .quota_default = rec->quota_default, .blocked = rec->blocked,
+        .quota_default = rec->quota_default, .quota = rec->quota, .quota_reset = rec->quota_reset,
+        .used = rec->used, .blocked = rec->blocked,
     };
     memcpy(buf, &h, sizeof(h));
     size_t off = sizeof(h);
@@ -237,6 +239,9 @@ size_t wqueue_decode(char *buf, size_t len, struct msg_record *rec)
     rec->msg_delta = h.msg_delta;
     rec->rcpt_delta = h.rcpt_delta;
     rec->quota_default = h.quota_default;
+    rec->quota = h.quota;
+    rec->quota_reset = h.quota_reset;
+    rec->used = h.used;
     rec->blocked = h.blocked;
     return h.size;
 }

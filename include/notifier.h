@@ -1,0 +1,24 @@
+/*
+ * notifier.h - the notifier process: sends the webhook notifications that
+ * workers queue (state_dir/<instance>.webhook, a file like the write-back
+ * queue, so pending notifications survive a restart) with libcurl, one at
+ * a time, in order. Any 2xx is success; a 4xx is final (logged); network
+ * errors and other answers are retried webhook.retries times with
+ * exponential backoff, then the notification is set aside in
+ * state_dir/webhook-failed.log. A policy reply never waits for any of it.
+ */
+#ifndef RG_NOTIFIER_H
+#define RG_NOTIFIER_H
+
+struct rg_config;
+struct shm;
+
+struct notifier_ctx {
+    const struct rg_config *cfg;
+    struct shm *shm;
+    int lifeline_fd;
+};
+
+__attribute__((noreturn)) void notifier_main(const struct notifier_ctx *ctx);
+
+#endif

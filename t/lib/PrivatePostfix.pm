@@ -1,0 +1,100 @@
+# PrivatePostfix.pm - a private Postfix instance for the end-to-end test:
+# its own config, queue and data directories under a temporary folder,
+# smtpd on 127.0.0.1:<port> with Cyrus SASL (a sasldb file of its own), no
+# chroot, a log file instead of syslog, everything delivered to `discard`.
+# Needs root (Postfix's master starts as root). Stopped at the end of the
+# test script, whatever happens.
+package PrivatePostfix;
+
+use strict;
+use warnings;
+use File::Path qw(make_path);
+
+my @running;
+END { stop($_) for @running; }
+
+sub run_quiet {
+    my (@cmd) = @_;
+    my $out = `@cmd 2>&1`;
+    return ($? >> 8, $out);
+}
+
+# %o: dir, port, policy ("inet:127.0.0.1:N"), users ({ name => password }), domain.
+sub start {
+    my (%o) = @_;
+    my $d = $o{dir};
+    my $domain = $o{domain} // 'rg-test.localdomain';
+    make_path("$d/conf/sasl", "$d/queue", "$d/data");
+    open my $fh, '>', "$d/conf/main.cf" or die;
+    print $fh <<CF;
+compatibility_level = 3.6
+queue_directory = $d/queue
+data_directory = $d/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = $domain
+mydomain = localdomain
+mydestination = $domain
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+maillog_file = $d/maillog
+maillog_file_prefixes = $d
+alias_maps =
+alias_database =
+local_recipient_maps =
+local_transport = discard
+default_transport = discard
+smtputf8_enable = no
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = cyrus
+smtpd_sasl_path = smtpd
+smtpd_sasl_security_options = noanonymous
+smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
+smtpd_data_restrictions = check_policy_service { $o{policy}, default_action=DUNNO }
+CF
+    close $fh;
+    open $fh, '>', "$d/conf/master.cf" or die;
+    print $fh "127.0.0.1:$o{port} inet n - n - - smtpd\n";
+    print $fh "$_\n" for (
+        'pickup unix n - n 60 1 pickup', 'cleanup unix n - n - 0 cleanup', 'qmgr unix n - n 300 1 qmgr',
+        'rewrite unix - - n - - trivial-rewrite', 'bounce unix - - n - 0 bounce',
+        'defer unix - - n - 0 bounce', 'trace unix - - n - 0 bounce', 'verify unix - - n - 1 verify',
+        'flush unix n - n 1000? 0 flush', 'proxymap unix - - n - - proxymap', 'showq unix n - n - - showq',
+        'error unix - - n - - error', 'retry unix - - n - - error', 'discard unix - - n - - discard',
+        'anvil unix - - n - 1 anvil', 'scache unix - - n - 1 scache', 'postlog unix-dgram n - n - 1 postlogd');
+    close $fh;
+    # Debian's Postfix reads $config_directory/sasl/smtpd.conf.
+    open $fh, '>', "$d/conf/sasl/smtpd.conf" or die;
+    print $fh "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: $d/sasldb2\n";
+    close $fh;
+    for my $user (sort keys %{ $o{users} // {} }) {
+        open my $p, '|-', 'saslpasswd2', '-p', '-c', '-f', "$d/sasldb2", '-u', $domain, $user or die;
+        print $p $o{users}{$user};
+        close $p or die "saslpasswd2 $user failed";
+    }
+    my ($uid, $gid) = (getpwnam('postfix'))[2, 3];
+    chown $uid, $gid, "$d/sasldb2", "$d/data";
+    chmod 0640, "$d/sasldb2";
+    my ($rc, $out) = run_quiet('script', '-qc', "'postfix -c $d/conf start'", '/dev/null');
+    die "postfix start failed: $out" if $rc != 0;
+    my $pf = { dir => $d, port => $o{port}, domain => $domain };
+    push @running, $pf;
+    return $pf;
+}
+
+sub stop {
+    my ($pf) = @_;
+    return unless grep { $_ == $pf } @running;
+    run_quiet('script', '-qc', "'postfix -c $pf->{dir}/conf stop'", '/dev/null');
+    @running = grep { $_ != $pf } @running;
+}
+
+sub log_text {
+    my ($pf) = @_;
+    open my $fh, '<', "$pf->{dir}/maillog" or return '';
+    local $/;
+    return <$fh>;
+}
+
+1;

@@ -57,7 +57,7 @@ static void on_signal(int sig)
     case SIGCHLD: got_chld = 1; break;
     case SIGWINCH: got_winch = 1; break;
     }
-    if (write(self_pipe[1], "s", 1) < 0) {
+    if (self_pipe[1] >= 0 && write(self_pipe[1], "s", 1) < 0) {
         /* pipe full: the loop is already due to wake up */
     }
     errno = saved;
@@ -118,6 +118,54 @@ static void daemonize(void)
         if (null > STDERR_FILENO)
             close(null);
     }
+}
+
+/* Create path (and missing parents) as a directory; the last component
+ * gets mode and, when we are root, the daemon's owner. An existing
+ * directory is left as it is. */
+static void ensure_dir(const char *path, mode_t mode, uid_t uid, gid_t gid)
+{
+    char buf[4096];
+    struct stat st;
+
+    if (stat(path, &st) == 0)
+        return;
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                break;
+            *p = '/';
+        }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST) {
+        log_error("mkdir(%s): %s", path, strerror(errno));
+        return;
+    }
+    if (geteuid() == 0 && chown(buf, uid, gid) < 0)
+        log_error("chown(%s): %s", path, strerror(errno));
+    log_info("created directory %s", path);
+}
+
+/* The run directory (pidfile), the state directory and the directories of
+ * unix sockets (e.g. /var/spool/postfix/rateguard for a chrooted smtpd),
+ * owned by the daemon's account so that it can use them after the drop. */
+static void prepare_directories(const struct rg_config *cfg, uid_t uid, gid_t gid)
+{
+    char dir[4096];
+
+    snprintf(dir, sizeof(dir), "%s", cfg->pidfile);
+    *strrchr(dir, '/') = '\0';
+    if (dir[0])
+        ensure_dir(dir, 0755, uid, gid);
+    ensure_dir(cfg->state_dir, 0750, uid, gid);
+    for (size_t i = 0; i < cfg->listen.count; i++)
+        if (cfg->listen_addrs[i].kind == LISTEN_UNIX) {
+            snprintf(dir, sizeof(dir), "%s", cfg->listen_addrs[i].path);
+            *strrchr(dir, '/') = '\0';
+            if (dir[0])
+                ensure_dir(dir, 0750, uid, gid);
+        }
 }
 
 /* In a fresh child: drop what only the master may hold. */
@@ -511,6 +559,10 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
         log_fatal(RG_EXIT_NO_USER, "cannot start: user or group missing");
     if (!foreground)
         daemonize();
+    /* Signals are caught from the start: a status request or a stop that
+     * arrives while we are still starting is served, not fatal. */
+    install_signals();
+    prepare_directories(cfg, uid, gid);
 
     switch (pidfile_acquire(cfg->pidfile, &m.pidfile_fd, &other)) {
     case PIDFILE_RUNNING:
@@ -563,7 +615,6 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     if (m.wake_fd < 0 || pipe2(self_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(m.lifeline, O_CLOEXEC) < 0)
         log_fatal(RG_EXIT_RUNTIME, "eventfd/pipe: %s", strerror(errno));
     m.shm.queue.wake_fd = m.wake_fd;
-    install_signals();
     m.started = time(NULL);
     m.next_reset = period_next_boundary(cfg->reset_schedule, m.started);
     log_notice("rateguard %s started (pid %ld, workers %ld..%ld, cache %ld entries)", RATEGUARD_VERSION,

@@ -1,0 +1,127 @@
+#!/usr/bin/perl
+# 60-install.t - deployment: `make install` with DESTDIR puts every file in
+# place (and never overwrites a configuration), `make uninstall` removes them;
+# systemd accepts the units; the SysV script starts, reports and stops the
+# daemon (which daemonizes); a unix socket for a chrooted smtpd gets its
+# directory, owner and mode; the man pages list every setting and option.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep);
+use RG qw(write_config run_rateguard migrated_database wait_until slurp test_dir build_dir rateguard);
+
+my $repo = "$FindBin::Bin/..";
+my $dest = test_dir() . '/root';
+my $build = build_dir();
+
+sub make {
+    my (@args) = @_;
+    my $out = `make -s -C $repo BUILD=$build @args 2>&1`;
+    return ($? >> 8, $out);
+}
+
+my ($rc, $out) = make('install', "DESTDIR=$dest");
+is($rc, 0, 'make install DESTDIR: exit 0') or diag $out;
+my %want = (
+    'usr/local/sbin/rateguard' => 0755, 'usr/local/etc/rateguard/rateguard.conf' => 0640,
+    'usr/local/share/rateguard/sql/001_ratelimits_and_messages.sql' => 0644,
+    'usr/local/share/man/man8/rateguard.8' => 0644, 'usr/local/share/man/man5/rateguard.conf.5' => 0644,
+    'usr/local/lib/systemd/system/rateguard.service' => 0644,
+    'usr/local/lib/systemd/system/rateguard-cleanup.service' => 0644,
+    'usr/local/lib/systemd/system/rateguard-cleanup.timer' => 0644,
+    'usr/local/etc/init.d/rateguard' => 0755, 'usr/local/etc/logrotate.d/rateguard' => 0644,
+);
+for my $f (sort keys %want) {
+    my @st = stat "$dest/$f";
+    ok(@st && ($st[2] & 07777) == $want{$f}, sprintf('%s installed, mode %04o', $f, $want{$f}));
+}
+like(slurp("$dest/usr/local/lib/systemd/system/rateguard.service"),
+     qr{^ExecStart=/usr/local/sbin/rateguard -f -c /usr/local/etc/rateguard/rateguard.conf run$}m,
+     'the unit runs the installed binary with the installed configuration');
+like(slurp("$dest/usr/local/lib/systemd/system/rateguard.service"), qr{^ExecReload=/bin/kill -HUP \$MAINPID$}m,
+     'ExecReload sends HUP');
+
+open my $fh, '>>', "$dest/usr/local/etc/rateguard/rateguard.conf" or die;
+print $fh "# edited by the administrator\n";
+close $fh;
+make('install', "DESTDIR=$dest");
+like(slurp("$dest/usr/local/etc/rateguard/rateguard.conf"), qr/edited by the administrator/,
+     'a second install keeps the administrator\'s configuration');
+
+($rc, $out) = make('install', "DESTDIR=$dest/usr-prefix", 'PREFIX=/usr');
+ok(-e "$dest/usr-prefix/etc/rateguard/rateguard.conf" && -e "$dest/usr-prefix/usr/sbin/rateguard",
+   'PREFIX=/usr puts the configuration in /etc');
+
+SKIP: {
+    skip 'systemd-analyze is not installed', 1 unless -x '/usr/bin/systemd-analyze';
+    # Verified with the unit pointing at the built binary (verify checks that ExecStart exists).
+    my $v = test_dir() . '/verify';
+    make('install', "DESTDIR=$v", "SBINDIR=$build");
+    my @units = map { "$v/usr/local/lib/systemd/system/$_" } qw(rateguard.service rateguard-cleanup.service rateguard-cleanup.timer);
+    my $msg = `systemd-analyze verify --man=no @units 2>&1`;
+    is($? >> 8 . $msg, '0', 'systemd-analyze verify accepts the units without a warning');
+}
+
+my $init = "$dest/usr/local/etc/init.d/rateguard";
+system('sh', '-n', $init);
+is($? >> 8, 0, 'the SysV script passes sh -n');
+like(slurp($init), qr/^### BEGIN INIT INFO\n.*^# Provides:\s+rateguard\n.*^### END INIT INFO\n/ms, 'LSB header');
+
+# The SysV script drives the real daemon (daemonized, with its pidfile).
+my $db = migrated_database('install');
+my $c = write_config(database => $db, name => 'sysv');
+local $ENV{DAEMON} = rateguard();
+local $ENV{CONF} = $c->{path};
+$out = `sh $init start 2>&1`;
+is($? >> 8, 0, 'init script start: exit 0') or diag $out;
+my $pid = slurp($c->{pidfile});
+chomp $pid;
+ok($pid && kill(0, $pid), "the daemon runs in the background (pid $pid)");
+$out = `sh $init status 2>&1`;
+is($? >> 8, 0, 'init script status: exit 0');
+like($out, qr/^rateguard \S+, pid $pid, up \d+ s$/m, 'status runs rateguard status');
+$out = `sh $init stop 2>&1`;
+is($? >> 8, 0, 'init script stop: exit 0') or diag $out;
+ok(!kill(0, $pid), 'the daemon is gone');
+$out = `sh $init status 2>&1`;
+is($? >> 8, 3, 'status after stop: exit 3 (LSB: not running)');
+
+# A unix socket for a chrooted smtpd: directory created with the daemon's owner.
+SKIP: {
+    skip 'ownership needs root', 4 if $> != 0;
+    my $spool = test_dir() . '/spool/postfix/rateguard';
+    my $cu = write_config(database => $db, name => 'unix', listen => qq{"127.0.0.1:@{[RG::free_port()]}", "unix:$spool/policy"});
+    ($cu->{port}) = slurp($cu->{path}) =~ /127\.0\.0\.1:(\d+)/;
+    my $upid = RG::start_daemon($cu);
+    my @dst = stat $spool;
+    is($dst[4], scalar getpwnam('nobody'), 'the socket directory belongs to the daemon\'s user');
+    my @sst = stat "$spool/policy";
+    is($sst[4], scalar getpwnam('nobody'), 'the socket belongs to the daemon\'s user');
+    is($sst[2] & 07777, 0660, 'socket mode 0660');
+    is(RG::stop_daemon($upid), 0, 'stopped');
+}
+
+($rc, $out) = make('uninstall', "DESTDIR=$dest");
+is($rc, 0, 'make uninstall: exit 0') or diag $out;
+ok(!-e "$dest/usr/local/sbin/rateguard" && !-e "$dest/usr/local/lib/systemd/system/rateguard.service"
+   && !-e "$dest/usr/local/share/rateguard", 'uninstall removes the files');
+ok(-e "$dest/usr/local/etc/rateguard/rateguard.conf", 'uninstall keeps the configuration');
+
+# The man pages are in sync with the configuration file and --help.
+my $conf5 = slurp("$repo/src/man/rateguard.conf.5");
+my $conf = slurp("$repo/rateguard.conf");
+my ($section, @keys);
+for my $line (split /\n/, $conf) {
+    $section = $1 if $line =~ /^(\w+) \{$/;
+    undef $section if $line =~ /^\}$/;
+    push @keys, ($section ? "$section." : '') . $1 if $line =~ /^\s*#(\w+) = /;
+}
+is_deeply([grep { $conf5 !~ /^\.B \Q$_\E$/m } @keys], [], 'rateguard.conf(5) documents every setting of rateguard.conf');
+my (undef, $help) = run_rateguard('--help');
+my $man8 = slurp("$repo/src/man/rateguard.8");
+my @words = ($help =~ /(--[a-z-]+)/g, $help =~ /^  ([a-z-]+)\s{2,}/mg);
+(my $man8_text = $man8) =~ s/\\-/-/g;
+is_deeply([grep { index($man8_text, $_) < 0 } @words], [], 'rateguard(8) documents every option and command of --help');
+done_testing();

@@ -67,6 +67,8 @@ struct touched {
     char *sender;
     struct db_row row;
     bool found;
+    int64_t db_reset_us;            /* bulk: the row's reset_at before this batch, 0 if none */
+    uint32_t msg_counter, rcpt_counter, msg_total, rcpt_total;   /* bulk: deltas to add */
 };
 
 struct writer {
@@ -74,6 +76,9 @@ struct writer {
     MYSQL *db;
     MYSQL_STMT *upsert, *insert_message, *select_row, *save_progress;
     struct progress committed;
+    struct msg_record *pending;     /* the current batch's records (strings in arena) */
+    bool *covered;                  /* ... already in the database (a replay) */
+    bool careful;                   /* next round: one statement per record, to find a refused one */
     struct touched *touched;
     size_t n_touched;
     struct batch_rec *recs;
@@ -418,8 +423,207 @@ static off_t spool_size(struct writer *w)
     return w->spool_fd >= 0 && fstat(w->spool_fd, &st) == 0 ? st.st_size : 0;
 }
 
+/* Build "head (row),(row),... tail" for a statement over `rows` rows. */
+static char *rows_sql(const char *head, const char *row, size_t rows, const char *tail)
+{
+    size_t len = strlen(head) + rows * (strlen(row) + 1) + strlen(tail) + 1;
+    char *sql = xmalloc(len), *p = sql;
+    p += sprintf(p, "%s", head);
+    for (size_t i = 0; i < rows; i++)
+        p += sprintf(p, "%s%s", i ? "," : "", row);
+    sprintf(p, "%s", tail);
+    return sql;
+}
+
+/* Run a freshly prepared statement with these parameters. */
+static MYSQL_STMT *run_prepared(struct writer *w, const char *sql, MYSQL_BIND *params, char *err, size_t errsize)
+{
+    MYSQL_STMT *st = prepare(w->db, sql, err, errsize);
+    if (st == NULL)
+        return NULL;
+    if (mysql_stmt_bind_param(st, params) != 0 || mysql_stmt_execute(st) != 0) {
+        snprintf(err, errsize, "%.300s...: %s", sql, mysql_stmt_error(st));
+        mysql_stmt_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+static int find_touched(struct writer *w, const char *sender)
+{
+    char key[CACHE_KEY_SIZE];
+    cache_make_key(sender, key);
+    for (size_t i = 0; i < w->n_touched; i++)
+        if (strcmp(w->touched[i].key, key) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Read the touched rows, locked (FOR UPDATE) or not. */
+static bool select_touched(struct writer *w, bool lock, char *err, size_t errsize)
+{
+    size_t k = w->n_touched;
+    MYSQL_BIND *in = xcalloc(k, sizeof(MYSQL_BIND)), out[10];
+    unsigned long *lens = xcalloc(k, sizeof(unsigned long)), sender_len;
+    char *sql = rows_sql("SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` WHERE `sender` IN (", "?", k,
+                         lock ? ") FOR UPDATE" : ")");
+    char sender[1024];
+    struct db_row r;
+    uint32_t locked;
+    bool ok = false;
+
+    for (size_t i = 0; i < k; i++)
+        bind_str(&in[i], w->touched[i].sender, &lens[i]);
+    MYSQL_STMT *st = run_prepared(w, sql, in, err, errsize);
+    if (st == NULL)
+        goto out;
+    memset(out, 0, sizeof(out));
+    out[0].buffer_type = MYSQL_TYPE_STRING;
+    out[0].buffer = sender;
+    out[0].buffer_length = sizeof(sender) - 1;
+    out[0].length = &sender_len;
+    bind_u64(&out[1], &r.id);
+    bind_u32(&out[2], &r.quota);
+    bind_u32(&out[3], &r.quota_reset);
+    bind_u32(&out[4], &locked);
+    bind_u32(&out[5], &r.msg_counter);
+    bind_u32(&out[6], &r.rcpt_counter);
+    bind_u32(&out[7], &r.msg_total);
+    bind_u32(&out[8], &r.rcpt_total);
+    out[9].buffer_type = MYSQL_TYPE_LONGLONG;
+    out[9].buffer = &r.reset_us;
+    if (mysql_stmt_bind_result(st, out) != 0) {
+        snprintf(err, errsize, "bind result: %s", mysql_stmt_error(st));
+        mysql_stmt_close(st);
+        goto out;
+    }
+    int rc;
+    while ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
+        sender[sender_len < sizeof(sender) ? sender_len : sizeof(sender) - 1] = '\0';
+        int t = find_touched(w, sender);
+        if (t < 0)
+            continue;
+        r.locked = (uint8_t)(locked != 0);
+        if (lock)
+            w->touched[t].db_reset_us = r.reset_us;
+        else {
+            w->touched[t].row = r;
+            w->touched[t].found = true;
+        }
+    }
+    ok = rc == MYSQL_NO_DATA;
+    if (!ok)
+        snprintf(err, errsize, "read rows: %s", mysql_stmt_error(st));
+    mysql_stmt_close(st);
+out:
+    free(sql);
+    free(lens);
+    free(in);
+    return ok;
+}
+
+/* The whole batch in four statements: lock the senders' rows, add every
+ * sender's deltas (counters only for messages not older than the row's
+ * reset_at), read the rows back, insert all the messages rows. */
+static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
+{
+    size_t k = w->n_touched;
+    bool ok = false;
+    MYSQL_STMT *st;
+
+    if (!select_touched(w, true, err, errsize))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (w->covered[i])
+            continue;
+        const struct msg_record *r = &w->pending[i];
+        struct touched *t = &w->touched[w->recs[i].sender];
+        if (r->created_us >= t->db_reset_us) {
+            t->msg_counter = quota_sat_add(t->msg_counter, r->msg_delta);
+            t->rcpt_counter = quota_sat_add(t->rcpt_counter, r->rcpt_delta);
+        }
+        t->msg_total = quota_sat_add(t->msg_total, r->msg_delta);
+        t->rcpt_total = quota_sat_add(t->rcpt_total, r->rcpt_delta);
+        if (t->row.quota == 0)
+            t->row.quota = r->quota_default;    /* for a new row */
+    }
+
+    MYSQL_BIND *b = xcalloc(n * 10 > k * 7 ? n * 10 : k * 7, sizeof(MYSQL_BIND));
+    unsigned long *lens = xcalloc(n * 10 > k * 7 ? n * 10 : k * 7, sizeof(unsigned long));
+    uint64_t *ids = xcalloc(n, sizeof(uint64_t)), *created = xcalloc(n, sizeof(uint64_t));
+    uint32_t *flags = xcalloc(n * 2, sizeof(uint32_t));
+    char *sql = rows_sql("INSERT INTO `ratelimits` (`sender`, `quota`, `quota_reset`, `msg_counter`, "
+                         "`rcpt_counter`, `msg_total`, `rcpt_total`) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", k,
+                         " ON DUPLICATE KEY UPDATE `msg_counter` = `msg_counter` + VALUES(`msg_counter`), "
+                         "`rcpt_counter` = `rcpt_counter` + VALUES(`rcpt_counter`), "
+                         "`msg_total` = `msg_total` + VALUES(`msg_total`), "
+                         "`rcpt_total` = `rcpt_total` + VALUES(`rcpt_total`)");
+    for (size_t i = 0; i < k; i++) {
+        struct touched *t = &w->touched[i];
+        bind_str(&b[i * 7], t->sender, &lens[i * 7]);
+        bind_u32(&b[i * 7 + 1], &t->row.quota);
+        bind_u32(&b[i * 7 + 2], &t->row.quota);
+        bind_u32(&b[i * 7 + 3], &t->msg_counter);
+        bind_u32(&b[i * 7 + 4], &t->rcpt_counter);
+        bind_u32(&b[i * 7 + 5], &t->msg_total);
+        bind_u32(&b[i * 7 + 6], &t->rcpt_total);
+    }
+    st = run_prepared(w, sql, b, err, errsize);
+    free(sql);
+    if (st == NULL)
+        goto out;
+    mysql_stmt_close(st);
+    if (!select_touched(w, false, err, errsize))
+        goto out;
+
+    size_t rows = 0;
+    memset(b, 0, n * 10 * sizeof(MYSQL_BIND));
+    for (size_t i = 0; i < n; i++) {
+        if (w->covered[i])
+            continue;
+        const struct msg_record *r = &w->pending[i];
+        MYSQL_BIND *p = &b[rows * 10];
+        unsigned long *l = &lens[rows * 10];
+        ids[rows] = w->touched[w->recs[i].sender].row.id;
+        created[rows] = (uint64_t)r->created_us;
+        flags[rows * 2] = r->rcpt_count;
+        flags[rows * 2 + 1] = r->blocked;
+        bind_u64(&p[0], &ids[rows]);
+        bind_str(&p[1], r->msgid, &l[1]);
+        bind_str(&p[2], r->sender, &l[2]);
+        bind_u32(&p[3], &flags[rows * 2]);
+        bind_u32(&p[4], &flags[rows * 2 + 1]);
+        bind_str(&p[5], r->from_addr, &l[5]);
+        bind_str(&p[6], r->to_addr, &l[6]);
+        bind_str(&p[7], r->client_address, &l[7]);
+        bind_str(&p[8], r->client_name, &l[8]);
+        bind_u64(&p[9], &created[rows]);
+        rows++;
+    }
+    if (rows > 0) {
+        sql = rows_sql("INSERT INTO `messages` (`ratelimit_id`, `msgid`, `sender`, `rcpt_count`, `blocked`, "
+                       "`from_addr`, `to_addr`, `client_address`, `client_name`, `created_at`) VALUES ",
+                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(? / 1000000.0))", rows, "");
+        st = run_prepared(w, sql, b, err, errsize);
+        free(sql);
+        if (st == NULL)
+            goto out;
+        mysql_stmt_close(st);
+    }
+    ok = true;
+out:
+    free(b);
+    free(lens);
+    free(ids);
+    free(created);
+    free(flags);
+    return ok;
+}
+
 /* One transaction over the oldest records. Returns records taken, or
- * WRITE_FAILED / WRITE_AGAIN. */
+ * WRITE_FAILED / WRITE_AGAIN. Normally the whole batch goes in a few bulk
+ * statements; after a refused bulk write the next round goes record by
+ * record, to find the refused record and set it aside. */
 static long write_batch(struct writer *w, char *err, size_t errsize)
 {
     struct shm *shm = w->ctx->shm;
@@ -428,13 +632,13 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
     struct progress last = w->committed;
     size_t used = 0, len;
     long n = 0;
+    bool careful = w->careful;
 
     batch_reset(w);
     if (src.spool) {
         /* Read a slice of the spool; a record cut at its end waits. */
-        size_t want = ARENA_SIZE;
-        src.spool_buf = xmalloc(want);
-        ssize_t got = pread(w->spool_fd, src.spool_buf, want, w->spool_read);
+        src.spool_buf = xmalloc(ARENA_SIZE);
+        ssize_t got = pread(w->spool_fd, src.spool_buf, ARENA_SIZE, w->spool_read);
         src.spool_len = got > 0 ? (size_t)got : 0;
     } else
         wqueue_cursor_start(&shm->queue, &src.cur);
@@ -449,33 +653,36 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
             src = before;
             break;
         }
-        if (!progress_covers(&w->committed, rec.epoch, rec.seq)) {
-            if (!write_record(w, &rec, err, errsize)) {
-                MYSQL_STMT *failed = mysql_stmt_errno(w->upsert) ? w->upsert : w->insert_message;
-                if (record_refused(mysql_stmt_errno(failed)) && suspect) {
-                    /* Refused twice, the second time alone: set it aside. */
-                    mysql_rollback(w->db);
-                    set_aside(w, &rec);
-                    w->poison_seq = w->poison_epoch = 0;
-                    batch_add(w, &rec);
-                    last.epoch = rec.epoch;
-                    last.seq = rec.seq;
-                    n = 1;
-                    break;
-                }
-                if (record_refused(mysql_stmt_errno(failed))) {
-                    w->poison_epoch = rec.epoch;
-                    w->poison_seq = rec.seq;
-                    snprintf(w->poison_error, sizeof(w->poison_error), "%.500s", err);
-                    mysql_rollback(w->db);
-                    free(src.spool_buf);
-                    return WRITE_AGAIN;
-                }
-                goto fail;
+        bool covered = progress_covers(&w->committed, rec.epoch, rec.seq);
+        if (!covered && careful && !write_record(w, &rec, err, errsize)) {
+            MYSQL_STMT *failed = mysql_stmt_errno(w->upsert) ? w->upsert : w->insert_message;
+            if (record_refused(mysql_stmt_errno(failed)) && suspect) {
+                /* Refused twice, the second time alone: set it aside. */
+                mysql_rollback(w->db);
+                set_aside(w, &rec);
+                w->poison_seq = w->poison_epoch = 0;
+                w->covered[0] = true;
+                w->pending[0] = rec;
+                batch_add(w, &rec);
+                last.epoch = rec.epoch;
+                last.seq = rec.seq;
+                n = 1;
+                break;
             }
+            if (record_refused(mysql_stmt_errno(failed))) {
+                w->poison_epoch = rec.epoch;
+                w->poison_seq = rec.seq;
+                snprintf(w->poison_error, sizeof(w->poison_error), "%.500s", err);
+                mysql_rollback(w->db);
+                free(src.spool_buf);
+                return WRITE_AGAIN;
+            }
+            goto fail;
         }
-        /* Written now, written before (a replay), or set aside: in every
-         * case it leaves the queued counts. */
+        /* Written now (careful), to be written (bulk), written before (a
+         * replay) or set aside: in every case it leaves the queued counts. */
+        w->pending[n] = rec;
+        w->covered[n] = covered;
         batch_add(w, &rec);
         last.epoch = rec.epoch;
         last.seq = rec.seq;
@@ -486,15 +693,27 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
         free(src.spool_buf);
         return 0;
     }
-    if (n > 0 && !save_progress(w, &last, err, errsize))
+    if (!careful && !write_bulk(w, (size_t)n, err, errsize)) {
+        unsigned int code = mysql_errno(w->db);
+        if (record_refused(code)) {
+            w->careful = true;      /* find the refused record one by one */
+            mysql_rollback(w->db);
+            free(src.spool_buf);
+            return WRITE_AGAIN;
+        }
         goto fail;
-    for (size_t i = 0; i < w->n_touched; i++)
-        if (!read_back(w, &w->touched[i], err, errsize))
-            goto fail;
+    }
+    if (!save_progress(w, &last, err, errsize))
+        goto fail;
+    if (careful)
+        for (size_t i = 0; i < w->n_touched; i++)
+            if (!read_back(w, &w->touched[i], err, errsize))
+                goto fail;
     if (mysql_commit(w->db) != 0) {
         snprintf(err, errsize, "commit: %s", mysql_error(w->db));
         goto fail;
     }
+    w->careful = false;
     if (progress_covers(&last, w->committed.epoch, w->committed.seq))
         w->committed = last;
     /* The cache first, then the queue: dying in between leaves records
@@ -672,6 +891,8 @@ void writer_main(const struct writer_ctx *ctx)
     writer_signals();
     w.touched = xcalloc(BATCH_MAX, sizeof(struct touched));
     w.recs = xcalloc(BATCH_MAX, sizeof(struct batch_rec));
+    w.pending = xcalloc(BATCH_MAX, sizeof(struct msg_record));
+    w.covered = xcalloc(BATCH_MAX, sizeof(bool));
     w.arena = xmalloc(ARENA_SIZE);
     w.refresh_seen = __atomic_load_n(&shm->hdr->refresh_requests, __ATOMIC_ACQUIRE);
     w.next_refresh = time(NULL) + ctx->cfg->cache.refresh_interval;
@@ -734,6 +955,8 @@ void writer_main(const struct writer_ctx *ctx)
         close(w.spool_fd);
     free(w.touched);
     free(w.recs);
+    free(w.pending);
+    free(w.covered);
     free(w.arena);
     _exit(RG_EXIT_OK);
 }

@@ -79,6 +79,7 @@ struct writer {
     struct msg_record *pending;     /* the current batch's records (strings in arena) */
     bool *covered;                  /* ... already in the database (a replay) */
     bool careful;                   /* next round: one statement per record, to find a refused one */
+    unsigned int bulk_errno;        /* server error of the last failed bulk statement */
     struct touched *touched;
     size_t n_touched;
     struct batch_rec *recs;
@@ -442,7 +443,8 @@ static MYSQL_STMT *run_prepared(struct writer *w, const char *sql, MYSQL_BIND *p
     if (st == NULL)
         return NULL;
     if (mysql_stmt_bind_param(st, params) != 0 || mysql_stmt_execute(st) != 0) {
-        snprintf(err, errsize, "%.300s...: %s", sql, mysql_stmt_error(st));
+        snprintf(err, errsize, "%.200s...: %s", sql, mysql_stmt_error(st));
+        w->bulk_errno = mysql_stmt_errno(st);
         mysql_stmt_close(st);
         return NULL;
     }
@@ -693,9 +695,9 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
         free(src.spool_buf);
         return 0;
     }
+    w->bulk_errno = 0;
     if (!careful && !write_bulk(w, (size_t)n, err, errsize)) {
-        unsigned int code = mysql_errno(w->db);
-        if (record_refused(code)) {
+        if (record_refused(w->bulk_errno)) {
             w->careful = true;      /* find the refused record one by one */
             mysql_rollback(w->db);
             free(src.spool_buf);

@@ -214,7 +214,7 @@ static void spawn_writer(struct master *m)
                                  .lifeline_fd = m->lifeline[0], .wake_fd = m->wake_fd};
         writer_main(&ctx);
     }
-    m->writer_pid = pid;
+    m->writer_pid = m->shm.hdr->writer_pid = pid;
 }
 
 static void spawn_notifier(struct master *m)

@@ -116,7 +116,8 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     fprintf(f, "\"database\":{\"pending\":%llu,\"written\":%llu,\"failed_transactions\":%llu},",
             (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
             (unsigned long long)STAT_GET(shm, db_errors));
-    fprintf(f, "\"cache\":{\"used\":%u,\"entries\":%u}}\n", cache_used(&shm->cache), shm->cache.sh->capacity);
+    fprintf(f, "\"cache\":{\"used\":%u,\"entries\":%u},\"writer_pid\":%ld}\n", cache_used(&shm->cache),
+            shm->cache.sh->capacity, (long)shm->hdr->writer_pid);
 }
 
 /* Write to a temporary file, then rename over the old dump. */

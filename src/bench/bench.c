@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -112,6 +113,7 @@ static int echo_server(const struct listen_addr *la, int workers)
     signal(SIGPIPE, SIG_IGN);
     for (int i = 0; i < workers; i++)
         if (fork() == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);   /* leave with the master */
             for (;;) {
                 int fd = accept(lfd, NULL, NULL);
                 if (fd < 0)

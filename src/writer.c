@@ -67,7 +67,6 @@ struct touched {
     char *sender;
     struct db_row row;
     bool found;
-    int64_t db_reset_us;            /* bulk: the row's reset_at before this batch, 0 if none */
     uint32_t msg_counter, rcpt_counter, msg_total, rcpt_total;   /* bulk: deltas to add */
 };
 
@@ -461,10 +460,19 @@ static int find_touched(struct writer *w, const char *sender)
     return -1;
 }
 
-/* Read the touched rows, locked (FOR UPDATE) or not. */
+/* Read touched rows into touched[].row (found set): all of them, locked
+ * (FOR UPDATE) until COMMIT, or only those not found yet. */
 static bool select_touched(struct writer *w, bool lock, char *err, size_t errsize)
 {
-    size_t k = w->n_touched;
+    size_t k = 0;
+    size_t *which = xcalloc(w->n_touched, sizeof(size_t));
+    for (size_t i = 0; i < w->n_touched; i++)
+        if (lock || !w->touched[i].found)
+            which[k++] = i;
+    if (k == 0) {
+        free(which);
+        return true;
+    }
     MYSQL_BIND *in = xcalloc(k, sizeof(MYSQL_BIND)), out[10];
     unsigned long *lens = xcalloc(k, sizeof(unsigned long)), sender_len;
     char *sql = rows_sql("SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` WHERE `sender` IN (", "?", k,
@@ -475,11 +483,12 @@ static bool select_touched(struct writer *w, bool lock, char *err, size_t errsiz
     bool ok = false;
 
     for (size_t i = 0; i < k; i++)
-        bind_str(&in[i], w->touched[i].sender, &lens[i]);
+        bind_str(&in[i], w->touched[which[i]].sender, &lens[i]);
     MYSQL_STMT *st = run_prepared(w, sql, in, err, errsize);
     if (st == NULL)
         goto out;
     memset(out, 0, sizeof(out));
+    memset(&r, 0, sizeof(r));
     out[0].buffer_type = MYSQL_TYPE_STRING;
     out[0].buffer = sender;
     out[0].buffer_length = sizeof(sender) - 1;
@@ -506,12 +515,8 @@ static bool select_touched(struct writer *w, bool lock, char *err, size_t errsiz
         if (t < 0)
             continue;
         r.locked = (uint8_t)(locked != 0);
-        if (lock)
-            w->touched[t].db_reset_us = r.reset_us;
-        else {
-            w->touched[t].row = r;
-            w->touched[t].found = true;
-        }
+        w->touched[t].row = r;
+        w->touched[t].found = true;
     }
     ok = rc == MYSQL_NO_DATA;
     if (!ok)
@@ -521,12 +526,15 @@ out:
     free(sql);
     free(lens);
     free(in);
+    free(which);
     return ok;
 }
 
-/* The whole batch in four statements: lock the senders' rows, add every
- * sender's deltas (counters only for messages not older than the row's
- * reset_at), read the rows back, insert all the messages rows. */
+/* The whole batch in three statements: read and lock the senders' rows,
+ * add every sender's deltas (counters only for messages not older than the
+ * row's reset_at), insert all the messages rows. The rows stay locked until
+ * COMMIT, so their new values are the old ones plus our deltas; only rows
+ * created by this batch are read back, for their ids. */
 static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
 {
     size_t k = w->n_touched;
@@ -540,13 +548,13 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
             continue;
         const struct msg_record *r = &w->pending[i];
         struct touched *t = &w->touched[w->recs[i].sender];
-        if (r->created_us >= t->db_reset_us) {
+        if (!t->found || r->created_us >= t->row.reset_us) {
             t->msg_counter = quota_sat_add(t->msg_counter, r->msg_delta);
             t->rcpt_counter = quota_sat_add(t->rcpt_counter, r->rcpt_delta);
         }
         t->msg_total = quota_sat_add(t->msg_total, r->msg_delta);
         t->rcpt_total = quota_sat_add(t->rcpt_total, r->rcpt_delta);
-        if (t->row.quota == 0)
+        if (!t->found)
             t->row.quota = r->quota_default;    /* for a new row */
     }
 
@@ -575,7 +583,16 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
     if (st == NULL)
         goto out;
     mysql_stmt_close(st);
-    if (!select_touched(w, false, err, errsize))
+    for (size_t i = 0; i < k; i++) {
+        struct touched *t = &w->touched[i];
+        if (!t->found)
+            continue;
+        t->row.msg_counter = quota_sat_add(t->row.msg_counter, t->msg_counter);
+        t->row.rcpt_counter = quota_sat_add(t->row.rcpt_counter, t->rcpt_counter);
+        t->row.msg_total = quota_sat_add(t->row.msg_total, t->msg_total);
+        t->row.rcpt_total = quota_sat_add(t->row.rcpt_total, t->rcpt_total);
+    }
+    if (!select_touched(w, false, err, errsize))     /* the rows this batch created */
         goto out;
 
     size_t rows = 0;

@@ -46,8 +46,6 @@ struct shm_header {
     unsigned log_generation;    /* bumped on SIGUSR2: every process reopens its log */
     uint64_t off_scoreboard, off_cache;
     uint32_t refresh_requests;  /* bumped to make the writer re-read every row */
-    uint32_t reset_pending;     /* the writer owes the database a period reset */
-    int64_t reset_boundary_us;  /* ... at this time (reset_at of the rows) */
     struct shm_stats stats;
     struct scoreboard_shared scoreboard;
     struct cache_shared cache;

@@ -68,6 +68,11 @@ enum wqueue_open_result { WQUEUE_CREATED, WQUEUE_RECOVERED, WQUEUE_FAILED };
 enum wqueue_open_result wqueue_open(struct wqueue *q, const char *path, uint64_t capacity,
                                     char *err, size_t errsize);
 
+/* An empty queue whose epoch is not above `above` (the clock went back
+ * since the last run) takes above + 1, so its records are never mistaken
+ * for ones already written. */
+void wqueue_raise_epoch(struct wqueue *q, uint64_t above);
+
 /* Unmap; with remove_if_empty, delete the file when no record is left. */
 void wqueue_close(struct wqueue *q, const char *path, bool remove_if_empty);
 

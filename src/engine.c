@@ -107,6 +107,10 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
             return;
         }
 
+    /* Stamped under the lock, never before the entry's last reset, so the
+     * writer's bookkeeping of queued counts stays exact. */
+    int64_t now = now_us();
+    d->rec->created_us = now > e->reset_us ? now : e->reset_us;
     struct quota_decision q = quota_decide(e->quota, e->msg_counter, e->rcpt_counter,
                                            d->rec->rcpt_count, d->count_blocked);
     d->rec->blocked = q.blocked;

@@ -511,6 +511,7 @@ static void startup_sync(struct master *m)
     if (db != NULL) {
         if (!cachesync_read_progress(db, m->writer_name, &done, err, sizeof(err)))
             log_error("preload: %s", err);
+        wqueue_raise_epoch(&m->shm.queue, done.epoch);
         cachesync_preload(db, &m->shm);
         mysql_close(db);
     } else
@@ -521,15 +522,13 @@ static void startup_sync(struct master *m)
                    "they are counted in the cache and written now", (unsigned long long)n);
 }
 
-/* quota.reset_schedule: the cache at once, the database by the writer
- * before it writes anything else. */
+/* quota.reset_schedule: the cache here; the writer keeps the same
+ * schedule and resets the database before it writes anything newer. */
 static void scheduled_reset(struct master *m)
 {
     int64_t boundary_us = (int64_t)m->next_reset * 1000000;
     uint32_t n = cachesync_period_reset(&m->shm, boundary_us);
 
-    m->shm.hdr->reset_boundary_us = boundary_us;
-    __atomic_store_n(&m->shm.hdr->reset_pending, 1, __ATOMIC_RELEASE);
     m->shm.queue.sh->writer_sleeping = 1;
     wqueue_wake(&m->shm.queue);
     log_notice("period reset (%s schedule): %u cached sender(s) reset; the database follows",

@@ -97,7 +97,8 @@ static enum outcome deliver(CURL *curl, const struct rg_config *cfg, const struc
     snprintf(why, whysize, "HTTP %ld", status);
     if (status >= 200 && status < 300)
         return DELIVERED;
-    return status >= 400 && status < 500 ? REFUSED : RETRY;
+    /* 4xx is final, but for "try later" (408 timeout, 429 too many). */
+    return status >= 400 && status < 500 && status != 408 && status != 429 ? REFUSED : RETRY;
 }
 
 static void set_aside(const struct rg_config *cfg, const struct webhook_event *ev, const char *why)

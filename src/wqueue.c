@@ -84,12 +84,19 @@ static bool check_existing(struct wqueue *q, uint64_t file_size, char *err, size
         return false;
     }
     uint64_t records = 0;
+    static char buf[WQUEUE_MAX_RECORD];
     for (uint64_t pos = sh->head; pos < sh->tail; records++) {
         struct record_header h;
+        struct msg_record rec;
         ring_read(q, pos, &h, sizeof(h));
         if (h.size < sizeof(h) + N_STRINGS || h.size > WQUEUE_MAX_RECORD || h.size % 8 != 0 ||
             pos + h.size > sh->tail || h.epoch != sh->epoch || h.seq >= sh->next_seq) {
             snprintf(err, errsize, "record at position %llu damaged", (unsigned long long)pos);
+            return false;
+        }
+        ring_read(q, pos, buf, h.size);
+        if (wqueue_decode(buf, h.size, &rec) != h.size) {
+            snprintf(err, errsize, "record at position %llu damaged (strings)", (unsigned long long)pos);
             return false;
         }
         pos += h.size;
@@ -114,8 +121,11 @@ enum wqueue_open_result wqueue_open(struct wqueue *q, const char *path, uint64_t
     if (fd < 0 && errno == ENOENT) {
         existed = false;
         fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0 && ftruncate(fd, (off_t)(WQUEUE_DATA_OFFSET + capacity)) < 0) {
-            snprintf(err, errsize, "ftruncate(%s): %s", path, strerror(errno));
+        /* Allocated now, not sparse: a full disk later must not turn a
+         * worker's write into the mapping into SIGBUS. */
+        int rc = fd >= 0 ? posix_fallocate(fd, 0, (off_t)(WQUEUE_DATA_OFFSET + capacity)) : 0;
+        if (rc != 0) {
+            snprintf(err, errsize, "posix_fallocate(%s): %s", path, strerror(rc));
             close(fd);
             unlink(path);
             return WQUEUE_FAILED;
@@ -171,6 +181,14 @@ enum wqueue_open_result wqueue_open(struct wqueue *q, const char *path, uint64_t
     shm_mutex_init(&q->sh->lock);
     q->sh->writer_sleeping = 0;
     return existed ? WQUEUE_RECOVERED : WQUEUE_CREATED;
+}
+
+void wqueue_raise_epoch(struct wqueue *q, uint64_t above)
+{
+    if (q->sh->records != 0 || q->sh->epoch > above)
+        return;
+    q->sh->epoch = above + 1;
+    q->sh->checksum = header_checksum(q->sh);
 }
 
 void wqueue_close(struct wqueue *q, const char *path, bool remove_if_empty)

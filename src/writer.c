@@ -21,6 +21,7 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "period.h"
 #include "quota.h"
 #include "rateguard.h"
 #include "shm.h"
@@ -68,6 +69,7 @@ struct touched {
     struct db_row row;
     bool found;
     uint32_t msg_counter, rcpt_counter, msg_total, rcpt_total;   /* bulk: deltas to add */
+    bool has_new;                   /* bulk: at least one record not yet in the database */
 };
 
 struct writer {
@@ -90,6 +92,7 @@ struct writer {
     int spool_fd;
     off_t spool_read;           /* next spool byte to write to the database */
     time_t next_refresh;
+    time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
     uint32_t refresh_seen;      /* refresh_requests already served */
 };
 
@@ -548,6 +551,7 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
             continue;
         const struct msg_record *r = &w->pending[i];
         struct touched *t = &w->touched[w->recs[i].sender];
+        t->has_new = true;
         if (!t->found || r->created_us >= t->row.reset_us) {
             t->msg_counter = quota_sat_add(t->msg_counter, r->msg_delta);
             t->rcpt_counter = quota_sat_add(t->rcpt_counter, r->rcpt_delta);
@@ -562,27 +566,40 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
     unsigned long *lens = xcalloc(n * 10 > k * 7 ? n * 10 : k * 7, sizeof(unsigned long));
     uint64_t *ids = xcalloc(n, sizeof(uint64_t)), *created = xcalloc(n, sizeof(uint64_t));
     uint32_t *flags = xcalloc(n * 2, sizeof(uint32_t));
+    /* Only senders with records to write (a replay-only sender whose row was
+     * deleted meanwhile must not come back with a zero quota). */
+    size_t up = 0;
+    for (size_t i = 0; i < k; i++)
+        if (w->touched[i].has_new)
+            up++;
     char *sql = rows_sql("INSERT INTO `ratelimits` (`sender`, `quota`, `quota_reset`, `msg_counter`, "
-                         "`rcpt_counter`, `msg_total`, `rcpt_total`) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", k,
+                         "`rcpt_counter`, `msg_total`, `rcpt_total`) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", up,
                          " ON DUPLICATE KEY UPDATE `msg_counter` = `msg_counter` + VALUES(`msg_counter`), "
                          "`rcpt_counter` = `rcpt_counter` + VALUES(`rcpt_counter`), "
                          "`msg_total` = `msg_total` + VALUES(`msg_total`), "
                          "`rcpt_total` = `rcpt_total` + VALUES(`rcpt_total`)");
-    for (size_t i = 0; i < k; i++) {
+    for (size_t i = 0, j = 0; i < k; i++) {
         struct touched *t = &w->touched[i];
-        bind_str(&b[i * 7], t->sender, &lens[i * 7]);
-        bind_u32(&b[i * 7 + 1], &t->row.quota);
-        bind_u32(&b[i * 7 + 2], &t->row.quota);
-        bind_u32(&b[i * 7 + 3], &t->msg_counter);
-        bind_u32(&b[i * 7 + 4], &t->rcpt_counter);
-        bind_u32(&b[i * 7 + 5], &t->msg_total);
-        bind_u32(&b[i * 7 + 6], &t->rcpt_total);
+        if (!t->has_new)
+            continue;
+        bind_str(&b[j * 7], t->sender, &lens[j * 7]);
+        bind_u32(&b[j * 7 + 1], &t->row.quota);
+        bind_u32(&b[j * 7 + 2], &t->row.quota);
+        bind_u32(&b[j * 7 + 3], &t->msg_counter);
+        bind_u32(&b[j * 7 + 4], &t->rcpt_counter);
+        bind_u32(&b[j * 7 + 5], &t->msg_total);
+        bind_u32(&b[j * 7 + 6], &t->rcpt_total);
+        j++;
     }
-    st = run_prepared(w, sql, b, err, errsize);
+    if (up > 0) {
+        st = run_prepared(w, sql, b, err, errsize);
+        if (st == NULL) {
+            free(sql);
+            goto out;
+        }
+        mysql_stmt_close(st);
+    }
     free(sql);
-    if (st == NULL)
-        goto out;
-    mysql_stmt_close(st);
     for (size_t i = 0; i < k; i++) {
         struct touched *t = &w->touched[i];
         if (!t->found)
@@ -708,6 +725,31 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
         used += (len + 7) & ~(size_t)7;
         n++;
     }
+    if (n == 0 && src.spool) {
+        off_t left = spool_size(w) - w->spool_read;
+        free(src.spool_buf);
+        if (src.spool_len == 0) {
+            snprintf(err, errsize, "cannot read %s: %s", w->ctx->spool_path, strerror(errno));
+            return WRITE_FAILED;
+        }
+        if (left < (off_t)WQUEUE_MAX_RECORD) {
+            /* A spill cut short by a crash: records leave the queue only
+             * after a whole spill is synced, so the queue still has these,
+             * and everything before them is written. Start the spool anew. */
+            log_warning("writer: %lld byte(s) at the end of %s are not a whole record (a spill cut short); "
+                        "dropped, the queue still holds those records", (long long)left, w->ctx->spool_path);
+        } else {
+            char aside[4300];
+            snprintf(aside, sizeof(aside), "%s.damaged-%ld", w->ctx->spool_path, (long)time(NULL));
+            if (link(w->ctx->spool_path, aside) != 0)
+                aside[0] = '\0';
+            log_error("writer: %s is damaged at byte %lld; %lld byte(s) not written, kept in %s",
+                      w->ctx->spool_path, (long long)w->spool_read, (long long)left, aside[0] ? aside : "(nowhere)");
+        }
+        if (ftruncate(w->spool_fd, 0) == 0)
+            w->spool_read = 0;
+        return WRITE_AGAIN;
+    }
     if (n == 0) {
         free(src.spool_buf);
         return 0;
@@ -786,19 +828,26 @@ static void spill(struct writer *w)
     struct msg_record rec;
     size_t len;
     uint64_t moved = 0;
+    off_t before = spool_size(w);
     wqueue_cursor_start(&shm->queue, &cur);
     while (wqueue_bytes(&shm->queue) - (cur.pos - shm->queue.sh->head) > cap / 4 &&
            wqueue_next(&shm->queue, &cur, w->arena, ARENA_SIZE, &rec, &len)) {
         if (write(w->spool_fd, w->arena, len) != (ssize_t)len) {
             log_error("writer: cannot write spool %s: %s; records stay in the queue",
                       w->ctx->spool_path, strerror(errno));
-            return;         /* nothing released: the queue still holds them all */
+            moved = 0;
+            break;
         }
         moved++;
     }
     if (moved == 0 || fdatasync(w->spool_fd) != 0) {
         if (moved)
-            log_error("writer: fdatasync(%s): %s", w->ctx->spool_path, strerror(errno));
+            log_error("writer: fdatasync(%s): %s; records stay in the queue", w->ctx->spool_path,
+                      strerror(errno));
+        /* Nothing released: take back what was appended, or it would be
+         * written twice (the queue still holds every record). */
+        if (ftruncate(w->spool_fd, before) != 0)
+            log_error("writer: ftruncate(%s): %s", w->ctx->spool_path, strerror(errno));
         return;
     }
     wqueue_release(&shm->queue, &cur);
@@ -870,13 +919,16 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
     struct shm_header *h = w->ctx->shm->hdr;
     uint32_t asked = __atomic_load_n(&h->refresh_requests, __ATOMIC_ACQUIRE);
 
-    if (__atomic_load_n(&h->reset_pending, __ATOMIC_ACQUIRE)) {
+    /* The writer keeps the schedule itself (the master resets the cache):
+     * no record made after a boundary may be committed before the database
+     * is reset at that boundary. */
+    if (w->next_reset && time(NULL) >= w->next_reset) {
         unsigned long long reset, purged;
-        if (!cachesync_db_reset(w->db, h->reset_boundary_us, w->ctx->cfg->message_retention, &reset,
-                                &purged, err, errsize))
+        if (!cachesync_db_reset(w->db, (int64_t)w->next_reset * 1000000, w->ctx->cfg->message_retention,
+                                &reset, &purged, err, errsize))
             return false;
-        __atomic_store_n(&h->reset_pending, 0, __ATOMIC_RELEASE);
         log_notice("period reset: %llu sender(s) reset, %llu message(s) purged", reset, purged);
+        w->next_reset = period_next_boundary(w->ctx->cfg->reset_schedule, w->next_reset);
         w->next_refresh = 0;
     }
     if (asked != w->refresh_seen || time(NULL) >= w->next_refresh) {
@@ -897,7 +949,7 @@ static bool housekeeping_due(struct writer *w)
 {
     struct shm_header *h = w->ctx->shm->hdr;
     return __atomic_load_n(&h->refresh_requests, __ATOMIC_ACQUIRE) != w->refresh_seen ||
-           __atomic_load_n(&h->reset_pending, __ATOMIC_ACQUIRE);
+           (w->next_reset && time(NULL) >= w->next_reset);
 }
 
 void writer_main(const struct writer_ctx *ctx)
@@ -915,6 +967,7 @@ void writer_main(const struct writer_ctx *ctx)
     w.arena = xmalloc(ARENA_SIZE);
     w.refresh_seen = __atomic_load_n(&shm->hdr->refresh_requests, __ATOMIC_ACQUIRE);
     w.next_refresh = time(NULL) + ctx->cfg->cache.refresh_interval;
+    w.next_reset = period_next_boundary(ctx->cfg->reset_schedule, time(NULL));
     struct stat st;
     if (stat(ctx->spool_path, &st) == 0 && st.st_size > 0)
         open_spool(&w);

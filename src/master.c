@@ -197,42 +197,49 @@ static void spawn_worker(struct master *m, uint32_t slot)
     ws->pid = pid;
 }
 
-static void spawn_writer(struct master *m)
+static __attribute__((noreturn)) void run_writer(struct master *m)
+{
+    struct writer_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .name = m->writer_name,
+                             .spool_path = m->spool_path, .ack_path = m->ack_path,
+                             .lifeline_fd = m->lifeline[0], .wake_fd = m->wake_fd};
+    writer_main(&ctx);
+}
+
+static __attribute__((noreturn)) void run_notifier(struct master *m)
+{
+    struct notifier_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .lifeline_fd = m->lifeline[0]};
+    notifier_main(&ctx);
+}
+
+/* Fork a helper process (writer, notifier): it serves no client, so it
+ * holds neither the listening sockets nor the master's pipe. Returns its
+ * pid, 0 if fork failed (logged; the pool loop tries again). */
+static pid_t spawn_helper(struct master *m, void (*run)(struct master *))
 {
     pid_t pid = fork();
     if (pid < 0) {
         log_error("fork: %s", strerror(errno));
-        return;
+        return 0;
     }
     if (pid == 0) {
         child_setup(m);
         close(self_pipe[1]);
         for (size_t i = 0; i < m->listeners.count; i++)
             close(m->listeners.fds[i]);
-        struct writer_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .name = m->writer_name,
-                                 .spool_path = m->spool_path, .ack_path = m->ack_path,
-                                 .lifeline_fd = m->lifeline[0], .wake_fd = m->wake_fd};
-        writer_main(&ctx);
+        run(m);
+        _exit(RG_EXIT_RUNTIME);
     }
-    m->writer_pid = m->shm.hdr->writer_pid = pid;
+    return pid;
+}
+
+static void spawn_writer(struct master *m)
+{
+    m->writer_pid = m->shm.hdr->writer_pid = spawn_helper(m, run_writer);
 }
 
 static void spawn_notifier(struct master *m)
 {
-    pid_t pid = fork();
-    if (pid < 0) {
-        log_error("fork: %s", strerror(errno));
-        return;
-    }
-    if (pid == 0) {
-        child_setup(m);
-        close(self_pipe[1]);
-        for (size_t i = 0; i < m->listeners.count; i++)
-            close(m->listeners.fds[i]);
-        struct notifier_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .lifeline_fd = m->lifeline[0]};
-        notifier_main(&ctx);
-    }
-    m->notifier_pid = pid;
+    m->notifier_pid = spawn_helper(m, run_notifier);
 }
 
 /* Keep workers.min running and min_spare..max_spare idle, within

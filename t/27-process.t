@@ -12,7 +12,7 @@ use Time::HiRes qw(sleep);
 use IO::Socket::UNIX;
 use IO::Socket::IP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request policy_send request_text
-          migrated_database dbh wait_until slurp test_dir free_port);
+          migrated_database dbh wait_until slurp test_dir free_port children_of);
 
 my $db = migrated_database('process');
 my $h = dbh($db);
@@ -23,17 +23,6 @@ my $c = write_config(database => $db, port => $port, listen => qq{"127.0.0.1:$po
                      extra => qq{socket_mode = "0600"\n},
                      sections => { workers => "min = 3\nmax_requests = 2\nidle_timeout = 1\n" });
 my $pid = start_daemon($c);
-
-sub children_of {
-    my ($parent) = @_;
-    my @kids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my $line = slurp($stat) or next;
-        my ($kid, $ppid) = $line =~ /^(\d+) \(.*\) \S (\d+)/ or next;
-        push @kids, $kid if $ppid == $parent;
-    }
-    return @kids;
-}
 
 sub uid_of {
     my ($p) = @_;

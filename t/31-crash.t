@@ -16,13 +16,7 @@ use RG qw(write_config start_daemon stop_daemon policy_connect policy_request mi
 
 sub family {
     my ($parent) = @_;
-    my @all = ($parent);
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my $line = slurp($stat) or next;
-        my ($kid, $ppid) = $line =~ /^(\d+) \(.*\) \S (\d+)/ or next;
-        push @all, $kid if $ppid == $parent;
-    }
-    return @all;
+    return ($parent, RG::children_of($parent));
 }
 
 sub kill_all {

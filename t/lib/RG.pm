@@ -14,7 +14,7 @@ use Time::HiRes qw(sleep time);
 use DBI;
 use FindBin;
 
-our @EXPORT_OK = qw(wait_until database_server rateguard build_dir fresh_database migrated_database dbh write_config run_rateguard
+our @EXPORT_OK = qw(wait_until database_server children_of rateguard build_dir fresh_database migrated_database dbh write_config run_rateguard
                     start_daemon stop_daemon policy_connect policy_request policy_send
                     free_port test_dir request_text slurp);
 
@@ -73,6 +73,18 @@ sub migrated_database {
     my ($rc, $out, $err) = run_rateguard('-c', $c->{path}, 'migrate');
     die "migrate $db failed ($rc): $err" if $rc != 0;
     return $db;
+}
+
+# The pids whose parent is $parent (a daemon's workers, writer, notifier).
+sub children_of {
+    my ($parent) = @_;
+    my @kids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $line = slurp($stat) or next;
+        my ($kid, $ppid) = $line =~ /^(\d+) \(.*\) \S (\d+)/ or next;
+        push @kids, $kid if $ppid == $parent;
+    }
+    return @kids;
 }
 
 # Stop or start the private MariaDB server (outage tests).

@@ -76,8 +76,8 @@ CF
     my ($uid, $gid) = (getpwnam('postfix'))[2, 3];
     chown $uid, $gid, "$d/sasldb2", "$d/data";
     chmod 0640, "$d/sasldb2";
-    my ($rc, $out) = run_quiet('script', '-qc', "'postfix -c $d/conf start'", '/dev/null');
-    die "postfix start failed: $out" if $rc != 0;
+    my ($rc, $out) = run_quiet('postfix', '-c', "$d/conf", 'start', '</dev/null');
+    die "postfix start failed ($rc): $out" . log_text({ dir => $d }) if $rc != 0;
     my $pf = { dir => $d, port => $o{port}, domain => $domain };
     push @running, $pf;
     return $pf;
@@ -86,7 +86,7 @@ CF
 sub stop {
     my ($pf) = @_;
     return unless grep { $_ == $pf } @running;
-    run_quiet('script', '-qc', "'postfix -c $pf->{dir}/conf stop'", '/dev/null');
+    run_quiet('postfix', '-c', "$pf->{dir}/conf", 'stop', '</dev/null');
     @running = grep { $_ != $pf } @running;
 }
 

@@ -561,6 +561,11 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     pid_t other;
 
     log_open(cfg, foreground);
+    struct stat cst;
+    if ((cfg->database.password[0] || cfg->webhook.secret[0]) && stat(config_path, &cst) == 0 &&
+        (cst.st_mode & S_IROTH))
+        log_warning("%s is readable by every user and holds the database password or the webhook "
+                    "secret: chmod o-r it (e.g. 0640 root:%s)", config_path, cfg->group);
     if (!privileges_resolve(cfg->user, cfg->group, &uid, &gid))
         log_fatal(RG_EXIT_NO_USER, "cannot start: user or group missing");
     if (!foreground)

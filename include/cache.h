@@ -30,7 +30,6 @@ struct cache_entry {
     uint32_t unwritten_msg, unwritten_rcpt;  /* queued, not yet committed */
     uint64_t instance[CACHE_INSTANCES];      /* hashes of counted Postfix instances */
     int64_t reset_us;           /* last period reset of this sender (unix microseconds) */
-    uint32_t last_used;         /* monotonic seconds */
     uint16_t seen;              /* refresh round that last found the row */
     uint8_t instance_blocked[CACHE_INSTANCES];
     uint8_t in_use, locked, block_notified, referenced;
@@ -75,8 +74,7 @@ enum cache_result { CACHE_OK, CACHE_MISSING, CACHE_FULL };
  * fn on it under its stripe lock. When the table is full, idle written
  * entries are evicted to make room; CACHE_FULL when none can be.
  */
-enum cache_result cache_apply(struct cache *c, const char *key, bool create, uint32_t now,
-                              cache_fn fn, void *arg);
+enum cache_result cache_apply(struct cache *c, const char *key, bool create, cache_fn fn, void *arg);
 
 /* Call fn on every entry in use, each under its stripe lock. */
 void cache_foreach(struct cache *c, cache_fn fn, void *arg);

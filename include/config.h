@@ -94,8 +94,4 @@ void config_instance_name(const struct rg_config *cfg, char *buf, size_t size);
 /* state_dir/<instance name><suffix> */
 void config_state_path(const struct rg_config *cfg, const char *suffix, char *buf, size_t size);
 
-/* Call fn for every parameter's qualified name ("quota.default"), in the
- * order of rateguard.conf. */
-void config_each_name(void (*fn)(const char *name, void *arg), void *arg);
-
 #endif

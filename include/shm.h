@@ -42,7 +42,7 @@ struct shm_header {
     uint32_t magic;
     uint32_t version;
     uint64_t total_size;
-    pid_t master_pid, writer_pid;
+    pid_t writer_pid;             /* shown by status --json */
     unsigned log_generation;    /* bumped on SIGUSR2: every process reopens its log */
     uint64_t off_scoreboard, off_cache;
     uint32_t refresh_requests;  /* bumped to make the writer re-read every row */

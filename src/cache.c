@@ -183,8 +183,7 @@ static uint32_t evict(struct cache *c, uint32_t want)
     return freed;
 }
 
-enum cache_result cache_apply(struct cache *c, const char *key, bool create, uint32_t now,
-                              cache_fn fn, void *arg)
+enum cache_result cache_apply(struct cache *c, const char *key, bool create, cache_fn fn, void *arg)
 {
     uint32_t hash = key_hash(key);
     uint32_t bucket = hash & (c->sh->buckets - 1);
@@ -209,7 +208,6 @@ enum cache_result cache_apply(struct cache *c, const char *key, bool create, uin
             }
         }
         if (e != NULL) {
-            e->last_used = now;
             e->referenced = 1;
             fn(e, created, arg);
             shm_mutex_unlock(lock);

@@ -14,13 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-static uint32_t monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint32_t)ts.tv_sec;
-}
-
 void cachesync_parse_row(MYSQL_ROW row, struct db_row *out)
 {
     out->id = strtoull(row[1], NULL, 10);
@@ -70,7 +63,6 @@ static bool for_each_row(MYSQL *db, struct shm *shm, const char *sql, bool creat
 {
     MYSQL_RES *res;
     MYSQL_ROW row;
-    uint32_t now = monotonic_seconds();
 
     if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_use_result(db)) == NULL) {
         snprintf(err, errsize, "%s", mysql_error(db));
@@ -82,7 +74,7 @@ static bool for_each_row(MYSQL *db, struct shm *shm, const char *sql, bool creat
         char key[CACHE_KEY_SIZE];
         cachesync_parse_row(row, &r);
         cache_make_key(row[0], key);
-        if (cache_apply(&shm->cache, key, create, now, cachesync_apply_row, &r) == CACHE_OK)
+        if (cache_apply(&shm->cache, key, create, cachesync_apply_row, &r) == CACHE_OK)
             (*count)++;
     }
     bool ok = mysql_errno(db) == 0;
@@ -177,7 +169,7 @@ void cachesync_replay_record(struct shm *shm, const struct msg_record *rec)
 {
     char key[CACHE_KEY_SIZE];
     cache_make_key(rec->sender, key);
-    cache_apply(&shm->cache, key, true, monotonic_seconds(), replay_locked, (void *)rec);
+    cache_apply(&shm->cache, key, true, replay_locked, (void *)rec);
 }
 
 struct reset_arg {

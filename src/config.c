@@ -566,15 +566,6 @@ void config_state_path(const struct rg_config *cfg, const char *suffix, char *bu
     snprintf(buf, size, "%s/%s%s", cfg->state_dir, name, suffix);
 }
 
-void config_each_name(void (*fn)(const char *name, void *arg), void *arg)
-{
-    char qname[64];
-    for (size_t i = 0; i < N_PARAMS; i++) {
-        qualified_name(&params[i], qname, sizeof(qname));
-        fn(qname, arg);
-    }
-}
-
 /* ---- value checks (pure; err receives the reason) ---- */
 
 static bool check_no_controls(const char *v, char *err, size_t n)

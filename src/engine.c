@@ -56,13 +56,6 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static uint32_t monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint32_t)ts.tv_sec;
-}
-
 #ifdef RG_TEST_HOOKS
 /* Test builds only (build/rateguard-testhooks): with
  * RATEGUARD_TEST_HOLD_LOCK="sender:milliseconds:pidfile", a counted message
@@ -236,7 +229,7 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     char key[CACHE_KEY_SIZE];
     cache_make_key(req->sasl_username, key);
 
-    enum cache_result cr = cache_apply(&shm->cache, key, true, monotonic_seconds(), decide_locked, &d);
+    enum cache_result cr = cache_apply(&shm->cache, key, true, decide_locked, &d);
     if (shm->cache.recovered || shm->queue.recovered) {
         STAT_ADD(shm, locks_recovered, shm->cache.recovered + shm->queue.recovered);
         log_warning("recovered %u shared lock(s) left by a process that died holding them",

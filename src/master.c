@@ -592,7 +592,6 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
 
     if (!shm_create(&m.shm, (uint32_t)cfg->workers.max, (uint32_t)cfg->cache.entries))
         log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
-    m.shm.hdr->master_pid = getpid();
     log_share_generation(&m.shm.hdr->log_generation);
     config_state_path(cfg, ".queue", m.queue_path, sizeof(m.queue_path));
     config_state_path(cfg, ".spool", m.spool_path, sizeof(m.spool_path));

@@ -780,10 +780,9 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
     /* The cache first, then the queue: dying in between leaves records
      * that the progress row marks as written, and subtracting them again
      * later can only undercount until the queue is empty, never overcount. */
-    uint32_t now = (uint32_t)time(NULL);
     for (size_t i = 0; i < w->n_touched; i++) {
         struct committed_arg a = {.w = w, .sender = (uint32_t)i};
-        cache_apply(&shm->cache, w->touched[i].key, false, now, apply_committed, &a);
+        cache_apply(&shm->cache, w->touched[i].key, false, apply_committed, &a);
     }
     if (src.spool) {
         w->spool_read += (off_t)src.spool_pos;

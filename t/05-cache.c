@@ -61,12 +61,12 @@ static void test_table(void)
     char key[CACHE_KEY_SIZE];
 
     cache_make_key("A@x", key);
-    cache_apply(c, key, true, 1, count_created, &created);
+    cache_apply(c, key, true, count_created, &created);
     cache_make_key("a@X", key);
-    cache_apply(c, key, true, 1, count_created, &created);
+    cache_apply(c, key, true, count_created, &created);
     is_long(created, 1, "two spellings, one entry");
     is_long(cache_used(c), 1, "one entry used");
-    is_long(cache_apply(c, "nobody", false, 1, count_created, &created), CACHE_MISSING,
+    is_long(cache_apply(c, "nobody", false, count_created, &created), CACHE_MISSING,
             "lookup without create: missing");
 
     /* Fill the table with entries holding unwritten counts. */
@@ -74,27 +74,27 @@ static void test_table(void)
     for (int i = 0; i < 15; i++) {
         char k[32];
         snprintf(k, sizeof(k), "s%d@x", i);
-        cache_apply(c, k, true, 1, set_counts, &one);
+        cache_apply(c, k, true, set_counts, &one);
     }
     cache_make_key("a@x", key);
-    cache_apply(c, key, true, 1, set_counts, &one);
+    cache_apply(c, key, true, set_counts, &one);
     is_long(cache_used(c), 16, "table full");
-    is_long(cache_apply(c, "new@x", true, 2, set_counts, &zero), CACHE_FULL,
+    is_long(cache_apply(c, "new@x", true, set_counts, &zero), CACHE_FULL,
             "full of unwritten counts: CACHE_FULL, nothing evicted");
     uint32_t counter = 0;
-    cache_apply(c, "s3@x", false, 2, read_counts, &counter);
+    cache_apply(c, "s3@x", false, read_counts, &counter);
     is_long(counter, 1, "unwritten entries survive");
 
     /* Once written, idle entries can go. */
     for (int i = 0; i < 15; i++) {
         char k[32];
         snprintf(k, sizeof(k), "s%d@x", i);
-        cache_apply(c, k, false, 3, set_counts, &zero);
+        cache_apply(c, k, false, set_counts, &zero);
     }
-    is_long(cache_apply(c, "new@x", true, 4, set_counts, &zero), CACHE_OK, "written entries evicted for a new one");
+    is_long(cache_apply(c, "new@x", true, set_counts, &zero), CACHE_OK, "written entries evicted for a new one");
     counter = 0;
     cache_make_key("a@x", key);
-    is_long(cache_apply(c, key, false, 4, read_counts, &counter), CACHE_OK, "entry with unwritten counts kept");
+    is_long(cache_apply(c, key, false, read_counts, &counter), CACHE_OK, "entry with unwritten counts kept");
     is_long(counter, 1, "its counter intact");
     shm_destroy(&shm);
 }
@@ -107,13 +107,13 @@ static void test_shared_by_processes(void)
     for (int p = 0; p < 4; p++)
         if (fork() == 0) {
             for (int i = 0; i < 1000; i++)
-                cache_apply(&shm.cache, "shared@x", true, 1, set_counts, &zero);
+                cache_apply(&shm.cache, "shared@x", true, set_counts, &zero);
             _exit(0);
         }
     for (int p = 0; p < 4; p++)
         wait(NULL);
     uint32_t counter = 0;
-    cache_apply(&shm.cache, "shared@x", false, 1, read_counts, &counter);
+    cache_apply(&shm.cache, "shared@x", false, read_counts, &counter);
     is_long(counter, 4000, "4 processes x 1000 increments under the stripe lock: 4000");
     shm_destroy(&shm);
 }

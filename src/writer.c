@@ -75,7 +75,7 @@ struct touched {
 struct writer {
     const struct writer_ctx *ctx;
     MYSQL *db;
-    MYSQL_STMT *upsert, *insert_message, *select_row, *save_progress;
+    MYSQL_STMT *upsert, *insert_message, *save_progress;
     struct progress committed;
     struct msg_record *pending;     /* the current batch's records (strings in arena) */
     bool *covered;                  /* ... already in the database (a replay) */
@@ -109,8 +109,6 @@ static const char sql_insert_message[] =
     "INSERT INTO `messages` (`ratelimit_id`, `msgid`, `sender`, `rcpt_count`, `blocked`, "
     "`from_addr`, `to_addr`, `client_address`, `client_name`, `created_at`) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(?))";
-
-static const char sql_select_row[] = "SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` WHERE `sender` = ?";
 
 static const char sql_save_progress[] =
     "INSERT INTO `rateguard_progress` (`writer`, `epoch`, `last_seq`) VALUES (?, ?, ?) "
@@ -147,7 +145,7 @@ static void bind_double(MYSQL_BIND *b, double *v)
 
 static void disconnect(struct writer *w)
 {
-    MYSQL_STMT **stmts[] = {&w->upsert, &w->insert_message, &w->select_row, &w->save_progress};
+    MYSQL_STMT **stmts[] = {&w->upsert, &w->insert_message, &w->save_progress};
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
         if (*stmts[i]) {
             mysql_stmt_close(*stmts[i]);
@@ -191,7 +189,6 @@ static bool prepare_statements(struct writer *w, char *err, size_t errsize)
         return true;
     if ((w->upsert = prepare(w->db, sql_upsert, err, errsize)) == NULL ||
         (w->insert_message = prepare(w->db, sql_insert_message, err, errsize)) == NULL ||
-        (w->select_row = prepare(w->db, sql_select_row, err, errsize)) == NULL ||
         (w->save_progress = prepare(w->db, sql_save_progress, err, errsize)) == NULL)
         return false;
     return true;
@@ -296,51 +293,6 @@ static bool save_progress(struct writer *w, const struct progress *p, char *err,
         snprintf(err, errsize, "save progress: %s", mysql_stmt_error(w->save_progress));
         return false;
     }
-    return true;
-}
-
-static bool read_back(struct writer *w, struct touched *t, char *err, size_t errsize)
-{
-    MYSQL_BIND in[1], out[10];
-    unsigned long len, sender_len;
-    char sender[1024];
-    uint32_t locked = 0;
-    int64_t reset_us = 0;
-
-    memset(in, 0, sizeof(in));
-    memset(out, 0, sizeof(out));
-    bind_str(&in[0], t->sender, &len);
-    out[0].buffer_type = MYSQL_TYPE_STRING;
-    out[0].buffer = sender;
-    out[0].buffer_length = sizeof(sender);
-    out[0].length = &sender_len;
-    bind_u64(&out[1], &t->row.id);
-    bind_u32(&out[2], &t->row.quota);
-    bind_u32(&out[3], &t->row.quota_reset);
-    bind_u32(&out[4], &locked);
-    bind_u32(&out[5], &t->row.msg_counter);
-    bind_u32(&out[6], &t->row.rcpt_counter);
-    bind_u32(&out[7], &t->row.msg_total);
-    bind_u32(&out[8], &t->row.rcpt_total);
-    out[9].buffer_type = MYSQL_TYPE_LONGLONG;
-    out[9].buffer = &reset_us;
-    if (mysql_stmt_bind_param(w->select_row, in) != 0 || mysql_stmt_execute(w->select_row) != 0 ||
-        mysql_stmt_bind_result(w->select_row, out) != 0) {
-        snprintf(err, errsize, "read back %s: %s", t->sender, mysql_stmt_error(w->select_row));
-        return false;
-    }
-    int rc = mysql_stmt_fetch(w->select_row);
-    if (rc == 1) {
-        snprintf(err, errsize, "read back %s: %s", t->sender, mysql_stmt_error(w->select_row));
-        mysql_stmt_free_result(w->select_row);
-        return false;
-    }
-    t->found = rc == 0 || rc == MYSQL_DATA_TRUNCATED;
-    if (t->found) {
-        t->row.locked = (uint8_t)(locked != 0);
-        t->row.reset_us = reset_us;
-    }
-    mysql_stmt_free_result(w->select_row);
     return true;
 }
 
@@ -766,10 +718,8 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
     }
     if (!save_progress(w, &last, err, errsize))
         goto fail;
-    if (careful)
-        for (size_t i = 0; i < w->n_touched; i++)
-            if (!read_back(w, &w->touched[i], err, errsize))
-                goto fail;
+    if (careful && !select_touched(w, false, err, errsize))   /* the rows as written */
+        goto fail;
     if (mysql_commit(w->db) != 0) {
         snprintf(err, errsize, "commit: %s", mysql_error(w->db));
         goto fail;

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Allocation wrappers: never return NULL; on exhaustion they log and abort. */
 void *xmalloc(size_t size);
@@ -23,6 +24,10 @@ bool str_copy(char *dst, const char *src, size_t dstsize);
  * Returns false on empty input, junk or overflow past max. */
 bool parse_ulong(const char *s, unsigned long max, unsigned long *out);
 
+/* Bytes of the valid UTF-8 character at p (1 for ASCII), 0 at the NUL or
+ * when p does not start a valid character. */
+size_t utf8_char_len(const unsigned char *p);
+
 /* Number of UTF-8 characters in s, or -1 when s is not valid UTF-8
  * (overlong forms, surrogates and code points past U+10FFFF refused). */
 long utf8_chars(const char *s);
@@ -35,5 +40,11 @@ void log_safe_copy(char *dst, size_t dstsize, const char *src, size_t max);
  * characters; each byte that is not part of valid UTF-8 becomes '?'.
  * Returns true when the copy differs from src. */
 bool utf8_sanitize(char *dst, size_t dstsize, const char *src, size_t max_chars);
+
+/* FNV-1a, 64 bits: hashing for tables and checksums, not for security. */
+uint64_t fnv1a64(const void *data, size_t len);
+
+/* Wall-clock time in microseconds since the epoch. */
+int64_t clock_realtime_us(void);
 
 #endif

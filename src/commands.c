@@ -11,6 +11,7 @@
 #include "migrate.h"
 #include "pidfile.h"
 #include "rateguard.h"
+#include "util.h"
 
 #include <errno.h>
 #include <mysql.h>
@@ -90,7 +91,6 @@ int command_cleanup(const struct rg_config *cfg)
 {
     char err[1024];
     unsigned long long reset, purged;
-    struct timespec ts;
     MYSQL *db = db_connect(cfg, err, sizeof(err));
 
     if (db == NULL) {
@@ -98,9 +98,7 @@ int command_cleanup(const struct rg_config *cfg)
         return RG_EXIT_CLEANUP;
     }
     mysql_autocommit(db, 0);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-    bool ok = cachesync_db_reset(db, now_us, cfg->message_retention, &reset, &purged, err, sizeof(err));
+    bool ok = cachesync_db_reset(db, clock_realtime_us(), cfg->message_retention, &reset, &purged, err, sizeof(err));
     mysql_close(db);
     if (!ok) {
         log_error("cleanup: %s", err);

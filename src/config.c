@@ -553,10 +553,7 @@ bool config_print_value(const struct rg_config *c, const char *qname, FILE *out)
 
 void config_instance_name(const struct rg_config *cfg, char *buf, size_t size)
 {
-    uint64_t h = 14695981039346656037ull;
-    for (const unsigned char *p = (const unsigned char *)cfg->path; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    snprintf(buf, size, "rateguard-%016llx", (unsigned long long)h);
+    snprintf(buf, size, "rateguard-%016llx", (unsigned long long)fnv1a64(cfg->path, strlen(cfg->path)));
 }
 
 void config_state_path(const struct rg_config *cfg, const char *suffix, char *buf, size_t size)

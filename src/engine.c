@@ -41,19 +41,10 @@ struct decision {
 
 static uint64_t instance_hash(const char *s)
 {
-    uint64_t h = 14695981039346656037ull;
     if (*s == '\0')
         return 0;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    uint64_t h = fnv1a64(s, strlen(s));
     return h ? h : 1;
-}
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 #ifdef RG_TEST_HOOKS
@@ -102,7 +93,7 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
 
     /* Stamped under the lock, never before the entry's last reset, so the
      * writer's bookkeeping of queued counts stays exact. */
-    int64_t now = now_us();
+    int64_t now = clock_realtime_us();
     d->rec->created_us = now > e->reset_us ? now : e->reset_us;
     struct quota_decision q = quota_decide(e->quota, e->msg_counter, e->rcpt_counter,
                                            d->rec->rcpt_count, d->count_blocked);
@@ -217,7 +208,7 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     utf8_sanitize(to, sizeof(to), req->recipient, POLICY_MAX_LINE);
 
     struct msg_record rec = {
-        .created_us = now_us(), .rcpt_count = (uint32_t)rcpt,
+        .created_us = clock_realtime_us(), .rcpt_count = (uint32_t)rcpt,
         .quota_default = (uint32_t)cfg->quota.dflt, .sender = req->sasl_username, .msgid = msgid,
         .from_addr = from, .to_addr = to, .client_address = caddr, .client_name = cname,
     };

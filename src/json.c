@@ -29,13 +29,9 @@ void json_write_string(FILE *out, const char *s)
             fputc((int)c, out);
             p++;
         } else {
-            int len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 1;
-            char one[5] = {0};
-            size_t avail = strnlen((const char *)p, 4);
-            if ((size_t)len <= avail)
-                memcpy(one, p, (size_t)len);
-            if (len > 1 && (size_t)len <= avail && utf8_chars(one) == 1) {
-                fwrite(p, 1, (size_t)len, out);
+            size_t len = utf8_char_len(p);
+            if (len) {
+                fwrite(p, 1, len, out);
                 p += len;
             } else {
                 fputs("\\ufffd", out);

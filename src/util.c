@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 static void out_of_memory(size_t size)
 {
@@ -80,39 +81,49 @@ bool parse_ulong(const char *s, unsigned long max, unsigned long *out)
     return true;
 }
 
+size_t utf8_char_len(const unsigned char *p)
+{
+    static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
+    unsigned c = *p;
+    size_t extra;
+    uint32_t cp;
+
+    if (c == 0)
+        return 0;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0) {
+        extra = 1;
+        cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+        extra = 2;
+        cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+        extra = 3;
+        cp = c & 0x07;
+    } else
+        return 0;
+    /* A NUL is no continuation byte, so this never reads past the string. */
+    for (size_t i = 1; i <= extra; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min_cp[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return extra + 1;
+}
+
 long utf8_chars(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     long chars = 0;
 
     while (*p) {
-        unsigned c = *p;
-        int extra;
-        uint32_t cp;
-        if (c < 0x80) {
-            p++;
-            chars++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            extra = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            extra = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            extra = 3;
-            cp = c & 0x07;
-        } else
+        size_t len = utf8_char_len(p);
+        if (len == 0)
             return -1;
-        for (int i = 1; i <= extra; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return -1;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return -1;
-        p += extra + 1;
+        p += len;
         chars++;
     }
     return chars;
@@ -145,36 +156,38 @@ bool utf8_sanitize(char *dst, size_t dstsize, const char *src, size_t max_chars)
     bool changed = false;
 
     while (*p && chars < max_chars) {
-        char one[5] = {0};
-        int len = 1;
-        unsigned c = *p;
-        if (c >= 0x80) {
-            len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-            bool valid = len > 0;
-            for (int i = 1; valid && i < len; i++)
-                valid = (p[i] & 0xc0) == 0x80;
-            if (valid) {
-                memcpy(one, p, (size_t)len);
-                valid = utf8_chars(one) == 1;
-            }
-            if (!valid) {
-                len = 1;
-                c = '?';
-                changed = true;
-            }
-        }
-        if (n + (size_t)len + 1 > dstsize)
+        size_t len = utf8_char_len(p);
+        if (n + (len ? len : 1) + 1 > dstsize)
             break;
-        if (c == '?' && *p != '?')
-            dst[n] = '?';
-        else
-            memcpy(dst + n, p, (size_t)len);
-        n += (size_t)len;
-        p += len;
+        if (len == 0) {
+            dst[n++] = '?';
+            p++;
+            changed = true;
+        } else {
+            memcpy(dst + n, p, len);
+            n += len;
+            p += len;
+        }
         chars++;
     }
     if (*p)
         changed = true;
     dst[n] = '\0';
     return changed;
+}
+
+uint64_t fnv1a64(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+int64_t clock_realtime_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

@@ -7,6 +7,7 @@
  */
 #include "wqueue.h"
 #include "shm.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,18 +34,7 @@ struct record_header {
 static uint64_t header_checksum(const struct wqueue_shared *sh)
 {
     uint64_t fields[4] = {sh->magic, sh->version, sh->capacity, sh->epoch};
-    uint64_t h = 14695981039346656037ull;
-    const unsigned char *p = (const unsigned char *)fields;
-    for (size_t i = 0; i < sizeof(fields); i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-}
-
-static uint64_t now_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+    return fnv1a64(fields, sizeof(fields));
 }
 
 static void ring_read(struct wqueue *q, uint64_t pos, void *dst, size_t len)
@@ -172,7 +162,7 @@ enum wqueue_open_result wqueue_open(struct wqueue *q, const char *path, uint64_t
         sh->magic = WQUEUE_MAGIC;
         sh->version = WQUEUE_VERSION;
         sh->capacity = capacity;
-        sh->epoch = now_us();
+        sh->epoch = (uint64_t)clock_realtime_us();
         sh->checksum = header_checksum(sh);
         sh->head = sh->tail = sh->records = 0;
         sh->next_seq = 1;

@@ -44,6 +44,11 @@ bool utf8_sanitize(char *dst, size_t dstsize, const char *src, size_t max_chars)
 /* FNV-1a, 64 bits: hashing for tables and checksums, not for security. */
 uint64_t fnv1a64(const void *data, size_t len);
 
+/* Signals of a freshly forked child (worker, writer, notifier): TERM, and
+ * INT when stop_on_int, call on_stop; the master's own signals (HUP, USR1,
+ * USR2, WINCH) and SIGPIPE are ignored; nothing stays blocked. */
+void child_signals(void (*on_stop)(int), bool stop_on_int);
+
 /* Wall-clock time in microseconds since the epoch. */
 int64_t clock_realtime_us(void);
 

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "rateguard.h"
 #include "shm.h"
+#include "util.h"
 #include "webhook.h"
 
 #include <curl/curl.h>
@@ -122,20 +123,6 @@ static void pause_for(const struct notifier_ctx *ctx, int seconds)
             stop_requested = 1;
 }
 
-static void notifier_signals(void)
-{
-    struct sigaction sa = {.sa_handler = on_term};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    int ignored[] = {SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGPIPE};
-    for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
-        signal(ignored[i], SIG_IGN);
-    signal(SIGCHLD, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
 void notifier_main(const struct notifier_ctx *ctx)
 {
     static char buf[WQUEUE_MAX_RECORD];
@@ -143,7 +130,7 @@ void notifier_main(const struct notifier_ctx *ctx)
     struct wqueue *q = &ctx->shm->notify;
     char why[512];
 
-    notifier_signals();
+    child_signals(on_term, false);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURL *curl = curl_easy_init();
     if (curl == NULL)

@@ -14,6 +14,7 @@
 #include "policy.h"
 #include "rateguard.h"
 #include "shm.h"
+#include "util.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -32,22 +33,6 @@ static void on_term(int sig)
 {
     (void)sig;
     stop_requested = 1;
-}
-
-static void worker_signals(void)
-{
-    struct sigaction sa = {.sa_handler = on_term};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGUSR1, SIG_IGN);
-    signal(SIGUSR2, SIG_IGN);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGCHLD, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 /* "192.0.2.1:4711" or "unix" for log lines. */
@@ -209,7 +194,7 @@ void worker_main(const struct worker_ctx *ctx)
 
     if (p == NULL)
         _exit(RG_EXIT_RUNTIME);
-    worker_signals();
+    child_signals(on_term, true);
     slot->pid = getpid();
     set_state(ctx, SLOT_IDLE);
     for (size_t i = 0; i < ls->count; i++)

@@ -804,23 +804,6 @@ static void spill(struct writer *w)
                 (unsigned long long)moved, w->ctx->spool_path);
 }
 
-static void writer_signals(void)
-{
-    struct sigaction sa = {.sa_handler = on_term};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGINT, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGUSR1, SIG_IGN);
-    signal(SIGUSR2, SIG_IGN);
-    signal(SIGWINCH, SIG_IGN);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGCHLD, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
 /* Sleep until a worker pokes us (unless backing off: then only the time
  * and the master's death count), the timeout passes, or the master dies. */
 static void wait_for_work(struct writer *w, int timeout_ms, bool backoff)
@@ -908,7 +891,7 @@ void writer_main(const struct writer_ctx *ctx)
     char err[1024];
     int backoff_ms = 0;
 
-    writer_signals();
+    child_signals(on_term, false);
     w.touched = xcalloc(BATCH_MAX, sizeof(struct touched));
     w.recs = xcalloc(BATCH_MAX, sizeof(struct batch_rec));
     w.pending = xcalloc(BATCH_MAX, sizeof(struct msg_record));

@@ -12,6 +12,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,25 @@ static struct pool_counts count_workers(struct shm *shm)
     return p;
 }
 
+/* The request figures, named as both dumps show them. */
+static const struct {
+    const char *name;
+    size_t offset;
+} request_stats[] = {
+    {"served", offsetof(struct shm_stats, requests)}, {"counted", offsetof(struct shm_stats, counted)},
+    {"accepted", offsetof(struct shm_stats, accepted)}, {"blocked", offsetof(struct shm_stats, blocked)},
+    {"errors", offsetof(struct shm_stats, errors)}, {"malformed", offsetof(struct shm_stats, malformed)},
+    {"refused", offsetof(struct shm_stats, refused)},
+};
+
+static unsigned long long request_stat(struct shm *shm, size_t i)
+{
+    const uint64_t *v = (const uint64_t *)((const char *)&shm->hdr->stats + request_stats[i].offset);
+    return (unsigned long long)__atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
+#define N_REQUEST_STATS (sizeof(request_stats) / sizeof(request_stats[0]))
+
 static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
                        struct pool_counts p, time_t started)
 {
@@ -77,12 +97,10 @@ static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     }
     fprintf(f, "workers: %u busy, %u idle, %u running (min %ld, max %ld)\n", p.busy, p.idle, p.running,
             cfg->workers.min, cfg->workers.max);
-    fprintf(f, "requests: %llu served, %llu counted, %llu accepted, %llu blocked, %llu errors, "
-               "%llu malformed, %llu refused\n",
-            (unsigned long long)STAT_GET(shm, requests), (unsigned long long)STAT_GET(shm, counted),
-            (unsigned long long)STAT_GET(shm, accepted), (unsigned long long)STAT_GET(shm, blocked),
-            (unsigned long long)STAT_GET(shm, errors), (unsigned long long)STAT_GET(shm, malformed),
-            (unsigned long long)STAT_GET(shm, refused));
+    fputs("requests:", f);
+    for (size_t i = 0; i < N_REQUEST_STATS; i++)
+        fprintf(f, "%s %llu %s", i ? "," : "", request_stat(shm, i), request_stats[i].name);
+    fputc('\n', f);
     fprintf(f, "database: %llu writes pending, %llu written, %llu failed transactions\n",
             (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
             (unsigned long long)STAT_GET(shm, db_errors));
@@ -107,12 +125,10 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     }
     fprintf(f, "],\"workers\":{\"busy\":%u,\"idle\":%u,\"running\":%u,\"min\":%ld,\"max\":%ld},", p.busy,
             p.idle, p.running, cfg->workers.min, cfg->workers.max);
-    fprintf(f, "\"requests\":{\"served\":%llu,\"counted\":%llu,\"accepted\":%llu,\"blocked\":%llu,"
-               "\"errors\":%llu,\"malformed\":%llu,\"refused\":%llu},",
-            (unsigned long long)STAT_GET(shm, requests), (unsigned long long)STAT_GET(shm, counted),
-            (unsigned long long)STAT_GET(shm, accepted), (unsigned long long)STAT_GET(shm, blocked),
-            (unsigned long long)STAT_GET(shm, errors), (unsigned long long)STAT_GET(shm, malformed),
-            (unsigned long long)STAT_GET(shm, refused));
+    fputs("\"requests\":{", f);
+    for (size_t i = 0; i < N_REQUEST_STATS; i++)
+        fprintf(f, "%s\"%s\":%llu", i ? "," : "", request_stats[i].name, request_stat(shm, i));
+    fputs("},", f);
     fprintf(f, "\"database\":{\"pending\":%llu,\"written\":%llu,\"failed_transactions\":%llu},",
             (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
             (unsigned long long)STAT_GET(shm, db_errors));

@@ -34,7 +34,7 @@ struct rg_config {
     long message_retention;     /* days, 0 = keep forever */
 
     struct {
-        long min, max, min_spare, max_spare, max_requests, idle_timeout, read_timeout;
+        long min, max, min_spare, max_spare, max_requests, idle_timeout, read_timeout, max_per_client;
     } workers;
     struct {
         char *host, *socket, *user, *password, *name;

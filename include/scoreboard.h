@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "admission.h"
+
 enum worker_state { SLOT_FREE = 0, SLOT_STARTING, SLOT_IDLE, SLOT_BUSY };
 
 struct worker_slot {
@@ -17,6 +19,7 @@ struct worker_slot {
     uint8_t retire;         /* master asks the worker to exit when idle */
     uint64_t connections;
     uint64_t requests;
+    struct client_id client; /* the client being served, for workers.max_per_client */
 };
 
 struct scoreboard_shared {

@@ -33,6 +33,7 @@ struct shm_stats {
     uint64_t errors;        /* answered with on_error */
     uint64_t malformed;     /* connections closed for malformed input */
     uint64_t refused;       /* connections from outside allowed_clients */
+    uint64_t over_client_limit; /* connections over workers.max_per_client */
     uint64_t db_written;    /* records committed by the writer */
     uint64_t db_errors;     /* failed writer transactions */
     uint64_t locks_recovered; /* robust mutexes taken over from dead holders */
@@ -46,6 +47,8 @@ struct shm_header {
     unsigned log_generation;    /* bumped on SIGUSR2: every process reopens its log */
     uint64_t off_scoreboard, off_cache;
     uint32_t refresh_requests;  /* bumped to make the writer re-read every row */
+    /* When each refused address was last logged: (address tag << 32) | seconds. */
+    uint64_t refusal_log[REFUSAL_LOG_SLOTS];
     struct shm_stats stats;
     struct scoreboard_shared scoreboard;
     struct cache_shared cache;

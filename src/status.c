@@ -72,6 +72,7 @@ static const struct {
     {"accepted", offsetof(struct shm_stats, accepted)}, {"blocked", offsetof(struct shm_stats, blocked)},
     {"errors", offsetof(struct shm_stats, errors)}, {"malformed", offsetof(struct shm_stats, malformed)},
     {"refused", offsetof(struct shm_stats, refused)},
+    {"over_client_limit", offsetof(struct shm_stats, over_client_limit)},
 };
 
 static unsigned long long request_stat(struct shm *shm, size_t i)

@@ -4,9 +4,11 @@
  * has started, idle_timeout between requests (longer than Postfix's own
  * 300 s idle limit, so Postfix is the one that closes idle connections).
  * Malformed input is logged with the client's address and the connection
- * closed without a reply, so Postfix applies its default_action.
+ * closed without a reply, so Postfix applies its default_action. Who may
+ * connect at all is admission.c's decision.
  */
 #include "worker.h"
+#include "admission.h"
 #include "config.h"
 #include "engine.h"
 #include "log.h"
@@ -46,18 +48,6 @@ static void peer_name(const struct sockaddr_storage *ss, char *buf, size_t size)
         snprintf(buf, size, "[%s]:%u", host, ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
     else
         snprintf(buf, size, "unix");
-}
-
-static bool client_allowed(const struct rg_config *cfg, const struct sockaddr_storage *ss)
-{
-    if (ss->ss_family != AF_INET && ss->ss_family != AF_INET6)
-        return true;    /* unix sockets: file permissions decide */
-    if (cfg->allowed_clients.count == 0)
-        return true;
-    for (size_t i = 0; i < cfg->allowed_clients.count; i++)
-        if (cidr_match(&cfg->allowed_nets[i], (const struct sockaddr *)ss))
-            return true;
-    return false;
 }
 
 /* Write all of buf, waiting at most timeout_s for the socket to drain. */
@@ -222,9 +212,7 @@ void worker_main(const struct worker_ctx *ctx)
                 continue;           /* another worker took it, or the client left */
             char peer[80];
             peer_name(&ss, peer, sizeof(peer));
-            if (!client_allowed(cfg, &ss)) {
-                STAT_ADD(ctx->shm, refused, 1);
-                log_warning("client %s: not in allowed_clients, connection refused", peer);
+            if (!admission_admit(ctx->shm, ctx->slot, cfg, &ss, peer)) {
                 close(fd);
                 continue;
             }
@@ -236,6 +224,7 @@ void worker_main(const struct worker_ctx *ctx)
             }
             serve_connection(ctx, fd, peer);
             close(fd);
+            admission_release(ctx->shm, ctx->slot);
             set_state(ctx, SLOT_IDLE);
             if (cfg->workers.max_requests > 0 && (long)slot->connections >= cfg->workers.max_requests)
                 stop_requested = 1;

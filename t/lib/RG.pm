@@ -15,7 +15,7 @@ use DBI;
 use FindBin;
 
 our @EXPORT_OK = qw(wait_until database_server children_of rateguard build_dir fresh_database migrated_database dbh write_config run_rateguard
-                    start_daemon stop_daemon policy_connect policy_request policy_send
+                    start_daemon stop_daemon policy_connect policy_request policy_send read_reply
                     free_port test_dir request_text slurp);
 
 # Bytes read past the end of a reply, per socket (pipelined replies).

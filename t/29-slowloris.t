@@ -1,0 +1,143 @@
+#!/usr/bin/perl
+# 29-slowloris.t - hostile clients against the worker pool. 300 connections
+# that send one byte and stall must not starve the legitimate client
+# (workers.max_per_client caps what one address can hold; read_timeout
+# closes the stalled ones); refusals are counted always and logged once per
+# address per minute; when every worker is busy, new connections wait in
+# the backlog and are served in arrival order.
+#
+# Linux routes all of 127.0.0.0/8 to lo, so 127.0.0.2 and 127.0.0.3 serve
+# as other client hosts.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time sleep);
+use IO::Socket::INET;
+use IO::Select;
+use JSON::PP;
+use RG qw(write_config start_daemon stop_daemon policy_connect policy_request policy_send request_text
+          read_reply run_rateguard migrated_database wait_until slurp);
+
+my $db = migrated_database('slowloris');
+
+sub connect_from {
+    my ($c, $from) = @_;
+    return IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port}, LocalAddr => $from,
+                                 Timeout => 5) || die "connect from $from: $!";
+}
+
+sub status_json {
+    my ($c) = @_;
+    my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
+    return eval { decode_json($out) } // {};
+}
+
+sub vm_rss_kib {
+    my ($pid) = @_;
+    return (slurp("/proc/$pid/status") =~ /^VmRSS:\s+(\d+)/m)[0] // 0;
+}
+
+# An EOF (or reset) on the socket within $timeout seconds.
+sub closed_within {
+    my ($sock, $timeout) = @_;
+    return 0 unless IO::Select->new($sock)->can_read($timeout);
+    my $n = sysread($sock, my $buf, 1);
+    return !$n;
+}
+
+# --- 300 stalled connections from one address ---
+my $c = write_config(database => $db, name => 'slow',
+                     sections => { workers => "max = 64\nmax_per_client = 32\nread_timeout = 3\n" });
+my $pid = start_daemon($c);
+my $rss_before = vm_rss_kib($pid);
+
+my @stalled = map { connect_from($c, '127.0.0.2') } 1 .. 300;
+syswrite($_, 'r') for @stalled;
+# Every connection is either being served (and stalling a worker) or
+# already refused; wait until the daemon has seen all 300.
+ok(wait_until(sub {
+    my $s = status_json($c);
+    ($s->{requests}{over_client_limit} // 0) >= 268 ? 1 : undef;
+}, 15), '268 of 300 connections from 127.0.0.2 refused over workers.max_per_client = 32');
+my $st = status_json($c);
+is($st->{requests}{over_client_limit}, 268, 'status counts exactly 268 refusals');
+cmp_ok($st->{workers}{busy}, '>=', 32, 'the 32 admitted stalled connections each hold a worker');
+
+my @latency;
+for my $i (1 .. 20) {
+    my $t0 = time;
+    my $s = policy_connect($c);
+    my $r = policy_request($s, sasl_username => "legit$i\@example.org");
+    push @latency, time - $t0;
+    is($r, "action=DUNNO\n\n", "legitimate request $i answered while 300 connections stall") if $i <= 3;
+    close $s;
+}
+my ($worst) = sort { $b <=> $a } @latency;
+diag(sprintf('legitimate requests during the stall: slowest of 20 %.1f ms', $worst * 1000));
+# The issue's figure is 100 ms; timings belong to `make bench`, this bound
+# only catches a design where the stalled connections block everyone.
+cmp_ok($worst, '<', 1.0, 'no legitimate request waits for the stalled connections');
+
+my $t0 = time;
+my $closed = grep { closed_within($_, 8) } @stalled;
+my $took = time - $t0;
+is($closed, 300, 'all 300 stalled connections are closed (refused at once, or after read_timeout)');
+diag(sprintf('the last stalled connection closed %.1f s after the check began (read_timeout 3 s)', $took));
+my $log = slurp($c->{log});
+my $timeouts = () = $log =~ /client 127\.0\.0\.2:\d+: read timeout after 3 s in a request, disconnecting/g;
+is($timeouts, 32, 'the 32 admitted ones were closed by read_timeout, each logged');
+my $limit_lines = () = $log =~ /client 127\.0\.0\.2:\d+: already 32 connections from this address/g;
+is($limit_lines, 1, '268 refusals, one log line (once per address per minute)');
+
+close $_ for @stalled;
+ok(wait_until(sub { (status_json($c)->{workers}{busy} // 99) == 0 ? 1 : undef }, 10),
+   'every worker is free again');
+my $s = policy_connect($c);
+is(policy_request($s, sasl_username => 'after@example.org'), "action=DUNNO\n\n", 'still serving afterwards');
+close $s;
+my $rss_after = vm_rss_kib($pid);
+diag("master VmRSS before $rss_before KiB, after $rss_after KiB");
+cmp_ok($rss_after - $rss_before, '<', 4096, "the master's memory stays flat (grew less than 4 MiB)");
+is(stop_daemon($pid), 0, 'TERM: exit 0');
+
+# --- refusals outside allowed_clients: every one counted, one log line ---
+my $c2 = write_config(database => $db, name => 'allow', extra => qq{allowed_clients = { "127.0.0.1/32" }\n});
+my $pid2 = start_daemon($c2);
+for (1 .. 20) {
+    my $r = connect_from($c2, '127.0.0.3');
+    is(policy_send($r, request_text()), '', "refused client $_: closed without a reply") if $_ == 1;
+    read_reply($r) if $_ > 1;
+    close $r;
+}
+ok(wait_until(sub { (status_json($c2)->{requests}{refused} // 0) == 20 ? 1 : undef }, 5),
+   'status counts all 20 refusals');
+my $lines = () = slurp($c2->{log}) =~ /client 127\.0\.0\.3:\d+: not in allowed_clients, connection refused/g;
+is($lines, 1, '20 refusals from one address: one log line');
+my $ok = policy_connect($c2);
+is(policy_request($ok, sasl_username => 'allowed@example.org'), "action=DUNNO\n\n", 'allowed client served');
+close $ok;
+is(stop_daemon($pid2), 0, 'TERM: exit 0');
+
+# --- every worker busy: the backlog waits and is served in order ---
+my $c3 = write_config(database => $db, name => 'full',
+                      sections => { workers => "min = 4\nmax = 4\nmin_spare = 0\nmax_spare = 4\n" });
+my $pid3 = start_daemon($c3);
+my @held = map { policy_connect($c3) } 1 .. 4;
+is(policy_request($_, sasl_username => 'held@example.org'), "action=DUNNO\n\n", 'held connection answered')
+    for @held;
+my @waiting = map { policy_connect($c3) } 1 .. 3;
+print {$_} request_text(sasl_username => 'queued@example.org') for @waiting;
+ok(!IO::Select->new(@waiting)->can_read(0.5), 'with all 4 workers busy, new connections wait (no reply, not closed)');
+for my $i (0 .. 2) {
+    close shift @held;
+    my @ready = IO::Select->new(@waiting[$i .. 2])->can_read(5);
+    sleep 0.2;  # give a wrongly ordered second reply the chance to show
+    @ready = IO::Select->new(@waiting[$i .. 2])->can_read(0);
+    is_deeply(\@ready, [$waiting[$i]], "one worker freed: waiting connection " . ($i + 1) . " (and only it) is served");
+    is(read_reply($waiting[$i]), "action=DUNNO\n\n", "waiting connection " . ($i + 1) . " answered");
+}
+close $_ for @held, @waiting;
+is(stop_daemon($pid3), 0, 'TERM: exit 0');
+done_testing();

@@ -66,6 +66,29 @@ is(($h->selectrow_array(q{SELECT from_addr FROM messages WHERE sender = 'utf8@ex
    'with the invalid byte replaced by ?');
 is(($h->selectrow_array(q{SELECT COUNT(*) FROM ratelimits WHERE sender LIKE 'bad%' OR sender = 'status'}))[0], 1,
    'only the well-formed "status" sender has a row');
+
+# Senders that would break string-built SQL, control bytes, multi-byte
+# characters, exactly 255 characters: each stored exactly, in its own row;
+# one character more is refused, not truncated into the 255-character row.
+my $l255 = ('l' x 243) . '@example.org';
+my @odd = ("o'brien\\\"x\@example.org", "semi;--drop\@example.org", "ctl\x01\x1f\x7f\@example.org",
+           "\x{e9}l\x{e8}ve\x{2603}\@example.org", $l255);
+for my $sender (@odd) {
+    my $wire = $sender;
+    utf8::encode($wire);
+    is(policy_request($good, sasl_username => $wire), "action=DUNNO\n\n", 'odd sender answered: ' . length($sender));
+}
+is(policy_request($good, sasl_username => $l255 . 'x'), "action=DUNNO\n\n", '256 characters: answered on_error');
+ok(wait_until(sub { ($h->selectrow_array(q{SELECT COUNT(*) FROM ratelimits WHERE sender = ?}, undef, $l255))[0] }),
+   'odd senders written');
+for my $sender (@odd) {
+    is_deeply($h->selectall_arrayref(q{SELECT sender, msg_total FROM ratelimits WHERE BINARY sender = ?}, undef, $sender),
+              [[$sender, 1]], 'stored exactly, counted once: ' . length($sender) . ' characters');
+}
+is(($h->selectrow_array(q{SELECT COUNT(*) FROM ratelimits WHERE sender LIKE 'llll%'}))[0], 1,
+   'the 256-character sender made no row of its own and did not count into the 255-character one');
+like(slurp($c->{log}), qr/sasl_username=l+\.\.\. cannot be stored in the database \(longer than 255 characters\)/,
+     'the 256-character sender is logged');
 close $good;
 is(stop_daemon($pid), 0, 'TERM: exit 0');
 

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #define BATCH_MAX 1000              /* records per transaction */
+#define TOUCHED_SLOTS 4096          /* hash index over a batch's senders: a power of two > 2 * BATCH_MAX */
 #define ARENA_SIZE (4u << 20)       /* copies of the records of one batch */
 #define BACKOFF_MAX_MS 5000
 #define WRITE_FAILED (-1)           /* rolled back; retry after a pause */
@@ -65,6 +66,7 @@ struct batch_rec {
 /* A sender touched by the current batch, read back before COMMIT. */
 struct touched {
     char key[CACHE_KEY_SIZE];
+    uint64_t key_hash;
     char *sender;
     struct db_row row;
     bool found;
@@ -72,10 +74,27 @@ struct touched {
     bool has_new;                   /* bulk: at least one record not yet in the database */
 };
 
+/* The bulk statements, by shape. Parsing a statement of a thousand rows
+ * costs the server as much as a fifth of running it, so the shapes in use
+ * stay prepared: the SELECT and the upsert are padded to a power of two
+ * of rows, the messages INSERT (which cannot be padded) is kept per exact
+ * size, least recently used out first. */
+enum bulk_kind { BULK_SELECT_LOCK, BULK_SELECT_NEW, BULK_UPSERT, BULK_MESSAGES, BULK_KINDS };
+#define BULK_CACHE 24
+
+struct bulk_stmt {
+    MYSQL_STMT *st;             /* NULL: free entry */
+    enum bulk_kind kind;
+    size_t rows;
+    uint64_t last_used;
+};
+
 struct writer {
     const struct writer_ctx *ctx;
     MYSQL *db;
     MYSQL_STMT *upsert, *insert_message, *save_progress;
+    struct bulk_stmt bulk[BULK_CACHE];
+    uint64_t bulk_clock;
     struct progress committed;
     struct msg_record *pending;     /* the current batch's records (strings in arena) */
     bool *covered;                  /* ... already in the database (a replay) */
@@ -83,6 +102,7 @@ struct writer {
     unsigned int bulk_errno;        /* server error of the last failed bulk statement */
     struct touched *touched;
     size_t n_touched;
+    uint32_t touched_index[TOUCHED_SLOTS];  /* open addressing by key hash: touched[i] as i + 1 */
     struct batch_rec *recs;
     size_t n_recs;
     char *arena;
@@ -151,6 +171,11 @@ static void disconnect(struct writer *w)
             mysql_stmt_close(*stmts[i]);
             *stmts[i] = NULL;
         }
+    for (size_t i = 0; i < BULK_CACHE; i++)
+        if (w->bulk[i].st) {
+            mysql_stmt_close(w->bulk[i].st);
+            w->bulk[i].st = NULL;
+        }
     if (w->db)
         mysql_close(w->db);
     w->db = NULL;
@@ -174,6 +199,14 @@ static bool connect_db(struct writer *w, char *err, size_t errsize)
     if (w->db == NULL)
         return false;
     mysql_autocommit(w->db, 0);
+    /* messages.ratelimit_id always names a row this transaction has locked
+     * (SELECT ... FOR UPDATE or its own upsert), so the server's check of
+     * that key - a lookup and a lock per message - proves nothing. */
+    if (mysql_query(w->db, "SET SESSION foreign_key_checks = 0") != 0) {
+        snprintf(err, errsize, "%s", mysql_error(w->db));
+        disconnect(w);
+        return false;
+    }
     if (!cachesync_read_progress(w->db, w->ctx->name, &w->committed, err, errsize)) {
         disconnect(w);
         return false;
@@ -204,18 +237,37 @@ static bool record_refused(unsigned int code)
            code == ER_TRUNCATED_WRONG_VALUE || code == ER_NO_REFERENCED_ROW_2;
 }
 
+/* The touched[] entry for this cache key, created when `create`; -1 when
+ * absent. A hash index, because a batch can touch a thousand senders. */
+static int touched_lookup(struct writer *w, const char *key, const char *sender, bool create)
+{
+    uint64_t hash = fnv1a64(key, strlen(key));
+    for (uint32_t slot = (uint32_t)hash & (TOUCHED_SLOTS - 1);; slot = (slot + 1) & (TOUCHED_SLOTS - 1)) {
+        uint32_t i = w->touched_index[slot];
+        if (i == 0)
+            break;
+        if (w->touched[i - 1].key_hash == hash && strcmp(w->touched[i - 1].key, key) == 0)
+            return (int)(i - 1);
+    }
+    if (!create)
+        return -1;
+    struct touched *t = &w->touched[w->n_touched];
+    memset(t, 0, sizeof(*t));
+    str_copy(t->key, key, sizeof(t->key));
+    t->key_hash = hash;
+    t->sender = xstrdup(sender);
+    uint32_t slot = (uint32_t)hash & (TOUCHED_SLOTS - 1);
+    while (w->touched_index[slot] != 0)
+        slot = (slot + 1) & (TOUCHED_SLOTS - 1);
+    w->touched_index[slot] = (uint32_t)++w->n_touched;
+    return (int)(w->n_touched - 1);
+}
+
 static uint32_t touch(struct writer *w, const struct msg_record *r)
 {
     char key[CACHE_KEY_SIZE];
     cache_make_key(r->sender, key);
-    for (size_t i = 0; i < w->n_touched; i++)
-        if (strcmp(w->touched[i].key, key) == 0)
-            return (uint32_t)i;
-    struct touched *t = &w->touched[w->n_touched];
-    memset(t, 0, sizeof(*t));
-    memcpy(t->key, key, sizeof(key));
-    t->sender = xstrdup(r->sender);
-    return (uint32_t)w->n_touched++;
+    return (uint32_t)touched_lookup(w, key, r->sender, true);
 }
 
 static void batch_reset(struct writer *w)
@@ -223,6 +275,7 @@ static void batch_reset(struct writer *w)
     for (size_t i = 0; i < w->n_touched; i++)
         free(w->touched[i].sender);
     w->n_touched = 0;
+    memset(w->touched_index, 0, sizeof(w->touched_index));
     w->n_recs = 0;
 }
 
@@ -390,29 +443,81 @@ static char *rows_sql(const char *head, const char *row, size_t rows, const char
     return sql;
 }
 
-/* Run a freshly prepared statement with these parameters. */
-static MYSQL_STMT *run_prepared(struct writer *w, const char *sql, MYSQL_BIND *params, char *err, size_t errsize)
+/* Rows a padded statement has for n rows: the next power of two. */
+static size_t padded_rows(size_t n)
 {
-    MYSQL_STMT *st = prepare(w->db, sql, err, errsize);
-    if (st == NULL)
-        return NULL;
-    if (mysql_stmt_bind_param(st, params) != 0 || mysql_stmt_execute(st) != 0) {
-        snprintf(err, errsize, "%.200s...: %s", sql, mysql_stmt_error(st));
-        w->bulk_errno = mysql_stmt_errno(st);
-        mysql_stmt_close(st);
+    size_t rows = 1;
+    while (rows < n)
+        rows *= 2;
+    return rows;
+}
+
+static char *bulk_sql(enum bulk_kind kind, size_t rows)
+{
+    switch (kind) {
+    case BULK_SELECT_LOCK:
+    case BULK_SELECT_NEW:
+        return rows_sql("SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` WHERE `sender` IN (", "?", rows,
+                        kind == BULK_SELECT_LOCK ? ") FOR UPDATE" : ")");
+    case BULK_UPSERT:
+        /* Rows that exist come with their id: the duplicate is found on the
+         * primary key at once, not after a failed insert into the sender
+         * index. New rows come with a NULL id. */
+        return rows_sql("INSERT INTO `ratelimits` (`id`, `sender`, `quota`, `quota_reset`, `msg_counter`, "
+                        "`rcpt_counter`, `msg_total`, `rcpt_total`) VALUES ",
+                        "(?, ?, ?, ?, ?, ?, ?, ?)", rows,
+                        " ON DUPLICATE KEY UPDATE `msg_counter` = `msg_counter` + VALUES(`msg_counter`), "
+                        "`rcpt_counter` = `rcpt_counter` + VALUES(`rcpt_counter`), "
+                        "`msg_total` = `msg_total` + VALUES(`msg_total`), "
+                        "`rcpt_total` = `rcpt_total` + VALUES(`rcpt_total`)");
+    case BULK_MESSAGES:
+    case BULK_KINDS:
+        break;
+    }
+    return rows_sql("INSERT INTO `messages` (`ratelimit_id`, `msgid`, `sender`, `rcpt_count`, `blocked`, "
+                    "`from_addr`, `to_addr`, `client_address`, `client_name`, `created_at`) VALUES ",
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(? / 1000000.0))", rows, "");
+}
+
+/* Execute the bulk statement of this shape with these parameters. The
+ * statement stays the writer's (cached); a SELECT's result must be read
+ * to its end or freed before the next use. */
+static MYSQL_STMT *run_bulk(struct writer *w, enum bulk_kind kind, size_t rows, MYSQL_BIND *params, char *err,
+                            size_t errsize)
+{
+    struct bulk_stmt *b = NULL, *oldest = &w->bulk[0];
+    for (size_t i = 0; i < BULK_CACHE && b == NULL; i++) {
+        if (w->bulk[i].st && w->bulk[i].kind == kind && w->bulk[i].rows == rows)
+            b = &w->bulk[i];
+        else if (w->bulk[i].st == NULL || (oldest->st && w->bulk[i].last_used < oldest->last_used))
+            oldest = &w->bulk[i];
+    }
+    if (b == NULL) {
+        b = oldest;
+        if (b->st)
+            mysql_stmt_close(b->st);
+        char *sql = bulk_sql(kind, rows);
+        b->st = prepare(w->db, sql, err, errsize);
+        free(sql);
+        if (b->st == NULL)
+            return NULL;
+        b->kind = kind;
+        b->rows = rows;
+    }
+    b->last_used = ++w->bulk_clock;
+    if (mysql_stmt_bind_param(b->st, params) != 0 || mysql_stmt_execute(b->st) != 0) {
+        snprintf(err, errsize, "bulk statement of %zu rows: %s", rows, mysql_stmt_error(b->st));
+        w->bulk_errno = mysql_stmt_errno(b->st);
         return NULL;
     }
-    return st;
+    return b->st;
 }
 
 static int find_touched(struct writer *w, const char *sender)
 {
     char key[CACHE_KEY_SIZE];
     cache_make_key(sender, key);
-    for (size_t i = 0; i < w->n_touched; i++)
-        if (strcmp(w->touched[i].key, key) == 0)
-            return (int)i;
-    return -1;
+    return touched_lookup(w, key, sender, false);
 }
 
 /* Read touched rows into touched[].row (found set): all of them, locked
@@ -428,18 +533,17 @@ static bool select_touched(struct writer *w, bool lock, char *err, size_t errsiz
         free(which);
         return true;
     }
-    MYSQL_BIND *in = xcalloc(k, sizeof(MYSQL_BIND)), out[10];
-    unsigned long *lens = xcalloc(k, sizeof(unsigned long)), sender_len;
-    char *sql = rows_sql("SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` WHERE `sender` IN (", "?", k,
-                         lock ? ") FOR UPDATE" : ")");
+    size_t rows = padded_rows(k);
+    MYSQL_BIND *in = xcalloc(rows, sizeof(MYSQL_BIND)), out[10];
+    unsigned long *lens = xcalloc(rows, sizeof(unsigned long)), sender_len;
     char sender[1024];
     struct db_row r;
     uint32_t locked;
     bool ok = false;
 
-    for (size_t i = 0; i < k; i++)
-        bind_str(&in[i], w->touched[which[i]].sender, &lens[i]);
-    MYSQL_STMT *st = run_prepared(w, sql, in, err, errsize);
+    for (size_t i = 0; i < rows; i++)       /* the padding repeats the last sender */
+        bind_str(&in[i], w->touched[which[i < k ? i : k - 1]].sender, &lens[i]);
+    MYSQL_STMT *st = run_bulk(w, lock ? BULK_SELECT_LOCK : BULK_SELECT_NEW, rows, in, err, errsize);
     if (st == NULL)
         goto out;
     memset(out, 0, sizeof(out));
@@ -460,7 +564,7 @@ static bool select_touched(struct writer *w, bool lock, char *err, size_t errsiz
     out[9].buffer = &r.reset_us;
     if (mysql_stmt_bind_result(st, out) != 0) {
         snprintf(err, errsize, "bind result: %s", mysql_stmt_error(st));
-        mysql_stmt_close(st);
+        mysql_stmt_free_result(st);
         goto out;
     }
     int rc;
@@ -476,9 +580,8 @@ static bool select_touched(struct writer *w, bool lock, char *err, size_t errsiz
     ok = rc == MYSQL_NO_DATA;
     if (!ok)
         snprintf(err, errsize, "read rows: %s", mysql_stmt_error(st));
-    mysql_stmt_close(st);
+    mysql_stmt_free_result(st);
 out:
-    free(sql);
     free(lens);
     free(in);
     free(which);
@@ -494,7 +597,6 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
 {
     size_t k = w->n_touched;
     bool ok = false;
-    MYSQL_STMT *st;
 
     if (!select_touched(w, true, err, errsize))
         return false;
@@ -514,44 +616,43 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
             t->row.quota = r->quota_default;    /* for a new row */
     }
 
-    MYSQL_BIND *b = xcalloc(n * 10 > k * 7 ? n * 10 : k * 7, sizeof(MYSQL_BIND));
-    unsigned long *lens = xcalloc(n * 10 > k * 7 ? n * 10 : k * 7, sizeof(unsigned long));
+    /* Only senders with records to write (a replay-only sender whose row was
+     * deleted meanwhile must not come back with a zero quota). The padding
+     * repeats the last of them with nothing to add. */
+    size_t up = 0, last = 0;
+    for (size_t i = 0; i < k; i++)
+        if (w->touched[i].has_new) {
+            up++;
+            last = i;
+        }
+    size_t up_rows = up > 0 ? padded_rows(up) : 0;
+    size_t nbind = n * 10 > up_rows * 8 ? n * 10 : up_rows * 8;
+    MYSQL_BIND *b = xcalloc(nbind, sizeof(MYSQL_BIND));
+    unsigned long *lens = xcalloc(nbind, sizeof(unsigned long));
     uint64_t *ids = xcalloc(n, sizeof(uint64_t)), *created = xcalloc(n, sizeof(uint64_t));
     uint32_t *flags = xcalloc(n * 2, sizeof(uint32_t));
-    /* Only senders with records to write (a replay-only sender whose row was
-     * deleted meanwhile must not come back with a zero quota). */
-    size_t up = 0;
-    for (size_t i = 0; i < k; i++)
-        if (w->touched[i].has_new)
-            up++;
-    char *sql = rows_sql("INSERT INTO `ratelimits` (`sender`, `quota`, `quota_reset`, `msg_counter`, "
-                         "`rcpt_counter`, `msg_total`, `rcpt_total`) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", up,
-                         " ON DUPLICATE KEY UPDATE `msg_counter` = `msg_counter` + VALUES(`msg_counter`), "
-                         "`rcpt_counter` = `rcpt_counter` + VALUES(`rcpt_counter`), "
-                         "`msg_total` = `msg_total` + VALUES(`msg_total`), "
-                         "`rcpt_total` = `rcpt_total` + VALUES(`rcpt_total`)");
-    for (size_t i = 0, j = 0; i < k; i++) {
-        struct touched *t = &w->touched[i];
-        if (!t->has_new)
+    static uint32_t zero;
+    for (size_t i = 0, j = 0; j < up_rows; i++) {
+        bool padding = j >= up;
+        struct touched *t = &w->touched[padding ? last : i];
+        if (!padding && !t->has_new)
             continue;
-        bind_str(&b[j * 7], t->sender, &lens[j * 7]);
-        bind_u32(&b[j * 7 + 1], &t->row.quota);
-        bind_u32(&b[j * 7 + 2], &t->row.quota);
-        bind_u32(&b[j * 7 + 3], &t->msg_counter);
-        bind_u32(&b[j * 7 + 4], &t->rcpt_counter);
-        bind_u32(&b[j * 7 + 5], &t->msg_total);
-        bind_u32(&b[j * 7 + 6], &t->rcpt_total);
+        MYSQL_BIND *p = &b[j * 8];
+        if (t->found)
+            bind_u64(&p[0], &t->row.id);
+        else
+            p[0].buffer_type = MYSQL_TYPE_NULL;
+        bind_str(&p[1], t->sender, &lens[j * 8 + 1]);
+        bind_u32(&p[2], &t->row.quota);
+        bind_u32(&p[3], &t->row.quota);
+        bind_u32(&p[4], padding ? &zero : &t->msg_counter);
+        bind_u32(&p[5], padding ? &zero : &t->rcpt_counter);
+        bind_u32(&p[6], padding ? &zero : &t->msg_total);
+        bind_u32(&p[7], padding ? &zero : &t->rcpt_total);
         j++;
     }
-    if (up > 0) {
-        st = run_prepared(w, sql, b, err, errsize);
-        if (st == NULL) {
-            free(sql);
-            goto out;
-        }
-        mysql_stmt_close(st);
-    }
-    free(sql);
+    if (up_rows > 0 && run_bulk(w, BULK_UPSERT, up_rows, b, err, errsize) == NULL)
+        goto out;
     for (size_t i = 0; i < k; i++) {
         struct touched *t = &w->touched[i];
         if (!t->found)
@@ -565,7 +666,7 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
         goto out;
 
     size_t rows = 0;
-    memset(b, 0, n * 10 * sizeof(MYSQL_BIND));
+    memset(b, 0, nbind * sizeof(MYSQL_BIND));
     for (size_t i = 0; i < n; i++) {
         if (w->covered[i])
             continue;
@@ -588,16 +689,8 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
         bind_u64(&p[9], &created[rows]);
         rows++;
     }
-    if (rows > 0) {
-        sql = rows_sql("INSERT INTO `messages` (`ratelimit_id`, `msgid`, `sender`, `rcpt_count`, `blocked`, "
-                       "`from_addr`, `to_addr`, `client_address`, `client_name`, `created_at`) VALUES ",
-                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(? / 1000000.0))", rows, "");
-        st = run_prepared(w, sql, b, err, errsize);
-        free(sql);
-        if (st == NULL)
-            goto out;
-        mysql_stmt_close(st);
-    }
+    if (rows > 0 && run_bulk(w, BULK_MESSAGES, rows, b, err, errsize) == NULL)
+        goto out;
     ok = true;
 out:
     free(b);

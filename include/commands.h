@@ -7,12 +7,22 @@
 #define RG_COMMANDS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct rg_config;
 
 int command_migrate(const struct rg_config *cfg);
 int command_cleanup(const struct rg_config *cfg);
-int command_status(const struct rg_config *cfg, bool json);
+enum status_format { STATUS_TEXT, STATUS_JSON, STATUS_PROMETHEUS };
+int command_status(const struct rg_config *cfg, enum status_format format);
+
+/* One sender: its database row and the running daemon's view of it. */
+int command_show(const struct rg_config *cfg, const char *sender, bool json);
+/* One sender's period reset (as cleanup does for all). */
+int command_reset_sender(const struct rg_config *cfg, const char *sender);
+/* quota = quota_reset = n (the row is created when missing); locked sets
+ * quota_locked, otherwise it is cleared. */
+int command_set_quota(const struct rg_config *cfg, const char *sender, uint32_t n, bool locked);
 int command_reload_cache(const struct rg_config *cfg);
 
 #endif

@@ -22,4 +22,15 @@ MYSQL *db_connect(const struct rg_config *cfg, char *err, size_t errsize);
  * "statement: server error" to err. */
 bool db_exec(MYSQL *db, const char *sql, char *err, size_t errsize);
 
+/* A prepared statement with string parameters (the server converts them
+ * to the columns' types): never a value spliced into SQL text. */
+bool db_exec_params(MYSQL *db, const char *sql, const char *const *params, size_t n, unsigned long long *affected,
+                    char *err, size_t errsize);
+
+/* The first row of a prepared SELECT, each of `columns` columns as text
+ * into out[i] (width bytes each; NULL reads as ""). Returns 1 with a row,
+ * 0 without, -1 on error (err set). */
+int db_query_row_params(MYSQL *db, const char *sql, const char *const *params, size_t n, char **out,
+                        size_t columns, size_t width, char *err, size_t errsize);
+
 #endif

@@ -100,6 +100,9 @@ bool wqueue_next(struct wqueue *q, struct wqueue_cursor *cur, char *buf, size_t 
 void wqueue_release(struct wqueue *q, const struct wqueue_cursor *cur);
 
 uint64_t wqueue_depth(struct wqueue *q);
+/* When the oldest record still queued was made (unix microseconds), 0 when
+ * the queue is empty. */
+int64_t wqueue_oldest_us(struct wqueue *q);
 uint64_t wqueue_bytes(struct wqueue *q);
 
 /* A record's portable encoding (for the spool file): encode writes at most

@@ -58,7 +58,13 @@ void cachesync_apply_row(struct cache_entry *e, bool created, void *arg)
         e->referenced = 0;      /* loaded, not used: first to go if space runs out */
 }
 
-static bool for_each_row(MYSQL *db, struct shm *shm, const char *sql, bool create, uint16_t round,
+/* Which rows become cache entries when they have none. */
+enum row_entries {
+    ROWS_LOAD,          /* every row (making room if need be) */
+    ROWS_LOAD_IF_ROOM,  /* rows not cached, while the cache has free entries */
+};
+
+static bool for_each_row(MYSQL *db, struct shm *shm, const char *sql, enum row_entries load, uint16_t round,
                          unsigned long *count, char *err, size_t errsize)
 {
     MYSQL_RES *res;
@@ -74,6 +80,7 @@ static bool for_each_row(MYSQL *db, struct shm *shm, const char *sql, bool creat
         char key[CACHE_KEY_SIZE];
         cachesync_parse_row(row, &r);
         cache_make_key(row[0], key);
+        bool create = load == ROWS_LOAD || cache_used(&shm->cache) < shm->cache.sh->capacity;
         if (cache_apply(&shm->cache, key, create, cachesync_apply_row, &r) == CACHE_OK)
             (*count)++;
     }
@@ -91,7 +98,7 @@ bool cachesync_preload(MYSQL *db, struct shm *shm)
 
     snprintf(sql, sizeof(sql), "SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` ORDER BY `updated_at` DESC LIMIT %u",
              shm->cache.sh->capacity);
-    if (!for_each_row(db, shm, sql, true, 0, &loaded, err, sizeof(err))) {
+    if (!for_each_row(db, shm, sql, ROWS_LOAD, 0, &loaded, err, sizeof(err))) {
         log_error("preload: %s; starting with what was loaded", err);
         return false;
     }
@@ -118,7 +125,9 @@ bool cachesync_refresh_all(MYSQL *db, struct shm *shm, char *err, size_t errsize
 
     round = (uint16_t)(round + 1 ? round + 1 : 1);
     a.round = round;
-    if (!for_each_row(db, shm, "SELECT " CACHESYNC_COLUMNS " FROM `ratelimits`", false, round, &seen, err,
+    /* Rows made by an operator (set-quota, an INSERT) reach the cache here,
+     * so the sender's first message is decided on its own quota. */
+    if (!for_each_row(db, shm, "SELECT " CACHESYNC_COLUMNS " FROM `ratelimits`", ROWS_LOAD_IF_ROOM, round, &seen, err,
                       errsize))
         return false;
     uint32_t dropped = cache_sweep(&shm->cache, row_gone, &a);

@@ -1,12 +1,14 @@
 /*
- * commands.c - operator commands run from the shell: migrate, cleanup and
- * status. Each connects, does its work, prints a one-line summary and
+ * commands.c - operator commands run from the shell: migrate, cleanup,
+ * reload-cache, status, and the per-sender show, reset and set-quota. Each connects, does its work, prints a one-line summary and
  * returns a documented exit code.
  */
 #include "commands.h"
+#include "cache.h"
 #include "cachesync.h"
 #include "config.h"
 #include "db.h"
+#include "json.h"
 #include "log.h"
 #include "migrate.h"
 #include "pidfile.h"
@@ -17,6 +19,7 @@
 #include <mysql.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -121,25 +124,236 @@ int command_reload_cache(const struct rg_config *cfg)
 
 /* Ask the master for a dump (SIGUSR1) and print it once the new file
  * is in place. */
-int command_status(const struct rg_config *cfg, bool json)
+/* Have the running daemon write its dumps; open the one in this format.
+ * NULL (with the reason on stderr) when it does not. */
+static FILE *fresh_dump(const struct rg_config *cfg, pid_t pid, enum status_format format)
 {
+    static const char *const suffix[] = {".status.txt", ".status.json", ".status.prom"};
     char path[4200];
+    FILE *f;
+
+    config_state_path(cfg, suffix[format], path, sizeof(path));
+    if (!signal_and_wait(pid, SIGUSR1, path, 5000) || (f = fopen(path, "r")) == NULL) {
+        fprintf(stderr, "rateguard: pid %ld did not write %s within 5 s\n", (long)pid, path);
+        return NULL;
+    }
+    return f;
+}
+
+int command_status(const struct rg_config *cfg, enum status_format format)
+{
     pid_t pid = pidfile_running(cfg->pidfile);
 
     if (pid == 0) {
         fprintf(stderr, "rateguard: not running (no daemon holds %s)\n", cfg->pidfile);
         return RG_EXIT_RUNNING;
     }
-    config_state_path(cfg, json ? ".status.json" : ".status.txt", path, sizeof(path));
-    FILE *f;
-    if (!signal_and_wait(pid, SIGUSR1, path, 5000) || (f = fopen(path, "r")) == NULL) {
-        fprintf(stderr, "rateguard: pid %ld did not write %s within 5 s\n", (long)pid, path);
+    FILE *f = fresh_dump(cfg, pid, format);
+    if (f == NULL)
         return RG_EXIT_RUNTIME;
-    }
     char buf[65536];
     size_t n;
     while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
         fwrite(buf, 1, n, stdout);
     fclose(f);
     return RG_EXIT_OK;
+}
+
+/* One sender as the database and the running daemon see it. */
+struct sender_view {
+    bool in_database, in_cache;
+    char sender[1024], reset_at[32], updated_at[32];
+    unsigned long quota, quota_reset, locked, msg_counter, rcpt_counter, msg_total, rcpt_total;
+    unsigned long unwritten_msg, unwritten_rcpt;
+};
+
+static bool read_sender_row(MYSQL *db, const char *sender, struct sender_view *v, char *err, size_t errsize)
+{
+    char cols[10][1024];
+    char *out[10];
+    for (int i = 0; i < 10; i++)
+        out[i] = cols[i];
+    const char *params[] = {sender};
+    int found = db_query_row_params(db,
+                                    "SELECT `sender`, `quota`, `quota_reset`, `quota_locked`, `msg_counter`, "
+                                    "`rcpt_counter`, `msg_total`, `rcpt_total`, "
+                                    "COALESCE(DATE_FORMAT(`reset_at`, '%Y-%m-%d %H:%i:%s'), ''), "
+                                    "DATE_FORMAT(`updated_at`, '%Y-%m-%d %H:%i:%s') "
+                                    "FROM `ratelimits` WHERE `sender` = ?",
+                                    params, 1, out, 10, sizeof(cols[0]), err, errsize);
+    if (found <= 0)
+        return found == 0;
+    v->in_database = true;
+    str_copy(v->sender, cols[0], sizeof(v->sender));
+    unsigned long *nums[] = {&v->quota, &v->quota_reset, &v->locked, &v->msg_counter,
+                             &v->rcpt_counter, &v->msg_total, &v->rcpt_total};
+    for (int i = 0; i < 7; i++)
+        *nums[i] = strtoul(cols[i + 1], NULL, 10);
+    str_copy(v->reset_at, cols[8], sizeof(v->reset_at));
+    str_copy(v->updated_at, cols[9], sizeof(v->updated_at));
+    return true;
+}
+
+/* The sender's entry in the running daemon's JSON dump, whose one-line
+ * entries status.c writes in a fixed order. */
+static void read_cache_entry(const struct rg_config *cfg, pid_t pid, const char *sender, struct sender_view *v)
+{
+    char key[CACHE_KEY_SIZE], *needle = NULL, *line = NULL;
+    size_t needle_len = 0, cap = 0;
+    FILE *f = fresh_dump(cfg, pid, STATUS_JSON), *m;
+
+    if (f == NULL)
+        return;
+    cache_make_key(sender, key);
+    if ((m = open_memstream(&needle, &needle_len)) == NULL) {
+        fclose(f);
+        return;
+    }
+    fputs("{\"sender\":", m);
+    json_write_string(m, key);
+    fputc(',', m);
+    fclose(m);
+    /* The dump is one line; scan it for the entry. */
+    if (getdelim(&line, &cap, '\0', f) > 0) {
+        const char *at = strstr(line, needle);
+        unsigned long *nums[] = {&v->quota, &v->quota_reset, &v->msg_counter, &v->rcpt_counter,
+                                 &v->msg_total, &v->rcpt_total, &v->unwritten_msg, &v->unwritten_rcpt};
+        char locked[8], blocked[8];
+        if (at && sscanf(at + strlen(needle),
+                         "\"quota\":%lu,\"quota_reset\":%lu,\"quota_locked\":%7[a-z],\"msg_counter\":%lu,"
+                         "\"rcpt_counter\":%lu,\"msg_total\":%lu,\"rcpt_total\":%lu,\"blocked\":%7[a-z],"
+                         "\"unwritten_msg\":%lu,\"unwritten_rcpt\":%lu",
+                         nums[0], nums[1], locked, nums[2], nums[3], nums[4], nums[5], blocked, nums[6],
+                         nums[7]) == 10) {
+            v->in_cache = true;
+            v->locked = strcmp(locked, "true") == 0;
+            if (!v->in_database)
+                str_copy(v->sender, sender, sizeof(v->sender));
+        }
+    }
+    free(line);
+    free(needle);
+    fclose(f);
+}
+
+int command_show(const struct rg_config *cfg, const char *sender, bool json)
+{
+    char err[1024];
+    struct sender_view v;
+    MYSQL *db = db_connect(cfg, err, sizeof(err));
+
+    memset(&v, 0, sizeof(v));
+    if (db == NULL) {
+        log_error("show: %s", err);
+        return RG_EXIT_RUNTIME;
+    }
+    bool ok = read_sender_row(db, sender, &v, err, sizeof(err));
+    mysql_close(db);
+    if (!ok) {
+        log_error("show: %s", err);
+        return RG_EXIT_RUNTIME;
+    }
+    pid_t pid = pidfile_running(cfg->pidfile);
+    if (pid != 0)
+        read_cache_entry(cfg, pid, sender, &v);     /* the counts the daemon decides on */
+    if (!v.in_database && !v.in_cache) {
+        fprintf(stderr, "rateguard: show: no sender '%s' in the database%s\n", sender,
+                pid ? " or the running daemon's cache" : "");
+        return RG_EXIT_UNKNOWN_PARAM;
+    }
+    unsigned long used = v.msg_counter > v.rcpt_counter ? v.msg_counter : v.rcpt_counter;
+    double percent = v.quota ? 100.0 * (double)used / (double)v.quota : (used ? 100.0 : 0.0);
+    bool blocked = v.msg_counter > v.quota || v.rcpt_counter > v.quota;
+    if (json) {
+        fputs("{\"sender\":", stdout);
+        json_write_string(stdout, v.sender);
+        printf(",\"quota\":%lu,\"quota_reset\":%lu,\"quota_locked\":%s,\"msg_counter\":%lu,"
+               "\"rcpt_counter\":%lu,\"msg_total\":%lu,\"rcpt_total\":%lu,\"percent_used\":%.1f,"
+               "\"blocked\":%s,\"unwritten_msg\":%lu,\"unwritten_rcpt\":%lu,\"in_database\":%s,"
+               "\"in_cache\":%s,\"reset_at\":",
+               v.quota, v.quota_reset, v.locked ? "true" : "false", v.msg_counter, v.rcpt_counter,
+               v.msg_total, v.rcpt_total, percent, blocked ? "true" : "false", v.unwritten_msg,
+               v.unwritten_rcpt, v.in_database ? "true" : "false", v.in_cache ? "true" : "false");
+        if (v.reset_at[0])
+            json_write_string(stdout, v.reset_at);
+        else
+            fputs("null", stdout);
+        fputs("}\n", stdout);
+        return RG_EXIT_OK;
+    }
+    printf("sender:      %s\n", v.sender);
+    printf("quota:       %lu (restored to %lu by the period reset%s)\n", v.quota, v.quota_reset,
+           v.locked ? "; locked: kept as it is" : "");
+    printf("messages:    %lu this period, %lu in total\n", v.msg_counter, v.msg_total);
+    printf("recipients:  %lu this period, %lu in total\n", v.rcpt_counter, v.rcpt_total);
+    printf("used:        %.1f%% of the quota%s\n", percent, blocked ? ", BLOCKED" : "");
+    printf("last reset:  %s\n", v.reset_at[0] ? v.reset_at : "never");
+    if (v.in_cache)
+        printf("daemon:      cached, %lu message(s) and %lu recipient(s) not yet in the database\n",
+               v.unwritten_msg, v.unwritten_rcpt);
+    else
+        printf("daemon:      %s\n", pid ? "not cached (loaded at its next message)" : "not running");
+    if (!v.in_database)
+        printf("database:    no row yet (the writer creates it)\n");
+    return RG_EXIT_OK;
+}
+
+/* Run one statement on one sender's row, then make a running daemon's
+ * cache follow. Returns the exit code; 1 when no row matched. */
+static int change_sender(const struct rg_config *cfg, const char *what, const char *sql, const char *const *params,
+                         size_t n, const char *sender, bool must_exist)
+{
+    char err[1024];
+    unsigned long long affected = 0;
+    MYSQL *db = db_connect(cfg, err, sizeof(err));
+
+    if (db == NULL) {
+        log_error("%s: %s", what, err);
+        return RG_EXIT_RUNTIME;
+    }
+    bool ok = db_exec_params(db, sql, params, n, &affected, err, sizeof(err));
+    mysql_close(db);
+    if (!ok) {
+        log_error("%s: %s", what, err);
+        return RG_EXIT_RUNTIME;
+    }
+    if (must_exist && affected == 0) {
+        fprintf(stderr, "rateguard: %s: no sender '%s' in the database\n", what, sender);
+        return RG_EXIT_UNKNOWN_PARAM;
+    }
+    int rc = refresh_running_daemon(cfg, what, RG_EXIT_RUNTIME);
+    return rc < 0 ? RG_EXIT_OK : rc;
+}
+
+int command_reset_sender(const struct rg_config *cfg, const char *sender)
+{
+    /* As the period reset does for every row: the records still queued
+     * from before reset_at count in no period. */
+    char sql[512];
+    int64_t now = clock_realtime_us();
+    snprintf(sql, sizeof(sql),
+             "UPDATE `ratelimits` SET `msg_counter` = 0, `rcpt_counter` = 0, "
+             "`quota` = IF(`quota_locked`, `quota`, `quota_reset`), `reset_at` = FROM_UNIXTIME(%lld.%06lld), "
+             "`updated_at` = `updated_at` WHERE `sender` = ?",
+             (long long)(now / 1000000), (long long)(now % 1000000));
+    const char *params[] = {sender};
+    int rc = change_sender(cfg, "reset", sql, params, 1, sender, true);
+    if (rc == RG_EXIT_OK)
+        log_info("reset: %s: period counters reset", sender);
+    return rc;
+}
+
+int command_set_quota(const struct rg_config *cfg, const char *sender, uint32_t n, bool locked)
+{
+    char quota[16];
+    snprintf(quota, sizeof(quota), "%u", n);
+    const char *params[] = {sender, quota, quota, locked ? "1" : "0"};
+    int rc = change_sender(cfg, "set-quota",
+                           "INSERT INTO `ratelimits` (`sender`, `quota`, `quota_reset`, `quota_locked`) "
+                           "VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE `quota` = VALUES(`quota`), "
+                           "`quota_reset` = VALUES(`quota_reset`), `quota_locked` = VALUES(`quota_locked`)",
+                           params, 4, sender, false);
+    if (rc == RG_EXIT_OK)
+        log_info("set-quota: %s: quota %u%s", sender, n, locked ? ", locked" : "");
+    return rc;
 }

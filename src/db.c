@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 MYSQL *db_connect(const struct rg_config *cfg, char *err, size_t errsize)
@@ -47,4 +48,86 @@ bool db_exec(MYSQL *db, const char *sql, char *err, size_t errsize)
     if (res)
         mysql_free_result(res);
     return true;
+}
+
+/* Bind the strings as parameters and execute; the statement is returned
+ * for the caller to read (if it has a result) and close. */
+static MYSQL_STMT *run_with_params(MYSQL *db, const char *sql, const char *const *params, size_t n, char *err,
+                                   size_t errsize)
+{
+    MYSQL_STMT *st = mysql_stmt_init(db);
+    MYSQL_BIND b[8];
+    unsigned long lens[8];
+
+    if (st == NULL || n > 8) {
+        snprintf(err, errsize, "%s", st ? "too many parameters" : mysql_error(db));
+        if (st)
+            mysql_stmt_close(st);
+        return NULL;
+    }
+    memset(b, 0, sizeof(b));
+    for (size_t i = 0; i < n; i++) {
+        lens[i] = (unsigned long)strlen(params[i]);
+        b[i].buffer_type = MYSQL_TYPE_STRING;
+        b[i].buffer = (void *)params[i];
+        b[i].buffer_length = lens[i];
+        b[i].length = &lens[i];
+    }
+    if (mysql_stmt_prepare(st, sql, strlen(sql)) != 0 || mysql_stmt_bind_param(st, b) != 0 ||
+        mysql_stmt_execute(st) != 0) {
+        snprintf(err, errsize, "%.200s: %s", sql, mysql_stmt_error(st));
+        mysql_stmt_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+bool db_exec_params(MYSQL *db, const char *sql, const char *const *params, size_t n, unsigned long long *affected,
+                    char *err, size_t errsize)
+{
+    MYSQL_STMT *st = run_with_params(db, sql, params, n, err, errsize);
+    if (st == NULL)
+        return false;
+    if (affected)
+        *affected = (unsigned long long)mysql_stmt_affected_rows(st);
+    mysql_stmt_close(st);
+    return true;
+}
+
+int db_query_row_params(MYSQL *db, const char *sql, const char *const *params, size_t n, char **out,
+                        size_t columns, size_t width, char *err, size_t errsize)
+{
+    MYSQL_STMT *st = run_with_params(db, sql, params, n, err, errsize);
+    if (st == NULL)
+        return -1;
+    MYSQL_BIND *res = calloc(columns, sizeof(MYSQL_BIND));
+    unsigned long *lens = calloc(columns, sizeof(unsigned long));
+    my_bool *nulls = calloc(columns, sizeof(my_bool));
+    int found = -1;
+    if (res && lens && nulls) {
+        for (size_t i = 0; i < columns; i++) {
+            res[i].buffer_type = MYSQL_TYPE_STRING;
+            res[i].buffer = out[i];
+            res[i].buffer_length = width;
+            res[i].length = &lens[i];
+            res[i].is_null = &nulls[i];
+        }
+        int rc = mysql_stmt_bind_result(st, res) == 0 ? mysql_stmt_fetch(st) : 1;
+        if (rc == 0 || rc == MYSQL_DATA_TRUNCATED) {
+            for (size_t i = 0; i < columns; i++)
+                out[i][nulls[i] ? 0 : lens[i] < width ? lens[i] : width - 1] = '\0';
+            found = 1;
+        } else if (rc == MYSQL_NO_DATA) {
+            found = 0;
+        } else {
+            snprintf(err, errsize, "%.200s: %s", sql, mysql_stmt_error(st));
+        }
+    } else {
+        snprintf(err, errsize, "out of memory");
+    }
+    free(res);
+    free(lens);
+    free(nulls);
+    mysql_stmt_close(st);
+    return found;
 }

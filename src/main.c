@@ -8,8 +8,10 @@
 #include "log.h"
 #include "master.h"
 #include "rateguard.h"
+#include "util.h"
 
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +21,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: rateguard [-c FILE] [-f] [-t] [--get-config NAME] [--json] [COMMAND]\n"
+            "usage: rateguard [-c FILE] [-f] [-t] [--get-config NAME] [--json|--prometheus] [COMMAND [ARGS]]\n"
             "\n"
             "Postfix policy daemon limiting messages and recipients per SASL sender.\n"
             "\n"
@@ -29,17 +31,22 @@ static void usage(FILE *out)
             "  cleanup   reset the period counters and purge old messages\n"
             "  migrate   create or upgrade the database schema\n"
             "  reload-cache  make the running daemon re-read every sender from the database\n"
+            "  show SENDER   print one sender's quota, counters and percent used\n"
+            "  reset SENDER  reset one sender's period counters (and quota, unless locked)\n"
+            "  set-quota SENDER N [--locked]  set one sender's quota (--locked: kept across resets)\n"
             "\n"
             "Options:\n"
             "  -c, --config FILE    configuration file (default " RATEGUARD_DEFAULT_CONFIG ")\n"
             "  -f, --foreground     do not daemonize, log to stderr as well\n"
             "  -t, --test           check the configuration and exit\n"
             "      --get-config NAME  print one effective setting, e.g. quota.default\n"
-            "      --json           status: print JSON\n"
+            "      --json           status, show: print JSON\n"
+            "      --prometheus     status: print Prometheus text-format metrics\n"
+            "      --locked         set-quota: lock the quota\n"
             "  -h, --help           this help\n"
             "  -V, --version        print the version\n"
             "\n"
-            "Exit codes: 0 ok, 1 unknown --get-config name, 2 user or group missing,\n"
+            "Exit codes: 0 ok, 1 unknown --get-config name or sender, 2 user or group missing,\n"
             "3 already running (status: not running), 4 bad listen address,\n"
             "5 configuration missing or invalid, 6 runtime error, 8 cleanup error,\n"
             "64 bad command line.\n");
@@ -53,13 +60,15 @@ int main(int argc, char **argv)
         {"test", no_argument, NULL, 't'},
         {"get-config", required_argument, NULL, 'g'},
         {"json", no_argument, NULL, 'j'},
+        {"prometheus", no_argument, NULL, 'P'},
+        {"locked", no_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = RATEGUARD_DEFAULT_CONFIG;
     const char *get_config = NULL;
-    bool foreground = false, test_only = false, json = false;
+    bool foreground = false, test_only = false, json = false, prometheus = false, locked = false;
     int opt;
 
     while ((opt = getopt_long(argc, argv, "c:ftg:hV", longopts, NULL)) != -1) {
@@ -69,20 +78,40 @@ int main(int argc, char **argv)
         case 't': test_only = true; break;
         case 'g': get_config = optarg; break;
         case 'j': json = true; break;
+        case 'P': prometheus = true; break;
+        case 'L': locked = true; break;
         case 'h': usage(stdout); return RG_EXIT_OK;
         case 'V': printf("rateguard %s\n", RATEGUARD_VERSION); return RG_EXIT_OK;
         default: usage(stderr); return RG_EXIT_USAGE;
         }
     }
+    /* Commands and how many arguments each takes. */
+    static const struct {
+        const char *name;
+        int args;
+    } commands[] = {{"run", 0}, {"status", 0}, {"cleanup", 0}, {"migrate", 0}, {"reload-cache", 0},
+                    {"show", 1}, {"reset", 1}, {"set-quota", 2}};
     const char *command = optind < argc ? argv[optind++] : "run";
-    if (optind < argc) {
-        fprintf(stderr, "rateguard: unexpected argument '%s'\n", argv[optind]);
+    int want = -1;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(command, commands[i].name) == 0)
+            want = commands[i].args;
+    if (want < 0) {
+        fprintf(stderr, "rateguard: unknown command '%s' (run, status, cleanup, migrate, reload-cache, show, "
+                        "reset, set-quota)\n", command);
         return RG_EXIT_USAGE;
     }
-    if (strcmp(command, "run") != 0 && strcmp(command, "status") != 0 && strcmp(command, "cleanup") != 0 &&
-        strcmp(command, "migrate") != 0 && strcmp(command, "reload-cache") != 0) {
-        fprintf(stderr, "rateguard: unknown command '%s' (run, status, cleanup, migrate, reload-cache)\n",
-                command);
+    char **args = argv + optind;
+    if (argc - optind != want) {
+        if (argc - optind > want)
+            fprintf(stderr, "rateguard: unexpected argument '%s'\n", argv[optind + want]);
+        else
+            fprintf(stderr, "rateguard: %s needs %d argument%s\n", command, want, want == 1 ? "" : "s");
+        return RG_EXIT_USAGE;
+    }
+    unsigned long new_quota = 0;
+    if (strcmp(command, "set-quota") == 0 && !parse_ulong(args[1], UINT32_MAX, &new_quota)) {
+        fprintf(stderr, "rateguard: set-quota: '%s' is not a quota (0 to 4294967295)\n", args[1]);
         return RG_EXIT_USAGE;
     }
 
@@ -123,8 +152,14 @@ int main(int argc, char **argv)
             rc = command_cleanup(cfg);
         else if (strcmp(command, "reload-cache") == 0)
             rc = command_reload_cache(cfg);
+        else if (strcmp(command, "show") == 0)
+            rc = command_show(cfg, args[0], json);
+        else if (strcmp(command, "reset") == 0)
+            rc = command_reset_sender(cfg, args[0]);
+        else if (strcmp(command, "set-quota") == 0)
+            rc = command_set_quota(cfg, args[0], (uint32_t)new_quota, locked);
         else
-            rc = command_status(cfg, json);
+            rc = command_status(cfg, prometheus ? STATUS_PROMETHEUS : json ? STATUS_JSON : STATUS_TEXT);
         log_close();
     }
     config_free(cfg);

@@ -137,8 +137,53 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
             shm->cache.sh->capacity, (long)shm->hdr->writer_pid);
 }
 
+/* Prometheus text format (for node_exporter's textfile collector):
+ * figures only, no per-sender series (their number is unbounded). */
+static void write_prometheus(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                             struct pool_counts p, time_t started)
+{
+    (void)cfg;
+    (void)s;
+    int64_t oldest = wqueue_oldest_us(&shm->queue);
+    int64_t lag_us = oldest ? clock_realtime_us() - oldest : 0;
+
+    fputs("# HELP rateguard_requests_total Policy requests and connections by outcome.\n"
+          "# TYPE rateguard_requests_total counter\n", f);
+    for (size_t i = 0; i < N_REQUEST_STATS; i++)
+        fprintf(f, "rateguard_requests_total{result=\"%s\"} %llu\n", request_stats[i].name, request_stat(shm, i));
+    fprintf(f, "# HELP rateguard_db_written_total Records committed to the database.\n"
+               "# TYPE rateguard_db_written_total counter\n"
+               "rateguard_db_written_total %llu\n"
+               "# HELP rateguard_db_failed_transactions_total Writer transactions rolled back.\n"
+               "# TYPE rateguard_db_failed_transactions_total counter\n"
+               "rateguard_db_failed_transactions_total %llu\n"
+               "# HELP rateguard_queue_depth Records waiting to be written to the database.\n"
+               "# TYPE rateguard_queue_depth gauge\n"
+               "rateguard_queue_depth %llu\n"
+               "# HELP rateguard_db_write_lag_seconds Age of the oldest record waiting in the queue.\n"
+               "# TYPE rateguard_db_write_lag_seconds gauge\n"
+               "rateguard_db_write_lag_seconds %.3f\n",
+            (unsigned long long)STAT_GET(shm, db_written), (unsigned long long)STAT_GET(shm, db_errors),
+            (unsigned long long)wqueue_depth(&shm->queue), lag_us > 0 ? (double)lag_us / 1e6 : 0.0);
+    fprintf(f, "# HELP rateguard_workers Worker processes by state.\n"
+               "# TYPE rateguard_workers gauge\n"
+               "rateguard_workers{state=\"busy\"} %u\n"
+               "rateguard_workers{state=\"idle\"} %u\n"
+               "# HELP rateguard_cache_entries Sender cache entries in use and available.\n"
+               "# TYPE rateguard_cache_entries gauge\n"
+               "rateguard_cache_entries{state=\"used\"} %u\n"
+               "rateguard_cache_entries{state=\"capacity\"} %u\n"
+               "# HELP rateguard_uptime_seconds Seconds since the daemon started.\n"
+               "# TYPE rateguard_uptime_seconds gauge\n"
+               "rateguard_uptime_seconds %ld\n",
+            p.busy, p.idle, cache_used(&shm->cache), shm->cache.sh->capacity, (long)(time(NULL) - started));
+}
+
 /* Write to a temporary file, then rename over the old dump. */
-static bool write_file(const char *suffix, bool json, const struct rg_config *cfg, struct shm *shm,
+typedef void (*status_format)(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                              struct pool_counts p, time_t started);
+
+static bool write_file(const char *suffix, status_format format, const struct rg_config *cfg, struct shm *shm,
                        const struct snapshot *s, struct pool_counts p, time_t started)
 {
     char path[4200], tmp[4300];
@@ -149,10 +194,7 @@ static bool write_file(const char *suffix, bool json, const struct rg_config *cf
         log_error("status: fopen(%s): %s", tmp, strerror(errno));
         return false;
     }
-    if (json)
-        write_json(f, cfg, shm, s, p, started);
-    else
-        write_text(f, cfg, shm, s, p, started);
+    format(f, cfg, shm, s, p, started);
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         log_error("status: writing %s: %s", path, strerror(errno));
         unlink(tmp);
@@ -169,8 +211,9 @@ bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started)
     if (s.count > 1)
         qsort(s.rows, s.count, sizeof(*s.rows), by_key);
     struct pool_counts p = count_workers(shm);
-    bool ok = write_file(".status.txt", false, cfg, shm, &s, p, started) &&
-              write_file(".status.json", true, cfg, shm, &s, p, started);
+    bool ok = write_file(".status.txt", write_text, cfg, shm, &s, p, started) &&
+              write_file(".status.json", write_json, cfg, shm, &s, p, started) &&
+              write_file(".status.prom", write_prometheus, cfg, shm, &s, p, started);
     free(s.rows);
     if (ok)
         log_info("status: %zu cached sender(s) written to %s", s.count, cfg->state_dir);

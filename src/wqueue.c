@@ -340,6 +340,16 @@ void wqueue_release(struct wqueue *q, const struct wqueue_cursor *cur)
     shm_mutex_unlock(&q->sh->lock);
 }
 
+int64_t wqueue_oldest_us(struct wqueue *q)
+{
+    struct record_header h = {0};
+    queue_lock(q);
+    if (q->sh->head < q->sh->tail)
+        ring_read(q, q->sh->head, &h, sizeof(h));
+    shm_mutex_unlock(&q->sh->lock);
+    return h.created_us;
+}
+
 uint64_t wqueue_depth(struct wqueue *q)
 {
     return __atomic_load_n(&q->sh->records, __ATOMIC_RELAXED);

@@ -32,7 +32,7 @@ struct cache_entry {
     int64_t reset_us;           /* last period reset of this sender (unix microseconds) */
     uint16_t seen;              /* refresh round that last found the row */
     uint8_t instance_blocked[CACHE_INSTANCES];
-    uint8_t in_use, locked, block_notified, referenced;
+    uint8_t in_use, locked, block_notified, referenced, warning_notified;
     uint8_t instance_next, key_len;
     char key[CACHE_KEY_SIZE];
 };

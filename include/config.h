@@ -43,8 +43,13 @@ struct rg_config {
     struct {
         long dflt;
         char *protocol_state, *reset_schedule_text;
-        bool count_blocked;
+        bool count_blocked, dry_run;
+        long warning_percent;       /* 0 = no warning */
+        long max_recipients;        /* per message, 0 = no cap */
     } quota;
+    struct {
+        struct str_list users, domains, networks;
+    } exempt;
     struct {
         long entries, refresh_interval, queue_size;
     } cache;
@@ -61,6 +66,7 @@ struct rg_config {
     /* Derived from the text values above while loading. */
     struct listen_addr *listen_addrs;   /* listen.count entries */
     struct cidr *allowed_nets;          /* allowed_clients.count entries */
+    struct cidr *exempt_nets;           /* exempt.networks.count entries */
     unsigned socket_mode;
     int syslog_facility;                /* LOG_MAIL, ... */
     int log_level;                      /* LOG_INFO, ... */

@@ -42,6 +42,13 @@ bool cidr_parse(const char *spec, struct cidr *out, char *err, size_t errsize);
  * compared as IPv4) lies inside the network. */
 bool cidr_match(const struct cidr *net, const struct sockaddr *sa);
 
+/* True when the address lies inside any of the count networks. */
+bool cidr_list_match(const struct cidr *nets, size_t count, const struct sockaddr *sa);
+
+/* A numeric IPv4 or IPv6 address ("192.0.2.1", "2001:db8::1") as a socket
+ * address (port 0); false when it is neither. */
+bool sockaddr_parse_host(const char *text, struct sockaddr_storage *out);
+
 /* Write the numeric host of a socket address ("192.0.2.1", "::1", "unix"). */
 void sockaddr_host(const struct sockaddr *sa, char *buf, size_t size);
 

@@ -25,6 +25,11 @@ struct quota_decision quota_decide(uint32_t quota, uint32_t msg_counter, uint32_
  * the new quota. */
 bool quota_first_block(bool blocked, uint8_t *notified);
 
+/* The warning threshold: used (the larger counter) has reached percent
+ * of quota. Never with percent 0 (off) or quota 0. quota_first_block()
+ * then tells the first message past it, as for blocks. */
+bool quota_warning_reached(uint32_t quota, uint32_t used, unsigned percent);
+
 /* a + b, capped at UINT32_MAX. */
 uint32_t quota_sat_add(uint32_t a, uint32_t b);
 

@@ -30,6 +30,9 @@ struct shm_stats {
     uint64_t counted;       /* messages counted */
     uint64_t accepted;      /* counted and accepted */
     uint64_t blocked;       /* counted and blocked */
+    uint64_t would_block;   /* quota.dry_run: accepted, would have been blocked */
+    uint64_t exempt;        /* exempt senders and clients: accepted, not counted */
+    uint64_t warnings;      /* first messages past quota.warning_percent */
     uint64_t errors;        /* answered with on_error */
     uint64_t malformed;     /* connections closed for malformed input */
     uint64_t refused;       /* connections from outside allowed_clients */

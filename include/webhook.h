@@ -13,15 +13,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* One notification: the first block of a sender in a period. */
+/* One notification: the first block of a sender in a period, or (event
+ * "QUOTA_WARNING") the first message past quota.warning_percent. */
 struct webhook_event {
+    const char *event;          /* NULL: QUOTA_LIMIT_REACHED */
     const char *msgid, *sender, *client_address, *client_name, *from_addr, *to_addr;
     uint32_t rcpt_count, quota, quota_reset, used;
     int64_t time_us;            /* when the message was blocked */
 };
 
 /* {"msgid": ..., "sender": ..., ..., "used": N} in PolicydRateGuard's key
- * order; numbers as JSON numbers, timestamp "YYYY-MM-DD HH:MM:SS" local. */
+ * order; numbers as JSON numbers, timestamp "YYYY-MM-DD HH:MM:SS" local.
+ * A QUOTA_LIMIT_REACHED payload is PolicydRateGuard's exactly; any other
+ * event adds "event": NAME last. */
 bool webhook_payload(const struct webhook_event *ev, char *out, size_t size);
 
 /* Hex SHA-256 of secret followed by sender (64 characters + NUL). */
@@ -33,7 +37,7 @@ bool webhook_jwt(const char *secret_b64, const char *sender, const char *issuer,
                  size_t size);
 
 /* Expand {msgid} {sender} {client_address} {client_name} {rcpt_count}
- * {from_addr} {to_addr} {timestamp} {quota} {quota_reset} {used} {token}
+ * {from_addr} {to_addr} {timestamp} {quota} {quota_reset} {used} {event} {token}
  * in the URL template, each value percent-encoded (RFC 3986 unreserved
  * characters kept). token may be NULL (then {token} expands to nothing).
  * Unknown {names} are left as they are. */

@@ -41,12 +41,8 @@ static bool client_id_of(const struct sockaddr_storage *ss, struct client_id *id
 
 static bool in_allowed_clients(const struct rg_config *cfg, const struct sockaddr_storage *ss)
 {
-    if (cfg->allowed_clients.count == 0)
-        return true;
-    for (size_t i = 0; i < cfg->allowed_clients.count; i++)
-        if (cidr_match(&cfg->allowed_nets[i], (const struct sockaddr *)ss))
-            return true;
-    return false;
+    return cfg->allowed_clients.count == 0 ||
+           cidr_list_match(cfg->allowed_nets, cfg->allowed_clients.count, (const struct sockaddr *)ss);
 }
 
 static unsigned connections_from(struct shm *shm, const struct client_id *id)

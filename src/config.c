@@ -86,6 +86,13 @@ static const struct param params[] = {
     {"quota", "protocol_state", P_STR, "DATA", 0, 0, check_protocol_state, F(quota.protocol_state), EC},
     {"quota", "count_blocked", P_BOOL, "true", 0, 0, NULL, F(quota.count_blocked), EC},
     {"quota", "reset_schedule", P_STR, "none", 0, 0, check_schedule, F(quota.reset_schedule_text), EC},
+    {"quota", "dry_run", P_BOOL, "false", 0, 0, NULL, F(quota.dry_run), EC},
+    {"quota", "warning_percent", P_INT, "0", 0, 100, NULL, F(quota.warning_percent), EC},
+    {"quota", "max_recipients", P_INT, "0", 0, 4294967295L, NULL, F(quota.max_recipients), EC},
+
+    {"exempt", "users", P_LIST, "{}", 0, 0, check_no_controls, F(exempt.users), EC},
+    {"exempt", "domains", P_LIST, "{}", 0, 0, check_no_controls, F(exempt.domains), EC},
+    {"exempt", "networks", P_LIST, "{}", 0, 0, check_cidr, F(exempt.networks), EC},
 
     {"cache", "entries", P_INT, "100000", 16, 100000000, NULL, F(cache.entries), EC},
     {"cache", "refresh_interval", P_INT, "10", 1, 3600, NULL, F(cache.refresh_interval), EC},
@@ -405,6 +412,12 @@ static bool derive_and_cross_check(struct rg_config *c)
             record_error(line_of("allowed_clients"), RG_EXIT_CONFIG, "allowed_clients: %s", why);
             return false;
         }
+    c->exempt_nets = xcalloc(c->exempt.networks.count + 1, sizeof(*c->exempt_nets));
+    for (size_t i = 0; i < c->exempt.networks.count; i++)
+        if (!cidr_parse(c->exempt.networks.items[i], &c->exempt_nets[i], why, sizeof(why))) {
+            record_error(line_of("exempt.networks"), RG_EXIT_CONFIG, "exempt.networks: %s", why);
+            return false;
+        }
     c->socket_mode = (unsigned)strtoul(c->socket_mode_text, NULL, 8);
     LOOKUP(facilities, c->log.facility_text, c->syslog_facility);
     LOOKUP(levels, c->log.level_text, c->log_level);
@@ -521,6 +534,7 @@ void config_free(struct rg_config *c)
     }
     free(c->listen_addrs);
     free(c->allowed_nets);
+    free(c->exempt_nets);
     free(c->path);
     free(c);
 }

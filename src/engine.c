@@ -1,10 +1,12 @@
 /*
  * engine.c - one request, start to finish:
  *   1. only request=smtpd_access_policy in quota.protocol_state with a
- *      sasl_username counts; everything else gets action_accept;
+ *      sasl_username counts; everything else gets action_accept, as do
+ *      exempt users, domains and client networks (never counted);
  *   2. under the sender's cache lock: a Postfix instance already counted
- *      gets the same answer again; otherwise decide, queue the write-back
- *      record (the commit point), then add to the counters;
+ *      gets the same answer again; otherwise decide (quota, recipient cap,
+ *      dry run, warning threshold), queue the write-back record (the commit
+ *      point), then add to the counters;
  *   3. after the lock: wake the writer, log the anchor's line, reply.
  * A failure of ours (cache full, queue full, a sender the database cannot
  * store) answers on_error and is logged and counted as an error.
@@ -12,6 +14,7 @@
 #include "engine.h"
 #include "config.h"
 #include "log.h"
+#include "netaddr.h"
 #include "policy.h"
 #include "quota.h"
 #include "shm.h"
@@ -32,12 +35,26 @@ struct decision {
     uint64_t instance;
     struct wqueue *queue;
     struct wqueue *notify;      /* NULL: no webhook */
-    bool count_blocked;
-    uint32_t quota_default;
+    const struct rg_config *cfg;
     /* results */
     bool duplicate, blocked, first_block, queue_full, notify_lost;
+    bool too_many_recipients;   /* over quota.max_recipients */
+    bool would_block;           /* quota.dry_run turned a block into an accept */
+    bool first_warning;         /* first message past quota.warning_percent */
     uint32_t msg_counter, rcpt_counter, quota;
 };
+
+/* Queue a webhook notification (under the lock, with the counts it
+ * reports); blocked 0 marks a QUOTA_WARNING, 1 the QUOTA_LIMIT_REACHED. */
+static void notify_locked(struct decision *d, const struct cache_entry *e, bool blocked)
+{
+    struct msg_record n = *d->rec;
+    n.quota = e->quota;
+    n.quota_reset = e->quota_reset;
+    n.used = e->rcpt_counter;
+    n.blocked = blocked;
+    d->notify_lost = !wqueue_push(d->notify, &n);
+}
 
 static uint64_t instance_hash(const char *s)
 {
@@ -78,8 +95,9 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
 {
     struct decision *d = arg;
 
+    const struct rg_config *cfg = d->cfg;
     if (created) {
-        e->quota = e->quota_reset = d->quota_default;
+        e->quota = e->quota_reset = d->rec->quota_default;
     }
     for (int i = 0; d->instance && i < CACHE_INSTANCES; i++)
         if (e->instance[i] == d->instance) {
@@ -95,8 +113,23 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
      * writer's bookkeeping of queued counts stays exact. */
     int64_t now = clock_realtime_us();
     d->rec->created_us = now > e->reset_us ? now : e->reset_us;
-    struct quota_decision q = quota_decide(e->quota, e->msg_counter, e->rcpt_counter,
-                                           d->rec->rcpt_count, d->count_blocked);
+    uint32_t rcpt = d->rec->rcpt_count;
+    struct quota_decision q = quota_decide(e->quota, e->msg_counter, e->rcpt_counter, rcpt,
+                                           cfg->quota.count_blocked);
+    bool quota_blocked = q.blocked;
+    d->too_many_recipients = cfg->quota.max_recipients > 0 && rcpt > (unsigned long)cfg->quota.max_recipients;
+    if (d->too_many_recipients && !q.blocked) {
+        q.blocked = true;
+        q.msg_delta = cfg->quota.count_blocked ? 1 : 0;
+        q.rcpt_delta = cfg->quota.count_blocked ? rcpt : 0;
+    }
+    if (cfg->quota.dry_run && q.blocked) {
+        /* Monitor mode: what passes is counted as the accept it is. */
+        d->would_block = true;
+        quota_blocked = q.blocked = false;
+        q.msg_delta = 1;
+        q.rcpt_delta = rcpt;
+    }
     d->rec->blocked = q.blocked;
     d->rec->msg_delta = q.msg_delta;
     d->rec->rcpt_delta = q.rcpt_delta;
@@ -122,18 +155,17 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     e->unwritten_msg = quota_sat_add(e->unwritten_msg, q.msg_delta);
     e->unwritten_rcpt = quota_sat_add(e->unwritten_rcpt, q.rcpt_delta);
     d->blocked = q.blocked;
-    d->first_block = quota_first_block(q.blocked, &e->block_notified);
+    d->first_block = quota_first_block(quota_blocked, &e->block_notified);
     d->msg_counter = e->msg_counter;
     d->rcpt_counter = e->rcpt_counter;
     d->quota = e->quota;
-    if (d->first_block && d->notify) {
-        /* The webhook's record, queued with the count it reports. */
-        struct msg_record n = *d->rec;
-        n.quota = e->quota;
-        n.quota_reset = e->quota_reset;
-        n.used = e->rcpt_counter;
-        d->notify_lost = !wqueue_push(d->notify, &n);
-    }
+    uint32_t used = e->msg_counter > e->rcpt_counter ? e->msg_counter : e->rcpt_counter;
+    d->first_warning = quota_first_block(
+        quota_warning_reached(e->quota, used, (unsigned)cfg->quota.warning_percent), &e->warning_notified);
+    if (d->first_block && d->notify)
+        notify_locked(d, e, true);
+    else if (d->first_warning && d->notify)
+        notify_locked(d, e, false);
 }
 
 static size_t format_reply(const char *action, char *reply, size_t size)
@@ -150,7 +182,8 @@ static size_t answer_error(struct engine *eng, char *reply, size_t size)
 
 /* The anchor's log line, with the right queue id whatever the concurrency:
  * every value comes from this request. */
-static void log_counted(const struct policy_request *req, const struct decision *d, uint32_t rcpt)
+static void log_counted(const struct policy_request *req, const struct decision *d, uint32_t rcpt,
+                        long warning_percent)
 {
     char qid[64], cname[128], caddr[64], helo[128], method[32], user[192], from[192], to[192];
 
@@ -163,11 +196,33 @@ static void log_counted(const struct policy_request *req, const struct decision 
     log_safe_copy(from, sizeof(from), req->sender, 160);
     log_safe_copy(to, sizeof(to), req->recipient, 160);
     uint32_t used = d->msg_counter > d->rcpt_counter ? d->msg_counter : d->rcpt_counter;
+    char warning[48] = "";
+    if (d->first_warning && !d->first_block)
+        snprintf(warning, sizeof(warning), " (QUOTA_WARNING %ld%%)", warning_percent);
     log_info("%s: client=%s[%s], helo=%s, sasl_method=%s, sasl_username=%s, from=%s, to=%s, "
-             "recipient_count=%u, curr_count=%u/%u, status=%s%s%s",
+             "recipient_count=%u, curr_count=%u/%u, status=%s%s%s%s%s%s",
              qid, cname, caddr, helo, method, user, from, to, rcpt, used, d->quota,
              d->blocked ? "BLOCKED" : "ACCEPTED", d->first_block ? " (QUOTA_LIMIT_REACHED)" : "",
-             d->duplicate ? " (ALREADY_COUNTED)" : "");
+             d->too_many_recipients ? " (TOO_MANY_RECIPIENTS)" : "",
+             d->would_block ? " (DRY_RUN: WOULD_BLOCK)" : "", warning, d->duplicate ? " (ALREADY_COUNTED)" : "");
+}
+
+/* Why this request is exempt from counting, or NULL: its SASL user, the
+ * domain of that user name, or the client's network. */
+static const char *exemption(const struct rg_config *cfg, const struct policy_request *req)
+{
+    for (size_t i = 0; i < cfg->exempt.users.count; i++)
+        if (strcasecmp(cfg->exempt.users.items[i], req->sasl_username) == 0)
+            return "user";
+    const char *at = strrchr(req->sasl_username, '@');
+    for (size_t i = 0; at && i < cfg->exempt.domains.count; i++)
+        if (strcasecmp(cfg->exempt.domains.items[i], at + 1) == 0)
+            return "domain";
+    struct sockaddr_storage client;
+    if (cfg->exempt.networks.count > 0 && sockaddr_parse_host(req->client_address, &client) &&
+        cidr_list_match(cfg->exempt_nets, cfg->exempt.networks.count, (const struct sockaddr *)&client))
+        return "network";
+    return NULL;
 }
 
 size_t engine_answer(struct engine *eng, const struct policy_request *req, const char *peer,
@@ -181,6 +236,17 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     if (strcmp(req->request, "smtpd_access_policy") != 0 ||
         strcasecmp(req->protocol_state, cfg->quota.protocol_state) != 0 || req->sasl_username[0] == '\0')
         return format_reply(cfg->action_accept, reply, size);
+
+    const char *exempt = exemption(cfg, req);
+    if (exempt != NULL) {
+        char qid[64], user[192], caddr[64];
+        STAT_ADD(shm, exempt, 1);
+        log_safe_copy(qid, sizeof(qid), req->queue_id[0] ? req->queue_id : "NOQUEUE", 40);
+        log_safe_copy(user, sizeof(user), req->sasl_username, 160);
+        log_safe_copy(caddr, sizeof(caddr), req->client_address, 45);
+        log_info("%s: client=[%s], sasl_username=%s, status=EXEMPT (%s), not counted", qid, caddr, user, exempt);
+        return format_reply(cfg->action_accept, reply, size);
+    }
 
     long chars = utf8_chars(req->sasl_username);
     if (chars < 0 || chars > SENDER_MAX_CHARS) {
@@ -213,8 +279,7 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
         .from_addr = from, .to_addr = to, .client_address = caddr, .client_name = cname,
     };
     struct decision d = {
-        .rec = &rec, .instance = instance_hash(req->instance), .count_blocked = cfg->quota.count_blocked,
-        .quota_default = (uint32_t)cfg->quota.dflt, .queue = &shm->queue,
+        .rec = &rec, .instance = instance_hash(req->instance), .cfg = cfg, .queue = &shm->queue,
         .notify = shm->notify.sh ? &shm->notify : NULL,
     };
     char key[CACHE_KEY_SIZE];
@@ -238,7 +303,8 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
         return answer_error(eng, reply, size);
     }
     if (d.notify_lost)
-        log_error("webhook queue full: the notification for %s (first block) is lost", key);
+        log_error("webhook queue full: the notification for %s (%s) is lost", key,
+                  d.first_block ? "first block" : "quota warning");
     if (!d.duplicate) {
         wqueue_wake(&shm->queue);
         STAT_ADD(shm, counted, 1);
@@ -246,7 +312,11 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
             STAT_ADD(shm, blocked, 1);
         else
             STAT_ADD(shm, accepted, 1);
+        if (d.would_block)
+            STAT_ADD(shm, would_block, 1);
+        if (d.first_warning)
+            STAT_ADD(shm, warnings, 1);
     }
-    log_counted(req, &d, (uint32_t)rcpt);
+    log_counted(req, &d, (uint32_t)rcpt, cfg->quota.warning_percent);
     return format_reply(d.blocked ? cfg->action_blocked : cfg->action_accept, reply, size);
 }

@@ -176,6 +176,30 @@ bool cidr_match(const struct cidr *net, const struct sockaddr *sa)
     return false;
 }
 
+bool cidr_list_match(const struct cidr *nets, size_t count, const struct sockaddr *sa)
+{
+    for (size_t i = 0; i < count; i++)
+        if (cidr_match(&nets[i], sa))
+            return true;
+    return false;
+}
+
+bool sockaddr_parse_host(const char *text, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct sockaddr_in *sin = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, text, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, text, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        return true;
+    }
+    return false;
+}
+
 void sockaddr_host(const struct sockaddr *sa, char *buf, size_t size)
 {
     const void *addr;

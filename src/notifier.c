@@ -146,7 +146,7 @@ void notifier_main(const struct notifier_ctx *ctx)
             continue;
         }
         struct webhook_event ev = {
-            .msgid = rec.msgid, .sender = rec.sender, .client_address = rec.client_address,
+            .event = rec.blocked ? NULL : "QUOTA_WARNING", .msgid = rec.msgid, .sender = rec.sender, .client_address = rec.client_address,
             .client_name = rec.client_name, .from_addr = rec.from_addr, .to_addr = rec.to_addr,
             .rcpt_count = rec.rcpt_count, .quota = rec.quota, .quota_reset = rec.quota_reset,
             .used = rec.used, .time_us = rec.created_us,
@@ -154,7 +154,8 @@ void notifier_main(const struct notifier_ctx *ctx)
         for (long attempt = 0;; attempt++) {
             enum outcome o = deliver(curl, cfg, &ev, why, sizeof(why));
             if (o == DELIVERED) {
-                log_info("webhook: %s notified of %s (%s)", cfg->webhook.url, ev.sender, why);
+                log_info("webhook: %s notified of %s for %s (%s)", cfg->webhook.url,
+                         ev.event ? ev.event : "QUOTA_LIMIT_REACHED", ev.sender, why);
                 break;
             }
             if (o == REFUSED) {

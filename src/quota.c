@@ -30,3 +30,11 @@ bool quota_first_block(bool blocked, uint8_t *notified)
     *notified = 1;
     return true;
 }
+
+bool quota_warning_reached(uint32_t quota, uint32_t used, unsigned percent)
+{
+    if (percent == 0 || quota == 0)
+        return false;
+    /* used >= quota * percent / 100, rounded up, without overflow */
+    return (uint64_t)used * 100 >= (uint64_t)quota * percent;
+}

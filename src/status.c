@@ -70,6 +70,8 @@ static const struct {
 } request_stats[] = {
     {"served", offsetof(struct shm_stats, requests)}, {"counted", offsetof(struct shm_stats, counted)},
     {"accepted", offsetof(struct shm_stats, accepted)}, {"blocked", offsetof(struct shm_stats, blocked)},
+    {"would_block", offsetof(struct shm_stats, would_block)}, {"exempt", offsetof(struct shm_stats, exempt)},
+    {"warnings", offsetof(struct shm_stats, warnings)},
     {"errors", offsetof(struct shm_stats, errors)}, {"malformed", offsetof(struct shm_stats, malformed)},
     {"refused", offsetof(struct shm_stats, refused)},
     {"over_client_limit", offsetof(struct shm_stats, over_client_limit)},

@@ -45,7 +45,12 @@ bool webhook_payload(const struct webhook_event *ev, char *out, size_t size)
     json_write_string(f, ev->to_addr);
     fputs(", \"timestamp\": ", f);
     json_write_string(f, stamp);
-    fprintf(f, ", \"quota\": %u, \"quota_reset\": %u, \"used\": %u}", ev->quota, ev->quota_reset, ev->used);
+    fprintf(f, ", \"quota\": %u, \"quota_reset\": %u, \"used\": %u", ev->quota, ev->quota_reset, ev->used);
+    if (ev->event) {
+        fputs(", \"event\": ", f);
+        json_write_string(f, ev->event);
+    }
+    fputc('}', f);
     fclose(f);
     bool ok = len < size;
     if (ok)
@@ -189,7 +194,8 @@ bool webhook_url(const char *tmpl, const struct webhook_event *ev, const char *t
         {"msgid", ev->msgid}, {"sender", ev->sender}, {"client_address", ev->client_address},
         {"client_name", ev->client_name}, {"rcpt_count", numbers[0]}, {"from_addr", ev->from_addr},
         {"to_addr", ev->to_addr}, {"timestamp", stamp}, {"quota", numbers[1]}, {"quota_reset", numbers[2]},
-        {"used", numbers[3]}, {"token", token ? token : ""},
+        {"used", numbers[3]}, {"event", ev->event ? ev->event : "QUOTA_LIMIT_REACHED"},
+        {"token", token ? token : ""},
     };
 
     if (size == 0)

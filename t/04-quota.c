@@ -65,11 +65,23 @@ static void test_first_block(void)
     ok(quota_first_block(true, &notified), "blocked again after that: notification again");
 }
 
+static void test_warning_threshold(void)
+{
+    ok(!quota_warning_reached(10, 7, 80), "7 of 10 is below 80%%");
+    ok(quota_warning_reached(10, 8, 80), "8 of 10 reaches 80%%");
+    ok(quota_warning_reached(3, 3, 80), "3 of 3 is past 80%% (2.4 rounds up to 3)");
+    ok(!quota_warning_reached(3, 2, 80), "2 of 3 is below 80%%");
+    ok(!quota_warning_reached(10, 10, 0), "percent 0: no warning");
+    ok(!quota_warning_reached(0, 5, 80), "quota 0: no warning (every message is a block)");
+    ok(quota_warning_reached(UINT32_MAX, UINT32_MAX, 100), "no overflow at the maximum");
+}
+
 int main(void)
 {
     test_facts_vectors();
     test_count_blocked();
     test_saturation();
     test_first_block();
+    test_warning_threshold();
     return done_testing();
 }

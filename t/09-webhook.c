@@ -51,5 +51,15 @@ int main(void)
     ok(webhook_url("http://x/{token}", &ev, NULL, buf, sizeof(buf)) && strcmp(buf, "http://x/") == 0,
        "{token} without a token expands to nothing");
     ok(!webhook_url("http://x/{sender}{sender}{sender}", &ev, NULL, buf, 30), "URL: small buffer refused");
+    ok(webhook_url("http://x/?e={event}", &ev, NULL, buf, sizeof(buf)), "URL with {event}");
+    is_str(buf, "http://x/?e=QUOTA_LIMIT_REACHED", "{event} of a block");
+
+    ev.event = "QUOTA_WARNING";
+    ok(webhook_url("http://x/?e={event}", &ev, NULL, buf, sizeof(buf)), "URL with {event}");
+    is_str(buf, "http://x/?e=QUOTA_WARNING", "{event} of a warning");
+    ok(webhook_payload(&ev, buf, sizeof(buf)), "warning payload made");
+    const char *tail = ", \"used\": 1005, \"event\": \"QUOTA_WARNING\"}";
+    ok(strlen(buf) > strlen(tail) && strcmp(buf + strlen(buf) - strlen(tail), tail) == 0,
+       "a warning's payload ends with its event; a block's has none (PolicydRateGuard's)");
     return done_testing();
 }

@@ -138,7 +138,7 @@ $c = hooked("http://127.0.0.1:$r->{port}/flaky?t={token}", quota => 0);
 $pid = start_daemon($c);
 $s = policy_connect($c);
 policy_request($s, sasl_username => 'flaky@example.org', recipient_count => 1);
-ok(wait_until(sub { slurp($c->{log}) =~ /info: webhook: .* notified of flaky\@example\.org \(HTTP 200\)/ }, 20),
+ok(wait_until(sub { slurp($c->{log}) =~ /info: webhook: .* notified of QUOTA_LIMIT_REACHED for flaky\@example\.org \(HTTP 200\)/ }, 20),
    'delivered after retries');
 is(scalar @{ Receiver::requests($r) }, 3, 'three attempts: 500, 500, 200');
 close $s;

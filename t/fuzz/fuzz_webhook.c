@@ -62,9 +62,11 @@ static size_t expected_url(const char *tmpl, const struct webhook_event *ev, con
     snprintf(numbers[3], 16, "%u", ev->used);
     stamp_of(ev->time_us, stamp);
     const char *names[] = {"msgid",   "sender",    "client_address", "client_name", "rcpt_count", "from_addr",
-                           "to_addr", "timestamp", "quota",          "quota_reset", "used",       "token"};
+                           "to_addr", "timestamp", "quota",          "quota_reset", "used",       "event",
+                           "token"};
     const char *values[] = {ev->msgid, ev->sender, ev->client_address, ev->client_name, numbers[0], ev->from_addr,
-                            ev->to_addr, stamp, numbers[1], numbers[2], numbers[3], token ? token : ""};
+                            ev->to_addr, stamp, numbers[1], numbers[2], numbers[3], "QUOTA_LIMIT_REACHED",
+                            token ? token : ""};
 
 #define PUT(c) (n < URL_MAX ? (void)(out[n++] = (char)(c)) : (void)n++)
     for (const char *p = tmpl; *p;) {

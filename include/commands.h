@@ -9,11 +9,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "status.h"
+
 struct rg_config;
 
 int command_migrate(const struct rg_config *cfg);
 int command_cleanup(const struct rg_config *cfg);
-enum status_format { STATUS_TEXT, STATUS_JSON, STATUS_PROMETHEUS };
 int command_status(const struct rg_config *cfg, enum status_format format);
 
 /* One sender: its database row and the running daemon's view of it. */

@@ -1,8 +1,10 @@
 /*
  * status.h - the status dump: on SIGUSR1 the master writes the cache
- * table and the daemon's counters to state_dir/<instance>.status.txt and
- * .status.json (each replaced atomically); `rateguard status`
- * sends the signal, waits for the new file and prints it.
+ * table and the daemon's counters to state_dir/<instance>.status.txt,
+ * .status.json and the figures to .status.prom (each replaced
+ * atomically); `rateguard status` queues the signal with the one format it
+ * wants (so metrics never cost a dump of every sender), waits for the new
+ * file and prints it.
  */
 #ifndef RG_STATUS_H
 #define RG_STATUS_H
@@ -13,7 +15,13 @@
 struct rg_config;
 struct shm;
 
-/* Write both dump files. Returns false (logged) on failure. */
-bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started);
+enum status_format { STATUS_TEXT, STATUS_JSON, STATUS_PROMETHEUS, STATUS_FORMATS };
+
+/* Write the dump files whose format is set in wanted[]. Returns false
+ * (logged) on failure. */
+bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started, const bool wanted[STATUS_FORMATS]);
+
+/* The dump file's name suffix of a format (".status.txt", ...). */
+const char *status_suffix(enum status_format format);
 
 #endif

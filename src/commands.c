@@ -47,14 +47,15 @@ int command_migrate(const struct rg_config *cfg)
     return RG_EXIT_OK;
 }
 
-/* Signal the running daemon and wait until it replaces path (rename:
- * a new inode, or a new modification time). */
-static bool signal_and_wait(pid_t pid, int sig, const char *path, int timeout_ms)
+/* Signal the running daemon (with a queued value when value >= 0) and
+ * wait until it replaces path (rename: a new inode, or a new modification
+ * time). */
+static bool signal_and_wait(pid_t pid, int sig, int value, const char *path, int timeout_ms)
 {
     struct stat before, now;
     bool had = stat(path, &before) == 0;
 
-    if (kill(pid, sig) < 0) {
+    if ((value >= 0 ? sigqueue(pid, sig, (union sigval){.sival_int = value}) : kill(pid, sig)) < 0) {
         fprintf(stderr, "rateguard: kill(%ld): %s\n", (long)pid, strerror(errno));
         return false;
     }
@@ -77,7 +78,7 @@ static int refresh_running_daemon(const struct rg_config *cfg, const char *what,
     if (pid == 0)
         return -1;
     config_state_path(cfg, ".refreshed", ack, sizeof(ack));
-    if (!signal_and_wait(pid, SIGWINCH, ack, 30000)) {
+    if (!signal_and_wait(pid, SIGWINCH, -1, ack, 30000)) {
         log_error("%s: the running daemon (pid %ld) did not confirm re-reading the database within 30 s",
                   what, (long)pid);
         return failure_code;
@@ -128,12 +129,11 @@ int command_reload_cache(const struct rg_config *cfg)
  * NULL (with the reason on stderr) when it does not. */
 static FILE *fresh_dump(const struct rg_config *cfg, pid_t pid, enum status_format format)
 {
-    static const char *const suffix[] = {".status.txt", ".status.json", ".status.prom"};
     char path[4200];
     FILE *f;
 
-    config_state_path(cfg, suffix[format], path, sizeof(path));
-    if (!signal_and_wait(pid, SIGUSR1, path, 5000) || (f = fopen(path, "r")) == NULL) {
+    config_state_path(cfg, status_suffix(format), path, sizeof(path));
+    if (!signal_and_wait(pid, SIGUSR1, (int)format, path, 5000) || (f = fopen(path, "r")) == NULL) {
         fprintf(stderr, "rateguard: pid %ld did not write %s within 5 s\n", (long)pid, path);
         return NULL;
     }

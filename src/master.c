@@ -43,16 +43,26 @@
 #define WORKER_STOP_DEADLINE_S 10   /* TERM to workers, then KILL */
 #define WRITER_STOP_DEADLINE_S 60   /* time the writer gets to drain the queue */
 
-static volatile sig_atomic_t got_term, got_hup, got_usr1, got_usr2, got_chld, got_winch;
+static volatile sig_atomic_t got_term, got_hup, got_usr2, got_chld, got_winch;
+static volatile sig_atomic_t got_usr1[STATUS_FORMATS];  /* the dumps asked for */
 static int self_pipe[2] = {-1, -1};
 
-static void on_signal(int sig)
+static void on_signal(int sig, siginfo_t *si, void *context)
 {
     int saved = errno;
+    (void)context;
     switch (sig) {
     case SIGTERM: case SIGINT: got_term = 1; break;
     case SIGHUP: got_hup = 1; break;
-    case SIGUSR1: got_usr1 = 1; break;
+    case SIGUSR1:
+        /* `rateguard status` queues the one format it prints; a plain
+         * kill -USR1 asks for every dump. */
+        if (si->si_code == SI_QUEUE && si->si_value.sival_int >= 0 && si->si_value.sival_int < STATUS_FORMATS)
+            got_usr1[si->si_value.sival_int] = 1;
+        else
+            for (int i = 0; i < STATUS_FORMATS; i++)
+                got_usr1[i] = 1;
+        break;
     case SIGUSR2: got_usr2 = 1; break;
     case SIGCHLD: got_chld = 1; break;
     case SIGWINCH: got_winch = 1; break;
@@ -65,7 +75,7 @@ static void on_signal(int sig)
 
 static void install_signals(void)
 {
-    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+    struct sigaction sa = {.sa_sigaction = on_signal, .sa_flags = SA_RESTART | SA_SIGINFO};
     sigemptyset(&sa.sa_mask);
     int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD, SIGWINCH};
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
@@ -651,10 +661,16 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
             log_bump_generation();
             log_notice("log file reopened");
         }
-        if (got_usr1) {
-            got_usr1 = 0;
-            status_write(m.cfg, &m.shm, m.started);
+        bool dumps[STATUS_FORMATS], any = false;
+        for (int i = 0; i < STATUS_FORMATS; i++) {
+            dumps[i] = false;
+            if (got_usr1[i]) {
+                got_usr1[i] = 0;
+                dumps[i] = any = true;
+            }
         }
+        if (any)
+            status_write(m.cfg, &m.shm, m.started, dumps);
         if (got_winch) {
             got_winch = 0;
             request_refresh(&m);

@@ -182,10 +182,10 @@ static void write_prometheus(FILE *f, const struct rg_config *cfg, struct shm *s
 }
 
 /* Write to a temporary file, then rename over the old dump. */
-typedef void (*status_format)(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+typedef void (*status_format_fn)(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
                               struct pool_counts p, time_t started);
 
-static bool write_file(const char *suffix, status_format format, const struct rg_config *cfg, struct shm *shm,
+static bool write_file(const char *suffix, status_format_fn format, const struct rg_config *cfg, struct shm *shm,
                        const struct snapshot *s, struct pool_counts p, time_t started)
 {
     char path[4200], tmp[4300];
@@ -205,19 +205,37 @@ static bool write_file(const char *suffix, status_format format, const struct rg
     return true;
 }
 
-bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started)
+static const struct {
+    const char *suffix;
+    status_format_fn write;
+} formats[STATUS_FORMATS] = {
+    [STATUS_TEXT] = {".status.txt", write_text},
+    [STATUS_JSON] = {".status.json", write_json},
+    [STATUS_PROMETHEUS] = {".status.prom", write_prometheus},
+};
+
+const char *status_suffix(enum status_format format)
+{
+    return formats[format].suffix;
+}
+
+bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started, const bool wanted[STATUS_FORMATS])
 {
     struct snapshot s = {NULL, 0, 0};
+    bool ok = true;
 
-    cache_foreach(&shm->cache, collect, &s);
-    if (s.count > 1)
-        qsort(s.rows, s.count, sizeof(*s.rows), by_key);
+    /* The metrics need no per-sender copy of the cache. */
+    if (wanted[STATUS_TEXT] || wanted[STATUS_JSON]) {
+        cache_foreach(&shm->cache, collect, &s);
+        if (s.count > 1)
+            qsort(s.rows, s.count, sizeof(*s.rows), by_key);
+    }
     struct pool_counts p = count_workers(shm);
-    bool ok = write_file(".status.txt", write_text, cfg, shm, &s, p, started) &&
-              write_file(".status.json", write_json, cfg, shm, &s, p, started) &&
-              write_file(".status.prom", write_prometheus, cfg, shm, &s, p, started);
+    for (int i = 0; i < STATUS_FORMATS && ok; i++)
+        if (wanted[i])
+            ok = write_file(formats[i].suffix, formats[i].write, cfg, shm, &s, p, started);
     free(s.rows);
-    if (ok)
+    if (ok && (wanted[STATUS_TEXT] || wanted[STATUS_JSON]))
         log_info("status: %zu cached sender(s) written to %s", s.count, cfg->state_dir);
     return ok;
 }

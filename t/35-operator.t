@@ -9,7 +9,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard
-          migrated_database dbh wait_until);
+          migrated_database dbh wait_until test_dir);
 
 my $db = migrated_database('operator');
 my $h = dbh($db);
@@ -99,6 +99,21 @@ my @bad = grep { !/^#/ && !/^[a-z_]+(\{[a-z]+="[a-z_]+"\})? -?[\d.]+$/ } split /
 is_deeply(\@bad, [], 'every line is a comment or a valid sample');
 ok(wait_until(sub { my (undef, $o) = run_rateguard('-c', $c->{path}, '--prometheus', 'status');
                     $o =~ /^rateguard_db_written_total 13$/m }), 'db_written_total reaches 13');
+
+# Each command asks for its own dump only (metrics never cost a dump of
+# every sender); a plain kill -USR1 writes all three.
+my ($prefix) = glob(test_dir() . '/rateguard-*.status.prom');
+$prefix =~ s/prom$//;
+my %dump = map { $_ => "$prefix$_" } qw(txt json prom);
+ok(!-e $dump{txt}, 'no text dump yet: nothing asked for one');
+kill 'USR1', $pid;
+ok(wait_until(sub { -e $dump{txt} }), 'kill -USR1 writes the text dump too');
+utime 1, 1, values %dump;
+run_rateguard('-c', $c->{path}, '--prometheus', 'status');
+is_deeply([map { (stat $dump{$_})[9] > 1 ? 1 : 0 } qw(txt json prom)], [0, 0, 1],
+          'status --prometheus rewrites only the metrics file');
+kill 'USR1', $pid;
+ok(wait_until(sub { !grep { (stat $dump{$_})[9] == 1 } qw(txt json prom) }), 'kill -USR1 rewrites all three dumps');
 
 close $s;
 is(stop_daemon($pid), 0, 'TERM: exit 0');

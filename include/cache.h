@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CACHE_KEY_SIZE 154      /* bytes, NUL included; longer senders are hashed */
+#define CACHE_KEY_SIZE 146      /* bytes, NUL included; longer senders are hashed (keeps an entry at 240 bytes) */
 #define CACHE_INSTANCES 2       /* recently counted messages remembered per sender */
 
 struct cache_entry {
@@ -28,14 +28,36 @@ struct cache_entry {
     uint32_t msg_counter, rcpt_counter;
     uint32_t msg_total, rcpt_total;
     uint32_t unwritten_msg, unwritten_rcpt;  /* queued, not yet committed */
+    uint32_t msg_quota, rcpt_quota;          /* the row's own limits, when quota_own says so */
     uint64_t instance[CACHE_INSTANCES];      /* hashes of counted Postfix instances */
     int64_t reset_us;           /* last period reset of this sender (unix microseconds) */
     uint16_t seen;              /* refresh round that last found the row */
     uint8_t instance_blocked[CACHE_INSTANCES];
     uint8_t in_use, locked, block_notified, referenced, warning_notified;
+    uint8_t quota_own;          /* QUOTA_OWN_MSG | QUOTA_OWN_RCPT */
+    uint8_t block_action;       /* enum block_action; 0: action_blocked */
     uint8_t instance_next, key_len;
     char key[CACHE_KEY_SIZE];
 };
+
+#define QUOTA_OWN_MSG 1
+#define QUOTA_OWN_RCPT 2
+
+/* ratelimits.block_action, in the enum's order (its value + 0 in SQL). */
+enum block_action { BLOCK_ACTION_DEFAULT, BLOCK_DEFER_IF_PERMIT, BLOCK_DEFER, BLOCK_REJECT, BLOCK_HOLD, BLOCK_DISCARD,
+                    BLOCK_ACTIONS };
+
+/* The limits a sender's counts are held to: its own msg_quota/rcpt_quota
+ * where its row has them, else its quota (PolicydRateGuard's one quota). */
+static inline uint32_t entry_msg_quota(const struct cache_entry *e)
+{
+    return (e->quota_own & QUOTA_OWN_MSG) ? e->msg_quota : e->quota;
+}
+
+static inline uint32_t entry_rcpt_quota(const struct cache_entry *e)
+{
+    return (e->quota_own & QUOTA_OWN_RCPT) ? e->rcpt_quota : e->quota;
+}
 
 /* Part of the shared header. */
 struct cache_shared {

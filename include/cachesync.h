@@ -23,6 +23,8 @@ struct shm;
 struct db_row {
     uint64_t id;
     uint32_t quota, quota_reset, msg_counter, rcpt_counter, msg_total, rcpt_total;
+    int64_t msg_quota, rcpt_quota;  /* -1: NULL (quota applies) */
+    uint8_t block_action;           /* enum block_action */
     uint8_t locked;
     int64_t reset_us;           /* reset_at in unix microseconds, 0 if never */
     uint16_t round;             /* refresh round, for the deletion sweep */
@@ -31,7 +33,8 @@ struct db_row {
 /* The columns, in the order cachesync_parse_row expects them. */
 #define CACHESYNC_COLUMNS                                                                  \
     "`sender`, `id`, `quota`, `quota_reset`, `quota_locked`, `msg_counter`, `rcpt_counter`, " \
-    "`msg_total`, `rcpt_total`, COALESCE(CAST(UNIX_TIMESTAMP(`reset_at`) * 1000000 AS SIGNED), 0)"
+    "`msg_total`, `rcpt_total`, COALESCE(CAST(UNIX_TIMESTAMP(`reset_at`) * 1000000 AS SIGNED), 0), "  \
+    "COALESCE(`msg_quota`, -1), COALESCE(`rcpt_quota`, -1), COALESCE(`block_action` + 0, 0)"
 
 void cachesync_parse_row(MYSQL_ROW row, struct db_row *out);
 

@@ -14,10 +14,12 @@ struct quota_decision {
     uint32_t msg_delta, rcpt_delta;   /* what to add to counters and totals */
 };
 
-/* Decide one message of `rcpt` recipients against the current counters.
- * With count_blocked false a blocked message adds nothing. */
-struct quota_decision quota_decide(uint32_t quota, uint32_t msg_counter, uint32_t rcpt_counter,
-                                   uint32_t rcpt, bool count_blocked);
+/* Decide one message of `rcpt` recipients against the current counters:
+ * blocked when the messages would pass msg_quota or the recipients
+ * rcpt_quota (PolicydRateGuard: both are its one quota). With
+ * count_blocked false a blocked message adds nothing. */
+struct quota_decision quota_decide(uint32_t msg_quota, uint32_t rcpt_quota, uint32_t msg_counter,
+                                   uint32_t rcpt_counter, uint32_t rcpt, bool count_blocked);
 
 /* The webhook fires on the first block of a period: true for a blocked
  * message when *notified is clear (and sets it); an accepted message clears

@@ -25,12 +25,20 @@ void cachesync_parse_row(MYSQL_ROW row, struct db_row *out)
     out->msg_total = (uint32_t)strtoul(row[7], NULL, 10);
     out->rcpt_total = (uint32_t)strtoul(row[8], NULL, 10);
     out->reset_us = strtoll(row[9], NULL, 10);
+    out->msg_quota = strtoll(row[10], NULL, 10);
+    out->rcpt_quota = strtoll(row[11], NULL, 10);
+    out->block_action = (uint8_t)strtoul(row[12], NULL, 10);
 }
 
 void cachesync_apply_row(struct cache_entry *e, bool created, void *arg)
 {
     const struct db_row *r = arg;
 
+    /* Limits hold whatever the period. */
+    e->quota_own = (uint8_t)((r->msg_quota >= 0 ? QUOTA_OWN_MSG : 0) | (r->rcpt_quota >= 0 ? QUOTA_OWN_RCPT : 0));
+    e->msg_quota = r->msg_quota >= 0 ? (uint32_t)r->msg_quota : 0;
+    e->rcpt_quota = r->rcpt_quota >= 0 ? (uint32_t)r->rcpt_quota : 0;
+    e->block_action = r->block_action < BLOCK_ACTIONS ? r->block_action : BLOCK_ACTION_DEFAULT;
     if (r->reset_us < e->reset_us) {
         /* A row from before a reset the cache already made (the database
          * follows): its counters belong to the old period. */
@@ -43,7 +51,7 @@ void cachesync_apply_row(struct cache_entry *e, bool created, void *arg)
          * before it no longer counts in this period. */
         e->reset_us = r->reset_us;
         e->unwritten_msg = e->unwritten_rcpt = 0;
-        e->block_notified = 0;
+        e->block_notified = e->warning_notified = 0;
     }
     e->db_id = r->id;
     e->quota = r->quota;

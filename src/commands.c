@@ -163,24 +163,26 @@ int command_status(const struct rg_config *cfg, enum status_format format)
 struct sender_view {
     bool in_database, in_cache;
     char sender[1024], reset_at[32], updated_at[32];
+    char msg_quota[16], rcpt_quota[16], block_action[32];   /* "" when NULL */
     unsigned long quota, quota_reset, locked, msg_counter, rcpt_counter, msg_total, rcpt_total;
     unsigned long unwritten_msg, unwritten_rcpt;
 };
 
 static bool read_sender_row(MYSQL *db, const char *sender, struct sender_view *v, char *err, size_t errsize)
 {
-    char cols[10][1024];
-    char *out[10];
-    for (int i = 0; i < 10; i++)
+    char cols[13][1024];
+    char *out[13];
+    for (int i = 0; i < 13; i++)
         out[i] = cols[i];
     const char *params[] = {sender};
     int found = db_query_row_params(db,
                                     "SELECT `sender`, `quota`, `quota_reset`, `quota_locked`, `msg_counter`, "
                                     "`rcpt_counter`, `msg_total`, `rcpt_total`, "
                                     "COALESCE(DATE_FORMAT(`reset_at`, '%Y-%m-%d %H:%i:%s'), ''), "
-                                    "DATE_FORMAT(`updated_at`, '%Y-%m-%d %H:%i:%s') "
+                                    "DATE_FORMAT(`updated_at`, '%Y-%m-%d %H:%i:%s'), "
+                                    "`msg_quota`, `rcpt_quota`, `block_action` "
                                     "FROM `ratelimits` WHERE `sender` = ?",
-                                    params, 1, out, 10, sizeof(cols[0]), err, errsize);
+                                    params, 1, out, 13, sizeof(cols[0]), err, errsize);
     if (found <= 0)
         return found == 0;
     v->in_database = true;
@@ -191,6 +193,9 @@ static bool read_sender_row(MYSQL *db, const char *sender, struct sender_view *v
         *nums[i] = strtoul(cols[i + 1], NULL, 10);
     str_copy(v->reset_at, cols[8], sizeof(v->reset_at));
     str_copy(v->updated_at, cols[9], sizeof(v->updated_at));
+    str_copy(v->msg_quota, cols[10], sizeof(v->msg_quota));
+    str_copy(v->rcpt_quota, cols[11], sizeof(v->rcpt_quota));
+    str_copy(v->block_action, cols[12], sizeof(v->block_action));
     return true;
 }
 
@@ -261,9 +266,13 @@ int command_show(const struct rg_config *cfg, const char *sender, bool json)
                 pid ? " or the running daemon's cache" : "");
         return RG_EXIT_UNKNOWN_PARAM;
     }
-    unsigned long used = v.msg_counter > v.rcpt_counter ? v.msg_counter : v.rcpt_counter;
-    double percent = v.quota ? 100.0 * (double)used / (double)v.quota : (used ? 100.0 : 0.0);
-    bool blocked = v.msg_counter > v.quota || v.rcpt_counter > v.quota;
+    /* Percent of the nearer limit (msg_quota/rcpt_quota where set, else quota). */
+    unsigned long mq = v.msg_quota[0] ? strtoul(v.msg_quota, NULL, 10) : v.quota;
+    unsigned long rq = v.rcpt_quota[0] ? strtoul(v.rcpt_quota, NULL, 10) : v.quota;
+    double pm = mq ? 100.0 * (double)v.msg_counter / (double)mq : (v.msg_counter ? 100.0 : 0.0);
+    double pr = rq ? 100.0 * (double)v.rcpt_counter / (double)rq : (v.rcpt_counter ? 100.0 : 0.0);
+    double percent = pm > pr ? pm : pr;
+    bool blocked = v.msg_counter > mq || v.rcpt_counter > rq;
     if (json) {
         fputs("{\"sender\":", stdout);
         json_write_string(stdout, v.sender);
@@ -278,12 +287,22 @@ int command_show(const struct rg_config *cfg, const char *sender, bool json)
             json_write_string(stdout, v.reset_at);
         else
             fputs("null", stdout);
+        printf(",\"msg_quota\":%s,\"rcpt_quota\":%s,\"block_action\":", v.msg_quota[0] ? v.msg_quota : "null",
+               v.rcpt_quota[0] ? v.rcpt_quota : "null");
+        if (v.block_action[0])
+            json_write_string(stdout, v.block_action);
+        else
+            fputs("null", stdout);
         fputs("}\n", stdout);
         return RG_EXIT_OK;
     }
     printf("sender:      %s\n", v.sender);
     printf("quota:       %lu (restored to %lu by the period reset%s)\n", v.quota, v.quota_reset,
            v.locked ? "; locked: kept as it is" : "");
+    if (v.msg_quota[0] || v.rcpt_quota[0])
+        printf("limits:      %lu messages, %lu recipients per period\n", mq, rq);
+    if (v.block_action[0])
+        printf("when blocked: %s\n", v.block_action);
     printf("messages:    %lu this period, %lu in total\n", v.msg_counter, v.msg_total);
     printf("recipients:  %lu this period, %lu in total\n", v.rcpt_counter, v.rcpt_total);
     printf("used:        %.1f%% of the quota%s\n", percent, blocked ? ", BLOCKED" : "");

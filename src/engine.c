@@ -41,8 +41,20 @@ struct decision {
     bool too_many_recipients;   /* over quota.max_recipients */
     bool would_block;           /* quota.dry_run turned a block into an accept */
     bool first_warning;         /* first message past quota.warning_percent */
+    uint8_t block_action;       /* the sender's own action when blocked */
     uint32_t msg_counter, rcpt_counter, quota;
+    uint32_t used, limit;       /* the count nearest its limit, for the log line */
 };
+
+/* Of the two counts, the one nearest its limit (PolicydRateGuard, one
+ * quota for both: the larger count). */
+static void nearest_limit(struct decision *d, const struct cache_entry *e)
+{
+    uint32_t mq = entry_msg_quota(e), rq = entry_rcpt_quota(e);
+    bool msg = (uint64_t)e->msg_counter * rq >= (uint64_t)e->rcpt_counter * mq;
+    d->used = msg ? e->msg_counter : e->rcpt_counter;
+    d->limit = msg ? mq : rq;
+}
 
 /* Queue a webhook notification (under the lock, with the counts it
  * reports); blocked 0 marks a QUOTA_WARNING, 1 the QUOTA_LIMIT_REACHED. */
@@ -106,6 +118,8 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
             d->msg_counter = e->msg_counter;
             d->rcpt_counter = e->rcpt_counter;
             d->quota = e->quota;
+            d->block_action = e->block_action;
+            nearest_limit(d, e);
             return;
         }
 
@@ -114,7 +128,8 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     int64_t now = clock_realtime_us();
     d->rec->created_us = now > e->reset_us ? now : e->reset_us;
     uint32_t rcpt = d->rec->rcpt_count;
-    struct quota_decision q = quota_decide(e->quota, e->msg_counter, e->rcpt_counter, rcpt,
+    uint32_t msg_quota = entry_msg_quota(e), rcpt_quota = entry_rcpt_quota(e);
+    struct quota_decision q = quota_decide(msg_quota, rcpt_quota, e->msg_counter, e->rcpt_counter, rcpt,
                                            cfg->quota.count_blocked);
     bool quota_blocked = q.blocked;
     d->too_many_recipients = cfg->quota.max_recipients > 0 && rcpt > (unsigned long)cfg->quota.max_recipients;
@@ -159,9 +174,12 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     d->msg_counter = e->msg_counter;
     d->rcpt_counter = e->rcpt_counter;
     d->quota = e->quota;
-    uint32_t used = e->msg_counter > e->rcpt_counter ? e->msg_counter : e->rcpt_counter;
-    d->first_warning = quota_first_block(
-        quota_warning_reached(e->quota, used, (unsigned)cfg->quota.warning_percent), &e->warning_notified);
+    d->block_action = e->block_action;
+    nearest_limit(d, e);
+    unsigned pct = (unsigned)cfg->quota.warning_percent;
+    d->first_warning = quota_first_block(quota_warning_reached(msg_quota, e->msg_counter, pct) ||
+                                             quota_warning_reached(rcpt_quota, e->rcpt_counter, pct),
+                                         &e->warning_notified);
     if (d->first_block && d->notify)
         notify_locked(d, e, true);
     else if (d->first_warning && d->notify)
@@ -195,13 +213,12 @@ static void log_counted(const struct policy_request *req, const struct decision 
     log_safe_copy(user, sizeof(user), req->sasl_username, 160);
     log_safe_copy(from, sizeof(from), req->sender, 160);
     log_safe_copy(to, sizeof(to), req->recipient, 160);
-    uint32_t used = d->msg_counter > d->rcpt_counter ? d->msg_counter : d->rcpt_counter;
     char warning[48] = "";
     if (d->first_warning && !d->first_block)
         snprintf(warning, sizeof(warning), " (QUOTA_WARNING %ld%%)", warning_percent);
     log_info("%s: client=%s[%s], helo=%s, sasl_method=%s, sasl_username=%s, from=%s, to=%s, "
              "recipient_count=%u, curr_count=%u/%u, status=%s%s%s%s%s%s",
-             qid, cname, caddr, helo, method, user, from, to, rcpt, used, d->quota,
+             qid, cname, caddr, helo, method, user, from, to, rcpt, d->used, d->limit,
              d->blocked ? "BLOCKED" : "ACCEPTED", d->first_block ? " (QUOTA_LIMIT_REACHED)" : "",
              d->too_many_recipients ? " (TOO_MANY_RECIPIENTS)" : "",
              d->would_block ? " (DRY_RUN: WOULD_BLOCK)" : "", warning, d->duplicate ? " (ALREADY_COUNTED)" : "");
@@ -318,5 +335,16 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
             STAT_ADD(shm, warnings, 1);
     }
     log_counted(req, &d, (uint32_t)rcpt, cfg->quota.warning_percent);
-    return format_reply(d.blocked ? cfg->action_blocked : cfg->action_accept, reply, size);
+    if (!d.blocked)
+        return format_reply(cfg->action_accept, reply, size);
+    if (d.block_action == BLOCK_ACTION_DEFAULT || d.block_action >= BLOCK_ACTIONS)
+        return format_reply(cfg->action_blocked, reply, size);
+    /* The sender's own action, with action_blocked's text after it. */
+    static const char *const names[BLOCK_ACTIONS] = {
+        [BLOCK_DEFER_IF_PERMIT] = "DEFER_IF_PERMIT", [BLOCK_DEFER] = "DEFER", [BLOCK_REJECT] = "REJECT",
+        [BLOCK_HOLD] = "HOLD", [BLOCK_DISCARD] = "DISCARD"};
+    const char *text = strchr(cfg->action_blocked, ' ');
+    char action[600];
+    snprintf(action, sizeof(action), "%s%s", names[d.block_action], text ? text : "");
+    return format_reply(action, reply, size);
 }

@@ -17,6 +17,7 @@
 #include "db.h"
 #include "listener.h"
 #include "log.h"
+#include "migrate.h"
 #include "period.h"
 #include "pidfile.h"
 #include "privileges.h"
@@ -526,6 +527,12 @@ static void startup_sync(struct master *m)
     MYSQL *db = db_connect(m->cfg, err, sizeof(err));
 
     if (db != NULL) {
+        /* The writer reads columns of every migration: an older schema
+         * would fail each write, so say what to do instead. */
+        unsigned version, latest = migrations[migrations_count - 1].version;
+        if (migrate_current_version(db, &version, err, sizeof(err)) && version < latest)
+            log_fatal(RG_EXIT_RUNTIME, "the database schema is at version %u, this rateguard needs %u: "
+                      "run `rateguard migrate` first", version, latest);
         if (!cachesync_read_progress(db, m->writer_name, &done, err, sizeof(err)))
             log_error("preload: %s", err);
         wqueue_raise_epoch(&m->shm.queue, done.epoch);

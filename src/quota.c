@@ -8,11 +8,11 @@ uint32_t quota_sat_add(uint32_t a, uint32_t b)
     return a > UINT32_MAX - b ? UINT32_MAX : a + b;
 }
 
-struct quota_decision quota_decide(uint32_t quota, uint32_t msg_counter, uint32_t rcpt_counter,
-                                   uint32_t rcpt, bool count_blocked)
+struct quota_decision quota_decide(uint32_t msg_quota, uint32_t rcpt_quota, uint32_t msg_counter,
+                                   uint32_t rcpt_counter, uint32_t rcpt, bool count_blocked)
 {
     struct quota_decision d;
-    d.blocked = quota_sat_add(msg_counter, 1) > quota || quota_sat_add(rcpt_counter, rcpt) > quota;
+    d.blocked = quota_sat_add(msg_counter, 1) > msg_quota || quota_sat_add(rcpt_counter, rcpt) > rcpt_quota;
     bool count = !d.blocked || count_blocked;
     d.msg_delta = count ? 1 : 0;
     d.rcpt_delta = count ? rcpt : 0;

@@ -41,7 +41,7 @@ static int by_key(const void *a, const void *b)
 
 static bool is_blocked(const struct cache_entry *e)
 {
-    return e->msg_counter > e->quota || e->rcpt_counter > e->quota;
+    return e->msg_counter > entry_msg_quota(e) || e->rcpt_counter > entry_rcpt_quota(e);
 }
 
 struct pool_counts {
@@ -121,10 +121,18 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
         json_write_string(f, e->key);
         fprintf(f, ",\"quota\":%u,\"quota_reset\":%u,\"quota_locked\":%s,\"msg_counter\":%u,"
                    "\"rcpt_counter\":%u,\"msg_total\":%u,\"rcpt_total\":%u,\"blocked\":%s,"
-                   "\"unwritten_msg\":%u,\"unwritten_rcpt\":%u}",
+                   "\"unwritten_msg\":%u,\"unwritten_rcpt\":%u",
                 e->quota, e->quota_reset, e->locked ? "true" : "false", e->msg_counter, e->rcpt_counter,
                 e->msg_total, e->rcpt_total, is_blocked(e) ? "true" : "false", e->unwritten_msg,
                 e->unwritten_rcpt);
+        /* The limits of migration 004, after PolicydRateGuard's fields. */
+        if (e->quota_own & QUOTA_OWN_MSG)
+            fprintf(f, ",\"msg_quota\":%u", e->msg_quota);
+        if (e->quota_own & QUOTA_OWN_RCPT)
+            fprintf(f, ",\"rcpt_quota\":%u", e->rcpt_quota);
+        if (e->block_action != BLOCK_ACTION_DEFAULT)
+            fprintf(f, ",\"block_action\":%u", e->block_action);
+        fputc('}', f);
     }
     fprintf(f, "],\"workers\":{\"busy\":%u,\"idle\":%u,\"running\":%u,\"min\":%ld,\"max\":%ld},", p.busy,
             p.idle, p.running, cfg->workers.min, cfg->workers.max);

@@ -59,6 +59,7 @@ static void on_term(int sig)
 /* A record of the current batch, as far as the cache is concerned. */
 struct batch_rec {
     uint32_t sender;            /* index into touched */
+    uint32_t next_of_sender;    /* index + 1 of the sender's next record, 0 ends */
     int64_t created_us;
     uint32_t msg_delta, rcpt_delta;
 };
@@ -72,6 +73,7 @@ struct touched {
     bool found;
     uint32_t msg_counter, rcpt_counter, msg_total, rcpt_total;   /* bulk: deltas to add */
     bool has_new;                   /* bulk: at least one record not yet in the database */
+    uint32_t first_rec, last_rec;   /* index + 1 of its records in recs[] (a chain) */
 };
 
 /* The bulk statements, by shape. Parsing a statement of a thousand rows
@@ -281,8 +283,16 @@ static void batch_reset(struct writer *w)
 
 static void batch_add(struct writer *w, const struct msg_record *r)
 {
-    struct batch_rec *b = &w->recs[w->n_recs++];
+    uint32_t i = (uint32_t)w->n_recs++;
+    struct batch_rec *b = &w->recs[i];
     b->sender = touch(w, r);
+    b->next_of_sender = 0;
+    struct touched *t = &w->touched[b->sender];
+    if (t->last_rec)
+        w->recs[t->last_rec - 1].next_of_sender = i + 1;
+    else
+        t->first_rec = i + 1;
+    t->last_rec = i + 1;
     b->created_us = r->created_us;
     b->msg_delta = r->msg_delta;
     b->rcpt_delta = r->rcpt_delta;
@@ -365,9 +375,9 @@ static void apply_committed(struct cache_entry *e, bool created, void *arg)
     struct touched *t = &w->touched[a->sender];
     (void)created;
 
-    for (size_t i = 0; i < w->n_recs; i++) {
-        const struct batch_rec *b = &w->recs[i];
-        if (b->sender != a->sender || b->created_us < e->reset_us)
+    for (uint32_t i = t->first_rec; i != 0; i = w->recs[i - 1].next_of_sender) {
+        const struct batch_rec *b = &w->recs[i - 1];
+        if (b->created_us < e->reset_us)
             continue;
         e->unwritten_msg = e->unwritten_msg > b->msg_delta ? e->unwritten_msg - b->msg_delta : 0;
         e->unwritten_rcpt = e->unwritten_rcpt > b->rcpt_delta ? e->unwritten_rcpt - b->rcpt_delta : 0;
@@ -534,11 +544,11 @@ static bool select_touched(struct writer *w, bool lock, char *err, size_t errsiz
         return true;
     }
     size_t rows = padded_rows(k);
-    MYSQL_BIND *in = xcalloc(rows, sizeof(MYSQL_BIND)), out[10];
+    MYSQL_BIND *in = xcalloc(rows, sizeof(MYSQL_BIND)), out[13];
     unsigned long *lens = xcalloc(rows, sizeof(unsigned long)), sender_len;
     char sender[1024];
     struct db_row r;
-    uint32_t locked;
+    uint32_t locked, block_action;
     bool ok = false;
 
     for (size_t i = 0; i < rows; i++)       /* the padding repeats the last sender */
@@ -562,6 +572,11 @@ static bool select_touched(struct writer *w, bool lock, char *err, size_t errsiz
     bind_u32(&out[8], &r.rcpt_total);
     out[9].buffer_type = MYSQL_TYPE_LONGLONG;
     out[9].buffer = &r.reset_us;
+    out[10].buffer_type = MYSQL_TYPE_LONGLONG;
+    out[10].buffer = &r.msg_quota;
+    out[11].buffer_type = MYSQL_TYPE_LONGLONG;
+    out[11].buffer = &r.rcpt_quota;
+    bind_u32(&out[12], &block_action);
     if (mysql_stmt_bind_result(st, out) != 0) {
         snprintf(err, errsize, "bind result: %s", mysql_stmt_error(st));
         mysql_stmt_free_result(st);
@@ -574,6 +589,7 @@ static bool select_touched(struct writer *w, bool lock, char *err, size_t errsiz
         if (t < 0)
             continue;
         r.locked = (uint8_t)(locked != 0);
+        r.block_action = (uint8_t)(block_action < BLOCK_ACTIONS ? block_action : BLOCK_ACTION_DEFAULT);
         w->touched[t].row = r;
         w->touched[t].found = true;
     }

@@ -12,7 +12,7 @@ static void test_facts_vectors(void)
     const bool want[] = {false, false, true, true};
 
     for (int i = 0; i < 4; i++) {
-        struct quota_decision d = quota_decide(5, msg, rcpt, rcpts[i], true);
+        struct quota_decision d = quota_decide(5, 5, msg, rcpt, rcpts[i], true);
         is_long(d.blocked, want[i], "quota 5, message %d with %u recipients: %s", i + 1, rcpts[i],
                 want[i] ? "blocked" : "accepted");
         msg += d.msg_delta;
@@ -24,26 +24,26 @@ static void test_facts_vectors(void)
     msg = rcpt = 0;
     int blocked_at = 0;
     for (int i = 1; i <= 6 && !blocked_at; i++) {
-        struct quota_decision d = quota_decide(5, msg, rcpt, 0, true);
+        struct quota_decision d = quota_decide(5, 5, msg, rcpt, 0, true);
         msg += d.msg_delta;
         if (d.blocked)
             blocked_at = i;
     }
     is_long(blocked_at, 6, "six 0-recipient messages: the sixth is blocked");
-    ok(quota_decide(5, 0, 0, 6, true).blocked, "a first message with 6 recipients is blocked");
-    ok(!quota_decide(5, 0, 0, 5, true).blocked, "5 recipients fit quota 5");
-    ok(quota_decide(0, 0, 0, 0, true).blocked, "quota 0 blocks everything");
+    ok(quota_decide(5, 5, 0, 0, 6, true).blocked, "a first message with 6 recipients is blocked");
+    ok(!quota_decide(5, 5, 0, 0, 5, true).blocked, "5 recipients fit quota 5");
+    ok(quota_decide(0, 0, 0, 0, 0, true).blocked, "quota 0 blocks everything");
 }
 
 static void test_count_blocked(void)
 {
-    struct quota_decision d = quota_decide(5, 5, 5, 1, false);
+    struct quota_decision d = quota_decide(5, 5, 5, 5, 1, false);
     ok(d.blocked, "count_blocked false: blocked");
     is_long(d.msg_delta, 0, "count_blocked false: nothing added");
     is_long(d.rcpt_delta, 0, "count_blocked false: no recipients added");
-    d = quota_decide(5, 5, 5, 1, true);
+    d = quota_decide(5, 5, 5, 5, 1, true);
     is_long(d.msg_delta, 1, "count_blocked true: message added");
-    d = quota_decide(5, 1, 1, 2, false);
+    d = quota_decide(5, 5, 1, 1, 2, false);
     is_long(d.rcpt_delta, 2, "count_blocked false: accepted messages still count");
 }
 
@@ -51,7 +51,7 @@ static void test_saturation(void)
 {
     is_long(quota_sat_add(UINT32_MAX - 1, 5), UINT32_MAX, "saturating add caps");
     is_long(quota_sat_add(1, 2), 3, "saturating add adds");
-    struct quota_decision d = quota_decide(UINT32_MAX, UINT32_MAX, 0, 0, true);
+    struct quota_decision d = quota_decide(UINT32_MAX, UINT32_MAX, UINT32_MAX, 0, 0, true);
     ok(!d.blocked, "counters at the maximum do not wrap into acceptance or blocking");
 }
 
@@ -76,6 +76,14 @@ static void test_warning_threshold(void)
     ok(quota_warning_reached(UINT32_MAX, UINT32_MAX, 100), "no overflow at the maximum");
 }
 
+static void test_separate_quotas(void)
+{
+    ok(!quota_decide(3, 100, 2, 10, 5, true).blocked, "3rd message of 5 recipients: within 3 messages, 100 recipients");
+    ok(quota_decide(3, 100, 3, 15, 1, true).blocked, "4th message: over 3 messages");
+    ok(quota_decide(100, 10, 1, 8, 3, true).blocked, "11 recipients: over 10 recipients");
+    ok(!quota_decide(100, 10, 1, 8, 2, true).blocked, "10 recipients: within 10");
+}
+
 int main(void)
 {
     test_facts_vectors();
@@ -83,5 +91,6 @@ int main(void)
     test_saturation();
     test_first_block();
     test_warning_threshold();
+    test_separate_quotas();
     return done_testing();
 }

@@ -24,8 +24,8 @@ sub indexes {
       . "AND table_name = ? ORDER BY index_name", undef, $table) };
 }
 
-my $ratelimit_cols = 'id,sender,quota,quota_reset,quota_locked,msg_counter,rcpt_counter,'
-                   . 'msg_total,rcpt_total,reset_at,created_at,updated_at';
+my $ratelimit_cols = 'id,sender,quota,quota_reset,quota_locked,msg_quota,rcpt_quota,block_action,'
+                   . 'msg_counter,rcpt_counter,msg_total,rcpt_total,reset_at,created_at,updated_at';
 my $message_cols = 'id,ratelimit_id,sender,rcpt_count,blocked,msgid,from_addr,to_addr,cc_addr,'
                  . 'bcc_addr,subject,client_address,client_name,created_at';
 
@@ -41,7 +41,7 @@ is(columns($h, 'ratelimits'), $ratelimit_cols, 'ratelimits has PolicydRateGuard\
 is(columns($h, 'messages'), $message_cols, 'messages has PolicydRateGuard\'s columns');
 is(columns($h, 'rateguard_progress'), 'writer,epoch,last_seq,updated_at', 'rateguard_progress table');
 is_deeply($h->selectcol_arrayref('SELECT name FROM rateguard_schema ORDER BY version'),
-          ['001_ratelimits_and_messages', '002_long_addresses', '003_resets_and_progress'], 'migrations recorded');
+          ['001_ratelimits_and_messages', '002_long_addresses', '003_resets_and_progress', '004_separate_quotas'], 'migrations recorded');
 is(indexes($h, 'ratelimits'), 'PRIMARY,ratelimits_sender_unique', 'ratelimits indexes');
 is(indexes($h, 'messages'), 'messages_created_at_index,messages_ratelimit_id_foreign,PRIMARY',
    'messages indexes (created_at for the purge)');
@@ -130,6 +130,22 @@ is($rc, 6, 'database unreachable: exit 6');
 like($err, qr/migrate: connect to database 'rg_migrate_prg' as 'rateguard' at \/nonexistent\/mysqld\.sock: /,
      'database unreachable: message names database, user and socket');
 unlike($err, qr/\Q$ENV{RG_DB_PASSWORD}\E/, 'password not in the message');
+
+# --- a daemon over an older schema refuses to start, saying what to do ---
+$h->do('DELETE FROM rateguard_schema WHERE version = 4');
+my $old = write_config(database => $db, name => 'oldschema');
+my $pid = fork // die;
+if ($pid == 0) {
+    open STDOUT, '>', "$old->{log}.stdout";
+    open STDERR, '>&', \*STDOUT;
+    exec(RG::rateguard(), '-c', $old->{path}, '-f', 'run') or die;
+}
+waitpid($pid, 0);
+is($? >> 8, 6, 'daemon over schema version 3: exit 6');
+like(RG::slurp($old->{log}), qr/the database schema is at version 3, this rateguard needs 4: run `rateguard migrate` first/,
+     'the reason is logged');
+($rc, $out) = run_rateguard('-c', $old->{path}, 'migrate');
+is($out, "migrate: 1 migration applied, schema version 4\n", 'migrate brings it up to date (004 again: idempotent)');
 
 $h->disconnect;
 done_testing();

@@ -51,6 +51,10 @@ struct rg_config {
         struct str_list users, domains, networks;
     } exempt;
     struct {
+        struct str_list networks;   /* clients whose unauthenticated mail is counted */
+        long quota, ipv4_prefix, ipv6_prefix;
+    } unauth;
+    struct {
         long entries, refresh_interval, queue_size;
     } cache;
     struct {
@@ -67,6 +71,7 @@ struct rg_config {
     struct listen_addr *listen_addrs;   /* listen.count entries */
     struct cidr *allowed_nets;          /* allowed_clients.count entries */
     struct cidr *exempt_nets;           /* exempt.networks.count entries */
+    struct cidr *unauth_nets;           /* unauth.networks.count entries */
     unsigned socket_mode;
     int syslog_facility;                /* LOG_MAIL, ... */
     int log_level;                      /* LOG_INFO, ... */

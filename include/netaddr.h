@@ -49,6 +49,11 @@ bool cidr_list_match(const struct cidr *nets, size_t count, const struct sockadd
  * address (port 0); false when it is neither. */
 bool sockaddr_parse_host(const char *text, struct sockaddr_storage *out);
 
+/* The counter name of an unauthenticated client: its address, or the
+ * network of the given prefix it lies in ("[192.0.2.7]",
+ * "[2001:db8:1:2::]/64"); false when addr is not a numeric address. */
+bool client_counter_name(const char *addr, unsigned v4_prefix, unsigned v6_prefix, char *out, size_t size);
+
 /* Write the numeric host of a socket address ("192.0.2.1", "::1", "unix"). */
 void sockaddr_host(const struct sockaddr *sa, char *buf, size_t size);
 

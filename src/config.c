@@ -90,6 +90,11 @@ static const struct param params[] = {
     {"quota", "warning_percent", P_INT, "0", 0, 100, NULL, F(quota.warning_percent), EC},
     {"quota", "max_recipients", P_INT, "0", 0, 4294967295L, NULL, F(quota.max_recipients), EC},
 
+    {"unauthenticated", "networks", P_LIST, "{}", 0, 0, check_cidr, F(unauth.networks), EC},
+    {"unauthenticated", "quota", P_INT, "100", 0, 4294967295L, NULL, F(unauth.quota), EC},
+    {"unauthenticated", "ipv4_prefix", P_INT, "32", 0, 32, NULL, F(unauth.ipv4_prefix), EC},
+    {"unauthenticated", "ipv6_prefix", P_INT, "64", 0, 128, NULL, F(unauth.ipv6_prefix), EC},
+
     {"exempt", "users", P_LIST, "{}", 0, 0, check_no_controls, F(exempt.users), EC},
     {"exempt", "domains", P_LIST, "{}", 0, 0, check_no_controls, F(exempt.domains), EC},
     {"exempt", "networks", P_LIST, "{}", 0, 0, check_cidr, F(exempt.networks), EC},
@@ -412,6 +417,12 @@ static bool derive_and_cross_check(struct rg_config *c)
             record_error(line_of("allowed_clients"), RG_EXIT_CONFIG, "allowed_clients: %s", why);
             return false;
         }
+    c->unauth_nets = xcalloc(c->unauth.networks.count + 1, sizeof(*c->unauth_nets));
+    for (size_t i = 0; i < c->unauth.networks.count; i++)
+        if (!cidr_parse(c->unauth.networks.items[i], &c->unauth_nets[i], why, sizeof(why))) {
+            record_error(line_of("unauthenticated.networks"), RG_EXIT_CONFIG, "unauthenticated.networks: %s", why);
+            return false;
+        }
     c->exempt_nets = xcalloc(c->exempt.networks.count + 1, sizeof(*c->exempt_nets));
     for (size_t i = 0; i < c->exempt.networks.count; i++)
         if (!cidr_parse(c->exempt.networks.items[i], &c->exempt_nets[i], why, sizeof(why))) {
@@ -535,6 +546,7 @@ void config_free(struct rg_config *c)
     free(c->listen_addrs);
     free(c->allowed_nets);
     free(c->exempt_nets);
+    free(c->unauth_nets);
     free(c->path);
     free(c);
 }

@@ -1,8 +1,10 @@
 /*
  * engine.c - one request, start to finish:
- *   1. only request=smtpd_access_policy in quota.protocol_state with a
- *      sasl_username counts; everything else gets action_accept, as do
- *      exempt users, domains and client networks (never counted);
+ *   1. only request=smtpd_access_policy in quota.protocol_state counts,
+ *      under its sasl_username or, unauthenticated, under the client's
+ *      address (prefix) when it lies in unauthenticated.networks;
+ *      everything else gets action_accept, as do exempt users, domains
+ *      and client networks (never counted);
  *   2. under the sender's cache lock: a Postfix instance already counted
  *      gets the same answer again; otherwise decide (quota, recipient cap,
  *      dry run, warning threshold), queue the write-back record (the commit
@@ -201,7 +203,7 @@ static size_t answer_error(struct engine *eng, char *reply, size_t size)
 /* The anchor's log line, with the right queue id whatever the concurrency:
  * every value comes from this request. */
 static void log_counted(const struct policy_request *req, const struct decision *d, uint32_t rcpt,
-                        long warning_percent)
+                        long warning_percent, const char *who)
 {
     char qid[64], cname[128], caddr[64], helo[128], method[32], user[192], from[192], to[192];
 
@@ -217,11 +219,12 @@ static void log_counted(const struct policy_request *req, const struct decision 
     if (d->first_warning && !d->first_block)
         snprintf(warning, sizeof(warning), " (QUOTA_WARNING %ld%%)", warning_percent);
     log_info("%s: client=%s[%s], helo=%s, sasl_method=%s, sasl_username=%s, from=%s, to=%s, "
-             "recipient_count=%u, curr_count=%u/%u, status=%s%s%s%s%s%s",
+             "recipient_count=%u, curr_count=%u/%u, status=%s%s%s%s%s%s%s%s",
              qid, cname, caddr, helo, method, user, from, to, rcpt, d->used, d->limit,
              d->blocked ? "BLOCKED" : "ACCEPTED", d->first_block ? " (QUOTA_LIMIT_REACHED)" : "",
              d->too_many_recipients ? " (TOO_MANY_RECIPIENTS)" : "",
-             d->would_block ? " (DRY_RUN: WOULD_BLOCK)" : "", warning, d->duplicate ? " (ALREADY_COUNTED)" : "");
+             d->would_block ? " (DRY_RUN: WOULD_BLOCK)" : "", warning, d->duplicate ? " (ALREADY_COUNTED)" : "",
+             req->sasl_username[0] ? "" : ", unauthenticated, counted as ", req->sasl_username[0] ? "" : who);
 }
 
 /* Why this request is exempt from counting, or NULL: its SASL user, the
@@ -251,8 +254,24 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
 
     STAT_ADD(shm, requests, 1);
     if (strcmp(req->request, "smtpd_access_policy") != 0 ||
-        strcasecmp(req->protocol_state, cfg->quota.protocol_state) != 0 || req->sasl_username[0] == '\0')
+        strcasecmp(req->protocol_state, cfg->quota.protocol_state) != 0)
         return format_reply(cfg->action_accept, reply, size);
+
+    /* Who is counted: the SASL user, or an unauthenticated client inside
+     * unauthenticated.networks by its address (or network prefix). */
+    const char *who = req->sasl_username;
+    uint32_t quota_default = (uint32_t)cfg->quota.dflt;
+    char client_counter[64];
+    if (who[0] == '\0') {
+        struct sockaddr_storage client;
+        if (cfg->unauth.networks.count == 0 || !sockaddr_parse_host(req->client_address, &client) ||
+            !cidr_list_match(cfg->unauth_nets, cfg->unauth.networks.count, (const struct sockaddr *)&client) ||
+            !client_counter_name(req->client_address, (unsigned)cfg->unauth.ipv4_prefix,
+                                 (unsigned)cfg->unauth.ipv6_prefix, client_counter, sizeof(client_counter)))
+            return format_reply(cfg->action_accept, reply, size);
+        who = client_counter;
+        quota_default = (uint32_t)cfg->unauth.quota;
+    }
 
     const char *exempt = exemption(cfg, req);
     if (exempt != NULL) {
@@ -265,7 +284,7 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
         return format_reply(cfg->action_accept, reply, size);
     }
 
-    long chars = utf8_chars(req->sasl_username);
+    long chars = utf8_chars(who);
     if (chars < 0 || chars > SENDER_MAX_CHARS) {
         char user[192];
         log_safe_copy(user, sizeof(user), req->sasl_username, 160);
@@ -292,7 +311,7 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
 
     struct msg_record rec = {
         .created_us = clock_realtime_us(), .rcpt_count = (uint32_t)rcpt,
-        .quota_default = (uint32_t)cfg->quota.dflt, .sender = req->sasl_username, .msgid = msgid,
+        .quota_default = quota_default, .sender = who, .msgid = msgid,
         .from_addr = from, .to_addr = to, .client_address = caddr, .client_name = cname,
     };
     struct decision d = {
@@ -300,7 +319,7 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
         .notify = shm->notify.sh ? &shm->notify : NULL,
     };
     char key[CACHE_KEY_SIZE];
-    cache_make_key(req->sasl_username, key);
+    cache_make_key(who, key);
 
     enum cache_result cr = cache_apply(&shm->cache, key, true, decide_locked, &d);
     if (shm->cache.recovered || shm->queue.recovered) {
@@ -334,7 +353,7 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
         if (d.first_warning)
             STAT_ADD(shm, warnings, 1);
     }
-    log_counted(req, &d, (uint32_t)rcpt, cfg->quota.warning_percent);
+    log_counted(req, &d, (uint32_t)rcpt, cfg->quota.warning_percent, who);
     if (!d.blocked)
         return format_reply(cfg->action_accept, reply, size);
     if (d.block_action == BLOCK_ACTION_DEFAULT || d.block_action >= BLOCK_ACTIONS)

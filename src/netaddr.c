@@ -200,6 +200,25 @@ bool sockaddr_parse_host(const char *text, struct sockaddr_storage *out)
     return false;
 }
 
+bool client_counter_name(const char *addr, unsigned v4_prefix, unsigned v6_prefix, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    if (!sockaddr_parse_host(addr, &ss))
+        return false;
+    bool v4 = ss.ss_family == AF_INET;
+    uint8_t *bytes = v4 ? (uint8_t *)&((struct sockaddr_in *)&ss)->sin_addr
+                        : ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+    unsigned bits = v4 ? 32 : 128, prefix = v4 ? v4_prefix : v6_prefix;
+    if (prefix > bits)
+        prefix = bits;
+    for (unsigned i = prefix; i < bits; i++)            /* host part to zero */
+        bytes[i / 8] &= (uint8_t)~(0x80u >> (i % 8));
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(ss.ss_family, bytes, text, sizeof(text));
+    int n = prefix == bits ? snprintf(out, size, "[%s]", text) : snprintf(out, size, "[%s]/%u", text, prefix);
+    return n > 0 && (size_t)n < size;
+}
+
 void sockaddr_host(const struct sockaddr *sa, char *buf, size_t size)
 {
     const void *addr;

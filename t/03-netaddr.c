@@ -92,9 +92,32 @@ static void test_cidr(void)
     ok(!cidr_parse("mail.example.com", &c, err, sizeof(err)), "hostname refused");
 }
 
+static void counter(const char *addr, unsigned v4, unsigned v6, const char *want)
+{
+    char out[64] = "";
+    bool got = client_counter_name(addr, v4, v6, out, sizeof(out));
+    if (want)
+        is_str(got ? out : "(refused)", want, "%s", addr);
+    else
+        ok(!got, "not an address: refused");
+}
+
+static void test_counter_names(void)
+{
+    counter("192.0.2.7", 32, 64, "[192.0.2.7]");
+    counter("192.0.2.7", 24, 64, "[192.0.2.0]/24");
+    counter("2001:db8:1:2:aaaa::5", 32, 64, "[2001:db8:1:2::]/64");
+    counter("2001:db8:1:2:aaaa::5", 32, 128, "[2001:db8:1:2:aaaa::5]");
+    counter("2001:db8:1:2:aaaa::5", 32, 200, "[2001:db8:1:2:aaaa::5]");
+    counter("2001:db8:1:2:aaaa::5", 32, 0, "[::]/0");
+    counter("unknown", 32, 64, NULL);
+    counter("", 32, 64, NULL);
+}
+
 int main(void)
 {
     test_listen();
     test_cidr();
+    test_counter_names();
     return done_testing();
 }

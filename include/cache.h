@@ -47,18 +47,6 @@ struct cache_entry {
 enum block_action { BLOCK_ACTION_DEFAULT, BLOCK_DEFER_IF_PERMIT, BLOCK_DEFER, BLOCK_REJECT, BLOCK_HOLD, BLOCK_DISCARD,
                     BLOCK_ACTIONS };
 
-/* The limits a sender's counts are held to: its own msg_quota/rcpt_quota
- * where its row has them, else its quota (PolicydRateGuard's one quota). */
-static inline uint32_t entry_msg_quota(const struct cache_entry *e)
-{
-    return (e->quota_own & QUOTA_OWN_MSG) ? e->msg_quota : e->quota;
-}
-
-static inline uint32_t entry_rcpt_quota(const struct cache_entry *e)
-{
-    return (e->quota_own & QUOTA_OWN_RCPT) ? e->rcpt_quota : e->quota;
-}
-
 /* Part of the shared header. */
 struct cache_shared {
     pthread_mutex_t alloc_lock;     /* free list and used count */

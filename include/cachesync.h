@@ -46,7 +46,10 @@ void cachesync_apply_row(struct cache_entry *e, bool created, void *row);
  * Returns false (logged) when the database cannot be read. */
 bool cachesync_preload(MYSQL *db, struct shm *shm);
 
-/* Re-read every row, loading the ones not cached while the cache has room;
+/* Make the domain_quotas rows the shared domain table. */
+bool cachesync_load_domains(MYSQL *db, struct shm *shm, char *err, size_t errsize);
+
+/* Re-read every row (and the domain defaults), loading the ones not cached while the cache has room;
  * drop cached senders whose row is gone (and that have
  * nothing queued). Returns false with err on a database error. */
 bool cachesync_refresh_all(MYSQL *db, struct shm *shm, char *err, size_t errsize);

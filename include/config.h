@@ -55,7 +55,7 @@ struct rg_config {
         long quota, ipv4_prefix, ipv6_prefix;
     } unauth;
     struct {
-        long entries, refresh_interval, queue_size;
+        long entries, domains, refresh_interval, queue_size;
     } cache;
     struct {
         bool syslog, console;

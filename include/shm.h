@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "cache.h"
+#include "domains.h"
 #include "scoreboard.h"
 #include "wqueue.h"
 
@@ -55,6 +56,8 @@ struct shm_header {
     struct shm_stats stats;
     struct scoreboard_shared scoreboard;
     struct cache_shared cache;
+    struct domain_shared domains;
+    uint64_t off_domains;
 };
 
 /* A process's view of the mapped segment. */
@@ -63,6 +66,7 @@ struct shm {
     size_t size;
     struct scoreboard scoreboard;
     struct cache cache;
+    struct domain_table domains;
     struct wqueue queue;
     struct wqueue notify;       /* webhook notifications; sh NULL when disabled */
 };
@@ -70,7 +74,7 @@ struct shm {
 /* Create (anonymous shared mapping) and lay out a fresh segment. Returns
  * false with a logged error when the memory cannot be had. The queue is
  * opened separately with wqueue_open(). */
-bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries);
+bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint32_t domains);
 
 void shm_destroy(struct shm *shm);
 

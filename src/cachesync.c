@@ -8,6 +8,7 @@
 #include "log.h"
 #include "quota.h"
 #include "shm.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,47 @@ static bool for_each_row(MYSQL *db, struct shm *shm, const char *sql, enum row_e
     return ok;
 }
 
+bool cachesync_load_domains(MYSQL *db, struct shm *shm, char *err, size_t errsize)
+{
+    MYSQL_RES *res;
+    MYSQL_ROW row;
+    const char *sql = "SELECT `domain`, COALESCE(`quota`, -1), COALESCE(`msg_quota`, -1), "
+                      "COALESCE(`rcpt_quota`, -1), COALESCE(`block_action` + 0, 0) FROM `domain_quotas`";
+
+    if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_store_result(db)) == NULL) {
+        snprintf(err, errsize, "domain_quotas: %s", mysql_error(db));
+        return false;
+    }
+    size_t n = (size_t)mysql_num_rows(res), k = 0, too_long = 0;
+    struct domain_default *rows = xcalloc(n + 1, sizeof(*rows));
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        struct domain_default *d = &rows[k];
+        if (strlen(row[0]) >= DOMAIN_NAME_SIZE) {
+            too_long++;
+            continue;
+        }
+        for (size_t i = 0; row[0][i]; i++)
+            d->name[i] = (char)(row[0][i] >= 'A' && row[0][i] <= 'Z' ? row[0][i] + 32 : row[0][i]);
+        long long quota = strtoll(row[1], NULL, 10), msg = strtoll(row[2], NULL, 10), rcpt = strtoll(row[3], NULL, 10);
+        unsigned long action = strtoul(row[4], NULL, 10);
+        d->has_quota = quota >= 0;
+        d->quota = quota >= 0 ? (uint32_t)quota : 0;
+        d->quota_own = (uint8_t)((msg >= 0 ? QUOTA_OWN_MSG : 0) | (rcpt >= 0 ? QUOTA_OWN_RCPT : 0));
+        d->msg_quota = msg >= 0 ? (uint32_t)msg : 0;
+        d->rcpt_quota = rcpt >= 0 ? (uint32_t)rcpt : 0;
+        d->block_action = action < BLOCK_ACTIONS ? (uint8_t)action : BLOCK_ACTION_DEFAULT;
+        k++;
+    }
+    mysql_free_result(res);
+    size_t skipped;
+    domains_replace(&shm->domains, rows, k, &skipped);
+    free(rows);
+    if (too_long || skipped)
+        log_warning("domain_quotas: %zu domain(s) ignored (%zu longer than %d bytes, %zu over cache.domains = %u)",
+                    too_long + skipped, too_long, DOMAIN_NAME_SIZE - 1, skipped, shm->domains.sh->slots / 2);
+    return true;
+}
+
 bool cachesync_preload(MYSQL *db, struct shm *shm)
 {
     char sql[1024], err[512];
@@ -106,6 +148,8 @@ bool cachesync_preload(MYSQL *db, struct shm *shm)
 
     snprintf(sql, sizeof(sql), "SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` ORDER BY `updated_at` DESC LIMIT %u",
              shm->cache.sh->capacity);
+    if (!cachesync_load_domains(db, shm, err, sizeof(err)))
+        log_error("preload: %s; starting without domain defaults", err);
     if (!for_each_row(db, shm, sql, ROWS_LOAD, 0, &loaded, err, sizeof(err))) {
         log_error("preload: %s; starting with what was loaded", err);
         return false;
@@ -127,6 +171,8 @@ static bool row_gone(const struct cache_entry *e, void *arg)
 
 bool cachesync_refresh_all(MYSQL *db, struct shm *shm, char *err, size_t errsize)
 {
+    if (!cachesync_load_domains(db, shm, err, errsize))
+        return false;
     static uint16_t round;
     unsigned long seen;
     struct sweep_arg a;

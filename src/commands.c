@@ -176,12 +176,15 @@ static bool read_sender_row(MYSQL *db, const char *sender, struct sender_view *v
         out[i] = cols[i];
     const char *params[] = {sender};
     int found = db_query_row_params(db,
-                                    "SELECT `sender`, `quota`, `quota_reset`, `quota_locked`, `msg_counter`, "
-                                    "`rcpt_counter`, `msg_total`, `rcpt_total`, "
-                                    "COALESCE(DATE_FORMAT(`reset_at`, '%Y-%m-%d %H:%i:%s'), ''), "
-                                    "DATE_FORMAT(`updated_at`, '%Y-%m-%d %H:%i:%s'), "
-                                    "`msg_quota`, `rcpt_quota`, `block_action` "
-                                    "FROM `ratelimits` WHERE `sender` = ?",
+                                    "SELECT r.`sender`, r.`quota`, r.`quota_reset`, r.`quota_locked`, "
+                                    "r.`msg_counter`, r.`rcpt_counter`, r.`msg_total`, r.`rcpt_total`, "
+                                    "COALESCE(DATE_FORMAT(r.`reset_at`, '%Y-%m-%d %H:%i:%s'), ''), "
+                                    "DATE_FORMAT(r.`updated_at`, '%Y-%m-%d %H:%i:%s'), "
+                                    /* sender > domain: the limits that apply */
+                                    "COALESCE(r.`msg_quota`, d.`msg_quota`), COALESCE(r.`rcpt_quota`, d.`rcpt_quota`), "
+                                    "COALESCE(r.`block_action`, d.`block_action`) "
+                                    "FROM `ratelimits` r LEFT JOIN `domain_quotas` d ON r.`sender` LIKE '%@%' "
+                                    "AND d.`domain` = SUBSTRING_INDEX(r.`sender`, '@', -1) WHERE r.`sender` = ?",
                                     params, 1, out, 13, sizeof(cols[0]), err, errsize);
     if (found <= 0)
         return found == 0;

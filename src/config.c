@@ -100,6 +100,7 @@ static const struct param params[] = {
     {"exempt", "networks", P_LIST, "{}", 0, 0, check_cidr, F(exempt.networks), EC},
 
     {"cache", "entries", P_INT, "100000", 16, 100000000, NULL, F(cache.entries), EC},
+    {"cache", "domains", P_INT, "4096", 1, 1000000, NULL, F(cache.domains), EC},
     {"cache", "refresh_interval", P_INT, "10", 1, 3600, NULL, F(cache.refresh_interval), EC},
     {"cache", "queue_size", P_INT, "64", 1, 4096, NULL, F(cache.queue_size), EC},
 

@@ -15,6 +15,7 @@
  */
 #include "engine.h"
 #include "config.h"
+#include "domains.h"
 #include "log.h"
 #include "netaddr.h"
 #include "policy.h"
@@ -38,6 +39,7 @@ struct decision {
     struct wqueue *queue;
     struct wqueue *notify;      /* NULL: no webhook */
     const struct rg_config *cfg;
+    const struct domain_default *domain;    /* the sender's domain defaults, or NULL */
     /* results */
     bool duplicate, blocked, first_block, queue_full, notify_lost;
     bool too_many_recipients;   /* over quota.max_recipients */
@@ -50,12 +52,11 @@ struct decision {
 
 /* Of the two counts, the one nearest its limit (PolicydRateGuard, one
  * quota for both: the larger count). */
-static void nearest_limit(struct decision *d, const struct cache_entry *e)
+static void nearest_limit(struct decision *d, const struct cache_entry *e, struct limits l)
 {
-    uint32_t mq = entry_msg_quota(e), rq = entry_rcpt_quota(e);
-    bool msg = (uint64_t)e->msg_counter * rq >= (uint64_t)e->rcpt_counter * mq;
+    bool msg = (uint64_t)e->msg_counter * l.rcpt >= (uint64_t)e->rcpt_counter * l.msg;
     d->used = msg ? e->msg_counter : e->rcpt_counter;
-    d->limit = msg ? mq : rq;
+    d->limit = msg ? l.msg : l.rcpt;
 }
 
 /* Queue a webhook notification (under the lock, with the counts it
@@ -113,6 +114,8 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     if (created) {
         e->quota = e->quota_reset = d->rec->quota_default;
     }
+    struct limits lim = limits_resolve(e, d->domain);
+    d->block_action = lim.block_action;
     for (int i = 0; d->instance && i < CACHE_INSTANCES; i++)
         if (e->instance[i] == d->instance) {
             d->duplicate = true;
@@ -120,8 +123,7 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
             d->msg_counter = e->msg_counter;
             d->rcpt_counter = e->rcpt_counter;
             d->quota = e->quota;
-            d->block_action = e->block_action;
-            nearest_limit(d, e);
+            nearest_limit(d, e, lim);
             return;
         }
 
@@ -130,8 +132,7 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     int64_t now = clock_realtime_us();
     d->rec->created_us = now > e->reset_us ? now : e->reset_us;
     uint32_t rcpt = d->rec->rcpt_count;
-    uint32_t msg_quota = entry_msg_quota(e), rcpt_quota = entry_rcpt_quota(e);
-    struct quota_decision q = quota_decide(msg_quota, rcpt_quota, e->msg_counter, e->rcpt_counter, rcpt,
+    struct quota_decision q = quota_decide(lim.msg, lim.rcpt, e->msg_counter, e->rcpt_counter, rcpt,
                                            cfg->quota.count_blocked);
     bool quota_blocked = q.blocked;
     d->too_many_recipients = cfg->quota.max_recipients > 0 && rcpt > (unsigned long)cfg->quota.max_recipients;
@@ -176,11 +177,10 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     d->msg_counter = e->msg_counter;
     d->rcpt_counter = e->rcpt_counter;
     d->quota = e->quota;
-    d->block_action = e->block_action;
-    nearest_limit(d, e);
+    nearest_limit(d, e, lim);
     unsigned pct = (unsigned)cfg->quota.warning_percent;
-    d->first_warning = quota_first_block(quota_warning_reached(msg_quota, e->msg_counter, pct) ||
-                                             quota_warning_reached(rcpt_quota, e->rcpt_counter, pct),
+    d->first_warning = quota_first_block(quota_warning_reached(lim.msg, e->msg_counter, pct) ||
+                                             quota_warning_reached(lim.rcpt, e->rcpt_counter, pct),
                                          &e->warning_notified);
     if (d->first_block && d->notify)
         notify_locked(d, e, true);
@@ -262,7 +262,14 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     const char *who = req->sasl_username;
     uint32_t quota_default = (uint32_t)cfg->quota.dflt;
     char client_counter[64];
-    if (who[0] == '\0') {
+    struct domain_default domain;
+    bool has_domain = false;
+    if (who[0] != '\0') {
+        /* sender > domain > global: a new sender starts with its domain's quota */
+        has_domain = domains_lookup(&shm->domains, who, &domain);
+        if (has_domain && domain.has_quota)
+            quota_default = domain.quota;
+    } else {
         struct sockaddr_storage client;
         if (cfg->unauth.networks.count == 0 || !sockaddr_parse_host(req->client_address, &client) ||
             !cidr_list_match(cfg->unauth_nets, cfg->unauth.networks.count, (const struct sockaddr *)&client) ||
@@ -315,7 +322,8 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
         .from_addr = from, .to_addr = to, .client_address = caddr, .client_name = cname,
     };
     struct decision d = {
-        .rec = &rec, .instance = instance_hash(req->instance), .cfg = cfg, .queue = &shm->queue,
+        .rec = &rec, .instance = instance_hash(req->instance), .cfg = cfg, .domain = has_domain ? &domain : NULL,
+        .queue = &shm->queue,
         .notify = shm->notify.sh ? &shm->notify : NULL,
     };
     char key[CACHE_KEY_SIZE];

@@ -607,7 +607,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     log_file_owner(uid, gid);
     privileges_drop(uid, gid);
 
-    if (!shm_create(&m.shm, (uint32_t)cfg->workers.max, (uint32_t)cfg->cache.entries))
+    if (!shm_create(&m.shm, (uint32_t)cfg->workers.max, (uint32_t)cfg->cache.entries, (uint32_t)cfg->cache.domains))
         log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
     log_share_generation(&m.shm.hdr->log_generation);
     config_state_path(cfg, ".queue", m.queue_path, sizeof(m.queue_path));

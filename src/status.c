@@ -39,9 +39,11 @@ static int by_key(const void *a, const void *b)
     return strcmp(((const struct cache_entry *)a)->key, ((const struct cache_entry *)b)->key);
 }
 
-static bool is_blocked(const struct cache_entry *e)
+static bool is_blocked(struct shm *shm, const struct cache_entry *e)
 {
-    return e->msg_counter > entry_msg_quota(e) || e->rcpt_counter > entry_rcpt_quota(e);
+    struct domain_default dom;
+    struct limits l = limits_resolve(e, domains_lookup(&shm->domains, e->key, &dom) ? &dom : NULL);
+    return e->msg_counter > l.msg || e->rcpt_counter > l.rcpt;
 }
 
 struct pool_counts {
@@ -95,7 +97,7 @@ static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     for (size_t i = 0; i < s->count; i++) {
         const struct cache_entry *e = &s->rows[i];
         fprintf(f, "%-40s %10u %10u %10u %10u %10u %-8s %u/%u\n", e->key, e->quota, e->msg_counter,
-                e->rcpt_counter, e->msg_total, e->rcpt_total, is_blocked(e) ? "BLOCKED" : "ok",
+                e->rcpt_counter, e->msg_total, e->rcpt_total, is_blocked(shm, e) ? "BLOCKED" : "ok",
                 e->unwritten_msg, e->unwritten_rcpt);
     }
     fprintf(f, "workers: %u busy, %u idle, %u running (min %ld, max %ld)\n", p.busy, p.idle, p.running,
@@ -123,7 +125,7 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
                    "\"rcpt_counter\":%u,\"msg_total\":%u,\"rcpt_total\":%u,\"blocked\":%s,"
                    "\"unwritten_msg\":%u,\"unwritten_rcpt\":%u",
                 e->quota, e->quota_reset, e->locked ? "true" : "false", e->msg_counter, e->rcpt_counter,
-                e->msg_total, e->rcpt_total, is_blocked(e) ? "true" : "false", e->unwritten_msg,
+                e->msg_total, e->rcpt_total, is_blocked(shm, e) ? "true" : "false", e->unwritten_msg,
                 e->unwritten_rcpt);
         /* The limits of migration 004, after PolicydRateGuard's fields. */
         if (e->quota_own & QUOTA_OWN_MSG)

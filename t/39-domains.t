@@ -1,0 +1,60 @@
+#!/usr/bin/perl
+# 39-domains.t - per-domain defaults (table domain_quotas, migration 005):
+# a new sender starts with its domain's quota; a sender whose row has no
+# msg_quota, rcpt_quota or block_action uses its domain's; a sender's own
+# values win (sender > domain > global); changes reach the running daemon.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JSON::PP;
+use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard
+          migrated_database dbh wait_until);
+
+my $db = migrated_database('domains');
+my $h = dbh($db);
+my $OK = "action=DUNNO\n\n";
+my $TEXT = " Rate limit reached, retry later.\n\n";
+my $BLOCK = "action=DEFER_IF_PERMIT$TEXT";
+
+my $dom = $h->prepare(q{INSERT INTO domain_quotas (domain, quota, msg_quota, rcpt_quota, block_action) VALUES (?, ?, ?, ?, ?)});
+$dom->execute('small.example', 3, undef, undef, undef);
+$dom->execute('big.example', 1000, 2, 50, undef);
+$dom->execute('hold.example', 1, undef, undef, 'HOLD');
+$h->do(q{INSERT INTO ratelimits (sender, quota, quota_reset) VALUES ('own@small.example', 10, 10)});
+$h->do(q{INSERT INTO ratelimits (sender, quota, quota_reset, msg_quota) VALUES ('mine@big.example', 1000, 1000, 4)});
+
+my $c = write_config(database => $db, quota => 5);
+my $pid = start_daemon($c);
+my $s = policy_connect($c);
+sub ask { my ($who, $rcpt) = @_; policy_request($s, sasl_username => $who, recipient_count => $rcpt // 1) }
+sub seq { my ($who, $n, $rcpt) = @_; [map { ask($who, $rcpt) } 1 .. $n] }
+
+is_deeply(seq('new@Small.Example', 4), [$OK, $OK, $OK, $BLOCK], "a new sender of small.example: the domain's quota 3");
+ok(wait_until(sub { ($h->selectrow_array(q{SELECT quota FROM ratelimits WHERE sender = 'new@Small.Example'}))[0] }),
+   'its row is written');
+is_deeply($h->selectrow_arrayref(q{SELECT quota, quota_reset FROM ratelimits WHERE sender = 'new@small.example'}),
+          [3, 3], 'and starts with quota 3');
+is_deeply(seq('own@small.example', 10), [($OK) x 10], 'a sender with its own row keeps its quota 10');
+is_deeply(seq('x@big.example', 3), [$OK, $OK, $BLOCK], "big.example's msg_quota 2 for a sender without its own");
+is_deeply(seq('mine@big.example', 5), [$OK, $OK, $OK, $OK, $BLOCK], 'its own msg_quota 4 wins over the domain\'s 2');
+is(ask('y@big.example', 51), $BLOCK, "big.example's rcpt_quota 50");
+is_deeply(seq('z@hold.example', 2), [$OK, "action=HOLD$TEXT"], "hold.example's block_action HOLD");
+is_deeply(seq('nobody@other.example', 6), [($OK) x 5, $BLOCK], 'a domain without defaults: quota.default 5');
+
+my (undef, $out) = run_rateguard('-c', $c->{path}, 'show', 'x@big.example');
+like($out, qr/^limits:      2 messages, 50 recipients per period$/m, "show resolves the domain's msg_quota");
+
+# Changed in the database: the daemon follows with the refresh.
+$h->do(q{UPDATE domain_quotas SET msg_quota = 5 WHERE domain = 'big.example'});
+$dom->execute('late.example', 1, undef, undef, 'REJECT');
+is((run_rateguard('-c', $c->{path}, 'reload-cache'))[0], 0, 'reload-cache');
+is(ask('x@big.example'), $OK, "big.example's msg_quota raised to 5: x is accepted again");
+is_deeply(seq('w@late.example', 2), [$OK, "action=REJECT$TEXT"], 'a domain added at run time applies');
+$h->do(q{DELETE FROM domain_quotas WHERE domain = 'hold.example'});
+is((run_rateguard('-c', $c->{path}, 'reload-cache'))[0], 0, 'reload-cache');
+is(ask('z@hold.example'), $BLOCK, 'its domain row deleted: action_blocked again');
+close $s;
+is(stop_daemon($pid), 0, 'TERM: exit 0');
+done_testing();

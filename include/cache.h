@@ -51,6 +51,7 @@ enum block_action { BLOCK_ACTION_DEFAULT, BLOCK_DEFER_IF_PERMIT, BLOCK_DEFER, BL
 struct cache_shared {
     pthread_mutex_t alloc_lock;     /* free list and used count */
     uint32_t capacity, buckets, stripes;
+    uint32_t extra_size;            /* bytes of companion state per entry (sliding windows) */
     uint32_t free_head;             /* index + 1, 0 = none */
     uint32_t used;
     uint32_t clock_hand;
@@ -62,14 +63,23 @@ struct cache {
     pthread_mutex_t *stripe;
     uint32_t *bucket;               /* index + 1 of the chain head */
     struct cache_entry *entry;
+    unsigned char *extra;           /* extra_size bytes per entry, same index */
     unsigned recovered;             /* locks recovered by this process, not yet logged */
 };
 
 /* Bytes of shared memory needed after the header for `entries` senders. */
-size_t cache_region_size(uint32_t entries);
+size_t cache_region_size(uint32_t entries, uint32_t extra_size);
 
 /* Point c at region; with init, build an empty table. */
-void cache_layout(struct cache *c, struct cache_shared *sh, void *region, uint32_t entries, bool init);
+void cache_layout(struct cache *c, struct cache_shared *sh, void *region, uint32_t entries, uint32_t extra_size,
+                  bool init);
+
+/* The entry's companion state (extra_size bytes, zeroed when the entry is
+ * made), guarded by the entry's lock like the entry itself. */
+static inline void *cache_extra(const struct cache *c, const struct cache_entry *e)
+{
+    return c->extra + (size_t)(e - c->entry) * c->sh->extra_size;
+}
 
 /* Fold a SASL username into a cache key: ASCII lower case; names that do
  * not fit CACHE_KEY_SIZE become "sha256:<hex of the folded name>". */

@@ -46,6 +46,10 @@ void cachesync_apply_row(struct cache_entry *e, bool created, void *row);
  * Returns false (logged) when the database cannot be read. */
 bool cachesync_preload(MYSQL *db, struct shm *shm);
 
+/* Fill the sliding windows of quota.windows from the messages rows of
+ * the last window length (at start: the windows live in shared memory). */
+bool cachesync_rebuild_windows(MYSQL *db, struct shm *shm, const struct rg_config *cfg, char *err, size_t errsize);
+
 /* Make the domain_quotas rows the shared domain table. */
 bool cachesync_load_domains(MYSQL *db, struct shm *shm, char *err, size_t errsize);
 

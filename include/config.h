@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "netaddr.h"
+#include "windows.h"
 
 struct str_list {
     char **items;
@@ -46,6 +47,7 @@ struct rg_config {
         bool count_blocked, dry_run;
         long warning_percent;       /* 0 = no warning */
         long max_recipients;        /* per message, 0 = no cap */
+        struct str_list windows;    /* "LIMIT/LENGTH" sliding windows */
     } quota;
     struct {
         struct str_list users, domains, networks;
@@ -72,6 +74,7 @@ struct rg_config {
     struct cidr *allowed_nets;          /* allowed_clients.count entries */
     struct cidr *exempt_nets;           /* exempt.networks.count entries */
     struct cidr *unauth_nets;           /* unauth.networks.count entries */
+    struct window_spec window_specs[WINDOWS_MAX];   /* quota.windows.count entries */
     unsigned socket_mode;
     int syslog_facility;                /* LOG_MAIL, ... */
     int log_level;                      /* LOG_INFO, ... */

@@ -74,7 +74,8 @@ struct shm {
 /* Create (anonymous shared mapping) and lay out a fresh segment. Returns
  * false with a logged error when the memory cannot be had. The queue is
  * opened separately with wqueue_open(). */
-bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint32_t domains);
+/* extra_size: companion bytes per cache entry (cache_extra()). */
+bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint32_t extra_size, uint32_t domains);
 
 void shm_destroy(struct shm *shm);
 

@@ -29,14 +29,15 @@ static uint32_t stripes_for(uint32_t buckets)
     return buckets < 1024 ? buckets : 1024;
 }
 
-size_t cache_region_size(uint32_t entries)
+size_t cache_region_size(uint32_t entries, uint32_t extra_size)
 {
     uint32_t buckets = round_pow2(entries);
     return stripes_for(buckets) * sizeof(pthread_mutex_t) + (size_t)buckets * sizeof(uint32_t) +
-           (size_t)entries * sizeof(struct cache_entry);
+           (size_t)entries * (sizeof(struct cache_entry) + extra_size);
 }
 
-void cache_layout(struct cache *c, struct cache_shared *sh, void *region, uint32_t entries, bool init)
+void cache_layout(struct cache *c, struct cache_shared *sh, void *region, uint32_t entries, uint32_t extra_size,
+                  bool init)
 {
     char *p = region;
 
@@ -46,14 +47,18 @@ void cache_layout(struct cache *c, struct cache_shared *sh, void *region, uint32
         sh->capacity = entries;
         sh->buckets = round_pow2(entries);
         sh->stripes = stripes_for(sh->buckets);
+        sh->extra_size = extra_size;
     }
     c->stripe = (pthread_mutex_t *)p;
     p += sh->stripes * sizeof(pthread_mutex_t);
     c->bucket = (uint32_t *)p;
     p += (size_t)sh->buckets * sizeof(uint32_t);
     c->entry = (struct cache_entry *)p;
+    p += (size_t)entries * sizeof(struct cache_entry);
+    c->extra = (unsigned char *)p;
     if (!init)
         return;
+    memset(c->extra, 0, (size_t)entries * extra_size);
 
     shm_mutex_init(&sh->alloc_lock);
     for (uint32_t i = 0; i < sh->stripes; i++)
@@ -198,6 +203,7 @@ enum cache_result cache_apply(struct cache *c, const char *key, bool create, cac
             if (i != 0) {
                 e = &c->entry[i - 1];
                 memset(e, 0, sizeof(*e));
+                memset(cache_extra(c, e), 0, c->sh->extra_size);
                 e->hash = hash;
                 str_copy(e->key, key, sizeof(e->key));
                 e->key_len = (uint8_t)strlen(e->key);

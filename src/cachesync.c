@@ -9,6 +9,7 @@
 #include "quota.h"
 #include "shm.h"
 #include "util.h"
+#include "windows.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,62 @@ bool cachesync_load_domains(MYSQL *db, struct shm *shm, char *err, size_t errsiz
     if (too_long || skipped)
         log_warning("domain_quotas: %zu domain(s) ignored (%zu longer than %d bytes, %zu over cache.domains = %u)",
                     too_long + skipped, too_long, DOMAIN_NAME_SIZE - 1, skipped, shm->domains.sh->slots / 2);
+    return true;
+}
+
+struct window_rebuild {
+    struct cache *cache;
+    const struct window_spec *spec;
+    size_t index;
+    int64_t at_us;
+    uint32_t count;
+};
+
+static void rebuild_locked(struct cache_entry *e, bool created, void *arg)
+{
+    const struct window_rebuild *r = arg;
+    (void)created;
+    struct window_counts *w = (struct window_counts *)cache_extra(r->cache, e) + r->index;
+    window_add(w, r->spec, r->at_us, r->count);
+}
+
+bool cachesync_rebuild_windows(MYSQL *db, struct shm *shm, const struct rg_config *cfg, char *err, size_t errsize)
+{
+    size_t n = cfg->quota.windows.count;
+    if (n > shm->cache.sh->extra_size / sizeof(struct window_counts))
+        n = shm->cache.sh->extra_size / sizeof(struct window_counts);
+    for (size_t i = 0; i < n; i++) {
+        const struct window_spec *s = &cfg->window_specs[i];
+        int64_t bucket_us = (int64_t)s->seconds * 1000000 / WINDOW_BUCKETS;
+        char sql[600];
+        /* Per sender and bucket, oldest first (a window only moves forward). */
+        snprintf(sql, sizeof(sql),
+                 "SELECT `sender`, FLOOR(UNIX_TIMESTAMP(`created_at`) * 1000000 / %lld), COUNT(*) FROM `messages` "
+                 "WHERE `created_at` >= NOW() - INTERVAL %lld SECOND%s GROUP BY `sender`, 2 ORDER BY `sender`, 2",
+                 (long long)bucket_us, (long long)(s->seconds + bucket_us / 1000000 + 1),
+                 cfg->quota.count_blocked ? "" : " AND `blocked` = 0");
+        MYSQL_RES *res;
+        MYSQL_ROW row;
+        if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_use_result(db)) == NULL) {
+            snprintf(err, errsize, "sliding windows: %s", mysql_error(db));
+            return false;
+        }
+        while ((row = mysql_fetch_row(res)) != NULL) {
+            char key[CACHE_KEY_SIZE];
+            struct window_rebuild r = {.spec = s, .index = i,
+                                       .at_us = strtoll(row[1], NULL, 10) * bucket_us + bucket_us / 2,
+                                       .count = (uint32_t)strtoul(row[2], NULL, 10)};
+            r.cache = &shm->cache;
+            cache_make_key(row[0], key);
+            cache_apply(&shm->cache, key, true, rebuild_locked, &r);
+        }
+        bool ok = mysql_errno(db) == 0;
+        if (!ok)
+            snprintf(err, errsize, "sliding windows: %s", mysql_error(db));
+        mysql_free_result(res);
+        if (!ok)
+            return false;
+    }
     return true;
 }
 

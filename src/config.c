@@ -8,6 +8,7 @@
  * and document it in rateguard.conf (a test checks the file lists them all).
  */
 #include "config.h"
+#include "windows.h"
 #include "rateguard.h"
 #include "util.h"
 
@@ -41,6 +42,7 @@ static bool check_optional_path(const char *v, char *err, size_t n);
 static bool check_account(const char *v, char *err, size_t n);
 static bool check_listen(const char *v, char *err, size_t n);
 static bool check_cidr(const char *v, char *err, size_t n);
+static bool check_window(const char *v, char *err, size_t n);
 static bool check_mode(const char *v, char *err, size_t n);
 static bool check_action(const char *v, char *err, size_t n);
 static bool check_protocol_state(const char *v, char *err, size_t n);
@@ -88,6 +90,7 @@ static const struct param params[] = {
     {"quota", "reset_schedule", P_STR, "none", 0, 0, check_schedule, F(quota.reset_schedule_text), EC},
     {"quota", "dry_run", P_BOOL, "false", 0, 0, NULL, F(quota.dry_run), EC},
     {"quota", "warning_percent", P_INT, "0", 0, 100, NULL, F(quota.warning_percent), EC},
+    {"quota", "windows", P_LIST, "{}", 0, 0, check_window, F(quota.windows), EC},
     {"quota", "max_recipients", P_INT, "0", 0, 4294967295L, NULL, F(quota.max_recipients), EC},
 
     {"unauthenticated", "networks", P_LIST, "{}", 0, 0, check_cidr, F(unauth.networks), EC},
@@ -418,6 +421,12 @@ static bool derive_and_cross_check(struct rg_config *c)
             record_error(line_of("allowed_clients"), RG_EXIT_CONFIG, "allowed_clients: %s", why);
             return false;
         }
+    if (c->quota.windows.count > WINDOWS_MAX) {
+        record_error(line_of("quota.windows"), RG_EXIT_CONFIG, "quota.windows: at most %d windows", WINDOWS_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < c->quota.windows.count; i++)
+        window_parse(c->quota.windows.items[i], &c->window_specs[i], why, sizeof(why));
     c->unauth_nets = xcalloc(c->unauth.networks.count + 1, sizeof(*c->unauth_nets));
     for (size_t i = 0; i < c->unauth.networks.count; i++)
         if (!cidr_parse(c->unauth.networks.items[i], &c->unauth_nets[i], why, sizeof(why))) {
@@ -630,6 +639,12 @@ static bool check_listen(const char *v, char *err, size_t n)
 {
     struct listen_addr la;
     return listen_addr_parse(v, &la, err, n);
+}
+
+static bool check_window(const char *v, char *err, size_t n)
+{
+    struct window_spec w;
+    return window_parse(v, &w, err, n);
 }
 
 static bool check_cidr(const char *v, char *err, size_t n)

@@ -22,6 +22,7 @@
 #include "quota.h"
 #include "shm.h"
 #include "util.h"
+#include "windows.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,11 +41,13 @@ struct decision {
     struct wqueue *notify;      /* NULL: no webhook */
     const struct rg_config *cfg;
     const struct domain_default *domain;    /* the sender's domain defaults, or NULL */
+    struct cache *cache;                    /* for the entry's sliding windows */
     /* results */
     bool duplicate, blocked, first_block, queue_full, notify_lost;
     bool too_many_recipients;   /* over quota.max_recipients */
     bool would_block;           /* quota.dry_run turned a block into an accept */
     bool first_warning;         /* first message past quota.warning_percent */
+    int window_hit;             /* index of the sliding window that blocked, -1 none */
     uint8_t block_action;       /* the sender's own action when blocked */
     uint32_t msg_counter, rcpt_counter, quota;
     uint32_t used, limit;       /* the count nearest its limit, for the log line */
@@ -105,6 +108,16 @@ static void test_hold_lock(const char *sender)
 #define test_hold_lock(sender) ((void)0)
 #endif
 
+/* A rule besides the quota blocks the message: counted as any blocked one. */
+static void block_by_rule(struct quota_decision *q, bool count_blocked, uint32_t rcpt)
+{
+    if (q->blocked)
+        return;
+    q->blocked = true;
+    q->msg_delta = count_blocked ? 1 : 0;
+    q->rcpt_delta = count_blocked ? rcpt : 0;
+}
+
 /* Runs under the sender's stripe lock: no I/O here. */
 static void decide_locked(struct cache_entry *e, bool created, void *arg)
 {
@@ -134,13 +147,20 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     uint32_t rcpt = d->rec->rcpt_count;
     struct quota_decision q = quota_decide(lim.msg, lim.rcpt, e->msg_counter, e->rcpt_counter, rcpt,
                                            cfg->quota.count_blocked);
-    bool quota_blocked = q.blocked;
+    /* The sliding windows, as many as shared memory was sized for. */
+    size_t n_windows = cfg->quota.windows.count;
+    if (n_windows > d->cache->sh->extra_size / sizeof(struct window_counts))
+        n_windows = d->cache->sh->extra_size / sizeof(struct window_counts);
+    struct window_counts *windows = n_windows ? cache_extra(d->cache, e) : NULL;
+    for (size_t i = 0; i < n_windows && d->window_hit < 0; i++)
+        if (quota_sat_add(window_count(&windows[i], &cfg->window_specs[i], now), 1) > cfg->window_specs[i].limit)
+            d->window_hit = (int)i;
+    if (d->window_hit >= 0)
+        block_by_rule(&q, cfg->quota.count_blocked, rcpt);
+    bool quota_blocked = q.blocked;     /* the limits: what the webhook reports */
     d->too_many_recipients = cfg->quota.max_recipients > 0 && rcpt > (unsigned long)cfg->quota.max_recipients;
-    if (d->too_many_recipients && !q.blocked) {
-        q.blocked = true;
-        q.msg_delta = cfg->quota.count_blocked ? 1 : 0;
-        q.rcpt_delta = cfg->quota.count_blocked ? rcpt : 0;
-    }
+    if (d->too_many_recipients)
+        block_by_rule(&q, cfg->quota.count_blocked, rcpt);
     if (cfg->quota.dry_run && q.blocked) {
         /* Monitor mode: what passes is counted as the accept it is. */
         d->would_block = true;
@@ -149,6 +169,8 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
         q.rcpt_delta = rcpt;
     }
     d->rec->blocked = q.blocked;
+    for (size_t i = 0; i < n_windows && q.msg_delta; i++)
+        window_add(&windows[i], &cfg->window_specs[i], now, q.msg_delta);
     d->rec->msg_delta = q.msg_delta;
     d->rec->rcpt_delta = q.rcpt_delta;
     /* Order matters if this process dies here: once the record is queued
@@ -203,7 +225,7 @@ static size_t answer_error(struct engine *eng, char *reply, size_t size)
 /* The anchor's log line, with the right queue id whatever the concurrency:
  * every value comes from this request. */
 static void log_counted(const struct policy_request *req, const struct decision *d, uint32_t rcpt,
-                        long warning_percent, const char *who)
+                        const struct rg_config *cfg, const char *who)
 {
     char qid[64], cname[128], caddr[64], helo[128], method[32], user[192], from[192], to[192];
 
@@ -215,14 +237,16 @@ static void log_counted(const struct policy_request *req, const struct decision 
     log_safe_copy(user, sizeof(user), req->sasl_username, 160);
     log_safe_copy(from, sizeof(from), req->sender, 160);
     log_safe_copy(to, sizeof(to), req->recipient, 160);
-    char warning[48] = "";
+    char warning[48] = "", window[64] = "";
+    if (d->window_hit >= 0)
+        snprintf(window, sizeof(window), " (WINDOW %.40s)", cfg->quota.windows.items[d->window_hit]);
     if (d->first_warning && !d->first_block)
-        snprintf(warning, sizeof(warning), " (QUOTA_WARNING %ld%%)", warning_percent);
+        snprintf(warning, sizeof(warning), " (QUOTA_WARNING %ld%%)", cfg->quota.warning_percent);
     log_info("%s: client=%s[%s], helo=%s, sasl_method=%s, sasl_username=%s, from=%s, to=%s, "
-             "recipient_count=%u, curr_count=%u/%u, status=%s%s%s%s%s%s%s%s",
+             "recipient_count=%u, curr_count=%u/%u, status=%s%s%s%s%s%s%s%s%s",
              qid, cname, caddr, helo, method, user, from, to, rcpt, d->used, d->limit,
              d->blocked ? "BLOCKED" : "ACCEPTED", d->first_block ? " (QUOTA_LIMIT_REACHED)" : "",
-             d->too_many_recipients ? " (TOO_MANY_RECIPIENTS)" : "",
+             window, d->too_many_recipients ? " (TOO_MANY_RECIPIENTS)" : "",
              d->would_block ? " (DRY_RUN: WOULD_BLOCK)" : "", warning, d->duplicate ? " (ALREADY_COUNTED)" : "",
              req->sasl_username[0] ? "" : ", unauthenticated, counted as ", req->sasl_username[0] ? "" : who);
 }
@@ -323,7 +347,7 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     };
     struct decision d = {
         .rec = &rec, .instance = instance_hash(req->instance), .cfg = cfg, .domain = has_domain ? &domain : NULL,
-        .queue = &shm->queue,
+        .cache = &shm->cache, .window_hit = -1, .queue = &shm->queue,
         .notify = shm->notify.sh ? &shm->notify : NULL,
     };
     char key[CACHE_KEY_SIZE];
@@ -361,7 +385,7 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
         if (d.first_warning)
             STAT_ADD(shm, warnings, 1);
     }
-    log_counted(req, &d, (uint32_t)rcpt, cfg->quota.warning_percent, who);
+    log_counted(req, &d, (uint32_t)rcpt, cfg, who);
     if (!d.blocked)
         return format_reply(cfg->action_accept, reply, size);
     if (d.block_action == BLOCK_ACTION_DEFAULT || d.block_action >= BLOCK_ACTIONS)

@@ -537,6 +537,8 @@ static void startup_sync(struct master *m)
             log_error("preload: %s", err);
         wqueue_raise_epoch(&m->shm.queue, done.epoch);
         cachesync_preload(db, &m->shm);
+        if (!cachesync_rebuild_windows(db, &m->shm, m->cfg, err, sizeof(err)))
+            log_error("preload: %s; the windows start empty", err);
         mysql_close(db);
     } else
         log_error("preload: %s; starting with an empty cache", err);
@@ -607,7 +609,11 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     log_file_owner(uid, gid);
     privileges_drop(uid, gid);
 
-    if (!shm_create(&m.shm, (uint32_t)cfg->workers.max, (uint32_t)cfg->cache.entries, (uint32_t)cfg->cache.domains))
+    /* Room for the sliding windows configured at start (a reload cannot
+     * add more: the engine uses no more than there is room for). */
+    uint32_t window_bytes = (uint32_t)(cfg->quota.windows.count * sizeof(struct window_counts));
+    if (!shm_create(&m.shm, (uint32_t)cfg->workers.max, (uint32_t)cfg->cache.entries, window_bytes,
+                    (uint32_t)cfg->cache.domains))
         log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
     log_share_generation(&m.shm.hdr->log_generation);
     config_state_path(cfg, ".queue", m.queue_path, sizeof(m.queue_path));

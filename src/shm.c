@@ -15,11 +15,11 @@ static size_t align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
-bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint32_t domains)
+bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint32_t extra_size, uint32_t domains)
 {
     size_t off_scoreboard = align64(sizeof(struct shm_header));
     size_t off_cache = align64(off_scoreboard + (size_t)workers * sizeof(struct worker_slot));
-    size_t off_domains = align64(off_cache + cache_region_size(cache_entries));
+    size_t off_domains = align64(off_cache + cache_region_size(cache_entries, extra_size));
     size_t total = align64(off_domains + domains_region_size(domains));
 
     void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -40,7 +40,7 @@ bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint3
     h->scoreboard.slots = workers;
     shm->scoreboard.sh = &h->scoreboard;
     shm->scoreboard.slot = (struct worker_slot *)((char *)p + off_scoreboard);
-    cache_layout(&shm->cache, &h->cache, (char *)p + off_cache, cache_entries, true);
+    cache_layout(&shm->cache, &h->cache, (char *)p + off_cache, cache_entries, extra_size, true);
     h->off_domains = off_domains;
     domains_layout(&shm->domains, &h->domains, (char *)p + off_domains, domains, true);
     return true;

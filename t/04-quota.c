@@ -3,6 +3,8 @@
  * count_blocked, and when the first-block notification fires.
  */
 #include "quota.h"
+#include "windows.h"
+#include <string.h>
 #include "tap.h"
 
 static void test_facts_vectors(void)
@@ -84,6 +86,44 @@ static void test_separate_quotas(void)
     ok(!quota_decide(100, 10, 1, 8, 2, true).blocked, "10 recipients: within 10");
 }
 
+static void test_window_parse(void)
+{
+    struct window_spec w;
+    char err[160];
+    ok(window_parse("100/3600", &w, err, sizeof(err)) && w.limit == 100 && w.seconds == 3600, "100/3600");
+    ok(window_parse("1000/1d", &w, err, sizeof(err)) && w.limit == 1000 && w.seconds == 86400, "1000/1d");
+    ok(window_parse("5/90s", &w, err, sizeof(err)) && w.seconds == 90, "5/90s");
+    ok(window_parse("5/2h", &w, err, sizeof(err)) && w.seconds == 7200, "5/2h");
+    ok(window_parse("5/30m", &w, err, sizeof(err)) && w.seconds == 1800, "5/30m");
+    ok(!window_parse("0/1h", &w, err, sizeof(err)), "limit 0 refused");
+    ok(!window_parse("5/0", &w, err, sizeof(err)), "length 0 refused");
+    ok(!window_parse("5/1w", &w, err, sizeof(err)), "unknown unit refused");
+    ok(!window_parse("5/367d", &w, err, sizeof(err)), "over 366 days refused");
+    ok(!window_parse("-5/1h", &w, err, sizeof(err)), "negative refused");
+    ok(!window_parse("5", &w, err, sizeof(err)), "no length refused");
+    ok(!window_parse("5/1h ", &w, err, sizeof(err)), "trailing text refused");
+}
+
+static void test_window_count(void)
+{
+    struct window_spec s = {.limit = 3, .seconds = 100};    /* buckets of 10 s */
+    struct window_counts w;
+    memset(&w, 0, sizeof(w));
+    int64_t t0 = 1700000000LL * 1000000;
+    is_long(window_count(&w, &s, t0), 0, "empty window");
+    window_add(&w, &s, t0, 1);
+    window_add(&w, &s, t0 + 5000000, 2);
+    is_long(window_count(&w, &s, t0 + 5000000), 3, "three in the window");
+    is_long(window_count(&w, &s, t0 + 99000000), 3, "still three 99 s later");
+    is_long(window_count(&w, &s, t0 + 111000000), 0, "gone once the whole bucket is older than the window");
+    window_add(&w, &s, t0 + 120000000, 1);
+    window_add(&w, &s, t0 + 170000000, 1);
+    is_long(window_count(&w, &s, t0 + 225000000), 1, "the older one left, the newer stays");
+    is_long(window_count(&w, &s, t0 + 10000000000LL), 0, "a long pause clears everything");
+    window_add(&w, &s, t0, 1);
+    is_long(window_count(&w, &s, t0 + 10000000000LL), 1, "a clock set back counts into the newest bucket");
+}
+
 int main(void)
 {
     test_facts_vectors();
@@ -92,5 +132,7 @@ int main(void)
     test_first_block();
     test_warning_threshold();
     test_separate_quotas();
+    test_window_parse();
+    test_window_count();
     return done_testing();
 }

@@ -270,7 +270,7 @@ int main(int argc, char **argv)
         case 'z': {
             uint32_t entries = (uint32_t)atol(optarg);
             printf("cache of %u entries: %zu bytes of shared memory, %.1f bytes per sender (entry %zu)\n",
-                   entries, cache_region_size(entries), (double)cache_region_size(entries) / entries,
+                   entries, cache_region_size(entries, 0), (double)cache_region_size(entries, 0) / entries,
                    sizeof(struct cache_entry));
             return 0;
         }

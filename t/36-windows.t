@@ -1,0 +1,58 @@
+#!/usr/bin/perl
+# 36-windows.t - sliding windows (quota.windows) alongside the period
+# quota: a short window blocks a burst and lets the sender go again once
+# it has slid past; a longer one holds the total; blocked messages count
+# in the windows as in the quota (count_blocked); the windows are per
+# sender; a bad window is refused with its line.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep time);
+use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard
+          migrated_database slurp);
+
+my $db = migrated_database('windows');
+my $OK = "action=DUNNO\n\n";
+my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $c = write_config(database => $db, quota => 1000,
+                     sections => { quota => qq{windows = { "3/4s", "5/60" }\n} });
+my $pid = start_daemon($c);
+my $s = policy_connect($c);
+sub ask { my ($who, $qid) = @_; policy_request($s, sasl_username => $who, recipient_count => 1, queue_id => $qid) }
+
+my $t0 = time;
+is_deeply([map { ask('burst@example.org', "B$_") } 1 .. 4], [$OK, $OK, $OK, $BLOCK],
+          '3 per 4 s: the 4th message of a burst is blocked');
+like(slurp($c->{log}), qr/B4: .*curr_count=4\/1000, status=BLOCKED \(QUOTA_LIMIT_REACHED\) \(WINDOW 3\/4s\)/,
+     'logged with the window (the period quota of 1000 is far away)');
+is_deeply([ask('other@example.org'), ask('other@example.org')], [$OK, $OK], 'other senders have windows of their own');
+sleep 4.5 - (time - $t0);
+is(ask('burst@example.org', 'B5'), $OK, 'after the window slid past: accepted again');
+is(ask('burst@example.org', 'B6'), $BLOCK, 'the 6th in 60 s is blocked by the longer window (the blocked one counted)');
+like(slurp($c->{log}), qr/B6: .*status=BLOCKED \(QUOTA_LIMIT_REACHED\) \(WINDOW 5\/60\)/, "logged with the longer window (a first block again: B5 passed)");
+close $s;
+is(stop_daemon($pid), 0, 'TERM: exit 0');
+
+# The windows live in shared memory: a restart rebuilds them from the
+# messages rows of the last window length.
+my $r = write_config(database => $db, name => 'restart', quota => 1000,
+                     sections => { quota => qq{windows = { "3/1h" }\n} });
+$pid = start_daemon($r);
+$s = policy_connect($r);
+is_deeply([map { ask('steady@example.org') } 1 .. 3], [$OK, $OK, $OK], '3 per hour: three accepted');
+close $s;
+is(stop_daemon($pid), 0, 'stopped (the writer writes all three first)');
+$pid = start_daemon($r);
+$s = policy_connect($r);
+is(ask('steady@example.org', 'AFTER'), $BLOCK, 'after a restart the 4th in the hour is still blocked');
+like(slurp($r->{log}), qr/AFTER: .*\(WINDOW 3\/1h\)/, 'by the rebuilt window');
+close $s;
+is(stop_daemon($pid), 0, 'TERM: exit 0');
+
+my $bad = write_config(database => $db, name => 'bad', sections => { quota => qq{windows = { "100/1w" }\n} });
+my ($rc, undef, $err) = run_rateguard('-c', $bad->{path}, '-t');
+is($rc, 5, 'an unknown unit: configuration error');
+like($err, qr/bad\.conf:\d+: quota\.windows: '100\/1w': the length must be 1 s to 366 d/, '... with file, line and reason');
+done_testing();

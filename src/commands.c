@@ -14,6 +14,7 @@
 #include "pidfile.h"
 #include "rateguard.h"
 #include "util.h"
+#include "windows.h"
 
 #include <errno.h>
 #include <mysql.h>
@@ -166,6 +167,8 @@ struct sender_view {
     char msg_quota[16], rcpt_quota[16], block_action[32];   /* "" when NULL */
     unsigned long quota, quota_reset, locked, msg_counter, rcpt_counter, msg_total, rcpt_total;
     unsigned long unwritten_msg, unwritten_rcpt;
+    size_t n_windows;                   /* sliding-window counts from the daemon */
+    unsigned long windows[WINDOWS_MAX];
 };
 
 static bool read_sender_row(MYSQL *db, const char *sender, struct sender_view *v, char *err, size_t errsize)
@@ -235,6 +238,12 @@ static void read_cache_entry(const struct rg_config *cfg, pid_t pid, const char 
                          nums[7]) == 10) {
             v->in_cache = true;
             v->locked = strcmp(locked, "true") == 0;
+            /* "windows":[a,b] may follow, inside this entry */
+            const char *end = strchr(at, '}'), *w = strstr(at, "\"windows\":[");
+            for (char *p = w && w < end ? (char *)w + 11 : NULL; p && v->n_windows < WINDOWS_MAX;) {
+                v->windows[v->n_windows++] = strtoul(p, &p, 10);
+                p = *p == ',' ? p + 1 : NULL;
+            }
             if (!v->in_database)
                 str_copy(v->sender, sender, sizeof(v->sender));
         }
@@ -296,7 +305,11 @@ int command_show(const struct rg_config *cfg, const char *sender, bool json)
             json_write_string(stdout, v.block_action);
         else
             fputs("null", stdout);
-        fputs("}\n", stdout);
+        fputs(",\"windows\":[", stdout);
+        for (size_t i = 0; i < v.n_windows && i < cfg->quota.windows.count; i++)
+            printf("%s{\"limit\":%u,\"seconds\":%u,\"count\":%lu}", i ? "," : "", cfg->window_specs[i].limit,
+                   cfg->window_specs[i].seconds, v.windows[i]);
+        fputs("]}\n", stdout);
         return RG_EXIT_OK;
     }
     printf("sender:      %s\n", v.sender);
@@ -309,6 +322,12 @@ int command_show(const struct rg_config *cfg, const char *sender, bool json)
     printf("messages:    %lu this period, %lu in total\n", v.msg_counter, v.msg_total);
     printf("recipients:  %lu this period, %lu in total\n", v.rcpt_counter, v.rcpt_total);
     printf("used:        %.1f%% of the quota%s\n", percent, blocked ? ", BLOCKED" : "");
+    for (size_t i = 0; i < v.n_windows && i < cfg->quota.windows.count; i++) {
+        uint32_t sec = cfg->window_specs[i].seconds;
+        printf("window:      %lu of %u messages in the last %u %s\n", v.windows[i], cfg->window_specs[i].limit,
+               sec % 86400 == 0 ? sec / 86400 : sec % 3600 == 0 ? sec / 3600 : sec % 60 == 0 ? sec / 60 : sec,
+               sec % 86400 == 0 ? "d" : sec % 3600 == 0 ? "h" : sec % 60 == 0 ? "min" : "s");
+    }
     printf("last reset:  %s\n", v.reset_at[0] ? v.reset_at : "never");
     if (v.in_cache)
         printf("daemon:      cached, %lu message(s) and %lu recipient(s) not yet in the database\n",

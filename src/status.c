@@ -10,6 +10,7 @@
 #include "rateguard.h"
 #include "shm.h"
 #include "util.h"
+#include "windows.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -18,9 +19,19 @@
 #include <string.h>
 #include <unistd.h>
 
+/* A sender as copied under its lock, with its sliding windows' counts. */
+struct sender_copy {
+    struct cache_entry e;
+    uint32_t windows[WINDOWS_MAX];
+};
+
 struct snapshot {
-    struct cache_entry *rows;
+    struct sender_copy *rows;
     size_t count, size;
+    struct cache *cache;
+    const struct rg_config *cfg;
+    size_t n_windows;
+    int64_t now_us;
 };
 
 static void collect(struct cache_entry *e, bool created, void *arg)
@@ -31,12 +42,16 @@ static void collect(struct cache_entry *e, bool created, void *arg)
         s->size = s->size ? s->size * 2 : 256;
         s->rows = xrealloc(s->rows, s->size * sizeof(*s->rows));
     }
-    s->rows[s->count++] = *e;
+    struct sender_copy *c = &s->rows[s->count++];
+    c->e = *e;
+    struct window_counts *w = s->n_windows ? cache_extra(s->cache, e) : NULL;
+    for (size_t i = 0; i < s->n_windows; i++)
+        c->windows[i] = window_count(&w[i], &s->cfg->window_specs[i], s->now_us);
 }
 
 static int by_key(const void *a, const void *b)
 {
-    return strcmp(((const struct cache_entry *)a)->key, ((const struct cache_entry *)b)->key);
+    return strcmp(((const struct sender_copy *)a)->e.key, ((const struct sender_copy *)b)->e.key);
 }
 
 static bool is_blocked(struct shm *shm, const struct cache_entry *e)
@@ -95,7 +110,7 @@ static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     fprintf(f, "%-40s %10s %10s %10s %10s %10s %-8s %s\n", "sender", "quota", "messages", "recipients",
             "msg_total", "rcpt_total", "state", "unwritten");
     for (size_t i = 0; i < s->count; i++) {
-        const struct cache_entry *e = &s->rows[i];
+        const struct cache_entry *e = &s->rows[i].e;
         fprintf(f, "%-40s %10u %10u %10u %10u %10u %-8s %u/%u\n", e->key, e->quota, e->msg_counter,
                 e->rcpt_counter, e->msg_total, e->rcpt_total, is_blocked(shm, e) ? "BLOCKED" : "ok",
                 e->unwritten_msg, e->unwritten_rcpt);
@@ -118,7 +133,7 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     fprintf(f, "{\"version\":\"%s\",\"pid\":%ld,\"uptime\":%ld,\"senders\":[", RATEGUARD_VERSION,
             (long)getpid(), (long)(time(NULL) - started));
     for (size_t i = 0; i < s->count; i++) {
-        const struct cache_entry *e = &s->rows[i];
+        const struct cache_entry *e = &s->rows[i].e;
         fprintf(f, "%s{\"sender\":", i ? "," : "");
         json_write_string(f, e->key);
         fprintf(f, ",\"quota\":%u,\"quota_reset\":%u,\"quota_locked\":%s,\"msg_counter\":%u,"
@@ -134,6 +149,8 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
             fprintf(f, ",\"rcpt_quota\":%u", e->rcpt_quota);
         if (e->block_action != BLOCK_ACTION_DEFAULT)
             fprintf(f, ",\"block_action\":%u", e->block_action);
+        for (size_t w = 0; w < s->n_windows; w++)
+            fprintf(f, "%s%u%s", w ? "," : ",\"windows\":[", s->rows[i].windows[w], w + 1 == s->n_windows ? "]" : "");
         fputc('}', f);
     }
     fprintf(f, "],\"workers\":{\"busy\":%u,\"idle\":%u,\"running\":%u,\"min\":%ld,\"max\":%ld},", p.busy,
@@ -231,7 +248,9 @@ const char *status_suffix(enum status_format format)
 
 bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started, const bool wanted[STATUS_FORMATS])
 {
-    struct snapshot s = {NULL, 0, 0};
+    size_t room = shm->cache.sh->extra_size / sizeof(struct window_counts);
+    struct snapshot s = {.cache = &shm->cache, .cfg = cfg, .now_us = clock_realtime_us(),
+                         .n_windows = cfg->quota.windows.count < room ? cfg->quota.windows.count : room};
     bool ok = true;
 
     /* The metrics need no per-sender copy of the cache. */

@@ -44,7 +44,7 @@ is_deeply($j, { sender => 'ann@example.org', quota => 5, quota_reset => 5, quota
                 msg_counter => 3, rcpt_counter => 3, msg_total => 3, rcpt_total => 3, percent_used => 60,
                 blocked => JSON::PP::false, unwritten_msg => 0, unwritten_rcpt => 0,
                 in_database => JSON::PP::true, in_cache => JSON::PP::true, reset_at => undef,
-                msg_quota => undef, rcpt_quota => undef, block_action => undef },
+                msg_quota => undef, rcpt_quota => undef, block_action => undef, windows => [] },
           'show --json: every field');
 ($rc, undef, $err) = run_rateguard('-c', $c->{path}, 'show', 'nobody@example.org');
 is($rc, 1, 'show of an unknown sender: exit 1');

@@ -30,6 +30,9 @@ like(slurp($c->{log}), qr/B4: .*curr_count=4\/1000, status=BLOCKED \(QUOTA_LIMIT
 is_deeply([ask('other@example.org'), ask('other@example.org')], [$OK, $OK], 'other senders have windows of their own');
 sleep 4.5 - (time - $t0);
 is(ask('burst@example.org', 'B5'), $OK, 'after the window slid past: accepted again');
+my (undef, $shown) = run_rateguard('-c', $c->{path}, 'show', 'burst@example.org');
+like($shown, qr/^window:      1 of 3 messages in the last 4 s\nwindow:      5 of 5 messages in the last 1 min$/m,
+     'show: every window with its count');
 is(ask('burst@example.org', 'B6'), $BLOCK, 'the 6th in 60 s is blocked by the longer window (the blocked one counted)');
 like(slurp($c->{log}), qr/B6: .*status=BLOCKED \(QUOTA_LIMIT_REACHED\) \(WINDOW 5\/60\)/, "logged with the longer window (a first block again: B5 passed)");
 close $s;

@@ -21,8 +21,9 @@
 
 struct domain_default {
     char name[DOMAIN_NAME_SIZE];    /* lower case; "" = empty slot */
-    uint32_t quota, msg_quota, rcpt_quota;
+    uint32_t quota, msg_quota, rcpt_quota, pool_quota;
     uint8_t has_quota;              /* quota is set (else quota.default) */
+    uint8_t has_pool;               /* pool_quota is set */
     uint8_t quota_own;              /* QUOTA_OWN_MSG | QUOTA_OWN_RCPT */
     uint8_t block_action;           /* enum block_action */
 };
@@ -51,6 +52,10 @@ bool domains_lookup(struct domain_table *t, const char *sender, struct domain_de
 /* Make these rows the domain table (one writer at a time). Rows that do
  * not fit, or whose name is too long, are skipped and counted. */
 void domains_replace(struct domain_table *t, const struct domain_default *rows, size_t n, size_t *skipped);
+
+/* The cache key of a domain's pool counters: "@" + domain. Pools live in
+ * the sender cache as entries of their own (quota = pool_quota). */
+void domains_pool_key(const struct domain_default *d, char key[CACHE_KEY_SIZE]);
 
 /* What a sender is held to. */
 struct limits {

@@ -5,6 +5,7 @@
  */
 #include "cachesync.h"
 #include "config.h"
+#include "db.h"
 #include "log.h"
 #include "quota.h"
 #include "shm.h"
@@ -101,12 +102,83 @@ static bool for_each_row(MYSQL *db, struct shm *shm, const char *sql, enum row_e
     return ok;
 }
 
+/* A domain pool's counts being re-derived: the database's sum over the
+ * domain's senders plus what its cached senders still have queued. */
+struct pool_sum {
+    const struct domain_default *domain;
+    uint64_t msg, rcpt;
+};
+
+struct pool_sums {
+    struct pool_sum *pools;
+    size_t n;
+};
+
+static void add_unwritten(struct cache_entry *e, bool created, void *arg)
+{
+    struct pool_sums *s = arg;
+    (void)created;
+    const char *at = strrchr(e->key, '@');
+    if (at == NULL || at == e->key || (e->unwritten_msg == 0 && e->unwritten_rcpt == 0))
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(at + 1, s->pools[i].domain->name) == 0) {
+            s->pools[i].msg += e->unwritten_msg;
+            s->pools[i].rcpt += e->unwritten_rcpt;
+        }
+}
+
+static void set_pool_locked(struct cache_entry *e, bool created, void *arg)
+{
+    const struct pool_sum *p = arg;
+    (void)created;
+    e->quota = e->quota_reset = p->domain->pool_quota;
+    e->locked = 1;              /* kept in the cache longest */
+    e->msg_counter = p->msg > UINT32_MAX ? UINT32_MAX : (uint32_t)p->msg;
+    e->rcpt_counter = p->rcpt > UINT32_MAX ? UINT32_MAX : (uint32_t)p->rcpt;
+}
+
+/* Pools are counted by the workers between refreshes and re-derived from
+ * the database at each refresh (so a lost count heals within
+ * cache.refresh_interval). */
+static bool refresh_pools(MYSQL *db, struct shm *shm, const struct domain_default *rows, size_t n, char *err,
+                          size_t errsize)
+{
+    struct pool_sums s = {xcalloc(n + 1, sizeof(struct pool_sum)), 0};
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].has_pool)
+            s.pools[s.n++].domain = &rows[i];
+    bool ok = true;
+    for (size_t i = 0; i < s.n && ok; i++) {
+        char sums[2][32], *out[2] = {sums[0], sums[1]};
+        const char *params[] = {s.pools[i].domain->name};
+        ok = db_query_row_params(db,
+                                 "SELECT COALESCE(SUM(`msg_counter`), 0), COALESCE(SUM(`rcpt_counter`), 0) "
+                                 "FROM `ratelimits` WHERE `sender` LIKE '%@%' "
+                                 "AND SUBSTRING_INDEX(`sender`, '@', -1) = ?",
+                                 params, 1, out, 2, sizeof(sums[0]), err, errsize) == 1;
+        s.pools[i].msg = strtoull(sums[0], NULL, 10);
+        s.pools[i].rcpt = strtoull(sums[1], NULL, 10);
+    }
+    if (ok && s.n > 0) {
+        cache_foreach(&shm->cache, add_unwritten, &s);
+        for (size_t i = 0; i < s.n; i++) {
+            char key[CACHE_KEY_SIZE];
+            domains_pool_key(s.pools[i].domain, key);
+            cache_apply(&shm->cache, key, true, set_pool_locked, &s.pools[i]);
+        }
+    }
+    free(s.pools);
+    return ok;
+}
+
 bool cachesync_load_domains(MYSQL *db, struct shm *shm, char *err, size_t errsize)
 {
     MYSQL_RES *res;
     MYSQL_ROW row;
     const char *sql = "SELECT `domain`, COALESCE(`quota`, -1), COALESCE(`msg_quota`, -1), "
-                      "COALESCE(`rcpt_quota`, -1), COALESCE(`block_action` + 0, 0) FROM `domain_quotas`";
+                      "COALESCE(`rcpt_quota`, -1), COALESCE(`block_action` + 0, 0), COALESCE(`pool_quota`, -1) "
+                      "FROM `domain_quotas`";
 
     if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_store_result(db)) == NULL) {
         snprintf(err, errsize, "domain_quotas: %s", mysql_error(db));
@@ -130,16 +202,20 @@ bool cachesync_load_domains(MYSQL *db, struct shm *shm, char *err, size_t errsiz
         d->msg_quota = msg >= 0 ? (uint32_t)msg : 0;
         d->rcpt_quota = rcpt >= 0 ? (uint32_t)rcpt : 0;
         d->block_action = action < BLOCK_ACTIONS ? (uint8_t)action : BLOCK_ACTION_DEFAULT;
+        long long pool = strtoll(row[5], NULL, 10);
+        d->has_pool = pool >= 0;
+        d->pool_quota = pool >= 0 ? (uint32_t)pool : 0;
         k++;
     }
     mysql_free_result(res);
     size_t skipped;
     domains_replace(&shm->domains, rows, k, &skipped);
+    bool pools_ok = refresh_pools(db, shm, rows, k, err, errsize);
     free(rows);
     if (too_long || skipped)
         log_warning("domain_quotas: %zu domain(s) ignored (%zu longer than %d bytes, %zu over cache.domains = %u)",
                     too_long + skipped, too_long, DOMAIN_NAME_SIZE - 1, skipped, shm->domains.sh->slots / 2);
-    return true;
+    return pools_ok;
 }
 
 struct window_rebuild {

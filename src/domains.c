@@ -6,6 +6,7 @@
 #include "domains.h"
 #include "util.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static uint32_t slots_for(uint32_t domains)
@@ -100,6 +101,11 @@ void domains_replace(struct domain_table *t, const struct domain_default *rows, 
     __atomic_store_n(&t->sh->count[b], count, __ATOMIC_RELAXED);
     __atomic_fetch_add(&t->sh->seq[b], 1, __ATOMIC_ACQ_REL);   /* even: complete */
     __atomic_store_n(&t->sh->active, b, __ATOMIC_RELEASE);
+}
+
+void domains_pool_key(const struct domain_default *d, char key[CACHE_KEY_SIZE])
+{
+    snprintf(key, CACHE_KEY_SIZE, "@%s", d->name);
 }
 
 struct limits limits_resolve(const struct cache_entry *e, const struct domain_default *dom)

@@ -48,6 +48,7 @@ struct decision {
     bool would_block;           /* quota.dry_run turned a block into an accept */
     bool first_warning;         /* first message past quota.warning_percent */
     int window_hit;             /* index of the sliding window that blocked, -1 none */
+    bool pool_blocked;          /* the domain's pool is used up (decided before) */
     uint8_t block_action;       /* the sender's own action when blocked */
     uint32_t msg_counter, rcpt_counter, quota;
     uint32_t used, limit;       /* the count nearest its limit, for the log line */
@@ -108,6 +109,39 @@ static void test_hold_lock(const char *sender)
 #define test_hold_lock(sender) ((void)0)
 #endif
 
+/* A domain pool: its counters are a cache entry of their own ("@domain"),
+ * read before the sender's decision and added to after it, each under the
+ * pool's own lock. Two messages decided at the same instant may both see
+ * the pool's last free count: it can be passed by the number of workers
+ * deciding at that moment. */
+struct pool_use {
+    const struct domain_default *domain;
+    uint32_t rcpt;              /* read: this message's recipients; add: the deltas */
+    uint32_t msg_delta, rcpt_delta;
+    bool blocked;
+};
+
+static void pool_check_locked(struct cache_entry *e, bool created, void *arg)
+{
+    struct pool_use *p = arg;
+    if (created) {              /* counted from now; the next refresh adds the database's */
+        e->quota = e->quota_reset = p->domain->pool_quota;
+        e->locked = 1;
+    }
+    p->blocked = quota_sat_add(e->msg_counter, 1) > p->domain->pool_quota ||
+                 quota_sat_add(e->rcpt_counter, p->rcpt) > p->domain->pool_quota;
+}
+
+static void pool_add_locked(struct cache_entry *e, bool created, void *arg)
+{
+    const struct pool_use *p = arg;
+    (void)created;
+    e->msg_counter = quota_sat_add(e->msg_counter, p->msg_delta);
+    e->rcpt_counter = quota_sat_add(e->rcpt_counter, p->rcpt_delta);
+    e->msg_total = quota_sat_add(e->msg_total, p->msg_delta);
+    e->rcpt_total = quota_sat_add(e->rcpt_total, p->rcpt_delta);
+}
+
 /* A rule besides the quota blocks the message: counted as any blocked one. */
 static void block_by_rule(struct quota_decision *q, bool count_blocked, uint32_t rcpt)
 {
@@ -155,7 +189,7 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     for (size_t i = 0; i < n_windows && d->window_hit < 0; i++)
         if (quota_sat_add(window_count(&windows[i], &cfg->window_specs[i], now), 1) > cfg->window_specs[i].limit)
             d->window_hit = (int)i;
-    if (d->window_hit >= 0)
+    if (d->window_hit >= 0 || d->pool_blocked)
         block_by_rule(&q, cfg->quota.count_blocked, rcpt);
     bool quota_blocked = q.blocked;     /* the limits: what the webhook reports */
     d->too_many_recipients = cfg->quota.max_recipients > 0 && rcpt > (unsigned long)cfg->quota.max_recipients;
@@ -243,10 +277,10 @@ static void log_counted(const struct policy_request *req, const struct decision 
     if (d->first_warning && !d->first_block)
         snprintf(warning, sizeof(warning), " (QUOTA_WARNING %ld%%)", cfg->quota.warning_percent);
     log_info("%s: client=%s[%s], helo=%s, sasl_method=%s, sasl_username=%s, from=%s, to=%s, "
-             "recipient_count=%u, curr_count=%u/%u, status=%s%s%s%s%s%s%s%s%s",
+             "recipient_count=%u, curr_count=%u/%u, status=%s%s%s%s%s%s%s%s%s%s",
              qid, cname, caddr, helo, method, user, from, to, rcpt, d->used, d->limit,
              d->blocked ? "BLOCKED" : "ACCEPTED", d->first_block ? " (QUOTA_LIMIT_REACHED)" : "",
-             window, d->too_many_recipients ? " (TOO_MANY_RECIPIENTS)" : "",
+             window, d->pool_blocked ? " (DOMAIN_POOL)" : "", d->too_many_recipients ? " (TOO_MANY_RECIPIENTS)" : "",
              d->would_block ? " (DRY_RUN: WOULD_BLOCK)" : "", warning, d->duplicate ? " (ALREADY_COUNTED)" : "",
              req->sasl_username[0] ? "" : ", unauthenticated, counted as ", req->sasl_username[0] ? "" : who);
 }
@@ -350,8 +384,14 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
         .cache = &shm->cache, .window_hit = -1, .queue = &shm->queue,
         .notify = shm->notify.sh ? &shm->notify : NULL,
     };
-    char key[CACHE_KEY_SIZE];
+    char key[CACHE_KEY_SIZE], pool_key[CACHE_KEY_SIZE];
     cache_make_key(who, key);
+    struct pool_use pool = {.domain = has_domain && domain.has_pool ? &domain : NULL, .rcpt = (uint32_t)rcpt};
+    if (pool.domain) {
+        domains_pool_key(pool.domain, pool_key);
+        if (cache_apply(&shm->cache, pool_key, true, pool_check_locked, &pool) == CACHE_OK)
+            d.pool_blocked = pool.blocked;
+    }
 
     enum cache_result cr = cache_apply(&shm->cache, key, true, decide_locked, &d);
     if (shm->cache.recovered || shm->queue.recovered) {
@@ -373,6 +413,11 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     if (d.notify_lost)
         log_error("webhook queue full: the notification for %s (%s) is lost", key,
                   d.first_block ? "first block" : "quota warning");
+    if (!d.duplicate && pool.domain && (rec.msg_delta || rec.rcpt_delta)) {
+        pool.msg_delta = rec.msg_delta;
+        pool.rcpt_delta = rec.rcpt_delta;
+        cache_apply(&shm->cache, pool_key, false, pool_add_locked, &pool);
+    }
     if (!d.duplicate) {
         wqueue_wake(&shm->queue);
         STAT_ADD(shm, counted, 1);

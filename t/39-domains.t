@@ -10,7 +10,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard
-          migrated_database dbh wait_until);
+          migrated_database dbh wait_until slurp);
 
 my $db = migrated_database('domains');
 my $h = dbh($db);
@@ -55,6 +55,27 @@ is_deeply(seq('w@late.example', 2), [$OK, "action=REJECT$TEXT"], 'a domain added
 $h->do(q{DELETE FROM domain_quotas WHERE domain = 'hold.example'});
 is((run_rateguard('-c', $c->{path}, 'reload-cache'))[0], 0, 'reload-cache');
 is(ask('z@hold.example'), $BLOCK, 'its domain row deleted: action_blocked again');
+# --- a pool: one quota for all senders of a domain together ---
+$h->do(q{INSERT INTO domain_quotas (domain, pool_quota) VALUES ('pool.example', 5)});
+is((run_rateguard('-c', $c->{path}, 'reload-cache'))[0], 0, 'reload-cache');
+is_deeply([seq('a@pool.example', 3), seq('b@pool.example', 2)], [[$OK, $OK, $OK], [$OK, $OK]],
+          'pool 5: three messages of a@ and two of b@');
+is(policy_request($s, sasl_username => 'c@pool.example', recipient_count => 1, queue_id => 'POOL6'), $BLOCK,
+   "the pool's 6th message (the first of c\@) is blocked");
+like(slurp($c->{log}), qr/POOL6: .*sasl_username=c\@pool\.example, .*status=BLOCKED \(QUOTA_LIMIT_REACHED\) \(DOMAIN_POOL\)/,
+     'logged as the pool');
+is(ask('a@other.example'), $OK, 'other domains are not in the pool');
+# The pool is re-derived from the database at each refresh.
+ok(wait_until(sub { ($h->selectrow_array(q{SELECT SUM(msg_counter) FROM ratelimits WHERE sender LIKE '%@pool.example'}))[0] == 6 }),
+   'the pool domain\'s rows are written (6 messages, the blocked one counted)');
+is((run_rateguard('-c', $c->{path}, 'reload-cache'))[0], 0, 'reload-cache');
+is(ask('d@pool.example'), $BLOCK, 'after a refresh the pool is still used up (its sum is read from the database)');
+my (undef, $st) = run_rateguard('-c', $c->{path}, '--json', 'status');
+my ($pool) = grep { $_->{sender} eq '@pool.example' } @{ (eval { decode_json($st) } // {})->{senders} // [] };
+is_deeply([@{ $pool // {} }{qw(quota msg_counter)}], [5, 7], 'status shows the pool as "@pool.example": 7 of 5');
+is((run_rateguard('-c', $c->{path}, 'cleanup'))[0], 0, 'cleanup (the period reset)');
+is(ask('d@pool.example'), $OK, 'after the period reset the pool accepts again');
+
 close $s;
 is(stop_daemon($pid), 0, 'TERM: exit 0');
 done_testing();

@@ -403,6 +403,19 @@ static bool read_secret_file(struct rg_config *c, char *why, size_t size)
     return true;
 }
 
+/* A list of CIDR networks in its parsed form (*out: count + 1 entries). */
+static bool parse_networks(const struct str_list *list, const char *name, struct cidr **out)
+{
+    char why[256];
+    *out = xcalloc(list->count + 1, sizeof(**out));
+    for (size_t i = 0; i < list->count; i++)
+        if (!cidr_parse(list->items[i], &(*out)[i], why, sizeof(why))) {
+            record_error(line_of(name), RG_EXIT_CONFIG, "%s: %s", name, why);
+            return false;
+        }
+    return true;
+}
+
 /* Derive parsed forms (already validated value by value) and check the
  * relations between values. Returns false after recording an error. */
 static bool derive_and_cross_check(struct rg_config *c)
@@ -415,30 +428,17 @@ static bool derive_and_cross_check(struct rg_config *c)
             record_error(line_of("listen"), RG_EXIT_BAD_LISTEN, "listen: %s", why);
             return false;
         }
-    c->allowed_nets = xcalloc(c->allowed_clients.count + 1, sizeof(*c->allowed_nets));
-    for (size_t i = 0; i < c->allowed_clients.count; i++)
-        if (!cidr_parse(c->allowed_clients.items[i], &c->allowed_nets[i], why, sizeof(why))) {
-            record_error(line_of("allowed_clients"), RG_EXIT_CONFIG, "allowed_clients: %s", why);
-            return false;
-        }
+    if (!parse_networks(&c->allowed_clients, "allowed_clients", &c->allowed_nets))
+        return false;
     if (c->quota.windows.count > WINDOWS_MAX) {
         record_error(line_of("quota.windows"), RG_EXIT_CONFIG, "quota.windows: at most %d windows", WINDOWS_MAX);
         return false;
     }
     for (size_t i = 0; i < c->quota.windows.count; i++)
         window_parse(c->quota.windows.items[i], &c->window_specs[i], why, sizeof(why));
-    c->unauth_nets = xcalloc(c->unauth.networks.count + 1, sizeof(*c->unauth_nets));
-    for (size_t i = 0; i < c->unauth.networks.count; i++)
-        if (!cidr_parse(c->unauth.networks.items[i], &c->unauth_nets[i], why, sizeof(why))) {
-            record_error(line_of("unauthenticated.networks"), RG_EXIT_CONFIG, "unauthenticated.networks: %s", why);
-            return false;
-        }
-    c->exempt_nets = xcalloc(c->exempt.networks.count + 1, sizeof(*c->exempt_nets));
-    for (size_t i = 0; i < c->exempt.networks.count; i++)
-        if (!cidr_parse(c->exempt.networks.items[i], &c->exempt_nets[i], why, sizeof(why))) {
-            record_error(line_of("exempt.networks"), RG_EXIT_CONFIG, "exempt.networks: %s", why);
-            return false;
-        }
+    if (!parse_networks(&c->unauth.networks, "unauthenticated.networks", &c->unauth_nets) ||
+        !parse_networks(&c->exempt.networks, "exempt.networks", &c->exempt_nets))
+        return false;
     c->socket_mode = (unsigned)strtoul(c->socket_mode_text, NULL, 8);
     LOOKUP(facilities, c->log.facility_text, c->syslog_facility);
     LOOKUP(levels, c->log.level_text, c->log_level);

@@ -16,13 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
+#include "fuzz_check.h"
+
+#define CHECK(cond) FUZZ_CHECK(cond)
 
 /* A client address as accept() gives it: IPv4, or IPv6 (which may be
  * IPv4-mapped on a dual-stack socket). */

@@ -27,13 +27,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
+#include "fuzz_check.h"
+
+#define CHECK(cond) FUZZ_CHECK(cond)
 
 #define MAX_PUSH 64
 

@@ -64,6 +64,7 @@ struct cache {
     uint32_t *bucket;               /* index + 1 of the chain head */
     struct cache_entry *entry;
     unsigned char *extra;           /* extra_size bytes per entry, same index */
+    bool (*extra_in_use)(const void *extra, uint32_t size);  /* such an entry is kept longest */
     unsigned recovered;             /* locks recovered by this process, not yet logged */
 };
 

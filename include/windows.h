@@ -42,4 +42,8 @@ uint32_t window_count(struct window_counts *w, const struct window_spec *s, int6
 /* Count n more messages at now_us. */
 void window_add(struct window_counts *w, const struct window_spec *s, int64_t now_us, uint32_t n);
 
+/* Any count in these windows (size bytes of window_counts): the cache
+ * keeps such an entry longest (its counts live nowhere else). */
+bool windows_in_use(const void *state, uint32_t size);
+
 #endif

@@ -145,10 +145,10 @@ static void free_entry(struct cache *c, uint32_t i)
 
 /* An entry whose loss would change a decision if its sender came back
  * before the writer's refresh: blocked, or with a quota of its own. */
-static bool precious(const struct cache_entry *e)
+static bool precious(const struct cache *c, const struct cache_entry *e)
 {
     return e->msg_counter > e->quota || e->rcpt_counter > e->quota || e->quota != e->quota_reset ||
-           e->locked;
+           e->locked || (c->extra_in_use && c->extra_in_use(cache_extra(c, e), c->sh->extra_size));
 }
 
 /* Clock sweep: give every entry a second chance, evict idle entries whose
@@ -171,7 +171,7 @@ static uint32_t evict(struct cache *c, uint32_t want)
         if (e->in_use && e->hash == hash) {
             if (e->referenced) {
                 e->referenced = 0;
-            } else if (e->unwritten_msg == 0 && e->unwritten_rcpt == 0 && !(spare_precious && precious(e))) {
+            } else if (e->unwritten_msg == 0 && e->unwritten_rcpt == 0 && !(spare_precious && precious(c, e))) {
                 uint32_t *link = &c->bucket[bucket];
                 while (*link != 0 && *link != idx + 1)
                     link = &c->entry[*link - 1].next;

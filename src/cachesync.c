@@ -5,7 +5,6 @@
  */
 #include "cachesync.h"
 #include "config.h"
-#include "db.h"
 #include "log.h"
 #include "quota.h"
 #include "shm.h"
@@ -110,9 +109,22 @@ struct pool_sum {
 };
 
 struct pool_sums {
-    struct pool_sum *pools;
+    struct pool_sum *pools;     /* sorted by domain name */
     size_t n;
 };
+
+static int pool_by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct pool_sum *)a)->domain->name, ((const struct pool_sum *)b)->domain->name);
+}
+
+static struct pool_sum *find_pool(struct pool_sums *s, const char *domain)
+{
+    struct domain_default key;
+    str_copy(key.name, domain, sizeof(key.name));
+    struct pool_sum probe = {.domain = &key};
+    return bsearch(&probe, s->pools, s->n, sizeof(*s->pools), pool_by_name);
+}
 
 static void add_unwritten(struct cache_entry *e, bool created, void *arg)
 {
@@ -121,11 +133,11 @@ static void add_unwritten(struct cache_entry *e, bool created, void *arg)
     const char *at = strrchr(e->key, '@');
     if (at == NULL || at == e->key || (e->unwritten_msg == 0 && e->unwritten_rcpt == 0))
         return;
-    for (size_t i = 0; i < s->n; i++)
-        if (strcmp(at + 1, s->pools[i].domain->name) == 0) {
-            s->pools[i].msg += e->unwritten_msg;
-            s->pools[i].rcpt += e->unwritten_rcpt;
-        }
+    struct pool_sum *p = find_pool(s, at + 1);
+    if (p) {
+        p->msg += e->unwritten_msg;
+        p->rcpt += e->unwritten_rcpt;
+    }
 }
 
 static void set_pool_locked(struct cache_entry *e, bool created, void *arg)
@@ -140,7 +152,7 @@ static void set_pool_locked(struct cache_entry *e, bool created, void *arg)
 
 /* Pools are counted by the workers between refreshes and re-derived from
  * the database at each refresh (so a lost count heals within
- * cache.refresh_interval). */
+ * cache.refresh_interval): one scan of ratelimits for all pools. */
 static bool refresh_pools(MYSQL *db, struct shm *shm, const struct domain_default *rows, size_t n, char *err,
                           size_t errsize)
 {
@@ -148,28 +160,44 @@ static bool refresh_pools(MYSQL *db, struct shm *shm, const struct domain_defaul
     for (size_t i = 0; i < n; i++)
         if (rows[i].has_pool)
             s.pools[s.n++].domain = &rows[i];
-    bool ok = true;
-    for (size_t i = 0; i < s.n && ok; i++) {
-        char sums[2][32], *out[2] = {sums[0], sums[1]};
-        const char *params[] = {s.pools[i].domain->name};
-        ok = db_query_row_params(db,
-                                 "SELECT COALESCE(SUM(`msg_counter`), 0), COALESCE(SUM(`rcpt_counter`), 0) "
-                                 "FROM `ratelimits` WHERE `sender` LIKE '%@%' "
-                                 "AND SUBSTRING_INDEX(`sender`, '@', -1) = ?",
-                                 params, 1, out, 2, sizeof(sums[0]), err, errsize) == 1;
-        s.pools[i].msg = strtoull(sums[0], NULL, 10);
-        s.pools[i].rcpt = strtoull(sums[1], NULL, 10);
+    if (s.n == 0) {
+        free(s.pools);
+        return true;
     }
-    if (ok && s.n > 0) {
-        cache_foreach(&shm->cache, add_unwritten, &s);
-        for (size_t i = 0; i < s.n; i++) {
-            char key[CACHE_KEY_SIZE];
-            domains_pool_key(s.pools[i].domain, key);
-            cache_apply(&shm->cache, key, true, set_pool_locked, &s.pools[i]);
+    qsort(s.pools, s.n, sizeof(*s.pools), pool_by_name);
+    const char *sql = "SELECT q.`domain`, SUM(r.`msg_counter`), SUM(r.`rcpt_counter`) FROM `ratelimits` r "
+                      "JOIN `domain_quotas` q ON q.`pool_quota` IS NOT NULL "
+                      "AND q.`domain` = SUBSTRING_INDEX(r.`sender`, '@', -1) "
+                      "WHERE r.`sender` LIKE '%@%' GROUP BY q.`domain`";
+    MYSQL_RES *res;
+    MYSQL_ROW row;
+    if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_store_result(db)) == NULL) {
+        snprintf(err, errsize, "domain pools: %s", mysql_error(db));
+        free(s.pools);
+        return false;
+    }
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        char name[DOMAIN_NAME_SIZE];
+        size_t len = strlen(row[0]);
+        if (len >= sizeof(name))
+            continue;
+        for (size_t i = 0; i <= len; i++)
+            name[i] = (char)(row[0][i] >= 'A' && row[0][i] <= 'Z' ? row[0][i] + 32 : row[0][i]);
+        struct pool_sum *p = find_pool(&s, name);
+        if (p) {
+            p->msg = strtoull(row[1], NULL, 10);
+            p->rcpt = strtoull(row[2], NULL, 10);
         }
     }
+    mysql_free_result(res);
+    cache_foreach(&shm->cache, add_unwritten, &s);
+    for (size_t i = 0; i < s.n; i++) {
+        char key[CACHE_KEY_SIZE];
+        domains_pool_key(s.pools[i].domain, key);
+        cache_apply(&shm->cache, key, true, set_pool_locked, &s.pools[i]);
+    }
     free(s.pools);
-    return ok;
+    return true;
 }
 
 bool cachesync_load_domains(MYSQL *db, struct shm *shm, char *err, size_t errsize)
@@ -262,7 +290,7 @@ bool cachesync_rebuild_windows(MYSQL *db, struct shm *shm, const struct rg_confi
                                        .count = (uint32_t)strtoul(row[2], NULL, 10)};
             r.cache = &shm->cache;
             cache_make_key(row[0], key);
-            cache_apply(&shm->cache, key, true, rebuild_locked, &r);
+            cache_apply(&shm->cache, key, false, rebuild_locked, &r);     /* preloaded senders only */
         }
         bool ok = mysql_errno(db) == 0;
         if (!ok)
@@ -382,7 +410,7 @@ static void reset_locked(struct cache_entry *e, bool created, void *arg)
     e->reset_us = a->boundary_us;
     e->msg_counter = e->rcpt_counter = 0;
     e->unwritten_msg = e->unwritten_rcpt = 0;
-    e->block_notified = 0;
+    e->block_notified = e->warning_notified = 0;
     if (!e->locked)
         e->quota = e->quota_reset;
     a->count++;

@@ -134,7 +134,7 @@ static FILE *fresh_dump(const struct rg_config *cfg, pid_t pid, enum status_form
     FILE *f;
 
     config_state_path(cfg, status_suffix(format), path, sizeof(path));
-    if (!signal_and_wait(pid, SIGUSR1, (int)format, path, 5000) || (f = fopen(path, "r")) == NULL) {
+    if (!signal_and_wait(pid, SIGRTMIN, (int)format, path, 5000) || (f = fopen(path, "r")) == NULL) {
         fprintf(stderr, "rateguard: pid %ld did not write %s within 5 s\n", (long)pid, path);
         return NULL;
     }

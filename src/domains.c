@@ -85,7 +85,11 @@ void domains_replace(struct domain_table *t, const struct domain_default *rows, 
     struct domain_default *table = t->table[b];
 
     *skipped = 0;
-    __atomic_fetch_add(&t->sh->seq[b], 1, __ATOMIC_ACQ_REL);   /* odd: readers retry */
+    /* Odd while written (readers retry), even when done: set, not counted
+     * up, so that a writer killed half-way leaves nothing to undo. */
+    uint32_t seq = __atomic_load_n(&t->sh->seq[b], __ATOMIC_RELAXED) | 1;
+    __atomic_store_n(&t->sh->seq[b], seq, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
     memset(table, 0, (size_t)t->sh->slots * sizeof(*table));
     for (size_t r = 0; r < n; r++) {
         if (rows[r].name[0] == '\0' || count >= t->sh->slots / 2) {
@@ -99,7 +103,7 @@ void domains_replace(struct domain_table *t, const struct domain_default *rows, 
         count++;
     }
     __atomic_store_n(&t->sh->count[b], count, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&t->sh->seq[b], 1, __ATOMIC_ACQ_REL);   /* even: complete */
+    __atomic_store_n(&t->sh->seq[b], seq + 1, __ATOMIC_RELEASE);
     __atomic_store_n(&t->sh->active, b, __ATOMIC_RELEASE);
 }
 

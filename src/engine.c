@@ -350,11 +350,14 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     }
 
     long chars = utf8_chars(who);
-    if (chars < 0 || chars > SENDER_MAX_CHARS) {
+    if (chars < 0 || chars > SENDER_MAX_CHARS || who[0] == '@') {
         char user[192];
         log_safe_copy(user, sizeof(user), req->sasl_username, 160);
-        log_error("client %s: sasl_username=%s cannot be stored in the database (%s); answering %s",
-                  peer, user, chars < 0 ? "not valid UTF-8" : "longer than 255 characters", cfg->on_error);
+        log_error("client %s: sasl_username=%s cannot be %s; answering %s", peer, user,
+                  chars < 0     ? "stored in the database (not valid UTF-8)"
+                  : who[0] == '@' ? "counted (names starting with @ are the domain pools')"
+                                  : "stored in the database (longer than 255 characters)",
+                  cfg->on_error);
         return answer_error(eng, reply, size);
     }
     if (!parse_ulong(req->recipient_count, UINT32_MAX, &rcpt)) {

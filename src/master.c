@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "log.h"
 #include "migrate.h"
+#include "windows.h"
 #include "period.h"
 #include "pidfile.h"
 #include "privileges.h"
@@ -52,17 +53,19 @@ static void on_signal(int sig, siginfo_t *si, void *context)
 {
     int saved = errno;
     (void)context;
+    if (sig == SIGRTMIN) {
+        /* `rateguard status` queues the one format it prints (a real-time
+         * signal: two commands at once are both delivered). */
+        if (si->si_code == SI_QUEUE && si->si_value.sival_int >= 0 && si->si_value.sival_int < STATUS_FORMATS)
+            got_usr1[si->si_value.sival_int] = 1;
+        sig = 0;
+    }
     switch (sig) {
     case SIGTERM: case SIGINT: got_term = 1; break;
     case SIGHUP: got_hup = 1; break;
-    case SIGUSR1:
-        /* `rateguard status` queues the one format it prints; a plain
-         * kill -USR1 asks for every dump. */
-        if (si->si_code == SI_QUEUE && si->si_value.sival_int >= 0 && si->si_value.sival_int < STATUS_FORMATS)
-            got_usr1[si->si_value.sival_int] = 1;
-        else
-            for (int i = 0; i < STATUS_FORMATS; i++)
-                got_usr1[i] = 1;
+    case SIGUSR1:               /* kill -USR1: every dump */
+        for (int i = 0; i < STATUS_FORMATS; i++)
+            got_usr1[i] = 1;
         break;
     case SIGUSR2: got_usr2 = 1; break;
     case SIGCHLD: got_chld = 1; break;
@@ -78,7 +81,7 @@ static void install_signals(void)
 {
     struct sigaction sa = {.sa_sigaction = on_signal, .sa_flags = SA_RESTART | SA_SIGINFO};
     sigemptyset(&sa.sa_mask);
-    int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD, SIGWINCH};
+    int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD, SIGWINCH, SIGRTMIN};
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaction(sigs[i], &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -413,6 +416,16 @@ static void stop_children(struct master *m)
 /* HUP: a valid new configuration replaces the old one; workers and the
  * writer are recycled so they pick it up (a busy worker when its
  * connection next goes idle). Settings sized at start need a restart. */
+static bool same_windows(const struct rg_config *a, const struct rg_config *b)
+{
+    if (a->quota.windows.count != b->quota.windows.count)
+        return false;
+    for (size_t i = 0; i < a->quota.windows.count; i++)
+        if (a->window_specs[i].limit != b->window_specs[i].limit || a->window_specs[i].seconds != b->window_specs[i].seconds)
+            return false;
+    return true;
+}
+
 static void reload(struct master *m)
 {
     char err[1024];
@@ -423,8 +436,18 @@ static void reload(struct master *m)
         log_error("reload: %s; keeping the running configuration", err);
         return;
     }
-    if (fresh->cache.entries != m->cfg->cache.entries || fresh->workers.max != m->cfg->workers.max)
-        log_warning("reload: cache.entries and workers.max take effect at the next restart");
+    if (fresh->cache.entries != m->cfg->cache.entries || fresh->workers.max != m->cfg->workers.max ||
+        fresh->cache.domains != m->cfg->cache.domains)
+        log_warning("reload: cache.entries, cache.domains and workers.max take effect at the next restart");
+    if (!same_windows(fresh, m->cfg)) {
+        /* The counters in shared memory are laid out for the old windows. */
+        log_warning("reload: quota.windows takes effect at the next restart");
+        struct str_list windows = fresh->quota.windows;
+        fresh->quota.windows = m->cfg->quota.windows;
+        m->cfg->quota.windows = windows;
+        memcpy(fresh->window_specs, m->cfg->window_specs, sizeof(fresh->window_specs));
+    }
+    fresh->cache.domains = m->cfg->cache.domains;
     if (fresh->listen.count != m->cfg->listen.count)
         log_warning("reload: listen addresses take effect at the next restart");
     if (strcmp(fresh->pidfile, m->cfg->pidfile) != 0 || strcmp(fresh->state_dir, m->cfg->state_dir) != 0 ||
@@ -615,6 +638,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     if (!shm_create(&m.shm, (uint32_t)cfg->workers.max, (uint32_t)cfg->cache.entries, window_bytes,
                     (uint32_t)cfg->cache.domains))
         log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
+    m.shm.cache.extra_in_use = windows_in_use;     /* inherited by every child */
     log_share_generation(&m.shm.hdr->log_generation);
     config_state_path(cfg, ".queue", m.queue_path, sizeof(m.queue_path));
     config_state_path(cfg, ".spool", m.spool_path, sizeof(m.spool_path));

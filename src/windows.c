@@ -42,13 +42,15 @@ static int64_t bucket_of(const struct window_spec *s, int64_t now_us)
 
 static void advance(struct window_counts *w, int64_t now_bucket)
 {
-    if (w->head == 0 || now_bucket - w->head >= WINDOW_BUCKETS) {
+    /* A clock set back by less than a window counts into the newest bucket
+     * (held back at most that long); by more, the window starts afresh. */
+    if (w->head == 0 || now_bucket - w->head >= WINDOW_BUCKETS || w->head - now_bucket >= WINDOW_BUCKETS) {
         memset(w->bucket, 0, sizeof(w->bucket));
     } else {
         for (int64_t b = w->head + 1; b <= now_bucket; b++)
             w->bucket[b % WINDOW_BUCKETS] = 0;
     }
-    if (now_bucket > w->head)
+    if (now_bucket > w->head || w->head - now_bucket >= WINDOW_BUCKETS)
         w->head = now_bucket;
 }
 
@@ -59,6 +61,16 @@ uint32_t window_count(struct window_counts *w, const struct window_spec *s, int6
     for (int i = 0; i < WINDOW_BUCKETS; i++)
         sum = quota_sat_add(sum, w->bucket[i]);
     return sum;
+}
+
+bool windows_in_use(const void *state, uint32_t size)
+{
+    const struct window_counts *w = state;
+    for (size_t i = 0; i < size / sizeof(*w); i++)
+        for (int b = 0; b < WINDOW_BUCKETS; b++)
+            if (w[i].bucket[b])
+                return true;
+    return false;
 }
 
 void window_add(struct window_counts *w, const struct window_spec *s, int64_t now_us, uint32_t n)

@@ -681,6 +681,15 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
     if (!select_touched(w, false, err, errsize))     /* the rows this batch created */
         goto out;
 
+    /* Every sender must have its row by now; one that the read-back did not
+     * match (a spelling the database folds differently from the cache key)
+     * goes record by record, where the upsert itself returns the id. */
+    for (size_t i = 0; i < k; i++)
+        if (w->touched[i].has_new && w->touched[i].row.id == 0) {
+            snprintf(err, errsize, "the row of %.200s was not found after its upsert", w->touched[i].sender);
+            w->bulk_errno = ER_NO_REFERENCED_ROW_2;     /* a refusal: careful mode next */
+            goto out;
+        }
     size_t rows = 0;
     memset(b, 0, nbind * sizeof(MYSQL_BIND));
     for (size_t i = 0; i < n; i++) {

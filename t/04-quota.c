@@ -120,8 +120,14 @@ static void test_window_count(void)
     window_add(&w, &s, t0 + 170000000, 1);
     is_long(window_count(&w, &s, t0 + 225000000), 1, "the older one left, the newer stays");
     is_long(window_count(&w, &s, t0 + 10000000000LL), 0, "a long pause clears everything");
+    window_add(&w, &s, t0 + 10030000000LL, 1);
+    is_long(window_count(&w, &s, t0 + 10000000000LL), 1, "a clock set back 30 s counts into the newest bucket");
     window_add(&w, &s, t0, 1);
-    is_long(window_count(&w, &s, t0 + 10000000000LL), 1, "a clock set back counts into the newest bucket");
+    is_long(window_count(&w, &s, t0), 1, "a clock set back by more than a window starts afresh");
+    ok(windows_in_use(&w, sizeof(w)), "a window with a count is in use");
+    memset(&w, 0, sizeof(w));
+    w.head = 5;
+    ok(!windows_in_use(&w, sizeof(w)), "a window of empty buckets is not");
 }
 
 int main(void)

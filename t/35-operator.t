@@ -116,6 +116,20 @@ is_deeply([map { (stat $dump{$_})[9] > 1 ? 1 : 0 } qw(txt json prom)], [0, 0, 1]
 kill 'USR1', $pid;
 ok(wait_until(sub { !grep { (stat $dump{$_})[9] == 1 } qw(txt json prom) }), 'kill -USR1 rewrites all three dumps');
 
+# Commands asking for different dumps at the same instant are all served
+# (queued real-time signals, not one USR1 that would swallow the other).
+my $rg = RG::rateguard();
+my $both = 0;
+for my $round (1 .. 5) {
+    my $d = test_dir();
+    system("sh", "-c", "'$rg' -c '$c->{path}' --json status > $d/a.out 2>&1 & "
+                     . "'$rg' -c '$c->{path}' --prometheus status > $d/b.out 2>&1 & "
+                     . "'$rg' -c '$c->{path}' status > $d/c.out 2>&1 & wait");
+    $both++ if RG::slurp("$d/a.out") =~ /^\{"version"/ && RG::slurp("$d/b.out") =~ /^# HELP/
+                && RG::slurp("$d/c.out") =~ /^rateguard /;
+}
+is($both, 5, 'three status commands in three formats at once, five times: each got its dump');
+
 close $s;
 is(stop_daemon($pid), 0, 'TERM: exit 0');
 

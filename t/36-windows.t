@@ -11,7 +11,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard
-          migrated_database slurp);
+          migrated_database slurp wait_until);
 
 my $db = migrated_database('windows');
 my $OK = "action=DUNNO\n\n";
@@ -51,6 +51,22 @@ $pid = start_daemon($r);
 $s = policy_connect($r);
 is(ask('steady@example.org', 'AFTER'), $BLOCK, 'after a restart the 4th in the hour is still blocked');
 like(slurp($r->{log}), qr/AFTER: .*\(WINDOW 3\/1h\)/, 'by the rebuilt window');
+
+# A reload cannot change the windows: their counters are laid out for them.
+open my $fh, '<', $r->{path} or die;
+my $conf = do { local $/; <$fh> };
+close $fh;
+$conf =~ s{"3/1h"}{"3/1d"};
+open $fh, '>', $r->{path} or die;
+print $fh $conf;
+close $fh;
+kill 'HUP', $pid;
+ok(wait_until(sub { slurp($r->{log}) =~ /reload: quota\.windows takes effect at the next restart/ }), 'HUP: the change is deferred, logged');
+close $s;
+sleep 0.5;
+$s = policy_connect($r);
+is(ask('steady@example.org', 'RELOADED'), $BLOCK, 'still blocked by the running window');
+like(slurp($r->{log}), qr/RELOADED: .*\(WINDOW 3\/1h\)/, 'named as before');
 close $s;
 is(stop_daemon($pid), 0, 'TERM: exit 0');
 

@@ -73,6 +73,9 @@ is(ask('d@pool.example'), $BLOCK, 'after a refresh the pool is still used up (it
 my (undef, $st) = run_rateguard('-c', $c->{path}, '--json', 'status');
 my ($pool) = grep { $_->{sender} eq '@pool.example' } @{ (eval { decode_json($st) } // {})->{senders} // [] };
 is_deeply([@{ $pool // {} }{qw(quota msg_counter)}], [5, 7], 'status shows the pool as "@pool.example": 7 of 5');
+is(ask('@pool.example'), $OK, 'a SASL name starting with @ (a pool\'s key): on_error, counted nowhere');
+like(slurp($c->{log}), qr/sasl_username=\@pool\.example cannot be counted \(names starting with \@ are the domain pools'\); answering DUNNO/,
+     '... and logged');
 is((run_rateguard('-c', $c->{path}, 'cleanup'))[0], 0, 'cleanup (the period reset)');
 is(ask('d@pool.example'), $OK, 'after the period reset the pool accepts again');
 

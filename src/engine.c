@@ -110,18 +110,21 @@ static void test_hold_lock(const char *sender)
 #endif
 
 /* A domain pool: its counters are a cache entry of their own ("@domain"),
- * read before the sender's decision and added to after it, each under the
- * pool's own lock. Two messages decided at the same instant may both see
- * the pool's last free count: it can be passed by the number of workers
- * deciding at that moment. */
+ * taken before the sender's decision and settled after it, each under the
+ * pool's own lock (never nested in the sender's). Taking reserves the
+ * message's counts, so two messages decided at the same instant cannot
+ * both take the pool's last free count; settling replaces the reservation
+ * with what was really counted (nothing, if the sender's own decision or
+ * an error said so). */
 struct pool_use {
     const struct domain_default *domain;
-    uint32_t rcpt;              /* read: this message's recipients; add: the deltas */
-    uint32_t msg_delta, rcpt_delta;
+    uint32_t rcpt;                          /* this message's recipients */
+    uint32_t reserved_msg, reserved_rcpt;   /* taken by pool_take_locked */
+    uint32_t msg_delta, rcpt_delta;         /* counted in the end */
     bool blocked;
 };
 
-static void pool_check_locked(struct cache_entry *e, bool created, void *arg)
+static void pool_take_locked(struct cache_entry *e, bool created, void *arg)
 {
     struct pool_use *p = arg;
     if (created) {              /* counted from now; the next refresh adds the database's */
@@ -130,14 +133,25 @@ static void pool_check_locked(struct cache_entry *e, bool created, void *arg)
     }
     p->blocked = quota_sat_add(e->msg_counter, 1) > p->domain->pool_quota ||
                  quota_sat_add(e->rcpt_counter, p->rcpt) > p->domain->pool_quota;
+    if (!p->blocked) {
+        p->reserved_msg = 1;
+        p->reserved_rcpt = p->rcpt;
+        e->msg_counter = quota_sat_add(e->msg_counter, 1);
+        e->rcpt_counter = quota_sat_add(e->rcpt_counter, p->rcpt);
+    }
 }
 
-static void pool_add_locked(struct cache_entry *e, bool created, void *arg)
+static uint32_t minus(uint32_t a, uint32_t b)
+{
+    return a > b ? a - b : 0;
+}
+
+static void pool_settle_locked(struct cache_entry *e, bool created, void *arg)
 {
     const struct pool_use *p = arg;
     (void)created;
-    e->msg_counter = quota_sat_add(e->msg_counter, p->msg_delta);
-    e->rcpt_counter = quota_sat_add(e->rcpt_counter, p->rcpt_delta);
+    e->msg_counter = quota_sat_add(minus(e->msg_counter, p->reserved_msg), p->msg_delta);
+    e->rcpt_counter = quota_sat_add(minus(e->rcpt_counter, p->reserved_rcpt), p->rcpt_delta);
     e->msg_total = quota_sat_add(e->msg_total, p->msg_delta);
     e->rcpt_total = quota_sat_add(e->rcpt_total, p->rcpt_delta);
 }
@@ -392,11 +406,18 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     struct pool_use pool = {.domain = has_domain && domain.has_pool ? &domain : NULL, .rcpt = (uint32_t)rcpt};
     if (pool.domain) {
         domains_pool_key(pool.domain, pool_key);
-        if (cache_apply(&shm->cache, pool_key, true, pool_check_locked, &pool) == CACHE_OK)
+        if (cache_apply(&shm->cache, pool_key, true, pool_take_locked, &pool) == CACHE_OK)
             d.pool_blocked = pool.blocked;
     }
 
     enum cache_result cr = cache_apply(&shm->cache, key, true, decide_locked, &d);
+    if (pool.domain) {
+        bool counted = cr == CACHE_OK && !d.queue_full && !d.duplicate;
+        pool.msg_delta = counted ? rec.msg_delta : 0;
+        pool.rcpt_delta = counted ? rec.rcpt_delta : 0;
+        if (pool.reserved_msg || pool.msg_delta || pool.rcpt_delta)
+            cache_apply(&shm->cache, pool_key, false, pool_settle_locked, &pool);
+    }
     if (shm->cache.recovered || shm->queue.recovered) {
         STAT_ADD(shm, locks_recovered, shm->cache.recovered + shm->queue.recovered);
         log_warning("recovered %u shared lock(s) left by a process that died holding them",
@@ -416,11 +437,6 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     if (d.notify_lost)
         log_error("webhook queue full: the notification for %s (%s) is lost", key,
                   d.first_block ? "first block" : "quota warning");
-    if (!d.duplicate && pool.domain && (rec.msg_delta || rec.rcpt_delta)) {
-        pool.msg_delta = rec.msg_delta;
-        pool.rcpt_delta = rec.rcpt_delta;
-        cache_apply(&shm->cache, pool_key, false, pool_add_locked, &pool);
-    }
     if (!d.duplicate) {
         wqueue_wake(&shm->queue);
         STAT_ADD(shm, counted, 1);

@@ -2,7 +2,8 @@
 # 21-concurrency.t - PolicydRateGuard's lost counts under concurrency, fixed:
 # 16 connections x 10 messages of one sender with quota 5 give exactly 5
 # accepted and counters of exactly 160; 16 simultaneous first messages of a
-# new sender make one row with counters 16 and exactly 5 accepted.
+# new sender make one row with counters 16 and exactly 5 accepted; 16
+# senders of a domain with a pool of 50 get exactly 50 accepted.
 use strict;
 use warnings;
 use FindBin;
@@ -35,8 +36,9 @@ sub run_clients {
             sysread($go_r, my $x, 1);       # start together
             my ($acc, $blk, $other) = (0, 0, 0);
             for my $i (1 .. $per) {
-                my $r = policy_request($s, sasl_username => $sender, recipient_count => 1,
-                                       instance => "$sender.$k.$i");
+                my $who = $sender =~ /%d/ ? sprintf($sender, $k) : $sender;   # one sender per client
+                my $r = policy_request($s, sasl_username => $who, recipient_count => 1,
+                                       instance => "$who.$k.$i");
                 if ($r eq "action=DUNNO\n\n") { $acc++ } elsif ($r eq $BLOCK) { $blk++ } else { $other++ }
             }
             print $res_w "$acc $blk $other\n";
@@ -82,6 +84,16 @@ is($other, 0, '... no DUNNO from errors');
 ok(wait_until(sub { ($h->selectrow_array(q{SELECT COUNT(*) FROM messages WHERE sender = 'newcomer@example.org'}))[0] == 16 }),
    '16 messages rows');
 is_deeply(row_of('newcomer@example.org'), [[16, 16, 16, 16]], 'one row, counters 16');
+
+# A domain pool under the same race: 16 senders of one domain, 10 messages
+# each at once, pool 50 (each sender's own quota is 100): exactly 50 pass.
+$h->do(q{INSERT INTO domain_quotas (domain, quota, pool_quota) VALUES ('pool.example', 100, 50)});
+is((RG::run_rateguard('-c', $c->{path}, 'reload-cache'))[0], 0, 'reload-cache');
+($acc, $blk, $other) = run_clients(16, 10, 'user%d@pool.example');
+is($acc, 50, '16 senders x 10 messages, pool 50: exactly 50 accepted');
+is($blk, 110, '... 110 blocked');
+ok(wait_until(sub { ($h->selectrow_array(q{SELECT COUNT(*) FROM messages WHERE sender LIKE '%@pool.example'}))[0] == 160 }),
+   '160 messages rows');
 
 is(stop_daemon($pid), 0, 'TERM: exit 0');
 my @bad = grep { / (error|fatal|panic): / } split /\n/, RG::slurp($c->{log});

@@ -71,7 +71,7 @@ static inline bool progress_covers(const struct progress *p, uint64_t epoch, uin
 bool cachesync_read_progress(MYSQL *db, const char *writer, struct progress *p, char *err, size_t errsize);
 
 /* Add a queued, not yet committed record to the cache (crash recovery). */
-void cachesync_replay_record(struct shm *shm, const struct msg_record *rec);
+void cachesync_replay_record(struct shm *shm, const struct rg_config *cfg, const struct msg_record *rec);
 
 /* Reset every cached sender whose last reset is older than boundary_us:
  * counters and queued counts to 0, quota back to quota_reset unless

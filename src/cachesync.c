@@ -374,9 +374,24 @@ bool cachesync_read_progress(MYSQL *db, const char *writer, struct progress *p, 
     return true;
 }
 
+struct replay {
+    const struct msg_record *rec;
+    const struct rg_config *cfg;
+    struct cache *cache;
+};
+
 static void replay_locked(struct cache_entry *e, bool created, void *arg)
 {
-    const struct msg_record *r = arg;
+    const struct replay *rp = arg;
+    const struct msg_record *r = rp->rec;
+    /* The sliding windows were rebuilt from the messages rows; this record
+     * has none yet. */
+    size_t n = rp->cfg->quota.windows.count;
+    if (n > rp->cache->sh->extra_size / sizeof(struct window_counts))
+        n = rp->cache->sh->extra_size / sizeof(struct window_counts);
+    struct window_counts *w = n ? cache_extra(rp->cache, e) : NULL;
+    for (size_t i = 0; i < n && r->msg_delta; i++)
+        window_add(&w[i], &rp->cfg->window_specs[i], r->created_us, r->msg_delta);
     if (created)
         e->quota = e->quota_reset = r->quota_default;
     if (r->created_us < e->reset_us)
@@ -389,11 +404,12 @@ static void replay_locked(struct cache_entry *e, bool created, void *arg)
     e->unwritten_rcpt = quota_sat_add(e->unwritten_rcpt, r->rcpt_delta);
 }
 
-void cachesync_replay_record(struct shm *shm, const struct msg_record *rec)
+void cachesync_replay_record(struct shm *shm, const struct rg_config *cfg, const struct msg_record *rec)
 {
     char key[CACHE_KEY_SIZE];
+    struct replay rp = {.rec = rec, .cfg = cfg, .cache = &shm->cache};
     cache_make_key(rec->sender, key);
-    cache_apply(&shm->cache, key, true, replay_locked, (void *)rec);
+    cache_apply(&shm->cache, key, true, replay_locked, &rp);
 }
 
 struct reset_arg {

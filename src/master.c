@@ -502,7 +502,7 @@ static uint64_t replay_queue(struct master *m, const struct progress *done)
     wqueue_cursor_start(&m->shm.queue, &cur);
     while (wqueue_next(&m->shm.queue, &cur, buf, sizeof(buf), &rec, &len))
         if (!progress_covers(done, rec.epoch, rec.seq)) {
-            cachesync_replay_record(&m->shm, &rec);
+            cachesync_replay_record(&m->shm, m->cfg, &rec);
             n++;
         }
     return n;
@@ -526,7 +526,7 @@ static uint64_t replay_spool(struct master *m, const struct progress *done)
         if (used == 0)
             break;
         if (!progress_covers(done, rec.epoch, rec.seq)) {
-            cachesync_replay_record(&m->shm, &rec);
+            cachesync_replay_record(&m->shm, m->cfg, &rec);
             n++;
         }
         memmove(buf, buf + used, have - used);

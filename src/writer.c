@@ -213,6 +213,9 @@ static bool connect_db(struct writer *w, char *err, size_t errsize)
         disconnect(w);
         return false;
     }
+    /* End the read's transaction: an idle writer must hold no table's
+     * metadata lock (an operator's ALTER or LOCK TABLES would wait on it). */
+    mysql_commit(w->db);
     return true;
 }
 

@@ -32,6 +32,17 @@ sub uid_of {
 
 ok(wait_until(sub { children_of($pid) >= 4 }, 10), 'master has workers and a writer');
 my @kids = children_of($pid);
+
+# An idle daemon holds no table's metadata lock: an operator's LOCK TABLES
+# (or ALTER) does not wait for it.
+ok(wait_until(sub { ($h->selectrow_array(q{SELECT COUNT(*) FROM information_schema.processlist WHERE db = ?}, undef, $db))[0] >= 1 }),
+   'the writer is connected');
+my $op = dbh($db);
+$op->do('SET SESSION lock_wait_timeout = 2');
+ok(eval { $op->do('LOCK TABLES ratelimits WRITE, messages WRITE, rateguard_progress WRITE'); 1 },
+   'LOCK TABLES by an operator is granted at once') or diag $@;
+$op->do('UNLOCK TABLES');
+$op->disconnect;
 SKIP: {
     skip 'privilege drop needs root', 2 if $> != 0;
     is(uid_of($pid), scalar getpwnam('nobody'), 'master runs as the configured user');

@@ -70,6 +70,27 @@ like(slurp($r->{log}), qr/RELOADED: .*\(WINDOW 3\/1h\)/, 'named as before');
 close $s;
 is(stop_daemon($pid), 0, 'TERM: exit 0');
 
+# Killed with counts still queued (the writer stuck on locked tables): the
+# restart counts the queued records into the windows too.
+my $k = write_config(database => $db, name => 'crash', quota => 1000,
+                     sections => { quota => qq{windows = { "2/1h" }\n} });
+$pid = start_daemon($k);
+my $locker = RG::dbh($db);
+$locker->do('LOCK TABLES ratelimits WRITE, messages WRITE, rateguard_progress WRITE');
+$s = policy_connect($k);
+is_deeply([map { ask('queued@example.org', "Q$_") } 1 .. 2], [$OK, $OK], '2 per hour: two accepted, both still queued');
+my @family = ($pid, RG::children_of($pid));
+kill 'KILL', @family;
+waitpid($pid, 0);
+ok(wait_until(sub { !grep { kill 0, $_ } @family }, 10), 'master, workers and writer killed');
+close $s;
+$locker->do('UNLOCK TABLES');
+$pid = start_daemon($k);
+$s = policy_connect($k);
+is(ask('queued@example.org', 'Q3'), $BLOCK, 'after the restart the third in the hour is blocked (queued records replayed into the window)');
+close $s;
+is(stop_daemon($pid), 0, 'TERM: exit 0');
+
 my $bad = write_config(database => $db, name => 'bad', sections => { quota => qq{windows = { "100/1w" }\n} });
 my ($rc, undef, $err) = run_rateguard('-c', $bad->{path}, '-t');
 is($rc, 5, 'an unknown unit: configuration error');

@@ -217,8 +217,6 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
         q.rcpt_delta = rcpt;
     }
     d->rec->blocked = q.blocked;
-    for (size_t i = 0; i < n_windows && q.msg_delta; i++)
-        window_add(&windows[i], &cfg->window_specs[i], now, q.msg_delta);
     d->rec->msg_delta = q.msg_delta;
     d->rec->rcpt_delta = q.rcpt_delta;
     /* Order matters if this process dies here: once the record is queued
@@ -236,6 +234,8 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
         e->instance_next = (uint8_t)((e->instance_next + 1) % CACHE_INSTANCES);
     }
     test_hold_lock(d->rec->sender);
+    for (size_t i = 0; i < n_windows && q.msg_delta; i++)
+        window_add(&windows[i], &cfg->window_specs[i], now, q.msg_delta);
     e->msg_counter = quota_sat_add(e->msg_counter, q.msg_delta);
     e->rcpt_counter = quota_sat_add(e->rcpt_counter, q.rcpt_delta);
     e->msg_total = quota_sat_add(e->msg_total, q.msg_delta);

@@ -94,6 +94,22 @@ is($rc, 0, 'reload-cache: exit 0') or diag $err;
 is(cached($c, 'busy@example.org')->{quota}, 50, 'reload-cache: the cache has the new quota');
 is(policy_request($s, sasl_username => 'busy@example.org', recipient_count => 1), $ACCEPT,
    'after reload-cache the raised quota applies at once');
+# A row deleted while the cache still knows its id: the writer looks rows
+# up by that id first; a stale one falls back to the sender and a new row.
+is(policy_request($s, sasl_username => 'gone@example.org', recipient_count => 1), $ACCEPT, 'gone@: first message');
+ok(wait_until(sub { ($h->selectrow_array(q{SELECT id FROM ratelimits WHERE sender = 'gone@example.org'}))[0] }),
+   'its row is written');
+my ($old_id) = $h->selectrow_array(q{SELECT id FROM ratelimits WHERE sender = 'gone@example.org'});
+$h->do(q{DELETE FROM messages WHERE sender = 'gone@example.org'});
+$h->do(q{DELETE FROM ratelimits WHERE sender = 'gone@example.org'});
+is(policy_request($s, sasl_username => 'gone@example.org', recipient_count => 1, queue_id => 'GONE2'), $ACCEPT,
+   'gone@: a message after its row was deleted (the cache still has the old id)');
+ok(wait_until(sub { ($h->selectrow_array(q{SELECT COUNT(*) FROM messages WHERE msgid = 'GONE2'}))[0] }), 'written');
+my ($new_id, $total) = $h->selectrow_array(q{SELECT id, msg_total FROM ratelimits WHERE sender = 'gone@example.org'});
+ok($new_id && $new_id != $old_id, 'a new row with a new id');
+is($total, 1, 'counting the one message written since');
+is(($h->selectrow_array(q{SELECT ratelimit_id FROM messages WHERE msgid = 'GONE2'}))[0], $new_id,
+   'the messages row points at the new row');
 $h->do(q{DELETE FROM messages WHERE sender = 'vip@example.org'});
 $h->do(q{DELETE FROM ratelimits WHERE sender = 'vip@example.org'});
 run_rateguard('-c', $c->{path}, 'reload-cache');

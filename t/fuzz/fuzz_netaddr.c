@@ -140,6 +140,27 @@ static void fuzz_listen(const char *spec)
     CHECK(memchr(text, '\0', 5) != NULL);
 }
 
+/* The counter name of an unauthenticated client (client_address comes
+ * from Postfix): refused, or "[ADDRESS]" / "[NETWORK]/PREFIX" that fits,
+ * and the same name for every address of that network. */
+static void fuzz_counter_name(const char *addr, const uint8_t *rest, size_t rest_size)
+{
+    unsigned v4 = rest_size > 0 ? rest[0] % 40 : 32, v6 = rest_size > 1 ? rest[1] % 140 : 64;
+    char name[64], again[64];
+    if (!client_counter_name(addr, v4, v6, name, sizeof(name)))
+        return;
+    CHECK(memchr(name, '\0', sizeof(name)) != NULL && name[0] == '[' && strchr(name, ']') != NULL);
+    /* The network's own address maps to the same name. */
+    char net[INET6_ADDRSTRLEN + 1];
+    size_t n = (size_t)(strchr(name, ']') - name - 1);
+    CHECK(n < sizeof(net));
+    memcpy(net, name + 1, n);
+    net[n] = '\0';
+    CHECK(client_counter_name(net, v4, v6, again, sizeof(again)));
+    CHECK(strcmp(name, again) == 0);
+    CHECK(!client_counter_name(addr, v4, v6, again, 3));   /* a buffer too small is refused */
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* The string is the input up to its first NUL or newline (a config
@@ -155,6 +176,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_cidr(spec, rest, rest_size);
     fuzz_listen(spec);
+    fuzz_counter_name(spec, rest, rest_size);
     free(spec);
     return 0;
 }

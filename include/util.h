@@ -20,6 +20,10 @@ char *xstrdup(const char *s);
  * Returns false when src had to be truncated. */
 bool str_copy(char *dst, const char *src, size_t dstsize);
 
+/* The len bytes of src in ASCII lower case, then a NUL, into dst (len + 1
+ * bytes): the case folding of sender names, cache keys and domains. */
+void ascii_fold(char *dst, const char *src, size_t len);
+
 /* Parse a whole decimal string into *out (no sign, no spaces, no junk).
  * Returns false on empty input, junk or overflow past max. */
 bool parse_ulong(const char *s, unsigned long max, unsigned long *out);

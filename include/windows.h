@@ -31,6 +31,13 @@ struct window_counts {
     uint32_t bucket[WINDOW_BUCKETS];
 };
 
+/* How many of `configured` windows have counters in extra_size bytes per
+ * cache entry (shared memory is sized at start; a reload cannot add). */
+size_t windows_usable(size_t configured, uint32_t extra_size);
+
+/* The length of one bucket of the window, in microseconds. */
+int64_t window_bucket_us(const struct window_spec *s);
+
 /* Parse "LIMIT/LENGTH", LENGTH in seconds or with a unit s, m, h, d
  * ("100/1h", "1000/86400"). */
 bool window_parse(const char *text, struct window_spec *out, char *err, size_t errsize);

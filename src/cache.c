@@ -86,19 +86,13 @@ void cache_make_key(const char *sender, char key[CACHE_KEY_SIZE])
     size_t len = strlen(sender);
 
     if (len < CACHE_KEY_SIZE) {
-        for (size_t i = 0; i <= len; i++) {
-            unsigned char ch = (unsigned char)sender[i];
-            key[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-        }
+        ascii_fold(key, sender, len);
         return;
     }
     char *folded = xmalloc(len + 1);
     unsigned char digest[32];
     unsigned int dlen = 0;
-    for (size_t i = 0; i <= len; i++) {
-        unsigned char ch = (unsigned char)sender[i];
-        folded[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-    }
+    ascii_fold(folded, sender, len);
     EVP_Digest(folded, len, digest, &dlen, EVP_sha256(), NULL);
     free(folded);
     memcpy(key, "sha256:", 7);

@@ -181,8 +181,7 @@ static bool refresh_pools(MYSQL *db, struct shm *shm, const struct domain_defaul
         size_t len = strlen(row[0]);
         if (len >= sizeof(name))
             continue;
-        for (size_t i = 0; i <= len; i++)
-            name[i] = (char)(row[0][i] >= 'A' && row[0][i] <= 'Z' ? row[0][i] + 32 : row[0][i]);
+        ascii_fold(name, row[0], len);
         struct pool_sum *p = find_pool(&s, name);
         if (p) {
             p->msg = strtoull(row[1], NULL, 10);
@@ -220,8 +219,7 @@ bool cachesync_load_domains(MYSQL *db, struct shm *shm, char *err, size_t errsiz
             too_long++;
             continue;
         }
-        for (size_t i = 0; row[0][i]; i++)
-            d->name[i] = (char)(row[0][i] >= 'A' && row[0][i] <= 'Z' ? row[0][i] + 32 : row[0][i]);
+        ascii_fold(d->name, row[0], strlen(row[0]));
         long long quota = strtoll(row[1], NULL, 10), msg = strtoll(row[2], NULL, 10), rcpt = strtoll(row[3], NULL, 10);
         unsigned long action = strtoul(row[4], NULL, 10);
         d->has_quota = quota >= 0;
@@ -264,12 +262,10 @@ static void rebuild_locked(struct cache_entry *e, bool created, void *arg)
 
 bool cachesync_rebuild_windows(MYSQL *db, struct shm *shm, const struct rg_config *cfg, char *err, size_t errsize)
 {
-    size_t n = cfg->quota.windows.count;
-    if (n > shm->cache.sh->extra_size / sizeof(struct window_counts))
-        n = shm->cache.sh->extra_size / sizeof(struct window_counts);
+    size_t n = windows_usable(cfg->quota.windows.count, shm->cache.sh->extra_size);
     for (size_t i = 0; i < n; i++) {
         const struct window_spec *s = &cfg->window_specs[i];
-        int64_t bucket_us = (int64_t)s->seconds * 1000000 / WINDOW_BUCKETS;
+        int64_t bucket_us = window_bucket_us(s);
         char sql[600];
         /* Per sender and bucket, oldest first (a window only moves forward). */
         snprintf(sql, sizeof(sql),
@@ -285,10 +281,9 @@ bool cachesync_rebuild_windows(MYSQL *db, struct shm *shm, const struct rg_confi
         }
         while ((row = mysql_fetch_row(res)) != NULL) {
             char key[CACHE_KEY_SIZE];
-            struct window_rebuild r = {.spec = s, .index = i,
+            struct window_rebuild r = {.cache = &shm->cache, .spec = s, .index = i,
                                        .at_us = strtoll(row[1], NULL, 10) * bucket_us + bucket_us / 2,
                                        .count = (uint32_t)strtoul(row[2], NULL, 10)};
-            r.cache = &shm->cache;
             cache_make_key(row[0], key);
             cache_apply(&shm->cache, key, false, rebuild_locked, &r);     /* preloaded senders only */
         }
@@ -386,9 +381,7 @@ static void replay_locked(struct cache_entry *e, bool created, void *arg)
     const struct msg_record *r = rp->rec;
     /* The sliding windows were rebuilt from the messages rows; this record
      * has none yet. */
-    size_t n = rp->cfg->quota.windows.count;
-    if (n > rp->cache->sh->extra_size / sizeof(struct window_counts))
-        n = rp->cache->sh->extra_size / sizeof(struct window_counts);
+    size_t n = windows_usable(rp->cfg->quota.windows.count, rp->cache->sh->extra_size);
     struct window_counts *w = n ? cache_extra(rp->cache, e) : NULL;
     for (size_t i = 0; i < n && r->msg_delta; i++)
         window_add(&w[i], &rp->cfg->window_specs[i], r->created_us, r->msg_delta);

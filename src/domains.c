@@ -40,16 +40,16 @@ static bool domain_of(const char *sender, char name[DOMAIN_NAME_SIZE])
     const char *at = strrchr(sender, '@');
     if (at == NULL || at[1] == '\0' || strlen(at + 1) >= DOMAIN_NAME_SIZE)
         return false;
-    size_t i = 0;
-    for (const char *p = at + 1; *p; p++)
-        name[i++] = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-    name[i] = '\0';
+    ascii_fold(name, at + 1, strlen(at + 1));
     return true;
 }
 
 bool domains_lookup(struct domain_table *t, const char *sender, struct domain_default *out)
 {
     char name[DOMAIN_NAME_SIZE];
+    /* No domain defaults at all (the common case): nothing to fold or hash. */
+    if (__atomic_load_n(&t->sh->count[__atomic_load_n(&t->sh->active, __ATOMIC_ACQUIRE)], __ATOMIC_RELAXED) == 0)
+        return false;
     if (!domain_of(sender, name))
         return false;
     uint32_t mask = t->sh->slots - 1;

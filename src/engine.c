@@ -50,7 +50,6 @@ struct decision {
     int window_hit;             /* index of the sliding window that blocked, -1 none */
     bool pool_blocked;          /* the domain's pool is used up (decided before) */
     uint8_t block_action;       /* the sender's own action when blocked */
-    uint32_t msg_counter, rcpt_counter, quota;
     uint32_t used, limit;       /* the count nearest its limit, for the log line */
 };
 
@@ -181,9 +180,6 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
         if (e->instance[i] == d->instance) {
             d->duplicate = true;
             d->blocked = e->instance_blocked[i];
-            d->msg_counter = e->msg_counter;
-            d->rcpt_counter = e->rcpt_counter;
-            d->quota = e->quota;
             nearest_limit(d, e, lim);
             return;
         }
@@ -196,9 +192,7 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     struct quota_decision q = quota_decide(lim.msg, lim.rcpt, e->msg_counter, e->rcpt_counter, rcpt,
                                            cfg->quota.count_blocked);
     /* The sliding windows, as many as shared memory was sized for. */
-    size_t n_windows = cfg->quota.windows.count;
-    if (n_windows > d->cache->sh->extra_size / sizeof(struct window_counts))
-        n_windows = d->cache->sh->extra_size / sizeof(struct window_counts);
+    size_t n_windows = windows_usable(cfg->quota.windows.count, d->cache->sh->extra_size);
     struct window_counts *windows = n_windows ? cache_extra(d->cache, e) : NULL;
     for (size_t i = 0; i < n_windows && d->window_hit < 0; i++)
         if (quota_sat_add(window_count(&windows[i], &cfg->window_specs[i], now), 1) > cfg->window_specs[i].limit)
@@ -244,9 +238,6 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     e->unwritten_rcpt = quota_sat_add(e->unwritten_rcpt, q.rcpt_delta);
     d->blocked = q.blocked;
     d->first_block = quota_first_block(quota_blocked, &e->block_notified);
-    d->msg_counter = e->msg_counter;
-    d->rcpt_counter = e->rcpt_counter;
-    d->quota = e->quota;
     nearest_limit(d, e, lim);
     unsigned pct = (unsigned)cfg->quota.warning_percent;
     d->first_warning = quota_first_block(quota_warning_reached(lim.msg, e->msg_counter, pct) ||

@@ -248,9 +248,8 @@ const char *status_suffix(enum status_format format)
 
 bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started, const bool wanted[STATUS_FORMATS])
 {
-    size_t room = shm->cache.sh->extra_size / sizeof(struct window_counts);
     struct snapshot s = {.cache = &shm->cache, .cfg = cfg, .now_us = clock_realtime_us(),
-                         .n_windows = cfg->quota.windows.count < room ? cfg->quota.windows.count : room};
+                         .n_windows = windows_usable(cfg->quota.windows.count, shm->cache.sh->extra_size)};
     bool ok = true;
 
     /* The metrics need no per-sender copy of the cache. */

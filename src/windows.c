@@ -33,11 +33,20 @@ bool window_parse(const char *text, struct window_spec *out, char *err, size_t e
     return true;
 }
 
-/* Buckets are seconds * 1e6 / WINDOW_BUCKETS microseconds long. */
+size_t windows_usable(size_t configured, uint32_t extra_size)
+{
+    size_t room = extra_size / sizeof(struct window_counts);
+    return configured < room ? configured : room;
+}
+
+int64_t window_bucket_us(const struct window_spec *s)
+{
+    return (int64_t)s->seconds * 1000000 / WINDOW_BUCKETS;
+}
+
 static int64_t bucket_of(const struct window_spec *s, int64_t now_us)
 {
-    int64_t bucket_us = (int64_t)s->seconds * 1000000 / WINDOW_BUCKETS;
-    return now_us / bucket_us + 1;      /* + 1: 0 means "unused" */
+    return now_us / window_bucket_us(s) + 1;    /* + 1: 0 means "unused" */
 }
 
 static void advance(struct window_counts *w, int64_t now_bucket)

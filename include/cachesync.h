@@ -63,12 +63,30 @@ struct progress {
     uint64_t epoch, seq;
 };
 
+/* The writer writes over WRITER_LANES database connections at once, each
+ * for its own share of the senders (by the hash of the cache key, so a
+ * sender's records stay in one lane and in order), and keeps one progress
+ * row per lane: "NAME" for lane 0 (the row of a single-connection writer),
+ * "NAME#2" and so on. Changing the number breaks the mapping of records
+ * queued before: it is a constant, not a setting. */
+#define WRITER_LANES 2
+unsigned writer_lane(const char *sender);
+void progress_row_name(const char *writer, unsigned lane, char *buf, size_t size);
+
 static inline bool progress_covers(const struct progress *p, uint64_t epoch, uint64_t seq)
 {
     return epoch < p->epoch || (epoch == p->epoch && seq <= p->seq);
 }
 
-bool cachesync_read_progress(MYSQL *db, const char *writer, struct progress *p, char *err, size_t errsize);
+/* Every lane's progress; a lane without a row yet takes lane 0's, which is
+ * what a writer of one connection (before lanes) had written for all. */
+bool cachesync_read_progress(MYSQL *db, const char *writer, struct progress p[WRITER_LANES], char *err,
+                             size_t errsize);
+
+static inline bool progress_covers_record(const struct progress p[WRITER_LANES], const struct msg_record *r)
+{
+    return progress_covers(&p[writer_lane(r->sender)], r->epoch, r->seq);
+}
 
 /* Add a queued, not yet committed record to the cache (crash recovery). */
 void cachesync_replay_record(struct shm *shm, const struct rg_config *cfg, const struct msg_record *rec);

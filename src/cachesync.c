@@ -346,26 +346,49 @@ bool cachesync_refresh_all(MYSQL *db, struct shm *shm, char *err, size_t errsize
     return true;
 }
 
-bool cachesync_read_progress(MYSQL *db, const char *writer, struct progress *p, char *err, size_t errsize)
+unsigned writer_lane(const char *sender)
 {
-    char sql[600], escaped[520];
-    MYSQL_RES *res;
+    char key[CACHE_KEY_SIZE];
+    cache_make_key(sender, key);
+    return (unsigned)(fnv1a64(key, strlen(key)) >> 32) % WRITER_LANES;
+}
 
-    if (strlen(writer) > 255) {
+void progress_row_name(const char *writer, unsigned lane, char *buf, size_t size)
+{
+    if (lane == 0)
+        snprintf(buf, size, "%s", writer);
+    else
+        snprintf(buf, size, "%s#%u", writer, lane + 1);
+}
+
+bool cachesync_read_progress(MYSQL *db, const char *writer, struct progress p[WRITER_LANES], char *err,
+                             size_t errsize)
+{
+    bool found[WRITER_LANES] = {false};
+
+    if (strlen(writer) > 240) {
         snprintf(err, errsize, "writer name too long");
         return false;
     }
-    mysql_real_escape_string(db, escaped, writer, (unsigned long)strlen(writer));
-    snprintf(sql, sizeof(sql), "SELECT `epoch`, `last_seq` FROM `rateguard_progress` WHERE `writer` = '%s'",
-             escaped);
-    if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_store_result(db)) == NULL) {
-        snprintf(err, errsize, "%s", mysql_error(db));
-        return false;
+    for (unsigned lane = 0; lane < WRITER_LANES; lane++) {
+        char name[256], escaped[520], sql[700];
+        MYSQL_RES *res;
+        progress_row_name(writer, lane, name, sizeof(name));
+        mysql_real_escape_string(db, escaped, name, (unsigned long)strlen(name));
+        snprintf(sql, sizeof(sql), "SELECT `epoch`, `last_seq` FROM `rateguard_progress` WHERE `writer` = '%s'",
+                 escaped);
+        if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_store_result(db)) == NULL) {
+            snprintf(err, errsize, "%s", mysql_error(db));
+            return false;
+        }
+        MYSQL_ROW row = mysql_fetch_row(res);
+        found[lane] = row != NULL;
+        p[lane].epoch = row ? strtoull(row[0], NULL, 10) : 0;
+        p[lane].seq = row ? strtoull(row[1], NULL, 10) : 0;
+        mysql_free_result(res);
+        if (!found[lane])
+            p[lane] = p[0];
     }
-    MYSQL_ROW row = mysql_fetch_row(res);
-    p->epoch = row ? strtoull(row[0], NULL, 10) : 0;
-    p->seq = row ? strtoull(row[1], NULL, 10) : 0;
-    mysql_free_result(res);
     return true;
 }
 

@@ -491,7 +491,7 @@ static void reload(struct master *m)
 
 /* Count the queued records of a previous run into the cache (those the
  * database does not have yet), so that decisions include them. */
-static uint64_t replay_queue(struct master *m, const struct progress *done)
+static uint64_t replay_queue(struct master *m, const struct progress done[WRITER_LANES])
 {
     static char buf[WQUEUE_MAX_RECORD];
     struct wqueue_cursor cur;
@@ -501,14 +501,14 @@ static uint64_t replay_queue(struct master *m, const struct progress *done)
 
     wqueue_cursor_start(&m->shm.queue, &cur);
     while (wqueue_next(&m->shm.queue, &cur, buf, sizeof(buf), &rec, &len))
-        if (!progress_covers(done, rec.epoch, rec.seq)) {
+        if (!progress_covers_record(done, &rec)) {
             cachesync_replay_record(&m->shm, m->cfg, &rec);
             n++;
         }
     return n;
 }
 
-static uint64_t replay_spool(struct master *m, const struct progress *done)
+static uint64_t replay_spool(struct master *m, const struct progress done[WRITER_LANES])
 {
     FILE *f = fopen(m->spool_path, "r");
     char *buf = xmalloc(WQUEUE_MAX_RECORD);
@@ -525,7 +525,7 @@ static uint64_t replay_spool(struct master *m, const struct progress *done)
         size_t used = wqueue_decode(buf, have, &rec);
         if (used == 0)
             break;
-        if (!progress_covers(done, rec.epoch, rec.seq)) {
+        if (!progress_covers_record(done, &rec)) {
             cachesync_replay_record(&m->shm, m->cfg, &rec);
             n++;
         }
@@ -546,7 +546,7 @@ static uint64_t replay_spool(struct master *m, const struct progress *done)
 static void startup_sync(struct master *m)
 {
     char err[1024];
-    struct progress done = {0, 0};
+    struct progress done[WRITER_LANES] = {{0, 0}};
     MYSQL *db = db_connect(m->cfg, err, sizeof(err));
 
     if (db != NULL) {
@@ -556,16 +556,17 @@ static void startup_sync(struct master *m)
         if (migrate_current_version(db, &version, err, sizeof(err)) && version < latest)
             log_fatal(RG_EXIT_RUNTIME, "the database schema is at version %u, this rateguard needs %u: "
                       "run `rateguard migrate` first", version, latest);
-        if (!cachesync_read_progress(db, m->writer_name, &done, err, sizeof(err)))
+        if (!cachesync_read_progress(db, m->writer_name, done, err, sizeof(err)))
             log_error("preload: %s", err);
-        wqueue_raise_epoch(&m->shm.queue, done.epoch);
+        for (unsigned lane = 0; lane < WRITER_LANES; lane++)
+            wqueue_raise_epoch(&m->shm.queue, done[lane].epoch);
         cachesync_preload(db, &m->shm);
         if (!cachesync_rebuild_windows(db, &m->shm, m->cfg, err, sizeof(err)))
             log_error("preload: %s; the windows start empty", err);
         mysql_close(db);
     } else
         log_error("preload: %s; starting with an empty cache", err);
-    uint64_t n = replay_spool(m, &done) + replay_queue(m, &done);
+    uint64_t n = replay_spool(m, done) + replay_queue(m, done);
     if (n > 0)
         log_notice("recovery: %llu record(s) counted by the previous run are not in the database yet; "
                    "they are counted in the cache and written now", (unsigned long long)n);

@@ -33,6 +33,7 @@
 #include <mysql.h>
 #include <mysqld_error.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,11 +80,14 @@ struct touched {
 
 /* The bulk statements, by shape. Parsing a statement of a thousand rows
  * costs the server as much as a fifth of running it, so the shapes in use
- * stay prepared: the SELECT and the upsert are padded to a power of two
- * of rows, the messages INSERT (which cannot be padded) is kept per exact
- * size, least recently used out first. */
-enum bulk_kind { BULK_SELECT_LOCK_ID, BULK_SELECT_LOCK, BULK_SELECT_NEW, BULK_UPSERT, BULK_MESSAGES, BULK_KINDS };
-#define BULK_CACHE 24
+ * stay prepared, least recently used out first: the statements that read
+ * or create rows are padded to a power of two of rows, and the messages
+ * rows (which cannot be padded) go in statements of powers of two, the
+ * largest first: a few round trips cost less than parsing a new size. */
+enum bulk_kind {
+    BULK_CREATE, BULK_SELECT_LOCK_ID, BULK_SELECT_LOCK, BULK_SELECT_NEW, BULK_UPSERT, BULK_MESSAGES, BULK_KINDS
+};
+#define BULK_CACHE 40
 
 struct bulk_stmt {
     MYSQL_STMT *st;             /* NULL: free entry */
@@ -92,28 +96,47 @@ struct bulk_stmt {
     uint64_t last_used;
 };
 
-struct writer {
-    const struct writer_ctx *ctx;
+struct writer;
+
+/* One database connection and the records of a round it writes, in its
+ * own transaction: the senders of its share (writer_lane) when the lanes
+ * run side by side, all of them when one lane must do the round alone.
+ * Indexes into pending, covered and recs are the same record. */
+struct lane {
+    struct writer *w;
     MYSQL *db;
-    MYSQL_STMT *upsert, *insert_message, *save_progress;
+    MYSQL_STMT *save_progress;
     struct bulk_stmt bulk[BULK_CACHE];
     uint64_t bulk_clock;
-    struct progress committed;
-    struct msg_record *pending;     /* the current batch's records (strings in arena) */
+    struct msg_record *pending;     /* the round's records (strings in the writer's arena) */
     bool *covered;                  /* ... already in the database (a replay) */
-    bool careful;                   /* next round: one statement per record, to find a refused one */
-    unsigned int bulk_errno;        /* server error of the last failed bulk statement */
+    struct batch_rec *recs;
+    size_t n_recs;
     struct touched *touched;
     size_t n_touched;
     uint32_t touched_index[TOUCHED_SLOTS];  /* open addressing by key hash: touched[i] as i + 1 */
-    struct batch_rec *recs;
-    size_t n_recs;
+    bool saves[WRITER_LANES];       /* progress rows this lane writes in this round */
+    /* The outcome of its part of a round (a lane may run in its own thread). */
+    bool ok;
+    unsigned int bulk_errno;        /* server error of the last failed bulk statement */
+    char err[1024];
+};
+
+struct writer {
+    const struct writer_ctx *ctx;
+    struct lane lanes[WRITER_LANES];
+    MYSQL_STMT *upsert, *insert_message;    /* one record at a time, on lane 0 */
+    char progress_name[WRITER_LANES][256];
+    struct progress committed[WRITER_LANES];
+    bool careful;                   /* next round: one statement per record, to find a refused one */
+    bool one_lane;                  /* next round: lane 0 alone (after the lanes deadlocked) */
     char *arena;
     bool outage_logged;
     uint64_t poison_epoch, poison_seq;  /* record refused by the database, to set aside */
     char poison_error[512];
     int spool_fd;
     off_t spool_read;           /* next spool byte to write to the database */
+    struct progress round_last[WRITER_LANES];   /* the current round's last record of each lane */
     time_t next_refresh;
     time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
     uint32_t refresh_seen;      /* refresh_requests already served */
@@ -168,20 +191,26 @@ static void bind_double(MYSQL_BIND *b, double *v)
 
 static void disconnect(struct writer *w)
 {
-    MYSQL_STMT **stmts[] = {&w->upsert, &w->insert_message, &w->save_progress};
+    MYSQL_STMT **stmts[] = {&w->upsert, &w->insert_message};
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
         if (*stmts[i]) {
             mysql_stmt_close(*stmts[i]);
             *stmts[i] = NULL;
         }
-    for (size_t i = 0; i < BULK_CACHE; i++)
-        if (w->bulk[i].st) {
-            mysql_stmt_close(w->bulk[i].st);
-            w->bulk[i].st = NULL;
-        }
-    if (w->db)
-        mysql_close(w->db);
-    w->db = NULL;
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        struct lane *l = &w->lanes[k];
+        if (l->save_progress)
+            mysql_stmt_close(l->save_progress);
+        l->save_progress = NULL;
+        for (size_t i = 0; i < BULK_CACHE; i++)
+            if (l->bulk[i].st) {
+                mysql_stmt_close(l->bulk[i].st);
+                l->bulk[i].st = NULL;
+            }
+        if (l->db)
+            mysql_close(l->db);
+        l->db = NULL;
+    }
 }
 
 static MYSQL_STMT *prepare(MYSQL *db, const char *sql, char *err, size_t errsize)
@@ -196,28 +225,51 @@ static MYSQL_STMT *prepare(MYSQL *db, const char *sql, char *err, size_t errsize
     return st;
 }
 
+/* The sessions: transactions, no foreign key checks (messages.ratelimit_id
+ * always names a row this transaction has locked, by SELECT ... FOR UPDATE
+ * or its own upsert, so the server's check - a lookup and a lock per
+ * message - proves nothing), and READ COMMITTED: no gap locks, or the
+ * lanes' locking reads of senders not in the table yet would lock each
+ * other's inserts. Then every lane's progress; rows that do not exist yet
+ * are written at once (a missing lane row reads as lane 0's, which is only
+ * right before the first round of a writer with lanes). */
 static bool connect_db(struct writer *w, char *err, size_t errsize)
 {
-    w->db = db_connect(w->ctx->cfg, err, errsize);
-    if (w->db == NULL)
-        return false;
-    mysql_autocommit(w->db, 0);
-    /* messages.ratelimit_id always names a row this transaction has locked
-     * (SELECT ... FOR UPDATE or its own upsert), so the server's check of
-     * that key - a lookup and a lock per message - proves nothing. */
-    if (mysql_query(w->db, "SET SESSION foreign_key_checks = 0") != 0) {
-        snprintf(err, errsize, "%s", mysql_error(w->db));
-        disconnect(w);
-        return false;
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        struct lane *l = &w->lanes[k];
+        if ((l->db = db_connect(w->ctx->cfg, err, errsize)) == NULL)
+            goto fail;
+        mysql_autocommit(l->db, 0);
+        if (mysql_query(l->db, "SET SESSION foreign_key_checks = 0") != 0 ||
+            mysql_query(l->db, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED") != 0) {
+            snprintf(err, errsize, "%s", mysql_error(l->db));
+            goto fail;
+        }
     }
-    if (!cachesync_read_progress(w->db, w->ctx->name, &w->committed, err, errsize)) {
-        disconnect(w);
-        return false;
+    MYSQL *db = w->lanes[0].db;
+    if (!cachesync_read_progress(db, w->ctx->name, w->committed, err, errsize))
+        goto fail;
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        char sql[700], escaped[520];
+        mysql_real_escape_string(db, escaped, w->progress_name[k], (unsigned long)strlen(w->progress_name[k]));
+        snprintf(sql, sizeof(sql), "INSERT IGNORE INTO `rateguard_progress` (`writer`, `epoch`, `last_seq`) "
+                 "VALUES ('%s', %llu, %llu)", escaped, (unsigned long long)w->committed[k].epoch,
+                 (unsigned long long)w->committed[k].seq);
+        if (mysql_query(db, sql) != 0) {
+            snprintf(err, errsize, "%s", mysql_error(db));
+            goto fail;
+        }
     }
-    /* End the read's transaction: an idle writer must hold no table's
-     * metadata lock (an operator's ALTER or LOCK TABLES would wait on it). */
-    mysql_commit(w->db);
+    /* End the transaction: an idle writer must hold no table's metadata
+     * lock (an operator's ALTER or LOCK TABLES would wait on it). */
+    if (mysql_commit(db) != 0) {
+        snprintf(err, errsize, "commit: %s", mysql_error(db));
+        goto fail;
+    }
     return true;
+fail:
+    disconnect(w);
+    return false;
 }
 
 /* Separate from connecting: a refresh or a reset needs only the
@@ -226,10 +278,13 @@ static bool prepare_statements(struct writer *w, char *err, size_t errsize)
 {
     if (w->upsert)
         return true;
-    if ((w->upsert = prepare(w->db, sql_upsert, err, errsize)) == NULL ||
-        (w->insert_message = prepare(w->db, sql_insert_message, err, errsize)) == NULL ||
-        (w->save_progress = prepare(w->db, sql_save_progress, err, errsize)) == NULL)
+    MYSQL *db = w->lanes[0].db;
+    if ((w->upsert = prepare(db, sql_upsert, err, errsize)) == NULL ||
+        (w->insert_message = prepare(db, sql_insert_message, err, errsize)) == NULL)
         return false;
+    for (unsigned k = 0; k < WRITER_LANES; k++)
+        if ((w->lanes[k].save_progress = prepare(w->lanes[k].db, sql_save_progress, err, errsize)) == NULL)
+            return false;
     return true;
 }
 
@@ -245,28 +300,28 @@ static bool record_refused(unsigned int code)
 
 /* The touched[] entry for this cache key, created when `create`; -1 when
  * absent. A hash index, because a batch can touch a thousand senders. */
-static int touched_lookup(struct writer *w, const char *key, const char *sender, bool create)
+static int touched_lookup(struct lane *l, const char *key, const char *sender, bool create)
 {
     uint64_t hash = fnv1a64(key, strlen(key));
     for (uint32_t slot = (uint32_t)hash & (TOUCHED_SLOTS - 1);; slot = (slot + 1) & (TOUCHED_SLOTS - 1)) {
-        uint32_t i = w->touched_index[slot];
+        uint32_t i = l->touched_index[slot];
         if (i == 0)
             break;
-        if (w->touched[i - 1].key_hash == hash && strcmp(w->touched[i - 1].key, key) == 0)
+        if (l->touched[i - 1].key_hash == hash && strcmp(l->touched[i - 1].key, key) == 0)
             return (int)(i - 1);
     }
     if (!create)
         return -1;
-    struct touched *t = &w->touched[w->n_touched];
+    struct touched *t = &l->touched[l->n_touched];
     memset(t, 0, sizeof(*t));
     str_copy(t->key, key, sizeof(t->key));
     t->key_hash = hash;
     t->sender = xstrdup(sender);
     uint32_t slot = (uint32_t)hash & (TOUCHED_SLOTS - 1);
-    while (w->touched_index[slot] != 0)
+    while (l->touched_index[slot] != 0)
         slot = (slot + 1) & (TOUCHED_SLOTS - 1);
-    w->touched_index[slot] = (uint32_t)++w->n_touched;
-    return (int)(w->n_touched - 1);
+    l->touched_index[slot] = (uint32_t)++l->n_touched;
+    return (int)(l->n_touched - 1);
 }
 
 static void read_id_locked(struct cache_entry *e, bool created, void *arg)
@@ -275,35 +330,35 @@ static void read_id_locked(struct cache_entry *e, bool created, void *arg)
     *(uint64_t *)arg = e->db_id;
 }
 
-static uint32_t touch(struct writer *w, const struct msg_record *r)
+static uint32_t touch(struct lane *l, const struct msg_record *r)
 {
     char key[CACHE_KEY_SIZE];
     cache_make_key(r->sender, key);
-    size_t before = w->n_touched;
-    uint32_t t = (uint32_t)touched_lookup(w, key, r->sender, true);
-    if (w->n_touched > before)      /* new in this batch: its id, if the cache has it */
-        cache_apply(&w->ctx->shm->cache, key, false, read_id_locked, &w->touched[t].cached_id);
+    size_t before = l->n_touched;
+    uint32_t t = (uint32_t)touched_lookup(l, key, r->sender, true);
+    if (l->n_touched > before)      /* new in this batch: its id, if the cache has it */
+        cache_apply(&l->w->ctx->shm->cache, key, false, read_id_locked, &l->touched[t].cached_id);
     return t;
 }
 
-static void batch_reset(struct writer *w)
+static void batch_reset(struct lane *l)
 {
-    for (size_t i = 0; i < w->n_touched; i++)
-        free(w->touched[i].sender);
-    w->n_touched = 0;
-    memset(w->touched_index, 0, sizeof(w->touched_index));
-    w->n_recs = 0;
+    for (size_t i = 0; i < l->n_touched; i++)
+        free(l->touched[i].sender);
+    l->n_touched = 0;
+    memset(l->touched_index, 0, sizeof(l->touched_index));
+    l->n_recs = 0;
 }
 
-static void batch_add(struct writer *w, const struct msg_record *r)
+static void batch_add(struct lane *l, const struct msg_record *r)
 {
-    uint32_t i = (uint32_t)w->n_recs++;
-    struct batch_rec *b = &w->recs[i];
-    b->sender = touch(w, r);
+    uint32_t i = (uint32_t)l->n_recs++;
+    struct batch_rec *b = &l->recs[i];
+    b->sender = touch(l, r);
     b->next_of_sender = 0;
-    struct touched *t = &w->touched[b->sender];
+    struct touched *t = &l->touched[b->sender];
     if (t->last_rec)
-        w->recs[t->last_rec - 1].next_of_sender = i + 1;
+        l->recs[t->last_rec - 1].next_of_sender = i + 1;
     else
         t->first_rec = i + 1;
     t->last_rec = i + 1;
@@ -356,19 +411,23 @@ static bool write_record(struct writer *w, const struct msg_record *r, char *err
     return true;
 }
 
-static bool save_progress(struct writer *w, const struct progress *p, char *err, size_t errsize)
+/* The progress rows this lane carries in this round. */
+static bool save_progress(struct lane *l, const struct progress last[WRITER_LANES], char *err, size_t errsize)
 {
-    MYSQL_BIND b[3];
-    unsigned long len;
-    uint64_t epoch = p->epoch, seq = p->seq;
-
-    memset(b, 0, sizeof(b));
-    bind_str(&b[0], w->ctx->name, &len);
-    bind_u64(&b[1], &epoch);
-    bind_u64(&b[2], &seq);
-    if (mysql_stmt_bind_param(w->save_progress, b) != 0 || mysql_stmt_execute(w->save_progress) != 0) {
-        snprintf(err, errsize, "save progress: %s", mysql_stmt_error(w->save_progress));
-        return false;
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        if (!l->saves[k])
+            continue;
+        MYSQL_BIND b[3];
+        unsigned long len;
+        uint64_t epoch = last[k].epoch, seq = last[k].seq;
+        memset(b, 0, sizeof(b));
+        bind_str(&b[0], l->w->progress_name[k], &len);
+        bind_u64(&b[1], &epoch);
+        bind_u64(&b[2], &seq);
+        if (mysql_stmt_bind_param(l->save_progress, b) != 0 || mysql_stmt_execute(l->save_progress) != 0) {
+            snprintf(err, errsize, "save progress: %s", mysql_stmt_error(l->save_progress));
+            return false;
+        }
     }
     return true;
 }
@@ -378,19 +437,19 @@ static bool save_progress(struct writer *w, const struct progress *p, char *err,
  * were already taken out of the queued counts by the reset); then the
  * cache takes the database's row plus what is still queued. */
 struct committed_arg {
-    struct writer *w;
+    struct lane *l;
     uint32_t sender;
 };
 
 static void apply_committed(struct cache_entry *e, bool created, void *arg)
 {
     const struct committed_arg *a = arg;
-    struct writer *w = a->w;
-    struct touched *t = &w->touched[a->sender];
+    struct lane *l = a->l;
+    struct touched *t = &l->touched[a->sender];
     (void)created;
 
-    for (uint32_t i = t->first_rec; i != 0; i = w->recs[i - 1].next_of_sender) {
-        const struct batch_rec *b = &w->recs[i - 1];
+    for (uint32_t i = t->first_rec; i != 0; i = l->recs[i - 1].next_of_sender) {
+        const struct batch_rec *b = &l->recs[i - 1];
         if (b->created_us < e->reset_us)
             continue;
         e->unwritten_msg = e->unwritten_msg > b->msg_delta ? e->unwritten_msg - b->msg_delta : 0;
@@ -479,6 +538,9 @@ static size_t padded_rows(size_t n)
 static char *bulk_sql(enum bulk_kind kind, size_t rows)
 {
     switch (kind) {
+    case BULK_CREATE:
+        return rows_sql("INSERT IGNORE INTO `ratelimits` (`sender`, `quota`, `quota_reset`) VALUES ", "(?, ?, ?)", rows,
+                        " RETURNING `id`, `sender`");
     case BULK_SELECT_LOCK_ID:
         return rows_sql("SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` WHERE `id` IN (", "?", rows, ") FOR UPDATE");
     case BULK_SELECT_LOCK:
@@ -508,46 +570,46 @@ static char *bulk_sql(enum bulk_kind kind, size_t rows)
 /* Execute the bulk statement of this shape with these parameters. The
  * statement stays the writer's (cached); a SELECT's result must be read
  * to its end or freed before the next use. */
-static MYSQL_STMT *run_bulk(struct writer *w, enum bulk_kind kind, size_t rows, MYSQL_BIND *params, char *err,
+static MYSQL_STMT *run_bulk(struct lane *l, enum bulk_kind kind, size_t rows, MYSQL_BIND *params, char *err,
                             size_t errsize)
 {
-    struct bulk_stmt *b = NULL, *oldest = &w->bulk[0];
+    struct bulk_stmt *b = NULL, *oldest = &l->bulk[0];
     for (size_t i = 0; i < BULK_CACHE && b == NULL; i++) {
-        if (w->bulk[i].st && w->bulk[i].kind == kind && w->bulk[i].rows == rows)
-            b = &w->bulk[i];
-        else if (w->bulk[i].st == NULL || (oldest->st && w->bulk[i].last_used < oldest->last_used))
-            oldest = &w->bulk[i];
+        if (l->bulk[i].st && l->bulk[i].kind == kind && l->bulk[i].rows == rows)
+            b = &l->bulk[i];
+        else if (l->bulk[i].st == NULL || (oldest->st && l->bulk[i].last_used < oldest->last_used))
+            oldest = &l->bulk[i];
     }
     if (b == NULL) {
         b = oldest;
         if (b->st)
             mysql_stmt_close(b->st);
         char *sql = bulk_sql(kind, rows);
-        b->st = prepare(w->db, sql, err, errsize);
+        b->st = prepare(l->db, sql, err, errsize);
         free(sql);
         if (b->st == NULL)
             return NULL;
         b->kind = kind;
         b->rows = rows;
     }
-    b->last_used = ++w->bulk_clock;
+    b->last_used = ++l->bulk_clock;
     if (mysql_stmt_bind_param(b->st, params) != 0 || mysql_stmt_execute(b->st) != 0) {
         snprintf(err, errsize, "bulk statement of %zu rows: %s", rows, mysql_stmt_error(b->st));
-        w->bulk_errno = mysql_stmt_errno(b->st);
+        l->bulk_errno = mysql_stmt_errno(b->st);
         return NULL;
     }
     return b->st;
 }
 
-static int find_touched(struct writer *w, const char *sender)
+static int find_touched(struct lane *l, const char *sender)
 {
     char key[CACHE_KEY_SIZE];
     cache_make_key(sender, key);
-    return touched_lookup(w, key, sender, false);
+    return touched_lookup(l, key, sender, false);
 }
 
 /* Read the rows a bulk SELECT returns into their touched[] entries. */
-static bool fetch_touched(struct writer *w, MYSQL_STMT *st, char *err, size_t errsize)
+static bool fetch_touched(struct lane *l, MYSQL_STMT *st, char *err, size_t errsize)
 {
     MYSQL_BIND out[13];
     unsigned long sender_len;
@@ -584,17 +646,21 @@ static bool fetch_touched(struct writer *w, MYSQL_STMT *st, char *err, size_t er
     int rc;
     while ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
         sender[sender_len < sizeof(sender) ? sender_len : sizeof(sender) - 1] = '\0';
-        int t = find_touched(w, sender);
+        int t = find_touched(l, sender);
         if (t < 0)
             continue;
         r.locked = (uint8_t)(locked != 0);
         r.block_action = (uint8_t)(block_action < BLOCK_ACTIONS ? block_action : BLOCK_ACTION_DEFAULT);
-        w->touched[t].row = r;
-        w->touched[t].found = true;
+        l->touched[t].row = r;
+        l->touched[t].found = true;
     }
     bool ok = rc == MYSQL_NO_DATA;
-    if (!ok)
-        snprintf(err, errsize, "read rows: %s", mysql_stmt_error(st));
+    if (!ok) {
+        /* A failed fetch leaves the error on the statement or, for one
+         * the server sent instead of a row (a deadlock), on the connection. */
+        l->bulk_errno = mysql_stmt_errno(st) ? mysql_stmt_errno(st) : mysql_errno(l->db);
+        snprintf(err, errsize, "read rows: %s", mysql_stmt_errno(st) ? mysql_stmt_error(st) : mysql_error(l->db));
+    }
     mysql_stmt_free_result(st);
     return ok;
 }
@@ -604,35 +670,35 @@ static bool fetch_touched(struct writer *w, MYSQL_STMT *st, char *err, size_t er
  * Locking reads go by primary key where the cache knows the row's id (a
  * third of the cost of the sender index); the rest, and ids that turn out
  * stale, by sender. */
-static bool select_touched(struct writer *w, bool lock, char *err, size_t errsize)
+static bool select_touched(struct lane *l, bool lock, char *err, size_t errsize)
 {
-    size_t *which = xcalloc(w->n_touched + 1, sizeof(size_t)), k = 0;
+    size_t *which = xcalloc(l->n_touched + 1, sizeof(size_t)), k = 0;
     bool ok = true;
 
-    for (size_t i = 0; lock && i < w->n_touched; i++)
-        if (w->touched[i].cached_id != 0)
+    for (size_t i = 0; lock && i < l->n_touched; i++)
+        if (l->touched[i].cached_id != 0)
             which[k++] = i;
     if (k > 0) {
         size_t rows = padded_rows(k);
         MYSQL_BIND *in = xcalloc(rows, sizeof(MYSQL_BIND));
         for (size_t i = 0; i < rows; i++)     /* the padding repeats the last id */
-            bind_u64(&in[i], &w->touched[which[i < k ? i : k - 1]].cached_id);
-        MYSQL_STMT *st = run_bulk(w, BULK_SELECT_LOCK_ID, rows, in, err, errsize);
-        ok = st != NULL && fetch_touched(w, st, err, errsize);
+            bind_u64(&in[i], &l->touched[which[i < k ? i : k - 1]].cached_id);
+        MYSQL_STMT *st = run_bulk(l, BULK_SELECT_LOCK_ID, rows, in, err, errsize);
+        ok = st != NULL && fetch_touched(l, st, err, errsize);
         free(in);
     }
     k = 0;
-    for (size_t i = 0; ok && i < w->n_touched; i++)
-        if (!w->touched[i].found)
+    for (size_t i = 0; ok && i < l->n_touched; i++)
+        if (!l->touched[i].found)
             which[k++] = i;
     if (ok && k > 0) {
         size_t rows = padded_rows(k);
         MYSQL_BIND *in = xcalloc(rows, sizeof(MYSQL_BIND));
         unsigned long *lens = xcalloc(rows, sizeof(unsigned long));
         for (size_t i = 0; i < rows; i++)     /* the padding repeats the last sender */
-            bind_str(&in[i], w->touched[which[i < k ? i : k - 1]].sender, &lens[i]);
-        MYSQL_STMT *st = run_bulk(w, lock ? BULK_SELECT_LOCK : BULK_SELECT_NEW, rows, in, err, errsize);
-        ok = st != NULL && fetch_touched(w, st, err, errsize);
+            bind_str(&in[i], l->touched[which[i < k ? i : k - 1]].sender, &lens[i]);
+        MYSQL_STMT *st = run_bulk(l, lock ? BULK_SELECT_LOCK : BULK_SELECT_NEW, rows, in, err, errsize);
+        ok = st != NULL && fetch_touched(l, st, err, errsize);
         free(lens);
         free(in);
     }
@@ -645,18 +711,18 @@ static bool select_touched(struct writer *w, bool lock, char *err, size_t errsiz
  * row's reset_at), insert all the messages rows. The rows stay locked until
  * COMMIT, so their new values are the old ones plus our deltas; only rows
  * created by this batch are read back, for their ids. */
-static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
+static bool write_bulk(struct lane *l, char *err, size_t errsize)
 {
-    size_t k = w->n_touched;
+    size_t k = l->n_touched, n = l->n_recs;
     bool ok = false;
 
-    if (!select_touched(w, true, err, errsize))
+    if (!select_touched(l, true, err, errsize))
         return false;
     for (size_t i = 0; i < n; i++) {
-        if (w->covered[i])
+        if (l->covered[i])
             continue;
-        const struct msg_record *r = &w->pending[i];
-        struct touched *t = &w->touched[w->recs[i].sender];
+        const struct msg_record *r = &l->pending[i];
+        struct touched *t = &l->touched[l->recs[i].sender];
         t->has_new = true;
         if (!t->found || r->created_us >= t->row.reset_us) {
             t->msg_counter = quota_sat_add(t->msg_counter, r->msg_delta);
@@ -673,7 +739,7 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
      * repeats the last of them with nothing to add. */
     size_t up = 0, last = 0;
     for (size_t i = 0; i < k; i++)
-        if (w->touched[i].has_new) {
+        if (l->touched[i].has_new) {
             up++;
             last = i;
         }
@@ -686,7 +752,7 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
     static uint32_t zero;
     for (size_t i = 0, j = 0; j < up_rows; i++) {
         bool padding = j >= up;
-        struct touched *t = &w->touched[padding ? last : i];
+        struct touched *t = &l->touched[padding ? last : i];
         if (!padding && !t->has_new)
             continue;
         MYSQL_BIND *p = &b[j * 8];
@@ -703,10 +769,10 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
         bind_u32(&p[7], padding ? &zero : &t->rcpt_total);
         j++;
     }
-    if (up_rows > 0 && run_bulk(w, BULK_UPSERT, up_rows, b, err, errsize) == NULL)
+    if (up_rows > 0 && run_bulk(l, BULK_UPSERT, up_rows, b, err, errsize) == NULL)
         goto out;
     for (size_t i = 0; i < k; i++) {
-        struct touched *t = &w->touched[i];
+        struct touched *t = &l->touched[i];
         if (!t->found)
             continue;
         t->row.msg_counter = quota_sat_add(t->row.msg_counter, t->msg_counter);
@@ -714,44 +780,48 @@ static bool write_bulk(struct writer *w, size_t n, char *err, size_t errsize)
         t->row.msg_total = quota_sat_add(t->row.msg_total, t->msg_total);
         t->row.rcpt_total = quota_sat_add(t->row.rcpt_total, t->rcpt_total);
     }
-    if (!select_touched(w, false, err, errsize))     /* the rows this batch created */
+    if (!select_touched(l, false, err, errsize))     /* the rows this batch created */
         goto out;
 
     /* Every sender must have its row by now; one that the read-back did not
      * match (a spelling the database folds differently from the cache key)
      * goes record by record, where the upsert itself returns the id. */
     for (size_t i = 0; i < k; i++)
-        if (w->touched[i].has_new && w->touched[i].row.id == 0) {
-            snprintf(err, errsize, "the row of %.200s was not found after its upsert", w->touched[i].sender);
-            w->bulk_errno = ER_NO_REFERENCED_ROW_2;     /* a refusal: careful mode next */
+        if (l->touched[i].has_new && l->touched[i].row.id == 0) {
+            snprintf(err, errsize, "the row of %.200s was not found after its upsert", l->touched[i].sender);
+            l->bulk_errno = ER_NO_REFERENCED_ROW_2;     /* a refusal: careful mode next */
             goto out;
         }
     size_t rows = 0;
     memset(b, 0, nbind * sizeof(MYSQL_BIND));
     for (size_t i = 0; i < n; i++) {
-        if (w->covered[i])
+        if (l->covered[i])
             continue;
-        const struct msg_record *r = &w->pending[i];
+        const struct msg_record *r = &l->pending[i];
         MYSQL_BIND *p = &b[rows * 10];
-        unsigned long *l = &lens[rows * 10];
-        ids[rows] = w->touched[w->recs[i].sender].row.id;
+        unsigned long *len = &lens[rows * 10];
+        ids[rows] = l->touched[l->recs[i].sender].row.id;
         created[rows] = (uint64_t)r->created_us;
         flags[rows * 2] = r->rcpt_count;
         flags[rows * 2 + 1] = r->blocked;
         bind_u64(&p[0], &ids[rows]);
-        bind_str(&p[1], r->msgid, &l[1]);
-        bind_str(&p[2], r->sender, &l[2]);
+        bind_str(&p[1], r->msgid, &len[1]);
+        bind_str(&p[2], r->sender, &len[2]);
         bind_u32(&p[3], &flags[rows * 2]);
         bind_u32(&p[4], &flags[rows * 2 + 1]);
-        bind_str(&p[5], r->from_addr, &l[5]);
-        bind_str(&p[6], r->to_addr, &l[6]);
-        bind_str(&p[7], r->client_address, &l[7]);
-        bind_str(&p[8], r->client_name, &l[8]);
+        bind_str(&p[5], r->from_addr, &len[5]);
+        bind_str(&p[6], r->to_addr, &len[6]);
+        bind_str(&p[7], r->client_address, &len[7]);
+        bind_str(&p[8], r->client_name, &len[8]);
         bind_u64(&p[9], &created[rows]);
         rows++;
     }
-    if (rows > 0 && run_bulk(w, BULK_MESSAGES, rows, b, err, errsize) == NULL)
-        goto out;
+    for (size_t done = 0, chunk; done < rows; done += chunk) {
+        for (chunk = 1; chunk * 2 <= rows - done; chunk *= 2)
+            ;
+        if (run_bulk(l, BULK_MESSAGES, chunk, &b[done * 10], err, errsize) == NULL)
+            goto out;
+    }
     ok = true;
 out:
     free(b);
@@ -762,21 +832,172 @@ out:
     return ok;
 }
 
-/* One transaction over the oldest records. Returns records taken, or
- * WRITE_FAILED / WRITE_AGAIN. Normally the whole batch goes in a few bulk
- * statements; after a refused bulk write the next round goes record by
- * record, to find the refused record and set it aside. */
+/* The ids of the rows create_rows made (those it found existing are not
+ * returned), so that the lanes go to them by primary key. */
+static bool learn_created_ids(struct writer *w, MYSQL_STMT *st, char *err, size_t errsize)
+{
+    MYSQL_BIND out[2];
+    unsigned long sender_len;
+    char sender[1024];
+    uint64_t id;
+
+    memset(out, 0, sizeof(out));
+    bind_u64(&out[0], &id);
+    out[1].buffer_type = MYSQL_TYPE_STRING;
+    out[1].buffer = sender;
+    out[1].buffer_length = sizeof(sender) - 1;
+    out[1].length = &sender_len;
+    bool ok = mysql_stmt_bind_result(st, out) == 0;
+    int rc = 0;
+    while (ok && ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED)) {
+        sender[sender_len < sizeof(sender) ? sender_len : sizeof(sender) - 1] = '\0';
+        struct lane *l = &w->lanes[writer_lane(sender)];
+        int t = find_touched(l, sender);
+        if (t >= 0)
+            l->touched[t].cached_id = id;
+    }
+    if (!ok || rc != MYSQL_NO_DATA) {
+        w->lanes[0].bulk_errno = mysql_stmt_errno(st) ? mysql_stmt_errno(st) : mysql_errno(w->lanes[0].db);
+        snprintf(err, errsize, "read created rows: %s", mysql_stmt_errno(st) ? mysql_stmt_error(st) : mysql_error(w->lanes[0].db));
+        ok = false;
+    }
+    mysql_stmt_free_result(st);
+    return ok;
+}
+
+/* Rows for the round's new senders (the cache knows no id for them), in a
+ * transaction of its own on lane 0 before the lanes start: an insert into
+ * the sender index locks the gaps around it even under READ COMMITTED,
+ * and two lanes inserting side by side deadlock. The lanes then only
+ * update rows. A row created here with nothing counted is the one the
+ * lane's upsert would have created; a lane that fails writes its records
+ * next round. Senders with only replayed records get no row (theirs may
+ * have been deleted meanwhile). */
+static bool create_rows(struct writer *w, char *err, size_t errsize)
+{
+    struct lane *first = &w->lanes[0];
+    size_t count = 0, cap = 0;
+
+    for (unsigned k = 0; k < WRITER_LANES; k++)
+        cap += w->lanes[k].n_touched;
+    const struct touched **which = xcalloc(cap + 1, sizeof(*which));
+    uint32_t *quota = xcalloc(cap + 1, sizeof(*quota));
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        struct lane *l = &w->lanes[k];
+        for (size_t i = 0; i < l->n_recs; i++) {
+            struct touched *t = &l->touched[l->recs[i].sender];
+            if (l->covered[i] || t->has_new)
+                continue;
+            t->has_new = true;      /* seen; write_bulk sets it again */
+            if (t->cached_id == 0) {
+                quota[count] = l->pending[i].quota_default;
+                which[count++] = t;
+            }
+        }
+    }
+    bool ok = true;
+    if (count > 0) {
+        size_t rows = padded_rows(count);
+        MYSQL_BIND *in = xcalloc(rows * 3, sizeof(MYSQL_BIND));
+        unsigned long *lens = xcalloc(rows, sizeof(unsigned long));
+        for (size_t i = 0; i < rows; i++) {     /* the padding repeats the last: ignored as a duplicate */
+            size_t j = i < count ? i : count - 1;
+            bind_str(&in[i * 3], which[j]->sender, &lens[i]);
+            bind_u32(&in[i * 3 + 1], &quota[j]);
+            bind_u32(&in[i * 3 + 2], &quota[j]);
+        }
+        first->bulk_errno = 0;
+        MYSQL_STMT *st = run_bulk(first, BULK_CREATE, rows, in, err, errsize);
+        ok = st != NULL && learn_created_ids(w, st, err, errsize);
+        if (ok && mysql_commit(first->db) != 0) {
+            snprintf(err, errsize, "commit: %s", mysql_error(first->db));
+            ok = false;
+        }
+        if (!ok)
+            mysql_rollback(first->db);
+        free(lens);
+        free(in);
+    }
+    free(quota);
+    free(which);
+    return ok;
+}
+
+/* A lane's part of a round, in its own transaction: the bulk statements
+ * (careful: lane 0 has written the records one by one already), the
+ * progress rows it carries, COMMIT. Each lane commits on its own, so a
+ * lane never waits for another's transaction; a round where one lane
+ * fails leaves the other's records committed, and the next round finds
+ * them covered by that lane's progress. */
+static void lane_write(struct lane *l, bool careful)
+{
+    l->ok = false;
+    l->bulk_errno = 0;
+    if ((careful || write_bulk(l, l->err, sizeof(l->err))) &&
+        save_progress(l, l->w->round_last, l->err, sizeof(l->err)) &&
+        (!careful || select_touched(l, false, l->err, sizeof(l->err)))) {    /* careful: the rows as written */
+        if (mysql_commit(l->db) == 0) {
+            l->ok = true;
+            return;
+        }
+        snprintf(l->err, sizeof(l->err), "commit: %s", mysql_error(l->db));
+    }
+    mysql_rollback(l->db);
+}
+
+static void *lane_thread(void *arg)
+{
+    mysql_thread_init();
+    lane_write(arg, false);
+    mysql_thread_end();
+    return NULL;
+}
+
+/* The lanes with records write them side by side, lane 0 in this thread. */
+static void run_lanes(struct writer *w, bool careful)
+{
+    pthread_t thread[WRITER_LANES];
+    bool started[WRITER_LANES] = {false};
+    unsigned busy = 0;
+
+    for (unsigned k = 0; k < WRITER_LANES; k++)
+        busy += w->lanes[k].n_recs > 0;
+    for (unsigned k = 1; k < WRITER_LANES; k++) {
+        if (w->lanes[k].n_recs == 0)
+            continue;
+        if (busy > 1 && pthread_create(&thread[k], NULL, lane_thread, &w->lanes[k]) == 0)
+            started[k] = true;
+        else
+            lane_write(&w->lanes[k], false);    /* alone, or no thread: one after the other */
+    }
+    if (w->lanes[0].n_recs > 0)
+        lane_write(&w->lanes[0], careful);
+    for (unsigned k = 1; k < WRITER_LANES; k++)
+        if (started[k])
+            pthread_join(thread[k], NULL);
+}
+
+/* One round over the oldest records, in a transaction per lane. Returns
+ * records taken, or WRITE_FAILED / WRITE_AGAIN. Normally each lane's share
+ * goes in a few bulk statements; after a refused bulk write the next round
+ * goes record by record on lane 0, to find the refused record and set it
+ * aside; after the lanes deadlocked (two spellings of one sender that the
+ * database folds together, in different lanes) lane 0 takes a round alone. */
 static long write_batch(struct writer *w, char *err, size_t errsize)
 {
     struct shm *shm = w->ctx->shm;
     struct source src = {.spool = spool_size(w) > w->spool_read};
     struct msg_record rec;
-    struct progress last = w->committed;
     size_t used = 0, len;
     long n = 0;
-    bool careful = w->careful;
+    bool careful = w->careful, one_lane = careful || w->one_lane;
+    struct lane *first = &w->lanes[0];
 
-    batch_reset(w);
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        batch_reset(&w->lanes[k]);
+        memset(w->lanes[k].saves, 0, sizeof(w->lanes[k].saves));
+        w->round_last[k] = w->committed[k];
+    }
     if (src.spool) {
         /* Read a slice of the spool; a record cut at its end waits. */
         src.spool_buf = xmalloc(ARENA_SIZE);
@@ -787,49 +1008,50 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
 
     for (;;) {
         struct source before = src;
-        if (n >= BATCH_MAX || ARENA_SIZE - used < WQUEUE_MAX_RECORD ||
+        if (n >= WRITER_LANES * BATCH_MAX || ARENA_SIZE - used < WQUEUE_MAX_RECORD ||
             !source_next(w, &src, w->arena + used, ARENA_SIZE - used, &rec, &len))
             break;
+        unsigned lane = writer_lane(rec.sender);
+        struct lane *l = one_lane ? first : &w->lanes[lane];
         bool suspect = rec.epoch == w->poison_epoch && rec.seq == w->poison_seq;
-        if (suspect && n > 0) {     /* commit what precedes it; it goes alone next round */
-            src = before;
+        if ((suspect && n > 0) || l->n_recs >= BATCH_MAX) {
+            src = before;       /* the suspect goes alone next round; a full lane ends this one */
             break;
         }
-        bool covered = progress_covers(&w->committed, rec.epoch, rec.seq);
+        bool covered = progress_covers(&w->committed[lane], rec.epoch, rec.seq);
         if (!covered && careful && !write_record(w, &rec, err, errsize)) {
             MYSQL_STMT *failed = mysql_stmt_errno(w->upsert) ? w->upsert : w->insert_message;
             if (record_refused(mysql_stmt_errno(failed)) && suspect) {
-                /* Refused twice, the second time alone: set it aside. */
-                mysql_rollback(w->db);
+                /* Refused twice, the second time alone: set it aside (the
+                 * round is this record only). */
+                mysql_rollback(first->db);
                 set_aside(w, &rec);
                 w->poison_seq = w->poison_epoch = 0;
-                w->covered[0] = true;
-                w->pending[0] = rec;
-                batch_add(w, &rec);
-                last.epoch = rec.epoch;
-                last.seq = rec.seq;
-                n = 1;
-                break;
-            }
-            if (record_refused(mysql_stmt_errno(failed))) {
+                covered = true;
+            } else if (record_refused(mysql_stmt_errno(failed))) {
                 w->poison_epoch = rec.epoch;
                 w->poison_seq = rec.seq;
                 snprintf(w->poison_error, sizeof(w->poison_error), "%.500s", err);
-                mysql_rollback(w->db);
+                mysql_rollback(first->db);
                 free(src.spool_buf);
                 return WRITE_AGAIN;
+            } else {
+                mysql_rollback(first->db);
+                free(src.spool_buf);
+                return WRITE_FAILED;
             }
-            goto fail;
         }
         /* Written now (careful), to be written (bulk), written before (a
          * replay) or set aside: in every case it leaves the queued counts. */
-        w->pending[n] = rec;
-        w->covered[n] = covered;
-        batch_add(w, &rec);
-        last.epoch = rec.epoch;
-        last.seq = rec.seq;
+        l->pending[l->n_recs] = rec;
+        l->covered[l->n_recs] = covered;
+        batch_add(l, &rec);
+        l->saves[lane] = true;
+        w->round_last[lane] = (struct progress){rec.epoch, rec.seq};
         used += (len + 7) & ~(size_t)7;
         n++;
+        if (suspect)
+            break;
     }
     if (n == 0 && src.spool) {
         off_t left = spool_size(w) - w->spool_read;
@@ -860,33 +1082,61 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
         free(src.spool_buf);
         return 0;
     }
-    w->bulk_errno = 0;
-    if (!careful && !write_bulk(w, (size_t)n, err, errsize)) {
-        if (record_refused(w->bulk_errno)) {
-            w->careful = true;      /* find the refused record one by one */
-            mysql_rollback(w->db);
-            free(src.spool_buf);
+
+    unsigned busy = 0;
+    for (unsigned k = 0; k < WRITER_LANES; k++)
+        busy += w->lanes[k].n_recs > 0;
+    if (busy > 1 && !create_rows(w, err, errsize)) {
+        free(src.spool_buf);
+        if (record_refused(first->bulk_errno)) {
+            w->careful = true;
             return WRITE_AGAIN;
         }
-        goto fail;
+        return WRITE_FAILED;
     }
-    if (!save_progress(w, &last, err, errsize))
-        goto fail;
-    if (careful && !select_touched(w, false, err, errsize))   /* the rows as written */
-        goto fail;
-    if (mysql_commit(w->db) != 0) {
-        snprintf(err, errsize, "commit: %s", mysql_error(w->db));
-        goto fail;
+    run_lanes(w, careful);
+    const struct lane *failed = NULL;
+    bool deadlock = false, refused = false;
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        const struct lane *l = &w->lanes[k];
+        if (l->n_recs == 0)
+            continue;
+        if (!l->ok) {
+            failed = l;
+            deadlock |= l->bulk_errno == ER_LOCK_DEADLOCK;
+            refused |= record_refused(l->bulk_errno);
+            continue;
+        }
+        for (unsigned j = 0; j < WRITER_LANES; j++)
+            if (l->saves[j] && progress_covers(&w->round_last[j], w->committed[j].epoch, w->committed[j].seq))
+                w->committed[j] = w->round_last[j];
     }
-    w->careful = false;
-    if (progress_covers(&last, w->committed.epoch, w->committed.seq))
-        w->committed = last;
+    if (failed) {
+        /* Nothing leaves the queue and the cache learns nothing: a lane that
+         * did commit has its records counted out of the queued counts when
+         * the next round commits them as covered. */
+        free(src.spool_buf);
+        snprintf(err, errsize, "%s", failed->err);
+        if (deadlock) {
+            w->one_lane = true;
+            return WRITE_AGAIN;
+        }
+        if (refused) {
+            w->careful = true;      /* find the refused record one by one */
+            return WRITE_AGAIN;
+        }
+        return WRITE_FAILED;
+    }
+    w->careful = w->one_lane = false;
     /* The cache first, then the queue: dying in between leaves records
-     * that the progress row marks as written, and subtracting them again
+     * that the progress rows mark as written, and subtracting them again
      * later can only undercount until the queue is empty, never overcount. */
-    for (size_t i = 0; i < w->n_touched; i++) {
-        struct committed_arg a = {.w = w, .sender = (uint32_t)i};
-        cache_apply(&shm->cache, w->touched[i].key, false, apply_committed, &a);
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        struct lane *l = &w->lanes[k];
+        for (size_t i = 0; i < l->n_touched; i++) {
+            struct committed_arg a = {.l = l, .sender = (uint32_t)i};
+            cache_apply(&shm->cache, l->touched[i].key, false, apply_committed, &a);
+        }
     }
     if (src.spool) {
         w->spool_read += (off_t)src.spool_pos;
@@ -899,11 +1149,6 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
     free(src.spool_buf);
     STAT_ADD(shm, db_written, (uint64_t)n);
     return n;
-
-fail:
-    mysql_rollback(w->db);
-    free(src.spool_buf);
-    return WRITE_FAILED;
 }
 
 static bool open_spool(struct writer *w)
@@ -1010,7 +1255,7 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
      * is reset at that boundary. */
     if (w->next_reset && time(NULL) >= w->next_reset) {
         unsigned long long reset, purged;
-        if (!cachesync_db_reset(w->db, (int64_t)w->next_reset * 1000000, w->ctx->cfg->message_retention,
+        if (!cachesync_db_reset(w->lanes[0].db, (int64_t)w->next_reset * 1000000, w->ctx->cfg->message_retention,
                                 &reset, &purged, err, errsize))
             return false;
         log_notice("period reset: %llu sender(s) reset, %llu message(s) purged", reset, purged);
@@ -1019,9 +1264,9 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
     }
     if (asked != w->refresh_seen || time(NULL) >= w->next_refresh) {
         log_debug("writer: refreshing the cache from the database%s", asked != w->refresh_seen ? " (asked)" : "");
-        if (!cachesync_refresh_all(w->db, w->ctx->shm, err, errsize))
+        if (!cachesync_refresh_all(w->lanes[0].db, w->ctx->shm, err, errsize))
             return false;
-        mysql_commit(w->db);    /* end the read's transaction: the next sees new data */
+        mysql_commit(w->lanes[0].db);    /* end the read's transaction: the next sees new data */
         w->next_refresh = time(NULL) + w->ctx->cfg->cache.refresh_interval;
         if (asked != w->refresh_seen) {
             w->refresh_seen = asked;
@@ -1046,10 +1291,15 @@ void writer_main(const struct writer_ctx *ctx)
     int backoff_ms = 0;
 
     child_signals(on_term, false);
-    w.touched = xcalloc(BATCH_MAX, sizeof(struct touched));
-    w.recs = xcalloc(BATCH_MAX, sizeof(struct batch_rec));
-    w.pending = xcalloc(BATCH_MAX, sizeof(struct msg_record));
-    w.covered = xcalloc(BATCH_MAX, sizeof(bool));
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        struct lane *l = &w.lanes[k];
+        l->w = &w;
+        l->touched = xcalloc(BATCH_MAX, sizeof(struct touched));
+        l->recs = xcalloc(BATCH_MAX, sizeof(struct batch_rec));
+        l->pending = xcalloc(BATCH_MAX, sizeof(struct msg_record));
+        l->covered = xcalloc(BATCH_MAX, sizeof(bool));
+        progress_row_name(ctx->name, k, w.progress_name[k], sizeof(w.progress_name[k]));
+    }
     w.arena = xmalloc(ARENA_SIZE);
     w.refresh_seen = __atomic_load_n(&shm->hdr->refresh_requests, __ATOMIC_ACQUIRE);
     w.next_refresh = time(NULL) + ctx->cfg->cache.refresh_interval;
@@ -1060,7 +1310,7 @@ void writer_main(const struct writer_ctx *ctx)
 
     for (;;) {
         long n = WRITE_FAILED;
-        if (w.db != NULL || connect_db(&w, err, sizeof(err))) {
+        if (w.lanes[0].db != NULL || connect_db(&w, err, sizeof(err))) {
             if (housekeeping(&w, err, sizeof(err)) && prepare_statements(&w, err, sizeof(err)))
                 n = write_batch(&w, err, sizeof(err));
             else if (w.outage_logged)
@@ -1107,14 +1357,17 @@ void writer_main(const struct writer_ctx *ctx)
     if (left > 0 || spooled > 0)
         log_error("writer: stopping with %llu record(s) queued and %lld spooled byte(s) not written; "
                   "the next start writes them", (unsigned long long)left, (long long)spooled);
-    batch_reset(&w);
     disconnect(&w);
     if (w.spool_fd >= 0)
         close(w.spool_fd);
-    free(w.touched);
-    free(w.recs);
-    free(w.pending);
-    free(w.covered);
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        struct lane *l = &w.lanes[k];
+        batch_reset(l);
+        free(l->touched);
+        free(l->recs);
+        free(l->pending);
+        free(l->covered);
+    }
     free(w.arena);
     _exit(RG_EXIT_OK);
 }

@@ -62,13 +62,13 @@ SKIP: {
     close $v6;
 }
 
-# Many connections, one database connection (the writer's).
+# Many connections, two database connections (the writer's lanes).
 my @conns = map { policy_connect($c) } 1 .. 8;
 policy_request($_, sasl_username => 'many@example.org') for @conns;
 ok(wait_until(sub { ($h->selectrow_array(q{SELECT COUNT(*) FROM messages WHERE sender = 'many@example.org'}))[0] == 8 }),
    'eight messages written');
 my ($db_conns) = $h->selectrow_array('SELECT COUNT(*) FROM information_schema.processlist WHERE db = ?', undef, $db);
-is($db_conns - 1, 1, 'one database connection for the daemon with 8 client connections (the test holds the other)');
+is($db_conns - 1, 2, 'two database connections for the daemon with 8 client connections (the test holds another)');
 close $_ for @conns;
 
 # Idle timeout: a connection idle for idle_timeout is closed, logged.

@@ -37,7 +37,7 @@ ok(wait_until(sub { ($h->selectrow_array('SELECT COUNT(*) FROM messages'))[0] ==
 is_deeply($h->selectrow_arrayref(q{SELECT msg_counter, rcpt_counter, msg_total, rcpt_total FROM ratelimits
           WHERE sender = 'shared@example.org'}), [200, 200, 200, 200], 'database counters exactly 200');
 is(($h->selectrow_array('SELECT SUM(1 - blocked) FROM messages'))[0], $accepted, 'rows agree with the replies');
-is(($h->selectrow_array('SELECT COUNT(*) FROM rateguard_progress'))[0], 2, 'each instance keeps its own progress');
+is(($h->selectrow_array('SELECT COUNT(*) FROM rateguard_progress'))[0], 4, 'each instance keeps its own progress (a row per lane)');
 my @queues = glob(test_dir() . '/rateguard-*.queue');
 is(scalar @queues, 2, 'two queue files, one per configuration');
 close $_ for @s;

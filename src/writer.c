@@ -1118,6 +1118,7 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
         free(src.spool_buf);
         snprintf(err, errsize, "%s", failed->err);
         if (deadlock) {
+            log_info("writer: %s; the next round goes in one lane", err);
             w->one_lane = true;
             return WRITE_AGAIN;
         }

@@ -1,6 +1,6 @@
 /*
- * writer.h - the writer process: the only holder of a database connection
- * while the daemon runs. It drains the write-back queue in transactions
+ * writer.h - the writer process: the only holder of database connections
+ * (one per lane) while the daemon runs. It drains the write-back queue in transactions
  * (one record at low load, batches under load), writes counters as
  * increments and one `messages` row per record, records its progress in
  * the same transaction, and refreshes the cache from the database. While

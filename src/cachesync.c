@@ -364,8 +364,6 @@ void progress_row_name(const char *writer, unsigned lane, char *buf, size_t size
 bool cachesync_read_progress(MYSQL *db, const char *writer, struct progress p[WRITER_LANES], char *err,
                              size_t errsize)
 {
-    bool found[WRITER_LANES] = {false};
-
     if (strlen(writer) > 240) {
         snprintf(err, errsize, "writer name too long");
         return false;
@@ -382,12 +380,12 @@ bool cachesync_read_progress(MYSQL *db, const char *writer, struct progress p[WR
             return false;
         }
         MYSQL_ROW row = mysql_fetch_row(res);
-        found[lane] = row != NULL;
-        p[lane].epoch = row ? strtoull(row[0], NULL, 10) : 0;
-        p[lane].seq = row ? strtoull(row[1], NULL, 10) : 0;
+        if (row) {
+            p[lane].epoch = strtoull(row[0], NULL, 10);
+            p[lane].seq = strtoull(row[1], NULL, 10);
+        } else
+            p[lane] = lane == 0 ? (struct progress){0, 0} : p[0];
         mysql_free_result(res);
-        if (!found[lane])
-            p[lane] = p[0];
     }
     return true;
 }

@@ -1,14 +1,18 @@
 /*
  * writer.c - database write-back.
  *
- * One round = one transaction over up to BATCH_MAX records, oldest first
- * (the spool file, then the queue): for each record not yet committed
- * (rateguard_progress says which), an upsert of the sender's counters as
- * increments (creating the row with the default quota if new; counters
- * only if the record is not older than the row's reset_at) and an insert
- * of its `messages` row; then the progress row and a read-back of the
- * touched rows. After COMMIT the records leave the queue and the cache
- * takes the committed values plus whatever is still queued.
+ * One round takes the oldest records (the spool file, then the queue) and
+ * splits them between WRITER_LANES lanes by sender (writer_lane), each a
+ * database connection with its own transaction of up to BATCH_MAX records
+ * and its own progress row: for each record not yet committed (the lane's
+ * rateguard_progress row says which), the sender's counters as increments
+ * (counters only if the record is not older than the row's reset_at) and
+ * its `messages` row; then the progress row and COMMIT. The lanes run side
+ * by side when the workers are idle (catching up), one after the other
+ * while they answer. When every lane has committed, the records leave the
+ * queue and the cache takes the committed rows plus whatever is still
+ * queued; a round where a lane failed is retried whole, and the lanes that
+ * did commit find their records covered.
  *
  * When the database fails: rollback, keep everything, retry with backoff,
  * log the outage once and its end once. With the queue half full, the
@@ -137,6 +141,7 @@ struct writer {
     int spool_fd;
     off_t spool_read;           /* next spool byte to write to the database */
     struct progress round_last[WRITER_LANES];   /* the current round's last record of each lane */
+    uint64_t answered;          /* the workers' request count at the last round */
     time_t next_refresh;
     time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
     uint32_t refresh_seen;      /* refresh_requests already served */
@@ -953,19 +958,17 @@ static void *lane_thread(void *arg)
     return NULL;
 }
 
-/* The lanes with records write them side by side, lane 0 in this thread. */
-static void run_lanes(struct writer *w, bool careful)
+/* The lanes with records write them, side by side (lane 0 in this thread)
+ * when `parallel`, else one after the other. */
+static void run_lanes(struct writer *w, bool careful, bool parallel)
 {
     pthread_t thread[WRITER_LANES];
     bool started[WRITER_LANES] = {false};
-    unsigned busy = 0;
 
-    for (unsigned k = 0; k < WRITER_LANES; k++)
-        busy += w->lanes[k].n_recs > 0;
     for (unsigned k = 1; k < WRITER_LANES; k++) {
         if (w->lanes[k].n_recs == 0)
             continue;
-        if (busy > 1 && pthread_create(&thread[k], NULL, lane_thread, &w->lanes[k]) == 0)
+        if (parallel && pthread_create(&thread[k], NULL, lane_thread, &w->lanes[k]) == 0)
             started[k] = true;
         else
             lane_write(&w->lanes[k], false);    /* alone, or no thread: one after the other */
@@ -1083,10 +1086,16 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
         return 0;
     }
 
+    /* Side by side only while the workers are not answering (catching up
+     * after a burst or an outage): a database on the same cores as the
+     * workers would otherwise take both cores from them under load. */
     unsigned busy = 0;
     for (unsigned k = 0; k < WRITER_LANES; k++)
         busy += w->lanes[k].n_recs > 0;
-    if (busy > 1 && !create_rows(w, err, errsize)) {
+    uint64_t answered = STAT_GET(shm, requests);
+    bool parallel = busy > 1 && answered == w->answered;
+    w->answered = answered;
+    if (parallel && !create_rows(w, err, errsize)) {
         free(src.spool_buf);
         if (record_refused(first->bulk_errno)) {
             w->careful = true;
@@ -1094,7 +1103,7 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
         }
         return WRITE_FAILED;
     }
-    run_lanes(w, careful);
+    run_lanes(w, careful, parallel);
     const struct lane *failed = NULL;
     bool deadlock = false, refused = false;
     for (unsigned k = 0; k < WRITER_LANES; k++) {

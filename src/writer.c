@@ -67,6 +67,8 @@ struct batch_rec {
     uint32_t next_of_sender;    /* index + 1 of the sender's next record, 0 ends */
     int64_t created_us;
     uint32_t msg_delta, rcpt_delta;
+    uint64_t epoch, seq;
+    unsigned lane;              /* writer_lane: whose progress row covers it */
 };
 
 /* A sender touched by the current batch, read back before COMMIT. */
@@ -103,9 +105,10 @@ struct bulk_stmt {
 struct writer;
 
 /* One database connection and the records of a round it writes, in its
- * own transaction: the senders of its share (writer_lane) when the lanes
- * run side by side, all of them when one lane must do the round alone.
- * Indexes into pending, covered and recs are the same record. */
+ * own transaction: the senders of its share (writer_lane), or all of them
+ * when lane 0 must do the round alone (careful, or after a deadlock); it
+ * then carries the other lanes' progress rows too. Indexes into pending,
+ * covered and recs are the same record. */
 struct lane {
     struct writer *w;
     MYSQL *db;
@@ -142,6 +145,11 @@ struct writer {
     off_t spool_read;           /* next spool byte to write to the database */
     struct progress round_last[WRITER_LANES];   /* the current round's last record of each lane */
     uint64_t answered;          /* the workers' request count at the last round */
+    /* Records this process has taken out of the queued counts, by lane: a
+     * lane that committed in a round another lane failed is applied at once
+     * (or a refresh would count its records twice, in the row and as
+     * queued), and its records come again, covered, in the retry. */
+    struct progress applied[WRITER_LANES];
     time_t next_refresh;
     time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
     uint32_t refresh_seen;      /* refresh_requests already served */
@@ -355,7 +363,7 @@ static void batch_reset(struct lane *l)
     l->n_recs = 0;
 }
 
-static void batch_add(struct lane *l, const struct msg_record *r)
+static void batch_add(struct lane *l, const struct msg_record *r, unsigned lane)
 {
     uint32_t i = (uint32_t)l->n_recs++;
     struct batch_rec *b = &l->recs[i];
@@ -370,6 +378,9 @@ static void batch_add(struct lane *l, const struct msg_record *r)
     b->created_us = r->created_us;
     b->msg_delta = r->msg_delta;
     b->rcpt_delta = r->rcpt_delta;
+    b->epoch = r->epoch;
+    b->seq = r->seq;
+    b->lane = lane;
 }
 
 static bool write_record(struct writer *w, const struct msg_record *r, char *err, size_t errsize)
@@ -455,7 +466,7 @@ static void apply_committed(struct cache_entry *e, bool created, void *arg)
 
     for (uint32_t i = t->first_rec; i != 0; i = l->recs[i - 1].next_of_sender) {
         const struct batch_rec *b = &l->recs[i - 1];
-        if (b->created_us < e->reset_us)
+        if (b->created_us < e->reset_us || progress_covers(&l->w->applied[b->lane], b->epoch, b->seq))
             continue;
         e->unwritten_msg = e->unwritten_msg > b->msg_delta ? e->unwritten_msg - b->msg_delta : 0;
         e->unwritten_rcpt = e->unwritten_rcpt > b->rcpt_delta ? e->unwritten_rcpt - b->rcpt_delta : 0;
@@ -463,6 +474,21 @@ static void apply_committed(struct cache_entry *e, bool created, void *arg)
     if (t->found) {
         t->row.round = e->seen;
         cachesync_apply_row(e, false, &t->row);
+    }
+}
+
+/* After a lane's COMMIT: the cache takes its rows, and its records leave
+ * the queued counts, once (applied remembers them). */
+static void apply_lane(struct writer *w, struct lane *l)
+{
+    for (size_t i = 0; i < l->n_touched; i++) {
+        struct committed_arg a = {.l = l, .sender = (uint32_t)i};
+        cache_apply(&w->ctx->shm->cache, l->touched[i].key, false, apply_committed, &a);
+    }
+    for (size_t i = 0; i < l->n_recs; i++) {
+        const struct batch_rec *b = &l->recs[i];
+        if (!progress_covers(&w->applied[b->lane], b->epoch, b->seq))
+            w->applied[b->lane] = (struct progress){b->epoch, b->seq};
     }
 }
 
@@ -544,8 +570,8 @@ static char *bulk_sql(enum bulk_kind kind, size_t rows)
 {
     switch (kind) {
     case BULK_CREATE:
-        return rows_sql("INSERT IGNORE INTO `ratelimits` (`sender`, `quota`, `quota_reset`) VALUES ", "(?, ?, ?)", rows,
-                        " RETURNING `id`, `sender`");
+        return rows_sql("INSERT INTO `ratelimits` (`sender`, `quota`, `quota_reset`) VALUES ", "(?, ?, ?)", rows,
+                        " ON DUPLICATE KEY UPDATE `id` = `id` RETURNING `id`, `sender`");
     case BULK_SELECT_LOCK_ID:
         return rows_sql("SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` WHERE `id` IN (", "?", rows, ") FOR UPDATE");
     case BULK_SELECT_LOCK:
@@ -573,8 +599,8 @@ static char *bulk_sql(enum bulk_kind kind, size_t rows)
 }
 
 /* Execute the bulk statement of this shape with these parameters. The
- * statement stays the writer's (cached); a SELECT's result must be read
- * to its end or freed before the next use. */
+ * statement stays the lane's (cached); a result must be read to its end or
+ * freed before the next use. */
 static MYSQL_STMT *run_bulk(struct lane *l, enum bulk_kind kind, size_t rows, MYSQL_BIND *params, char *err,
                             size_t errsize)
 {
@@ -711,11 +737,13 @@ static bool select_touched(struct lane *l, bool lock, char *err, size_t errsize)
     return ok;
 }
 
-/* The whole batch in three statements: read and lock the senders' rows,
+/* A lane's batch in a few statements: read and lock the senders' rows,
  * add every sender's deltas (counters only for messages not older than the
- * row's reset_at), insert all the messages rows. The rows stay locked until
- * COMMIT, so their new values are the old ones plus our deltas; only rows
- * created by this batch are read back, for their ids. */
+ * row's reset_at) in one upsert, insert the messages rows (in statements of
+ * power-of-two sizes). The rows stay locked until COMMIT, so their new
+ * values are the old ones plus our deltas; only rows the upsert created
+ * (one lane alone: create_rows made them otherwise) are read back, for
+ * their ids. */
 static bool write_bulk(struct lane *l, char *err, size_t errsize)
 {
     size_t k = l->n_touched, n = l->n_recs;
@@ -837,8 +865,8 @@ out:
     return ok;
 }
 
-/* The ids of the rows create_rows made (those it found existing are not
- * returned), so that the lanes go to them by primary key. */
+/* The ids of the rows create_rows made or found, so that the lanes go to
+ * them by primary key. */
 static bool learn_created_ids(struct writer *w, MYSQL_STMT *st, char *err, size_t errsize)
 {
     MYSQL_BIND out[2];
@@ -876,8 +904,9 @@ static bool learn_created_ids(struct writer *w, MYSQL_STMT *st, char *err, size_
  * and two lanes inserting side by side deadlock. The lanes then only
  * update rows. A row created here with nothing counted is the one the
  * lane's upsert would have created; a lane that fails writes its records
- * next round. Senders with only replayed records get no row (theirs may
- * have been deleted meanwhile). */
+ * next round (a record refused for good leaves its sender's row, with
+ * nothing counted). Senders with only replayed records get no row (theirs
+ * may have been deleted meanwhile). */
 static bool create_rows(struct writer *w, char *err, size_t errsize)
 {
     struct lane *first = &w->lanes[0];
@@ -1048,9 +1077,13 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
          * replay) or set aside: in every case it leaves the queued counts. */
         l->pending[l->n_recs] = rec;
         l->covered[l->n_recs] = covered;
-        batch_add(l, &rec);
-        l->saves[lane] = true;
-        w->round_last[lane] = (struct progress){rec.epoch, rec.seq};
+        batch_add(l, &rec, lane);
+        /* A retried round may take fewer records than the one before: a
+         * lane's progress row never moves back. */
+        if (!progress_covers(&w->round_last[lane], rec.epoch, rec.seq)) {
+            w->round_last[lane] = (struct progress){rec.epoch, rec.seq};
+            l->saves[lane] = true;
+        }
         used += (len + 7) & ~(size_t)7;
         n++;
         if (suspect)
@@ -1106,8 +1139,13 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
     run_lanes(w, careful, parallel);
     const struct lane *failed = NULL;
     bool deadlock = false, refused = false;
+    /* The cache first, then the queue: dying in between leaves records
+     * that the progress rows mark as written, and subtracting them again
+     * later can only undercount until the queue is empty, never overcount.
+     * A lane that committed is applied even when another failed: nothing
+     * leaves the queue then, and the retry finds its records covered. */
     for (unsigned k = 0; k < WRITER_LANES; k++) {
-        const struct lane *l = &w->lanes[k];
+        struct lane *l = &w->lanes[k];
         if (l->n_recs == 0)
             continue;
         if (!l->ok) {
@@ -1117,13 +1155,11 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
             continue;
         }
         for (unsigned j = 0; j < WRITER_LANES; j++)
-            if (l->saves[j] && progress_covers(&w->round_last[j], w->committed[j].epoch, w->committed[j].seq))
+            if (l->saves[j])
                 w->committed[j] = w->round_last[j];
+        apply_lane(w, l);
     }
     if (failed) {
-        /* Nothing leaves the queue and the cache learns nothing: a lane that
-         * did commit has its records counted out of the queued counts when
-         * the next round commits them as covered. */
         free(src.spool_buf);
         snprintf(err, errsize, "%s", failed->err);
         if (deadlock) {
@@ -1138,16 +1174,6 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
         return WRITE_FAILED;
     }
     w->careful = w->one_lane = false;
-    /* The cache first, then the queue: dying in between leaves records
-     * that the progress rows mark as written, and subtracting them again
-     * later can only undercount until the queue is empty, never overcount. */
-    for (unsigned k = 0; k < WRITER_LANES; k++) {
-        struct lane *l = &w->lanes[k];
-        for (size_t i = 0; i < l->n_touched; i++) {
-            struct committed_arg a = {.l = l, .sender = (uint32_t)i};
-            cache_apply(&shm->cache, l->touched[i].key, false, apply_committed, &a);
-        }
-    }
     if (src.spool) {
         w->spool_read += (off_t)src.spool_pos;
         if (w->spool_read >= spool_size(w)) {       /* all of it is in: start the file afresh */

@@ -74,6 +74,14 @@ for (1 .. 5) {
     send_for($b_sender, 'B');
 }
 ok(wait_until(sub { rows_of($b_sender) == 6 }, 10), "the free lane's 5 records are written while the other waits");
+# The committed lane's records are in the database and no longer counted as
+# queued: a refresh (row + queued) now must not count them twice.
+my ($rc) = run_rateguard('-c', $c->{path}, 'reload-cache');
+is($rc, 0, 'reload-cache while one lane is held up');
+my (undef, $held) = run_rateguard('-c', $c->{path}, '--json', 'status');
+my %held = map { $_->{sender} => $_ } @{ decode_json($held)->{senders} };
+is_deeply([map { [$held{$_}{msg_counter}, $held{$_}{unwritten_msg}] } $a_sender, $b_sender], [[6, 5], [6, 0]],
+          'the cache after the refresh: 6 each; 5 of the held lane queued, none of the other');
 sleep 5;    # rounds retried while the lock holds: the other lane's lock waits time out twice
 is(rows_of($a_sender), 1, "the held lane's records are not written while the row is locked");
 is(rows_of($b_sender), 6, 'the retried rounds do not write the committed lane again');

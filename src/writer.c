@@ -243,9 +243,7 @@ static MYSQL_STMT *prepare(MYSQL *db, const char *sql, char *err, size_t errsize
  * or its own upsert, so the server's check - a lookup and a lock per
  * message - proves nothing), and READ COMMITTED: no gap locks, or the
  * lanes' locking reads of senders not in the table yet would lock each
- * other's inserts. Then every lane's progress; rows that do not exist yet
- * are written at once (a missing lane row reads as lane 0's, which is only
- * right before the first round of a writer with lanes). */
+ * other's inserts. Then every lane's progress. */
 static bool connect_db(struct writer *w, char *err, size_t errsize)
 {
     for (unsigned k = 0; k < WRITER_LANES; k++) {
@@ -259,46 +257,15 @@ static bool connect_db(struct writer *w, char *err, size_t errsize)
             goto fail;
         }
     }
-    MYSQL *db = w->lanes[0].db;
-    if (!cachesync_read_progress(db, w->ctx->name, w->committed, err, errsize))
+    if (!cachesync_read_progress(w->lanes[0].db, w->ctx->name, w->committed, err, errsize))
         goto fail;
-    for (unsigned k = 0; k < WRITER_LANES; k++) {
-        char sql[700], escaped[520];
-        mysql_real_escape_string(db, escaped, w->progress_name[k], (unsigned long)strlen(w->progress_name[k]));
-        snprintf(sql, sizeof(sql), "INSERT IGNORE INTO `rateguard_progress` (`writer`, `epoch`, `last_seq`) "
-                 "VALUES ('%s', %llu, %llu)", escaped, (unsigned long long)w->committed[k].epoch,
-                 (unsigned long long)w->committed[k].seq);
-        if (mysql_query(db, sql) != 0) {
-            snprintf(err, errsize, "%s", mysql_error(db));
-            goto fail;
-        }
-    }
-    /* End the transaction: an idle writer must hold no table's metadata
-     * lock (an operator's ALTER or LOCK TABLES would wait on it). */
-    if (mysql_commit(db) != 0) {
-        snprintf(err, errsize, "commit: %s", mysql_error(db));
-        goto fail;
-    }
+    /* End the read's transaction: an idle writer must hold no table's
+     * metadata lock (an operator's ALTER or LOCK TABLES would wait on it). */
+    mysql_commit(w->lanes[0].db);
     return true;
 fail:
     disconnect(w);
     return false;
-}
-
-/* Separate from connecting: a refresh or a reset needs only the
- * connection, and must not wait for a table the writes need. */
-static bool prepare_statements(struct writer *w, char *err, size_t errsize)
-{
-    if (w->upsert)
-        return true;
-    MYSQL *db = w->lanes[0].db;
-    if ((w->upsert = prepare(db, sql_upsert, err, errsize)) == NULL ||
-        (w->insert_message = prepare(db, sql_insert_message, err, errsize)) == NULL)
-        return false;
-    for (unsigned k = 0; k < WRITER_LANES; k++)
-        if ((w->lanes[k].save_progress = prepare(w->lanes[k].db, sql_save_progress, err, errsize)) == NULL)
-            return false;
-    return true;
 }
 
 /* The errors that say "this record's values can never be stored"; every
@@ -427,11 +394,12 @@ static bool write_record(struct writer *w, const struct msg_record *r, char *err
     return true;
 }
 
-/* The progress rows this lane carries in this round. */
-static bool save_progress(struct lane *l, const struct progress last[WRITER_LANES], char *err, size_t errsize)
+/* The progress rows `which` says, on this lane's connection. */
+static bool save_progress(struct lane *l, const struct progress last[WRITER_LANES], const bool which[WRITER_LANES],
+                          char *err, size_t errsize)
 {
     for (unsigned k = 0; k < WRITER_LANES; k++) {
-        if (!l->saves[k])
+        if (!which[k])
             continue;
         MYSQL_BIND b[3];
         unsigned long len;
@@ -444,6 +412,33 @@ static bool save_progress(struct lane *l, const struct progress last[WRITER_LANE
             snprintf(err, errsize, "save progress: %s", mysql_stmt_error(l->save_progress));
             return false;
         }
+    }
+    return true;
+}
+
+/* Separate from connecting: a refresh or a reset needs only the
+ * connection, and must not wait for a table the writes need. */
+static bool prepare_statements(struct writer *w, char *err, size_t errsize)
+{
+    if (w->upsert)
+        return true;
+    MYSQL *db = w->lanes[0].db;
+    if ((w->upsert = prepare(db, sql_upsert, err, errsize)) == NULL ||
+        (w->insert_message = prepare(db, sql_insert_message, err, errsize)) == NULL)
+        return false;
+    for (unsigned k = 0; k < WRITER_LANES; k++)
+        if ((w->lanes[k].save_progress = prepare(w->lanes[k].db, sql_save_progress, err, errsize)) == NULL)
+            return false;
+    /* Every lane's row exists from the first round on: a missing one reads
+     * as lane 0's, which is only right before then (an upgrade from a
+     * writer without lanes). */
+    bool all[WRITER_LANES];
+    memset(all, 1, sizeof(all));
+    if (!save_progress(&w->lanes[0], w->committed, all, err, errsize))
+        return false;
+    if (mysql_commit(db) != 0) {
+        snprintf(err, errsize, "commit: %s", mysql_error(db));
+        return false;
     }
     return true;
 }
@@ -968,7 +963,7 @@ static void lane_write(struct lane *l, bool careful)
     l->ok = false;
     l->bulk_errno = 0;
     if ((careful || write_bulk(l, l->err, sizeof(l->err))) &&
-        save_progress(l, l->w->round_last, l->err, sizeof(l->err)) &&
+        save_progress(l, l->w->round_last, l->saves, l->err, sizeof(l->err)) &&
         (!careful || select_touched(l, false, l->err, sizeof(l->err)))) {    /* careful: the rows as written */
         if (mysql_commit(l->db) == 0) {
             l->ok = true;

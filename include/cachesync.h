@@ -71,6 +71,12 @@ struct progress {
  * queued before: it is a constant, not a setting. */
 #define WRITER_LANES 2
 unsigned writer_lane(const char *sender);
+
+/* The same from the fnv1a64 hash of the sender's cache key. */
+static inline unsigned writer_lane_of_hash(uint64_t key_hash)
+{
+    return (unsigned)(key_hash >> 32) % WRITER_LANES;
+}
 void progress_row_name(const char *writer, unsigned lane, char *buf, size_t size);
 
 static inline bool progress_covers(const struct progress *p, uint64_t epoch, uint64_t seq)

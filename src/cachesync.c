@@ -350,7 +350,7 @@ unsigned writer_lane(const char *sender)
 {
     char key[CACHE_KEY_SIZE];
     cache_make_key(sender, key);
-    return (unsigned)(fnv1a64(key, strlen(key)) >> 32) % WRITER_LANES;
+    return writer_lane_of_hash(fnv1a64(key, strlen(key)));
 }
 
 void progress_row_name(const char *writer, unsigned lane, char *buf, size_t size)

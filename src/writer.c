@@ -278,11 +278,11 @@ static bool record_refused(unsigned int code)
            code == ER_TRUNCATED_WRONG_VALUE || code == ER_NO_REFERENCED_ROW_2;
 }
 
-/* The touched[] entry for this cache key, created when `create`; -1 when
- * absent. A hash index, because a batch can touch a thousand senders. */
-static int touched_lookup(struct lane *l, const char *key, const char *sender, bool create)
+/* The touched[] entry for this cache key (and its fnv1a64 hash), created
+ * when `create`; -1 when absent. A hash index, because a batch can touch a
+ * thousand senders. */
+static int touched_lookup(struct lane *l, const char *key, uint64_t hash, const char *sender, bool create)
 {
-    uint64_t hash = fnv1a64(key, strlen(key));
     for (uint32_t slot = (uint32_t)hash & (TOUCHED_SLOTS - 1);; slot = (slot + 1) & (TOUCHED_SLOTS - 1)) {
         uint32_t i = l->touched_index[slot];
         if (i == 0)
@@ -310,12 +310,10 @@ static void read_id_locked(struct cache_entry *e, bool created, void *arg)
     *(uint64_t *)arg = e->db_id;
 }
 
-static uint32_t touch(struct lane *l, const struct msg_record *r)
+static uint32_t touch(struct lane *l, const struct msg_record *r, const char *key, uint64_t hash)
 {
-    char key[CACHE_KEY_SIZE];
-    cache_make_key(r->sender, key);
     size_t before = l->n_touched;
-    uint32_t t = (uint32_t)touched_lookup(l, key, r->sender, true);
+    uint32_t t = (uint32_t)touched_lookup(l, key, hash, r->sender, true);
     if (l->n_touched > before)      /* new in this batch: its id, if the cache has it */
         cache_apply(&l->w->ctx->shm->cache, key, false, read_id_locked, &l->touched[t].cached_id);
     return t;
@@ -330,11 +328,11 @@ static void batch_reset(struct lane *l)
     l->n_recs = 0;
 }
 
-static void batch_add(struct lane *l, const struct msg_record *r, unsigned lane)
+static void batch_add(struct lane *l, const struct msg_record *r, const char *key, uint64_t hash, unsigned lane)
 {
     uint32_t i = (uint32_t)l->n_recs++;
     struct batch_rec *b = &l->recs[i];
-    b->sender = touch(l, r);
+    b->sender = touch(l, r, key, hash);
     b->next_of_sender = 0;
     struct touched *t = &l->touched[b->sender];
     if (t->last_rec)
@@ -631,7 +629,7 @@ static int find_touched(struct lane *l, const char *sender)
 {
     char key[CACHE_KEY_SIZE];
     cache_make_key(sender, key);
-    return touched_lookup(l, key, sender, false);
+    return touched_lookup(l, key, fnv1a64(key, strlen(key)), sender, false);
 }
 
 /* Read the rows a bulk SELECT returns into their touched[] entries. */
@@ -1038,7 +1036,10 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
         if (n >= WRITER_LANES * BATCH_MAX || ARENA_SIZE - used < WQUEUE_MAX_RECORD ||
             !source_next(w, &src, w->arena + used, ARENA_SIZE - used, &rec, &len))
             break;
-        unsigned lane = writer_lane(rec.sender);
+        char key[CACHE_KEY_SIZE];
+        cache_make_key(rec.sender, key);
+        uint64_t hash = fnv1a64(key, strlen(key));     /* once: for the lane and the batch's index */
+        unsigned lane = writer_lane_of_hash(hash);
         struct lane *l = one_lane ? first : &w->lanes[lane];
         bool suspect = rec.epoch == w->poison_epoch && rec.seq == w->poison_seq;
         if ((suspect && n > 0) || l->n_recs >= BATCH_MAX) {
@@ -1072,7 +1073,7 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
          * replay) or set aside: in every case it leaves the queued counts. */
         l->pending[l->n_recs] = rec;
         l->covered[l->n_recs] = covered;
-        batch_add(l, &rec, lane);
+        batch_add(l, &rec, key, hash, lane);
         /* A retried round may take fewer records than the one before: a
          * lane's progress row never moves back. */
         if (!progress_covers(&w->round_last[lane], rec.epoch, rec.seq)) {

@@ -625,6 +625,16 @@ static MYSQL_STMT *run_bulk(struct lane *l, enum bulk_kind kind, size_t rows, MY
     return b->st;
 }
 
+/* A result that could not be read: the error is on the statement or, for
+ * one the server sent instead of a row (a deadlock), on the connection;
+ * kept in bulk_errno, which tells a deadlock or a refusal. */
+static void fetch_failed(struct lane *l, MYSQL_STMT *st, const char *what, char *err, size_t errsize)
+{
+    bool on_statement = mysql_stmt_errno(st) != 0;
+    l->bulk_errno = on_statement ? mysql_stmt_errno(st) : mysql_errno(l->db);
+    snprintf(err, errsize, "%s: %s", what, on_statement ? mysql_stmt_error(st) : mysql_error(l->db));
+}
+
 static int find_touched(struct lane *l, const char *sender)
 {
     char key[CACHE_KEY_SIZE];
@@ -679,12 +689,8 @@ static bool fetch_touched(struct lane *l, MYSQL_STMT *st, char *err, size_t errs
         l->touched[t].found = true;
     }
     bool ok = rc == MYSQL_NO_DATA;
-    if (!ok) {
-        /* A failed fetch leaves the error on the statement or, for one
-         * the server sent instead of a row (a deadlock), on the connection. */
-        l->bulk_errno = mysql_stmt_errno(st) ? mysql_stmt_errno(st) : mysql_errno(l->db);
-        snprintf(err, errsize, "read rows: %s", mysql_stmt_errno(st) ? mysql_stmt_error(st) : mysql_error(l->db));
-    }
+    if (!ok)
+        fetch_failed(l, st, "read rows", err, errsize);
     mysql_stmt_free_result(st);
     return ok;
 }
@@ -883,8 +889,7 @@ static bool learn_created_ids(struct writer *w, MYSQL_STMT *st, char *err, size_
             l->touched[t].cached_id = id;
     }
     if (!ok || rc != MYSQL_NO_DATA) {
-        w->lanes[0].bulk_errno = mysql_stmt_errno(st) ? mysql_stmt_errno(st) : mysql_errno(w->lanes[0].db);
-        snprintf(err, errsize, "read created rows: %s", mysql_stmt_errno(st) ? mysql_stmt_error(st) : mysql_error(w->lanes[0].db));
+        fetch_failed(&w->lanes[0], st, "read created rows", err, errsize);
         ok = false;
     }
     mysql_stmt_free_result(st);

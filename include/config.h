@@ -35,7 +35,8 @@ struct rg_config {
     long message_retention;     /* days, 0 = keep forever */
 
     struct {
-        long min, max, min_spare, max_spare, max_requests, idle_timeout, read_timeout, max_per_client;
+        long min, max, min_spare, max_spare, max_requests, idle_timeout, read_timeout, max_per_client,
+             stress_read_timeout;
     } workers;
     struct {
         char *host, *socket, *user, *password, *name;

@@ -41,6 +41,9 @@ struct shm_stats {
     uint64_t db_written;    /* records committed by the writer */
     uint64_t db_errors;     /* failed writer transactions */
     uint64_t locks_recovered; /* robust mutexes taken over from dead holders */
+    uint64_t stress_episodes;   /* times the pool went into stress (master.c) */
+    uint64_t stress_idle_closed; /* idle connections closed to free their worker */
+    uint64_t stress_timeouts;   /* connections closed by workers.stress_read_timeout */
 };
 
 struct shm_header {
@@ -51,6 +54,8 @@ struct shm_header {
     unsigned log_generation;    /* bumped on SIGUSR2: every process reopens its log */
     uint64_t off_scoreboard, off_cache;
     uint32_t refresh_requests;  /* bumped to make the writer re-read every row */
+    uint8_t stress;             /* 1 while every worker is busy and connections wait (master.c) */
+    int64_t stress_since;       /* CLOCK_REALTIME seconds the current stress began, 0 = none */
     /* When each refused address was last logged: (address tag << 32) | seconds. */
     uint64_t refusal_log[REFUSAL_LOG_SLOTS];
     struct shm_stats stats;

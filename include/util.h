@@ -56,4 +56,7 @@ void child_signals(void (*on_stop)(int), bool stop_on_int);
 /* Wall-clock time in microseconds since the epoch. */
 int64_t clock_realtime_us(void);
 
+/* Monotonic time in milliseconds (timeouts, durations). */
+int64_t clock_monotonic_ms(void);
+
 #endif

@@ -75,6 +75,7 @@ static const struct param params[] = {
     {"workers", "idle_timeout", P_INT, "600", 1, 86400, NULL, F(workers.idle_timeout), EC},
     {"workers", "read_timeout", P_INT, "10", 1, 3600, NULL, F(workers.read_timeout), EC},
     {"workers", "max_per_client", P_INT, "0", 0, 4096, NULL, F(workers.max_per_client), EC},
+    {"workers", "stress_read_timeout", P_INT, "1", 1, 3600, NULL, F(workers.stress_read_timeout), EC},
 
     {"database", "host", P_STR, "localhost", 0, 0, check_no_controls, F(database.host), EC},
     {"database", "port", P_INT, "3306", 1, 65535, NULL, F(database.port), EC},

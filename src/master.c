@@ -25,6 +25,7 @@
 #include "rateguard.h"
 #include "shm.h"
 #include "status.h"
+#include "stress.h"
 #include "util.h"
 #include "worker.h"
 #include "writer.h"
@@ -256,22 +257,40 @@ static void spawn_notifier(struct master *m)
     m->notifier_pid = spawn_helper(m, run_notifier);
 }
 
+/* Workers that count towards the pool (not asked to retire), and how
+ * many of them are idle or about to be. */
+static void pool_count(struct master *m, uint32_t *running, uint32_t *idle)
+{
+    struct scoreboard *sb = &m->shm.scoreboard;
+    *running = *idle = 0;
+    for (uint32_t i = 0; i < sb->sh->slots; i++) {
+        uint8_t st = __atomic_load_n(&sb->slot[i].state, __ATOMIC_ACQUIRE);
+        if (st == SLOT_FREE || sb->slot[i].retire)
+            continue;
+        (*running)++;
+        if (st == SLOT_IDLE || st == SLOT_STARTING)
+            (*idle)++;
+    }
+}
+
+/* No worker idle and none may be started now (workers.max reached, or
+ * spawning slowed down after crashes). */
+static bool pool_saturated(struct master *m)
+{
+    uint32_t running, idle;
+    pool_count(m, &running, &idle);
+    return idle == 0 && (running >= (uint32_t)m->cfg->workers.max || time(NULL) < m->spawn_backoff_until);
+}
+
 /* Keep workers.min running and min_spare..max_spare idle, within
  * workers.max. Extra idle workers are asked to retire. */
 static void pool_maintain(struct master *m)
 {
     const struct rg_config *cfg = m->cfg;
     struct scoreboard *sb = &m->shm.scoreboard;
-    uint32_t running = 0, idle = 0;
+    uint32_t running, idle;
 
-    for (uint32_t i = 0; i < sb->sh->slots; i++) {
-        uint8_t st = __atomic_load_n(&sb->slot[i].state, __ATOMIC_ACQUIRE);
-        if (st == SLOT_FREE || sb->slot[i].retire)
-            continue;
-        running++;
-        if (st == SLOT_IDLE || st == SLOT_STARTING)
-            idle++;
-    }
+    pool_count(m, &running, &idle);
     if (time(NULL) >= m->spawn_backoff_until) {
         for (uint32_t i = 0; i < sb->sh->slots && running < (uint32_t)cfg->workers.max &&
                              (running < (uint32_t)cfg->workers.min || idle < (uint32_t)cfg->workers.min_spare);
@@ -678,14 +697,23 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     log_notice("rateguard %s started (pid %ld, workers %ld..%ld, cache %ld entries)", RATEGUARD_VERSION,
                (long)getpid(), cfg->workers.min, cfg->workers.max, cfg->cache.entries);
 
+    struct stress stress = {0};
+    struct pollfd *p = xcalloc(m.listeners.count + 1, sizeof(*p));
     while (!got_term) {
+        /* A saturated pool also watches the listeners, to see at once a
+         * connection that finds no worker; in stress it looks often. */
         pool_maintain(&m);
-        struct pollfd p = {.fd = self_pipe[0], .events = POLLIN};
-        if (poll(&p, 1, 1000) > 0) {
+        nfds_t n = 1;
+        p[0] = (struct pollfd){.fd = self_pipe[0], .events = POLLIN};
+        if (!stress.active && pool_saturated(&m))
+            for (size_t i = 0; i < m.listeners.count; i++)
+                p[n++] = (struct pollfd){.fd = m.listeners.fds[i], .events = POLLIN};
+        if (poll(p, n, stress.active ? STRESS_CHECK_MS : 1000) > 0 && p[0].revents) {
             char drain[256];
             while (read(self_pipe[0], drain, sizeof(drain)) > 0)
                 ;
         }
+        stress_update(&stress, &m.shm, &m.listeners, pool_saturated(&m));
         if (got_chld) {
             got_chld = 0;
             reap_children(&m);
@@ -717,6 +745,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
             scheduled_reset(&m);
     }
 
+    free(p);
     log_notice("stopping");
     stop_children(&m);
     listeners_close(m.cfg, &m.listeners, true);

@@ -102,6 +102,19 @@ static unsigned long long request_stat(struct shm *shm, size_t i)
 
 #define N_REQUEST_STATS (sizeof(request_stats) / sizeof(request_stats[0]))
 
+/* Stress mode (stress.c): whether it is on, and what it has done since start. */
+static void write_stress_text(FILE *f, struct shm *shm)
+{
+    int64_t since = shm->hdr->stress_since;
+    if (__atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) && since)
+        fprintf(f, "stress: ON for %ld s", (long)(time(NULL) - since));
+    else
+        fputs("stress: off", f);
+    fprintf(f, "; %llu episode(s), %llu idle connection(s) closed, %llu timed out\n",
+            (unsigned long long)STAT_GET(shm, stress_episodes), (unsigned long long)STAT_GET(shm, stress_idle_closed),
+            (unsigned long long)STAT_GET(shm, stress_timeouts));
+}
+
 static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
                        struct pool_counts p, time_t started)
 {
@@ -125,6 +138,7 @@ static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, co
             (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
             (unsigned long long)STAT_GET(shm, db_errors));
     fprintf(f, "cache: %u of %u entries used\n", cache_used(&shm->cache), shm->cache.sh->capacity);
+    write_stress_text(f, shm);
 }
 
 static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
@@ -162,6 +176,10 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     fprintf(f, "\"database\":{\"pending\":%llu,\"written\":%llu,\"failed_transactions\":%llu},",
             (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
             (unsigned long long)STAT_GET(shm, db_errors));
+    fprintf(f, "\"stress\":{\"active\":%s,\"episodes\":%llu,\"idle_closed\":%llu,\"timeouts\":%llu},",
+            __atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) ? "true" : "false",
+            (unsigned long long)STAT_GET(shm, stress_episodes), (unsigned long long)STAT_GET(shm, stress_idle_closed),
+            (unsigned long long)STAT_GET(shm, stress_timeouts));
     fprintf(f, "\"cache\":{\"used\":%u,\"entries\":%u},\"writer_pid\":%ld}\n", cache_used(&shm->cache),
             shm->cache.sh->capacity, (long)shm->hdr->writer_pid);
 }
@@ -206,6 +224,19 @@ static void write_prometheus(FILE *f, const struct rg_config *cfg, struct shm *s
                "# TYPE rateguard_uptime_seconds gauge\n"
                "rateguard_uptime_seconds %ld\n",
             p.busy, p.idle, cache_used(&shm->cache), shm->cache.sh->capacity, (long)(time(NULL) - started));
+    fprintf(f, "# HELP rateguard_stress 1 while every worker is busy and connections wait (stress mode).\n"
+               "# TYPE rateguard_stress gauge\n"
+               "rateguard_stress %d\n"
+               "# HELP rateguard_stress_episodes_total Times the worker pool went into stress mode.\n"
+               "# TYPE rateguard_stress_episodes_total counter\n"
+               "rateguard_stress_episodes_total %llu\n"
+               "# HELP rateguard_stress_closed_total Connections closed by stress mode, by reason.\n"
+               "# TYPE rateguard_stress_closed_total counter\n"
+               "rateguard_stress_closed_total{reason=\"idle\"} %llu\n"
+               "rateguard_stress_closed_total{reason=\"timeout\"} %llu\n",
+            __atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) ? 1 : 0,
+            (unsigned long long)STAT_GET(shm, stress_episodes), (unsigned long long)STAT_GET(shm, stress_idle_closed),
+            (unsigned long long)STAT_GET(shm, stress_timeouts));
 }
 
 /* Write to a temporary file, then rename over the old dump. */

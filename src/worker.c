@@ -4,8 +4,9 @@
  * has started, idle_timeout between requests (longer than Postfix's own
  * 300 s idle limit, so Postfix is the one that closes idle connections).
  * Malformed input is logged with the client's address and the connection
- * closed without a reply, so Postfix applies its default_action. Who may
- * connect at all is admission.c's decision.
+ * closed without a reply, so Postfix applies its default_action. Under
+ * stress (master.c) idle connections are given up and timeouts shortened.
+ * Who may connect at all is admission.c's decision.
  */
 #include "worker.h"
 #include "admission.h"
@@ -27,6 +28,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
@@ -82,14 +84,27 @@ static bool retire_requested(const struct worker_ctx *ctx)
     return __atomic_load_n(&ctx->shm->scoreboard.slot[ctx->slot].retire, __ATOMIC_ACQUIRE) != 0;
 }
 
-static time_t monotonic_now(void)
+static bool under_stress(const struct worker_ctx *ctx)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
+    return __atomic_load_n(&ctx->shm->hdr->stress, __ATOMIC_ACQUIRE) != 0;
 }
 
-static void serve_connection(const struct worker_ctx *ctx, int fd, const char *peer)
+/* SIGUSR1 from the master when stress begins: it only has to end ppoll. */
+static void on_stress(int sig)
+{
+    (void)sig;
+}
+
+/*
+ * Timeouts. Between requests the idle timeout runs, inside one the read
+ * timeout. Under stress (every worker busy and connections waiting, see
+ * master.c) a connection idle after a reply is closed at once, so its
+ * worker can take a waiting one (Postfix reconnects by itself), and any
+ * other wait is cut to workers.stress_read_timeout. A wait that saw stress
+ * keeps the short deadline even if the stress ends meanwhile: every
+ * connection that held a worker during stress is released in that time.
+ */
+static void serve_connection(const struct worker_ctx *ctx, int fd, const char *peer, const sigset_t *wake_mask)
 {
     const struct rg_config *cfg = ctx->cfg;
     struct worker_slot *slot = &ctx->shm->scoreboard.slot[ctx->slot];
@@ -97,8 +112,8 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
     static char buf[POLICY_MAX_REQUEST];
     struct policy_scanner scanner;
     size_t len = 0;
-    bool answered = false;
-    time_t idle_since = monotonic_now(), request_since = 0;
+    bool answered = false, wait_saw_stress = false;
+    int64_t wait_since = clock_monotonic_ms();     /* accepted, last reply, or first byte */
 
     policy_scanner_reset(&scanner);
     for (;;) {
@@ -120,7 +135,8 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
             memmove(buf, buf + reqlen, len - reqlen);
             len -= reqlen;
             policy_scanner_reset(&scanner);
-            idle_since = request_since = monotonic_now();
+            wait_since = clock_monotonic_ms();
+            wait_saw_stress = false;
             answered = true;
         }
         if (st == POLICY_MALFORMED) {
@@ -133,28 +149,46 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
         if (stop_requested || (len == 0 && answered && retire_requested(ctx)))
             return;
 
-        /* Between requests the idle timeout runs, inside one the read
-         * timeout; wake each second to notice a retirement. */
-        time_t now = monotonic_now();
-        time_t deadline = len > 0 ? request_since + cfg->workers.read_timeout
-                                  : idle_since + cfg->workers.idle_timeout;
+        bool stress = under_stress(ctx);
+        bool idle_after_reply = len == 0 && answered;
+        wait_saw_stress |= stress;
+        int64_t limit_ms = (len > 0 ? cfg->workers.read_timeout : cfg->workers.idle_timeout) * 1000;
+        bool stress_limit = wait_saw_stress && !idle_after_reply &&
+                            cfg->workers.stress_read_timeout * 1000 < limit_ms;
+        if (stress_limit)
+            limit_ms = cfg->workers.stress_read_timeout * 1000;
+        int64_t now = clock_monotonic_ms(), deadline = wait_since + limit_ms;
         if (now >= deadline) {
-            if (len > 0)
+            if (stress_limit) {
+                STAT_ADD(ctx->shm, stress_timeouts, 1);
+                log_warning("client %s: no complete request within %ld s while every worker is busy "
+                            "(workers.stress_read_timeout), disconnecting", peer, cfg->workers.stress_read_timeout);
+            } else if (len > 0)
                 log_warning("client %s: read timeout after %ld s in a request, disconnecting", peer,
                             cfg->workers.read_timeout);
             else
                 log_info("client %s: idle for %ld s, disconnecting", peer, cfg->workers.idle_timeout);
             return;
         }
-        int wait_ms = deadline - now < 1 ? (int)(deadline - now) * 1000 : 1000;
+        /* Wake each second to notice a retirement; under stress an idle
+         * connection only gets a look for data already sent. */
+        int64_t wait_ms = deadline - now < 1000 ? deadline - now : 1000;
+        if (stress && idle_after_reply)
+            wait_ms = 0;
+        struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000};
         struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = ctx->lifeline_fd, .events = POLLIN}};
-        int ready = poll(p, 2, wait_ms);
+        int ready = ppoll(p, 2, &ts, wake_mask);
         if (ready < 0 && errno == EINTR)
             continue;
         if (ready < 0)
-            log_panic("poll: %s", strerror(errno));
+            log_panic("ppoll: %s", strerror(errno));
         if (p[1].revents)
             return;                 /* master gone: stop at once */
+        if (ready == 0 && stress && idle_after_reply) {
+            STAT_ADD(ctx->shm, stress_idle_closed, 1);
+            log_debug("client %s: idle while every worker is busy, disconnecting (it reconnects)", peer);
+            return;
+        }
         if (ready == 0)
             continue;
         ssize_t n = read(fd, buf + len, sizeof(buf) - len);
@@ -169,8 +203,10 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
                 log_warning("client %s: connection closed inside a request", peer);
             return;
         }
-        if (len == 0)
-            request_since = monotonic_now();
+        if (len == 0) {
+            wait_since = clock_monotonic_ms();
+            wait_saw_stress = false;
+        }
         len += (size_t)n;
     }
 }
@@ -185,6 +221,16 @@ void worker_main(const struct worker_ctx *ctx)
     if (p == NULL)
         _exit(RG_EXIT_RUNTIME);
     child_signals(on_term, true);
+    /* SIGUSR1 stays blocked except inside ppoll, so a stress signal sent
+     * at any moment ends the next wait instead of being lost. */
+    struct sigaction sa = {.sa_handler = on_stress};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigset_t block, wake_mask;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &block, &wake_mask);
+    sigdelset(&wake_mask, SIGUSR1);
     slot->pid = getpid();
     set_state(ctx, SLOT_IDLE);
     for (size_t i = 0; i < ls->count; i++)
@@ -222,7 +268,7 @@ void worker_main(const struct worker_ctx *ctx)
             if (write(ctx->master_poke_fd, "w", 1) < 0) {
                 /* the master's pipe is full, so it is awake anyway */
             }
-            serve_connection(ctx, fd, peer);
+            serve_connection(ctx, fd, peer, &wake_mask);
             close(fd);
             admission_release(ctx->shm, ctx->slot);
             set_state(ctx, SLOT_IDLE);

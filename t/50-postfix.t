@@ -3,14 +3,20 @@
 # SASL, rateguard in smtpd_data_restrictions via check_policy_service, swaks
 # authenticating as a user with quota 3. Messages 1-3 get 250, the 4th
 # "450 4.7.1 ... Rate limit reached"; an unauthenticated local delivery is
-# not counted; the database rows match Postfix's queue ids.
+# not counted; the database rows match Postfix's queue ids. Then stress
+# mode with one worker: Postfix's idle policy connection is closed for a
+# waiting client, and Postfix reconnects by itself for its next mail.
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use Time::HiRes qw(sleep);
-use RG qw(write_config start_daemon stop_daemon migrated_database dbh wait_until slurp test_dir free_port);
+use Time::HiRes qw(sleep time);
+use IO::Socket::INET;
+use IO::Select;
+use JSON::PP;
+use RG qw(write_config start_daemon stop_daemon migrated_database dbh wait_until slurp test_dir free_port
+          request_text read_reply run_rateguard);
 
 plan skip_all => 'a private Postfix needs root' if $> != 0;
 plan skip_all => 'postfix, saslpasswd2 or swaks missing (make deps installs them)'
@@ -71,7 +77,53 @@ like(PrivatePostfix::log_text($pf), qr/reject: DATA from localhost\[127\.0\.0\.1
      'Postfix logged the deferral');
 unlike(PrivatePostfix::log_text($pf), qr/warning: problem talking to server/, 'Postfix had no trouble with the policy server');
 
-PrivatePostfix::stop($pf);
 is(stop_daemon($pid), 0, 'TERM: exit 0');
+
+# --- stress mode: Postfix's idle policy connection is closed, Postfix reconnects ---
+# One worker only: Postfix's smtpd keeps its policy connection between
+# mails, so a second client waits for the worker; stress mode closes the
+# idle connection of Postfix, and later that of the second client when
+# Postfix asks again. Postfix must reconnect by itself and have its mail
+# decided and counted, not passed by default_action.
+my $db2 = migrated_database('postfix_stress');
+my $h2 = dbh($db2);
+my $c2 = write_config(database => $db2, port => $c->{port}, quota => 3, name => 'stress',
+                      sections => { workers => "min = 1\nmax = 1\nmin_spare = 0\nmax_spare = 1\n" });
+my $pid2 = start_daemon($c2);
+my $mail_a = swaks(@auth, '--header', 'Subject: stress A');
+like($mail_a->{final}, qr/^250 2\.0\.0 Ok: queued as \w+/, 'mail A queued (Postfix now holds the only worker)')
+    or diag $mail_a->{out};
+my $other = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port}, Timeout => 5) or die "connect: $!";
+print {$other} request_text(sasl_username => 'other@example.org');
+ok(IO::Select->new($other)->can_read(5), 'a second client is served while Postfix holds the only worker');
+is(read_reply($other), "action=DUNNO\n\n", 'its reply');
+my $t0 = time;
+my $mail_b = swaks(@auth, '--header', 'Subject: stress B');
+diag(sprintf('mail B took %.1f s through swaks', time - $t0));
+like($mail_b->{final}, qr/^250 2\.0\.0 Ok: queued as \w+/, 'mail B queued: Postfix reconnected to rateguard')
+    or diag $mail_b->{out};
+ok(IO::Select->new($other)->can_read(5) && !sysread($other, my $eof, 1),
+   'the second client\'s idle connection was closed to serve Postfix');
+close $other;
+ok(wait_until(sub { ($h2->selectrow_array("SELECT msg_total FROM ratelimits WHERE sender = '$user'"))[0] // 0 }, 10),
+   'Postfix\'s sender has a row');
+sleep 0.5;
+is_deeply($h2->selectcol_arrayref("SELECT msgid FROM messages WHERE sender = ? ORDER BY id", undef, $user),
+          [$mail_a->{qid}, $mail_b->{qid}], 'both mails were decided by rateguard and written with their queue ids');
+is(($h2->selectrow_array("SELECT msg_total FROM ratelimits WHERE sender = ?", undef, $user))[0], 2,
+   'counted exactly twice');
+my (undef, $st2) = run_rateguard('-c', $c2->{path}, '--json', 'status');
+my $stress = (eval { decode_json($st2) } // {})->{stress} // {};
+# Stress lasts until no connection has waited for a second, so the two
+# waits may make one episode or two, and Postfix's connection for mail B
+# may be closed after its reply as well.
+cmp_ok($stress->{episodes}, '>=', 1, 'status counts the stress');
+cmp_ok($stress->{idle_closed}, '>=', 2, 'idle connections closed: Postfix\'s, then the second client\'s');
+unlike(PrivatePostfix::log_text($pf), qr/warning: problem talking to server/,
+       'Postfix reconnected without a complaint');
+is(stop_daemon($pid2), 0, 'TERM: exit 0');
+$h2->disconnect;
+
+PrivatePostfix::stop($pf);
 $h->disconnect;
 done_testing();

@@ -9,7 +9,8 @@
 # idle_timeout (600 s); legitimate requests are answered meanwhile. Then
 # 2000 connections opened at once, each sending a request and keeping its
 # connection: all served (workers close idle connections after the reply
-# while others wait), none reset, in arrival order.
+# while others wait), none reset, in arrival order. Last, 300 clients that
+# behave as a Postfix host with 300 smtpd processes: every request answered.
 #
 # Linux routes all of 127.0.0.0/8 to lo, so 127.0.0.2 and 127.0.0.3 serve
 # as other client hosts.
@@ -177,6 +178,61 @@ my $h = dbh($db);
 ok(wait_until(sub { ($h->selectrow_array("SELECT COUNT(*) FROM messages WHERE sender LIKE 'order%'"))[0] == $n }, 30),
    "$n messages rows, one per connection");
 is(($h->selectrow_array("SELECT SUM(msg_total) FROM ratelimits WHERE sender LIKE 'order%'"))[0], $n,
+   'their counters add up');
+
+# --- a Postfix host with 300 smtpd processes, more than workers.max ---
+# Each client keeps one connection and sends 3 requests on it, one at a
+# time, as smtpd does; when rateguard has closed the connection (stress
+# mode), it connects again and sends the request again, as Postfix's
+# policy client does.
+local $SIG{PIPE} = 'IGNORE';
+my $smtpd = 300;
+my @client = map { { id => $_, done => 0 } } 0 .. $smtpd - 1;
+my ($reconnects, %by_sock) = (0);
+my $send = sub {
+    my ($cl) = @_;
+    if (!$cl->{sock}) {
+        $cl->{sock} = connect_from($c, '127.0.0.1');
+        $cl->{sock}->blocking(0);
+        $by_sock{$cl->{sock}} = $cl;
+    }
+    $cl->{buf} = '';
+    syswrite($cl->{sock}, request_text(sasl_username => "smtpd$cl->{id}\@example.org",
+                                       instance => "smtpd.$cl->{id}.$cl->{done}"));
+};
+$send->($_) for @client;
+my @answers;
+$deadline = time + 60;
+while (grep({ $_->{done} < 3 } @client) && time < $deadline) {
+    my $p = IO::Poll->new;
+    $p->mask($_->{sock} => POLLIN) for grep { $_->{sock} } @client;
+    next if $p->poll(1) <= 0;
+    for my $sock ($p->handles(POLLIN)) {
+        my $cl = $by_sock{$sock};
+        my $got = sysread($sock, my $chunk, 4096);
+        next if !defined $got && ($! == EAGAIN || $! == EINTR);
+        if (!$got) {                    # closed by rateguard: reconnect, ask again
+            delete $by_sock{$sock};
+            close $sock;
+            $cl->{sock} = undef;
+            next if $cl->{done} == 3;   # nothing outstanding
+            $reconnects++;
+            $send->($cl);
+            next;
+        }
+        $cl->{buf} .= $chunk;
+        next unless $cl->{buf} =~ /\n\n/;
+        push @answers, $cl->{buf};
+        $send->($cl) if ++$cl->{done} < 3;
+    }
+}
+is(scalar(@answers), 3 * $smtpd, "300 clients holding a connection each: all 900 requests answered");
+is(scalar(grep { $_ eq "action=DUNNO\n\n" } @answers), 3 * $smtpd, 'each answered action_accept');
+diag("the 300 clients reconnected $reconnects time(s) after stress mode closed their idle connection");
+close $_->{sock} for grep { $_->{sock} } @client;
+ok(wait_until(sub { ($h->selectrow_array("SELECT COUNT(*) FROM messages WHERE sender LIKE 'smtpd%'"))[0] == 3 * $smtpd }, 30),
+   '900 messages rows: nothing lost to a closed connection');
+is(($h->selectrow_array("SELECT SUM(msg_total) FROM ratelimits WHERE sender LIKE 'smtpd%'"))[0], 3 * $smtpd,
    'their counters add up');
 $h->disconnect;
 unlike(slurp($c->{log}), qr/ (error|panic|fatal):|AddressSanitizer|runtime error/, 'no error in the log');

@@ -25,5 +25,11 @@ int command_reset_sender(const struct rg_config *cfg, const char *sender);
  * quota_locked, otherwise it is cleared. */
 int command_set_quota(const struct rg_config *cfg, const char *sender, uint32_t n, bool locked);
 int command_reload_cache(const struct rg_config *cfg);
+/* Send sig to the running daemon (reload: HUP, reopen-logs: USR2); exit 3
+ * when none runs. */
+int command_signal(const struct rg_config *cfg, int sig, const char *what);
+/* TERM to the running daemon, then wait until it has let go of its
+ * pidfile (90 s, then KILL and RG_EXIT_RUNTIME); 0 when none runs. */
+int command_stop(const struct rg_config *cfg);
 
 #endif

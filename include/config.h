@@ -41,6 +41,8 @@ struct rg_config {
     struct {
         char *host, *socket, *user, *password, *name;
         long port, connect_timeout;
+        bool tls, tls_verify_server;
+        char *tls_ca, *tls_cert, *tls_key;
     } database;
     struct {
         long dflt;

@@ -17,6 +17,11 @@
 #define POLICY_MAX_LINE 8192        /* bytes per line, without the newline */
 #define POLICY_MAX_ATTRS 128        /* attributes per request (Postfix 3.7 sends 29) */
 #define POLICY_MAX_REQUEST 65536    /* bytes per request, terminator included */
+/* The largest recipient_count believed (Postfix's smtpd_recipient_limit
+ * defaults to 1000); above it the request is answered on_error. It keeps
+ * every count within the database's columns (messages.rcpt_count is a
+ * signed INT). */
+#define POLICY_MAX_RECIPIENT_COUNT 100000
 
 enum policy_status { POLICY_INCOMPLETE, POLICY_COMPLETE, POLICY_MALFORMED };
 

@@ -36,8 +36,14 @@ size_t utf8_char_len(const unsigned char *p);
  * (overlong forms, surrogates and code points past U+10FFFF refused). */
 long utf8_chars(const char *s);
 
-/* Copy src into dst for a log line: control bytes become '?', and the copy
- * stops at max bytes with "..." appended. */
+/* Copy src into dst (always terminated) for a log line or a terminal:
+ * control characters (C0, DEL, the C1 range of UTF-8) and bytes that are
+ * not valid UTF-8 become \xNN; the rest is copied. Stops after max bytes
+ * of src or when dst is full, at a character boundary. Returns the bytes
+ * of src consumed. The one escaping of untrusted text for humans. */
+size_t text_escape(char *dst, size_t dstsize, const char *src, size_t max);
+
+/* text_escape() with "..." appended when src was not copied whole. */
 void log_safe_copy(char *dst, size_t dstsize, const char *src, size_t max);
 
 /* Copy src into dst (dstsize bytes) keeping at most max_chars UTF-8

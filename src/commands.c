@@ -17,6 +17,7 @@
 #include "windows.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <mysql.h>
 #include <signal.h>
 #include <stdio.h>
@@ -47,6 +48,8 @@ int command_migrate(const struct rg_config *cfg)
            version);
     return RG_EXIT_OK;
 }
+
+#define STOP_DEADLINE_S 90      /* `rateguard stop` waits this long before SIGKILL */
 
 /* Signal the running daemon (with a queued value when value >= 0) and
  * wait until it replaces path (rename: a new inode, or a new modification
@@ -114,6 +117,48 @@ int command_cleanup(const struct rg_config *cfg)
     return rc < 0 ? RG_EXIT_OK : rc;
 }
 
+int command_signal(const struct rg_config *cfg, int sig, const char *what)
+{
+    pid_t pid = pidfile_running(cfg->pidfile);
+    if (pid == 0) {
+        fprintf(stderr, "rateguard: %s: not running (no daemon holds %s)\n", what, cfg->pidfile);
+        return RG_EXIT_RUNNING;
+    }
+    if (kill(pid, sig) < 0) {
+        fprintf(stderr, "rateguard: %s: kill(%ld): %s\n", what, (long)pid, strerror(errno));
+        return RG_EXIT_RUNTIME;
+    }
+    return RG_EXIT_OK;
+}
+
+int command_stop(const struct rg_config *cfg)
+{
+    pid_t pid = pidfile_running(cfg->pidfile);
+    if (pid == 0) {
+        fprintf(stderr, "rateguard: stop: not running\n");
+        return RG_EXIT_OK;
+    }
+    if (kill(pid, SIGTERM) < 0) {
+        fprintf(stderr, "rateguard: stop: kill(%ld): %s\n", (long)pid, strerror(errno));
+        return RG_EXIT_RUNTIME;
+    }
+    /* The master gives its writer up to a minute to drain the queue, then
+     * closes its sockets and lets go of the pidfile, the last thing it does. */
+    for (int waited = 0; waited < STOP_DEADLINE_S * 100; waited++) {
+        if (pidfile_running(cfg->pidfile) != pid) {
+            /* then a moment for the process itself to end (a zombie of
+             * another parent never does: not waited for long) */
+            for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
+                usleep(10000);
+            return RG_EXIT_OK;
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "rateguard: stop: pid %ld did not stop within %d s, killing it\n", (long)pid, STOP_DEADLINE_S);
+    kill(pid, SIGKILL);
+    return RG_EXIT_RUNTIME;
+}
+
 int command_reload_cache(const struct rg_config *cfg)
 {
     int rc = refresh_running_daemon(cfg, "reload-cache", RG_EXIT_RUNTIME);
@@ -124,8 +169,20 @@ int command_reload_cache(const struct rg_config *cfg)
     return rc;
 }
 
-/* Ask the master for a dump (SIGUSR1) and print it once the new file
- * is in place. */
+/* A dump in the state directory: a regular file, never through a link. */
+static FILE *open_dump(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    FILE *f;
+
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (f = fdopen(fd, "r")) != NULL)
+        return f;
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
 /* Have the running daemon write its dumps; open the one in this format.
  * NULL (with the reason on stderr) when it does not. */
 static FILE *fresh_dump(const struct rg_config *cfg, pid_t pid, enum status_format format)
@@ -134,7 +191,7 @@ static FILE *fresh_dump(const struct rg_config *cfg, pid_t pid, enum status_form
     FILE *f;
 
     config_state_path(cfg, status_suffix(format), path, sizeof(path));
-    if (!signal_and_wait(pid, SIGRTMIN, (int)format, path, 5000) || (f = fopen(path, "r")) == NULL) {
+    if (!signal_and_wait(pid, SIGRTMIN, (int)format, path, 5000) || (f = open_dump(path)) == NULL) {
         fprintf(stderr, "rateguard: pid %ld did not write %s within 5 s\n", (long)pid, path);
         return NULL;
     }
@@ -312,7 +369,9 @@ int command_show(const struct rg_config *cfg, const char *sender, bool json)
         fputs("]}\n", stdout);
         return RG_EXIT_OK;
     }
-    printf("sender:      %s\n", v.sender);
+    char shown[4 * sizeof(v.sender)];
+    text_escape(shown, sizeof(shown), v.sender, sizeof(v.sender));
+    printf("sender:      %s\n", shown);
     printf("quota:       %lu (restored to %lu by the period reset%s)\n", v.quota, v.quota_reset,
            v.locked ? "; locked: kept as it is" : "");
     if (v.msg_quota[0] || v.rcpt_quota[0])

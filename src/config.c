@@ -84,6 +84,11 @@ static const struct param params[] = {
     {"database", "password", P_STR, "", 0, 0, NULL, F(database.password), EC},
     {"database", "name", P_STR, "rateguard", 0, 0, check_no_controls, F(database.name), EC},
     {"database", "connect_timeout", P_INT, "5", 1, 300, NULL, F(database.connect_timeout), EC},
+    {"database", "tls", P_BOOL, "false", 0, 0, NULL, F(database.tls), EC},
+    {"database", "tls_ca", P_STR, "", 0, 0, check_optional_path, F(database.tls_ca), EC},
+    {"database", "tls_cert", P_STR, "", 0, 0, check_optional_path, F(database.tls_cert), EC},
+    {"database", "tls_key", P_STR, "", 0, 0, check_optional_path, F(database.tls_key), EC},
+    {"database", "tls_verify_server", P_BOOL, "true", 0, 0, NULL, F(database.tls_verify_server), EC},
 
     {"quota", "default", P_INT, "1000", 0, 4294967295L, NULL, F(quota.dflt), EC},
     {"quota", "protocol_state", P_STR, "DATA", 0, 0, check_protocol_state, F(quota.protocol_state), EC},
@@ -451,6 +456,16 @@ static bool derive_and_cross_check(struct rg_config *c)
 
     if (c->listen.count == 0) {
         record_error(line_of("listen"), RG_EXIT_BAD_LISTEN, "listen: at least one address is needed");
+        return false;
+    }
+    if (!c->database.tls_cert[0] != !c->database.tls_key[0]) {
+        record_error(line_of(c->database.tls_cert[0] ? "database.tls_cert" : "database.tls_key"), EC,
+                     "database.tls_cert and database.tls_key go together (a client certificate and its key)");
+        return false;
+    }
+    if ((c->database.tls_ca[0] || c->database.tls_cert[0]) && !c->database.tls) {
+        record_error(line_of(c->database.tls_ca[0] ? "database.tls_ca" : "database.tls_cert"), EC,
+                     "database.tls_ca and tls_cert need database.tls = true");
         return false;
     }
     if (c->workers.min > c->workers.max) {

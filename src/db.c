@@ -25,12 +25,26 @@ MYSQL *db_connect(const struct rg_config *cfg, char *err, size_t errsize)
     mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
     mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
     mysql_options(db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (cfg->database.tls) {
+        /* Encrypted or not at all; the server's certificate checked against
+         * tls_ca (or the system's CAs) and its name unless told otherwise. */
+        my_bool enforce = 1, verify = cfg->database.tls_verify_server ? 1 : 0;
+        mysql_optionsv(db, MYSQL_OPT_SSL_ENFORCE, &enforce);
+        mysql_optionsv(db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+        if (cfg->database.tls_ca[0])
+            mysql_optionsv(db, MYSQL_OPT_SSL_CA, cfg->database.tls_ca);
+        if (cfg->database.tls_cert[0]) {
+            mysql_optionsv(db, MYSQL_OPT_SSL_CERT, cfg->database.tls_cert);
+            mysql_optionsv(db, MYSQL_OPT_SSL_KEY, cfg->database.tls_key);
+        }
+    }
 
     if (mysql_real_connect(db, socket ? "localhost" : cfg->database.host, cfg->database.user,
                            cfg->database.password, cfg->database.name,
                            (unsigned int)cfg->database.port, socket, 0) == NULL) {
-        snprintf(err, errsize, "connect to database '%s' as '%s' at %s: %s", cfg->database.name,
-                 cfg->database.user, socket ? socket : cfg->database.host, mysql_error(db));
+        snprintf(err, errsize, "connect to database '%s' as '%s' at %s%s: %s", cfg->database.name,
+                 cfg->database.user, socket ? socket : cfg->database.host, cfg->database.tls ? " (TLS)" : "",
+                 mysql_error(db));
         mysql_close(db);
         return NULL;
     }

@@ -371,6 +371,10 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
         log_warning("client %s: queue_id=%s: recipient_count='%s' is not a number, counting 0 recipients",
                     peer, req->queue_id, raw);
         rcpt = 0;
+    } else if (rcpt > POLICY_MAX_RECIPIENT_COUNT) {
+        log_warning("client %s: queue_id=%s: recipient_count=%lu is over %d, not believed; answering %s",
+                    peer, req->queue_id, rcpt, POLICY_MAX_RECIPIENT_COUNT, cfg->on_error);
+        return answer_error(eng, reply, size);
     }
 
     /* The messages row: values made safe for their utf8mb4 columns. */

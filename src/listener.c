@@ -56,15 +56,26 @@ static int open_unix(const struct listen_addr *la, const struct rg_config *cfg, 
         log_error("socket(unix:%s): %s", la->path, strerror(errno));
         return -1;
     }
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+    /* The socket's mode comes from the umask at bind, and its owner is set
+     * through a descriptor of the very file: the directory may belong to
+     * the daemon's user, who could swap the name for a link meanwhile. */
+    mode_t old_mask = umask(~(mode_t)cfg->socket_mode & 0777);
+    int bound = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+    umask(old_mask);
+    if (bound < 0) {
         log_error("bind(unix:%s): %s", la->path, strerror(errno));
         close(fd);
         return -1;
     }
-    if (chmod(la->path, cfg->socket_mode) < 0)
-        log_warning("chmod(%s, %04o): %s", la->path, cfg->socket_mode, strerror(errno));
-    if (geteuid() == 0 && chown(la->path, uid, gid) < 0)
-        log_warning("chown(%s): %s", la->path, strerror(errno));
+    if (geteuid() == 0) {
+        int node = open(la->path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (node < 0 || fstat(node, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+            fchownat(node, "", uid, gid, AT_EMPTY_PATH) < 0)
+            log_warning("chown(%s): %s", la->path, node < 0 || S_ISSOCK(st.st_mode) ? strerror(errno)
+                                                                                : "no longer our socket");
+        if (node >= 0)
+            close(node);
+    }
     return fd;
 }
 

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "config.h"
 #include "rateguard.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,7 +46,9 @@ static void open_file(void)
 {
     if (logstate.file_path[0] == '\0')
         return;
-    logstate.file_fd = open(logstate.file_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    /* Opened as root at start, in a directory the daemon's user may own:
+     * never through a symbolic link. */
+    logstate.file_fd = open(logstate.file_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
     if (logstate.file_fd < 0)
         fprintf(stderr, "rateguard: warning: open(%s): %s\n", logstate.file_path, strerror(errno));
 }
@@ -74,7 +78,13 @@ void log_close(void)
 
 void log_file_owner(uid_t uid, gid_t gid)
 {
-    if (logstate.file_fd >= 0 && geteuid() == 0 && fchown(logstate.file_fd, uid, gid) < 0)
+    struct stat st;
+    /* Only a plain file of one name: a hard link to another file must not
+     * be given away. */
+    if (logstate.file_fd < 0 || geteuid() != 0 || fstat(logstate.file_fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        st.st_nlink != 1)
+        return;
+    if (fchown(logstate.file_fd, uid, gid) < 0)
         fprintf(stderr, "rateguard: warning: fchown(%s): %s\n", logstate.file_path, strerror(errno));
 }
 
@@ -102,12 +112,15 @@ void log_reopen(void)
 
 static void log_write(int level, const char *fmt, va_list ap)
 {
-    char msg[2048], line[2200];
+    char raw[2048], msg[4096], line[4200];
     int saved_errno = errno;
 
     if (level > logstate.level)
         return;
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    /* Whatever a message quotes (a client's queue_id, a sender, a
+     * database error), control characters reach no log or terminal. */
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    text_escape(msg, sizeof(msg), raw, sizeof(raw));
     if (logstate.shared_generation &&
         __atomic_load_n(logstate.shared_generation, __ATOMIC_RELAXED) != logstate.generation) {
         logstate.generation = __atomic_load_n(logstate.shared_generation, __ATOMIC_RELAXED);

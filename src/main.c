@@ -7,14 +7,17 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "privileges.h"
 #include "rateguard.h"
 #include "util.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define RG_EXIT_USAGE 64   /* sysexits EX_USAGE: bad command line */
 
@@ -34,6 +37,9 @@ static void usage(FILE *out)
             "  show SENDER   print one sender's quota, counters and percent used\n"
             "  reset SENDER  reset one sender's period counters (and quota, unless locked)\n"
             "  set-quota SENDER N [--locked]  set one sender's quota (--locked: kept across resets)\n"
+            "  stop      stop the running daemon and wait until it has gone\n"
+            "  reload    make the running daemon re-read its configuration\n"
+            "  reopen-logs  make the running daemon reopen its log file (logrotate)\n"
             "\n"
             "Options:\n"
             "  -c, --config FILE    configuration file (default " RATEGUARD_DEFAULT_CONFIG ")\n"
@@ -66,6 +72,9 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
+    /* Files the daemon and the commands create (dumps, queues, logs) are
+     * for the daemon's user and group only. */
+    umask(027);
     const char *config_path = RATEGUARD_DEFAULT_CONFIG;
     const char *get_config = NULL;
     bool foreground = false, test_only = false, json = false, prometheus = false, locked = false;
@@ -90,7 +99,8 @@ int main(int argc, char **argv)
         const char *name;
         int args;
     } commands[] = {{"run", 0}, {"status", 0}, {"cleanup", 0}, {"migrate", 0}, {"reload-cache", 0},
-                    {"show", 1}, {"reset", 1}, {"set-quota", 2}};
+                    {"show", 1}, {"reset", 1}, {"set-quota", 2}, {"stop", 0}, {"reload", 0},
+                    {"reopen-logs", 0}};
     const char *command = optind < argc ? argv[optind++] : "run";
     int want = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -98,7 +108,7 @@ int main(int argc, char **argv)
             want = commands[i].args;
     if (want < 0) {
         fprintf(stderr, "rateguard: unknown command '%s' (run, status, cleanup, migrate, reload-cache, show, "
-                        "reset, set-quota)\n", command);
+                        "reset, set-quota, stop, reload, reopen-logs)\n", command);
         return RG_EXIT_USAGE;
     }
     char **args = argv + optind;
@@ -144,6 +154,19 @@ int main(int argc, char **argv)
         rc = master_run(cfg, foreground, config_path);
         cfg = NULL; /* the master owns and frees it */
     } else {
+        /* Root trusts nothing the daemon's user can write: the pidfile, the
+         * dumps, the process holding the pidfile. Commands run as that user,
+         * so such a file or process can only mislead them about itself. */
+        uid_t uid;
+        gid_t gid;
+        if (geteuid() == 0) {
+            if (!privileges_resolve(cfg->user, cfg->group, &uid, &gid)) {
+                config_free(cfg);
+                free(absolute);
+                return RG_EXIT_NO_USER;
+            }
+            privileges_drop(uid, gid);
+        }
         /* Operator commands log to stderr as well as to the configured sinks. */
         log_open(cfg, true);
         if (strcmp(command, "migrate") == 0)
@@ -158,6 +181,12 @@ int main(int argc, char **argv)
             rc = command_reset_sender(cfg, args[0]);
         else if (strcmp(command, "set-quota") == 0)
             rc = command_set_quota(cfg, args[0], (uint32_t)new_quota, locked);
+        else if (strcmp(command, "stop") == 0)
+            rc = command_stop(cfg);
+        else if (strcmp(command, "reload") == 0)
+            rc = command_signal(cfg, SIGHUP, "reload");
+        else if (strcmp(command, "reopen-logs") == 0)
+            rc = command_signal(cfg, SIGUSR2, "reopen-logs");
         else
             rc = command_status(cfg, prometheus ? STATUS_PROMETHEUS : json ? STATUS_JSON : STATUS_TEXT);
         log_close();

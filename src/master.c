@@ -637,20 +637,24 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     install_signals();
     prepare_directories(cfg, uid, gid);
 
+    /* Root only reads the pidfile (its directory belongs to the daemon's
+     * user); it is written after the drop. */
+    if ((other = pidfile_running(cfg->pidfile)) != 0)
+        log_fatal(RG_EXIT_RUNNING, "already running (pid %ld, pidfile %s)", (long)other, cfg->pidfile);
+    if (!listeners_open(cfg, uid, gid, &m.listeners))
+        log_fatal(RG_EXIT_BAD_LISTEN, "cannot listen on the configured addresses");
+    log_file_owner(uid, gid);
+    privileges_drop(uid, gid);
+    log_info("running as uid %d gid %d", (int)getuid(), (int)getgid());
     switch (pidfile_acquire(cfg->pidfile, &m.pidfile_fd, &other)) {
     case PIDFILE_RUNNING:
         log_fatal(RG_EXIT_RUNNING, "already running (pid %ld, pidfile %s)", (long)other, cfg->pidfile);
     case PIDFILE_ERROR:
-        log_fatal(RG_EXIT_RUNTIME, "cannot write pidfile %s", cfg->pidfile);
+        log_fatal(RG_EXIT_RUNTIME, "cannot write pidfile %s (its directory must be writable by user %s)",
+                  cfg->pidfile, cfg->user);
     case PIDFILE_OK:
         break;
     }
-    if (!listeners_open(cfg, uid, gid, &m.listeners)) {
-        pidfile_release(cfg->pidfile, m.pidfile_fd);
-        log_fatal(RG_EXIT_BAD_LISTEN, "cannot listen on the configured addresses");
-    }
-    log_file_owner(uid, gid);
-    privileges_drop(uid, gid);
 
     /* Room for the sliding windows configured at start (a reload cannot
      * add more: the engine uses no more than there is room for). */

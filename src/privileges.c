@@ -46,5 +46,4 @@ void privileges_drop(uid_t uid, gid_t gid)
         log_fatal(RG_EXIT_RUNTIME, "setuid(%d): %s", (int)uid, strerror(errno));
     if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0))
         log_fatal(RG_EXIT_RUNTIME, "privilege drop to uid %d failed: root could be regained", (int)uid);
-    log_info("running as uid %d gid %d", (int)getuid(), (int)getgid());
 }

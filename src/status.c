@@ -124,7 +124,9 @@ static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, co
             "msg_total", "rcpt_total", "state", "unwritten");
     for (size_t i = 0; i < s->count; i++) {
         const struct cache_entry *e = &s->rows[i].e;
-        fprintf(f, "%-40s %10u %10u %10u %10u %10u %-8s %u/%u\n", e->key, e->quota, e->msg_counter,
+        char key[4 * CACHE_KEY_SIZE];
+        text_escape(key, sizeof(key), e->key, CACHE_KEY_SIZE);     /* the terminal obeys no sender */
+        fprintf(f, "%-40s %10u %10u %10u %10u %10u %-8s %u/%u\n", key, e->quota, e->msg_counter,
                 e->rcpt_counter, e->msg_total, e->rcpt_total, is_blocked(shm, e) ? "BLOCKED" : "ok",
                 e->unwritten_msg, e->unwritten_rcpt);
     }

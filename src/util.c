@@ -130,24 +130,58 @@ long utf8_chars(const char *s)
     return chars;
 }
 
-void log_safe_copy(char *dst, size_t dstsize, const char *src, size_t max)
+/* Bytes of the character at p when it is shown as it is: printable ASCII
+ * and valid UTF-8 other than the C1 controls (U+0080..U+009F, which
+ * terminals obey); 0 when it must be escaped. */
+static size_t printable_len(const unsigned char *p)
 {
-    size_t n = 0;
+    if (*p < 0x80)
+        return *p >= 0x20 && *p != 0x7f ? 1 : 0;
+    size_t len = utf8_char_len(p);
+    if (len == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+        return 0;
+    return len;
+}
+
+size_t text_escape(char *dst, size_t dstsize, const char *src, size_t max)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)src;
+    size_t n = 0, used = 0;
 
     if (dstsize == 0)
-        return;
-    for (; *src && n + 1 < dstsize; src++) {
-        if (n >= max) {
-            if (n + 4 <= dstsize) {
-                memcpy(dst + n, "...", 3);
-                n += 3;
-            }
+        return 0;
+    while (*p && used < max) {
+        size_t len = printable_len(p);
+        size_t out = len ? len : 4;
+        if (n + out + 1 > dstsize)
             break;
+        if (len) {
+            memcpy(dst + n, p, len);
+        } else {
+            dst[n] = '\\';
+            dst[n + 1] = 'x';
+            dst[n + 2] = hex[*p >> 4];
+            dst[n + 3] = hex[*p & 15];
+            len = 1;
         }
-        unsigned char c = (unsigned char)*src;
-        dst[n++] = (char)(c < 0x20 || c == 0x7f ? '?' : c);
+        n += out;
+        p += len;
+        used += len;
     }
     dst[n] = '\0';
+    return (size_t)((const char *)p - src);
+}
+
+void log_safe_copy(char *dst, size_t dstsize, const char *src, size_t max)
+{
+    if (dstsize < 4) {
+        text_escape(dst, dstsize, src, max);
+        return;
+    }
+    size_t taken = text_escape(dst, dstsize - 3, src, max);
+    if (src[taken] != '\0')
+        strcat(dst, "...");
 }
 
 bool utf8_sanitize(char *dst, size_t dstsize, const char *src, size_t max_chars)

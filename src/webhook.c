@@ -156,12 +156,16 @@ static bool append(char *out, size_t size, size_t *n, const char *s, size_t len)
     return true;
 }
 
+/* Percent-encode a value for any part of the URL. A value of "." or ".."
+ * has its dots encoded too: as a path segment it would move the path
+ * (libcurl, as RFC 3986 says, removes dot segments). */
 static bool append_encoded(char *out, size_t size, size_t *n, const char *s)
 {
+    bool dot_segment = strcmp(s, ".") == 0 || strcmp(s, "..") == 0;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char enc[4];
         if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-            *p == '.' || *p == '_' || *p == '~') {
+            (*p == '.' && !dot_segment) || *p == '_' || *p == '~') {
             if (!append(out, size, n, (const char *)p, 1))
                 return false;
         } else {

@@ -155,14 +155,19 @@ struct writer {
     uint32_t refresh_seen;      /* refresh_requests already served */
 };
 
+/* Counters saturate in the database as in the cache (quota_sat_add), at
+ * the largest value of their INT UNSIGNED columns: the sum is computed in
+ * 64 bits, so it never fails as out of range. */
+#define SQL_COUNTER_MAX "4294967295"
+
 static const char sql_upsert[] =
     "INSERT INTO `ratelimits` (`sender`, `quota`, `quota_reset`, `msg_counter`, `rcpt_counter`, "
     "`msg_total`, `rcpt_total`) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON DUPLICATE KEY UPDATE "
-    "`msg_counter` = `msg_counter` + IF(`reset_at` IS NULL OR `reset_at` <= FROM_UNIXTIME(?), VALUES(`msg_counter`), 0), "
-    "`rcpt_counter` = `rcpt_counter` + IF(`reset_at` IS NULL OR `reset_at` <= FROM_UNIXTIME(?), VALUES(`rcpt_counter`), 0), "
-    "`msg_total` = `msg_total` + VALUES(`msg_total`), "
-    "`rcpt_total` = `rcpt_total` + VALUES(`rcpt_total`), `id` = LAST_INSERT_ID(`id`)";
+    "`msg_counter` = LEAST(`msg_counter` + IF(`reset_at` IS NULL OR `reset_at` <= FROM_UNIXTIME(?), VALUES(`msg_counter`), 0), " SQL_COUNTER_MAX "), "
+    "`rcpt_counter` = LEAST(`rcpt_counter` + IF(`reset_at` IS NULL OR `reset_at` <= FROM_UNIXTIME(?), VALUES(`rcpt_counter`), 0), " SQL_COUNTER_MAX "), "
+    "`msg_total` = LEAST(`msg_total` + VALUES(`msg_total`), " SQL_COUNTER_MAX "), "
+    "`rcpt_total` = LEAST(`rcpt_total` + VALUES(`rcpt_total`), " SQL_COUNTER_MAX "), `id` = LAST_INSERT_ID(`id`)";
 
 static const char sql_insert_message[] =
     "INSERT INTO `messages` (`ratelimit_id`, `msgid`, `sender`, `rcpt_count`, `blocked`, "
@@ -578,10 +583,11 @@ static char *bulk_sql(enum bulk_kind kind, size_t rows)
         return rows_sql("INSERT INTO `ratelimits` (`id`, `sender`, `quota`, `quota_reset`, `msg_counter`, "
                         "`rcpt_counter`, `msg_total`, `rcpt_total`) VALUES ",
                         "(?, ?, ?, ?, ?, ?, ?, ?)", rows,
-                        " ON DUPLICATE KEY UPDATE `msg_counter` = `msg_counter` + VALUES(`msg_counter`), "
-                        "`rcpt_counter` = `rcpt_counter` + VALUES(`rcpt_counter`), "
-                        "`msg_total` = `msg_total` + VALUES(`msg_total`), "
-                        "`rcpt_total` = `rcpt_total` + VALUES(`rcpt_total`)");
+                        " ON DUPLICATE KEY UPDATE "
+                        "`msg_counter` = LEAST(`msg_counter` + VALUES(`msg_counter`), " SQL_COUNTER_MAX "), "
+                        "`rcpt_counter` = LEAST(`rcpt_counter` + VALUES(`rcpt_counter`), " SQL_COUNTER_MAX "), "
+                        "`msg_total` = LEAST(`msg_total` + VALUES(`msg_total`), " SQL_COUNTER_MAX "), "
+                        "`rcpt_total` = LEAST(`rcpt_total` + VALUES(`rcpt_total`), " SQL_COUNTER_MAX ")");
     case BULK_MESSAGES:
     case BULK_KINDS:
         break;

@@ -39,9 +39,17 @@ int main(void)
     is_str(out, "\xc3\xbc\xc3\xbc", "limit counts characters, not bytes");
 
     log_safe_copy(out, sizeof(out), "a\nb\tc\x7f", 100);
-    is_str(out, "a?b?c?", "control bytes become ?");
+    is_str(out, "a\\x0ab\\x09c\\x7f", "control bytes become \\xNN");
     log_safe_copy(out, sizeof(out), "abcdefgh", 4);
     is_str(out, "abcd...", "long values cut with ...");
+    log_safe_copy(out, sizeof(out), "abcd", 4);
+    is_str(out, "abcd", "a value of exactly max bytes is not cut");
+    text_escape(out, sizeof(out), "\x1b[31mred\r", 100);
+    is_str(out, "\\x1b[31mred\\x0d", "escape sequence and CR escaped");
+    text_escape(out, sizeof(out), "J\xc3\xbcrgen \xc2\x9b" "2J \xff", 100);
+    is_str(out, "J\xc3\xbcrgen \\xc2\\x9b2J \\xff", "UTF-8 kept; C1 control (U+009B) and invalid byte escaped");
+    is_long((long)text_escape(out, 6, "ab\x01" "cd", 100), 2, "stops at a whole escape when dst is full");
+    is_str(out, "ab", "nothing half-escaped");
 
     is_str(json_of("plain"), "\"plain\"", "JSON: plain");
     is_str(json_of("a\"b\\c"), "\"a\\\"b\\\\c\"", "JSON: quote and backslash");

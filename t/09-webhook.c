@@ -46,6 +46,16 @@ int main(void)
                    &ev, "abc", buf, sizeof(buf)), "URL expanded");
     is_str(buf, "https://api.example.com/policyd/a%2Bb%26c%40example.org?token=abc&q=1000&t=2023-09-07%2012%3A34%3A56&x={nope}",
            "placeholders URL-encoded, unknown ones kept");
+    struct webhook_event dots = ev;
+    dots.sender = "..";
+    ok(webhook_url("http://x/hook/{sender}/blocked", &dots, NULL, buf, sizeof(buf)), "URL of sender ..");
+    is_str(buf, "http://x/hook/%2E%2E/blocked", "a sender of .. is encoded, never a dot segment");
+    dots.sender = ".";
+    ok(webhook_url("http://x/hook/{sender}/blocked", &dots, NULL, buf, sizeof(buf)), "URL of sender .");
+    is_str(buf, "http://x/hook/%2E/blocked", "a sender of . is encoded");
+    dots.sender = "a..b";
+    ok(webhook_url("http://x/hook/{sender}", &dots, NULL, buf, sizeof(buf)), "URL of sender a..b");
+    is_str(buf, "http://x/hook/a..b", "dots inside a name stay as they are");
     ok(webhook_wants_token("http://x/{token}"), "{token} detected");
     ok(!webhook_wants_token("http://x/{sender}"), "no {token}");
     ok(webhook_url("http://x/{token}", &ev, NULL, buf, sizeof(buf)) && strcmp(buf, "http://x/") == 0,

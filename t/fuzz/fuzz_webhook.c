@@ -79,8 +79,10 @@ static size_t expected_url(const char *tmpl, const struct webhook_event *ev, con
             PUT(*p++);
             continue;
         }
+        /* "." and ".." are dot segments: every byte encoded. */
+        bool dots = strcmp(values[i], ".") == 0 || strcmp(values[i], "..") == 0;
         for (const unsigned char *v = (const unsigned char *)values[i]; *v; v++)
-            if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~", *v)) {
+            if (!dots && strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~", *v)) {
                 PUT(*v);
             } else {
                 PUT('%');

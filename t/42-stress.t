@@ -156,16 +156,20 @@ is(scalar(keys %answer_time), $n, "all $n connections answered");
 is(scalar(grep { ($reply{$_} // '') eq "action=DUNNO\n\n" } 0 .. $n - 1), $n, 'every reply is action_accept');
 is($resets // 0, 0, 'none reset');
 # Arrival order: the kernel's backlog is first in, first out and the 256
-# workers take from it as they free up, so each block of 250 connections
-# is answered no later than any connection two blocks further on.
+# workers take from it as they free up, so blocks of 250 connections are
+# answered in their order: each block's median answer time is no later
+# than the next block's. (Medians: on a loaded machine one worker may be
+# descheduled with its connection while the others serve hundreds.)
+sub median_time {
+    my @t = sort { $a <=> $b } map { $answer_time{$_} // 1e99 } @_;
+    return $t[$#t / 2];
+}
 my $in_order = 1;
-for my $k (2 .. $n / 250 - 1) {
-    my ($early_last) = sort { $b <=> $a } map { $answer_time{$_} // 1e99 } ($k - 2) * 250 .. ($k - 1) * 250 - 1;
-    my ($late_first) = sort { $a <=> $b } map { $answer_time{$_} // 1e99 } $k * 250 .. ($k + 1) * 250 - 1;
-    if ($early_last > $late_first) {
-        $in_order = 0;
-        diag("block $k (connections from " . ($k * 250) . ") answered before block " . ($k - 2) . ' was done');
-    }
+my @medians = map { median_time($_ * 250 .. $_ * 250 + 249) } 0 .. $n / 250 - 1;
+for my $k (1 .. $#medians) {
+    next if $medians[$k - 1] <= $medians[$k];
+    $in_order = 0;
+    diag("block $k (connections from " . ($k * 250) . ") was answered before block " . ($k - 1));
 }
 ok($in_order, 'connections served in arrival order');
 close $_ for @conn;

@@ -1,15 +1,17 @@
 #!/usr/bin/perl
-# 61-make-run.t - `make run` stops cleanly on a signal: TERM to make's own
-# pid (a supervisor's stop, `kill PID`, `timeout make run`) and INT to its
-# process group (Ctrl-C), as well as TERM to t/run-dev itself. Each time
+# 61-make-run.t - `make run` stops cleanly on a signal: TERM or INT to
+# make's own pid (a supervisor's stop, `kill PID`), INT to its process group
+# (Ctrl-C), as well as TERM to t/run-dev itself. Each time
 # rateguard exits 0 (its queue written), the private MariaDB is stopped,
 # no process of the run is left and the port is closed. The development
 # configuration is written with mode 0600 and the daemon does not warn about
 # it.
 #
-# GNU make, once its child has ended, dies of the signal it got (it raises
-# it again): `make run` itself ends "killed by TERM/INT", not exit 0; what
-# it ran (t/run-dev) exits 0 and make reports no error.
+# GNU make passes TERM to its recipe but keeps INT sent to its pid alone
+# (t/run-dev notices through /proc that make took it), and once its recipe
+# has ended it dies of the signal it got (it raises it again): `make run`
+# itself ends "killed by TERM/INT", not exit 0; what it ran (t/run-dev)
+# exits 0 and make reports no error.
 #
 # The run gets a folder of its own (RG_DEV_DIR: configuration, state and its
 # MariaDB, apart from the suite's) and a free port (RG_DEV_PORT).
@@ -159,6 +161,11 @@ check($r);
 ok(WIFSIGNALED($r->{status}) && WTERMSIG($r->{status}) == POSIX::SIGTERM,
    'make run, TERM to its pid: make then dies of TERM itself (GNU make raises it again)')
     or diag "status $r->{status}";
+
+$r = run_and_stop('make run, INT to its pid', 'INT', 0, @make);
+check($r);
+ok(WIFSIGNALED($r->{status}) && WTERMSIG($r->{status}) == POSIX::SIGINT,
+   'make run, INT to its pid: make then dies of INT itself') or diag "status $r->{status}";
 
 $r = run_and_stop('make run, INT to its group', 'INT', 1, @make);
 check($r);

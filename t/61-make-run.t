@@ -138,7 +138,7 @@ sub check {
     ok(defined $r->{mode} && ($r->{mode} & 07777) == 0600, "$n: the development configuration has mode 0600")
         or diag sprintf('mode %o', $r->{mode} // 0);
     is($r->{owner}, $> == 0 ? scalar getpwnam('nobody') : $>, "$n: ... and belongs to the daemon's user");
-    ok($r->{mariadbd} && @{ $r->{rateguard} } >= 3, "$n: rateguard's processes and the MariaDB were running")
+    ok($r->{mariadbd} && @{ $r->{rateguard} }, "$n: rateguard and the MariaDB were running")
         or diag "procs @{ $r->{procs} }";
     ok($r->{stopped}, "$n: it ended") or diag $r->{log};
     like($r->{log}, qr/^run-dev: rateguard exited with status 0$/m, "$n: rateguard stopped with exit 0")

@@ -12,9 +12,15 @@
 #define RATEGUARD_VERSION "0.1.0"
 #define RATEGUARD_NAME "rateguard"
 
-/* Default configuration file, overridable with -c. */
+/* Default configuration file, overridable with -c: under the build's
+ * SYSCONFDIR (RG_SYSCONFDIR, from the generated sysconfdir.h that the
+ * GNUmakefile puts before main.c), /etc when none is given. */
 #ifndef RATEGUARD_DEFAULT_CONFIG
+#ifdef RG_SYSCONFDIR
+#define RATEGUARD_DEFAULT_CONFIG RG_SYSCONFDIR "/rateguard/rateguard.conf"
+#else
 #define RATEGUARD_DEFAULT_CONFIG "/etc/rateguard/rateguard.conf"
+#endif
 #endif
 
 enum rg_exit {

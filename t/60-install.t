@@ -1,6 +1,9 @@
 #!/usr/bin/perl
 # 60-install.t - deployment: `make install` with DESTDIR puts every file in
-# place (and never overwrites a configuration), `make uninstall` removes them;
+# place, where Debian and Postfix keep them (configuration, SysV script and
+# logrotate under /etc, units in /lib/systemd/system, whatever PREFIX is),
+# never overwrites a configuration, and `make uninstall` removes them; the
+# binary's default -c follows SYSCONFDIR (rebuilt when it changes);
 # systemd accepts the units; the SysV script starts, reports and stops the
 # daemon (which daemonizes); a unix socket for a chrooted smtpd gets its
 # directory, owner and mode; the man pages list every setting and option.
@@ -10,6 +13,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep);
+use File::Path qw(rmtree);
 use RG qw(write_config run_rateguard migrated_database wait_until slurp test_dir build_dir rateguard);
 
 my $repo = "$FindBin::Bin/..";
@@ -25,46 +29,98 @@ sub make {
 my ($rc, $out) = make('install', "DESTDIR=$dest");
 is($rc, 0, 'make install DESTDIR: exit 0') or diag $out;
 my %want = (
-    'usr/local/sbin/rateguard' => 0755, 'usr/local/etc/rateguard/rateguard.conf' => 0640,
-    'usr/local/share/rateguard/sql/001_ratelimits_and_messages.sql' => 0644,
+    'usr/local/sbin/rateguard' => 0755, 'etc/rateguard/rateguard.conf' => 0640,
     'usr/local/share/man/man8/rateguard.8' => 0644, 'usr/local/share/man/man5/rateguard.conf.5' => 0644,
-    'usr/local/lib/systemd/system/rateguard.service' => 0644,
-    'usr/local/lib/systemd/system/rateguard-cleanup.service' => 0644,
-    'usr/local/lib/systemd/system/rateguard-cleanup.timer' => 0644,
-    'usr/local/etc/init.d/rateguard' => 0755, 'usr/local/etc/logrotate.d/rateguard' => 0644,
+    'lib/systemd/system/rateguard.service' => 0644,
+    'lib/systemd/system/rateguard-cleanup.service' => 0644,
+    'lib/systemd/system/rateguard-cleanup.timer' => 0644,
+    'etc/init.d/rateguard' => 0755, 'etc/logrotate.d/rateguard' => 0644,
+    map { ('usr/local/share/rateguard/sql/' . (split m{/})[-1] => 0644) } glob("$repo/sql/[0-9]*.sql"),
 );
+ok(keys %want > 12, 'the SQL migrations are among the files to install');
 for my $f (sort keys %want) {
     my @st = stat "$dest/$f";
     ok(@st && ($st[2] & 07777) == $want{$f}, sprintf('%s installed, mode %04o', $f, $want{$f}));
 }
-like(slurp("$dest/usr/local/lib/systemd/system/rateguard.service"),
-     qr{^ExecStart=/usr/local/sbin/rateguard -f -c /usr/local/etc/rateguard/rateguard.conf run$}m,
+# Every file installed, and nothing else (no usr/local/etc, no usr/local/lib).
+sub files_under {
+    my ($root) = @_;
+    return [map { substr($_, length($root) + 1) } split /\n/, `find $root -type f | LC_ALL=C sort`];
+}
+is_deeply(files_under($dest), [sort keys %want], 'make install puts these files and no other');
+like(slurp("$dest/lib/systemd/system/rateguard.service"),
+     qr{^ExecStart=/usr/local/sbin/rateguard -f -c /etc/rateguard/rateguard.conf run$}m,
      'the unit runs the installed binary with the installed configuration');
-like(slurp("$dest/usr/local/lib/systemd/system/rateguard.service"), qr{^ExecReload=/bin/kill -HUP \$MAINPID$}m,
+like(slurp("$dest/lib/systemd/system/rateguard-cleanup.service"),
+     qr{^ExecStart=/usr/local/sbin/rateguard -c /etc/rateguard/rateguard.conf cleanup$}m, 'the cleanup unit too');
+like(slurp("$dest/lib/systemd/system/rateguard.service"), qr{^ExecReload=/bin/kill -HUP \$MAINPID$}m,
      'ExecReload sends HUP');
+like(slurp("$dest/etc/init.d/rateguard"),
+     qr{^DAEMON=\$\{DAEMON:-/usr/local/sbin/rateguard\}\nCONF=\$\{CONF:-/etc/rateguard/rateguard.conf\}$}m,
+     'the SysV script names the installed binary and configuration');
+like(slurp("$dest/usr/local/share/man/man8/rateguard.8"), qr{^/etc/rateguard/rateguard.conf$}m,
+     'rateguard(8) names the installed configuration');
+like(scalar `$dest/usr/local/sbin/rateguard --help`, qr{configuration file \(default /etc/rateguard/rateguard.conf\)},
+     'the installed binary\'s default -c is /etc/rateguard/rateguard.conf');
 
-open my $fh, '>>', "$dest/usr/local/etc/rateguard/rateguard.conf" or die;
+open my $fh, '>>', "$dest/etc/rateguard/rateguard.conf" or die;
 print $fh "# edited by the administrator\n";
 close $fh;
 make('install', "DESTDIR=$dest");
-like(slurp("$dest/usr/local/etc/rateguard/rateguard.conf"), qr/edited by the administrator/,
+like(slurp("$dest/etc/rateguard/rateguard.conf"), qr/edited by the administrator/,
      'a second install keeps the administrator\'s configuration');
 
 ($rc, $out) = make('install', "DESTDIR=$dest/usr-prefix", 'PREFIX=/usr');
-ok(-e "$dest/usr-prefix/etc/rateguard/rateguard.conf" && -e "$dest/usr-prefix/usr/sbin/rateguard",
-   'PREFIX=/usr puts the configuration in /etc');
+is_deeply(files_under("$dest/usr-prefix"), [sort map { s{^usr/local/}{usr/}r } keys %want],
+          'PREFIX=/usr: binary, SQL and man pages under /usr, the rest as with /usr/local');
+rmtree("$dest/usr-prefix");
+
+# Another SYSCONFDIR, built in a folder of its own and installed for real
+# (no DESTDIR): the binary finds its configuration without -c, and follows
+# SYSCONFDIR when it changes.
+{
+    my $t = test_dir() . '/sysconf';
+    my $b = "$t/build";
+    my $etc = "$t/etc";
+    my $mk = "make -s -C $repo BUILD=$b";
+    $out = `$mk SYSCONFDIR=$etc PREFIX=$t/usr UNITDIR=$t/units install 2>&1`;
+    is($? >> 8, 0, "make install SYSCONFDIR=$etc: exit 0") or diag $out;
+    my $bin = "$t/usr/sbin/rateguard";
+    $out = `$bin -t 2>&1`;
+    is($? >> 8, 0, 'rateguard -t without -c: exit 0') or diag $out;
+    is($out, "$etc/rateguard/rateguard.conf: configuration OK\n", '... and it checked the installed configuration');
+    is(scalar `$bin --get-config config_file`, "$etc/rateguard/rateguard.conf\n",
+       '--get-config config_file without -c names the installed configuration');
+    like(slurp("$etc/init.d/rateguard"), qr{^CONF=\$\{CONF:-\Q$etc\E/rateguard/rateguard.conf\}$}m,
+         'the SysV script (in SYSCONFDIR/init.d) names it');
+    like(slurp("$t/units/rateguard.service"), qr{ -c \Q$etc\E/rateguard/rateguard.conf run$}m, 'so does the unit');
+    ok(-e "$etc/logrotate.d/rateguard", 'logrotate in SYSCONFDIR/logrotate.d');
+    like(slurp("$t/usr/share/man/man5/rateguard.conf.5"), qr{^\Q$etc\E/rateguard/rateguard.conf$}m,
+         'rateguard.conf(5) names it');
+
+    my $mtime = (stat "$b/obj/main.o")[9];
+    sleep 1.1;    # a rebuild would give main.o a later second
+    $out = `$mk SYSCONFDIR=$etc $b/rateguard 2>&1`;
+    is((stat "$b/obj/main.o")[9], $mtime, 'the same SYSCONFDIR again: main.o not rebuilt') or diag $out;
+    $out = `$mk SYSCONFDIR=/opt/x $b/rateguard 2>&1`;
+    like(scalar `$b/rateguard --help`, qr{\(default /opt/x/rateguard/rateguard.conf\)},
+         'SYSCONFDIR=/opt/x: main.o rebuilt, default -c /opt/x/rateguard/rateguard.conf') or diag $out;
+    $out = `$mk $b/rateguard 2>&1`;
+    like(scalar `$b/rateguard --help`, qr{\(default /etc/rateguard/rateguard.conf\)},
+         'no SYSCONFDIR: default -c /etc/rateguard/rateguard.conf') or diag $out;
+}
 
 SKIP: {
     skip 'systemd-analyze is not installed', 1 unless -x '/usr/bin/systemd-analyze';
     # Verified with the unit pointing at the built binary (verify checks that ExecStart exists).
     my $v = test_dir() . '/verify';
     make('install', "DESTDIR=$v", "SBINDIR=$build");
-    my @units = map { "$v/usr/local/lib/systemd/system/$_" } qw(rateguard.service rateguard-cleanup.service rateguard-cleanup.timer);
+    my @units = map { "$v/lib/systemd/system/$_" } qw(rateguard.service rateguard-cleanup.service rateguard-cleanup.timer);
     my $msg = `systemd-analyze verify --man=no @units 2>&1`;
     is($? >> 8 . $msg, '0', 'systemd-analyze verify accepts the units without a warning');
 }
 
-my $init = "$dest/usr/local/etc/init.d/rateguard";
+my $init = "$dest/etc/init.d/rateguard";
 system('sh', '-n', $init);
 is($? >> 8, 0, 'the SysV script passes sh -n');
 like(slurp($init), qr/^### BEGIN INIT INFO\n.*^# Provides:\s+rateguard\n.*^### END INIT INFO\n/ms, 'LSB header');
@@ -105,9 +161,7 @@ SKIP: {
 
 ($rc, $out) = make('uninstall', "DESTDIR=$dest");
 is($rc, 0, 'make uninstall: exit 0') or diag $out;
-ok(!-e "$dest/usr/local/sbin/rateguard" && !-e "$dest/usr/local/lib/systemd/system/rateguard.service"
-   && !-e "$dest/usr/local/share/rateguard", 'uninstall removes the files');
-ok(-e "$dest/usr/local/etc/rateguard/rateguard.conf", 'uninstall keeps the configuration');
+is_deeply(files_under($dest), ['etc/rateguard/rateguard.conf'], 'uninstall removes every file but the configuration');
 
 # The man pages are in sync with the configuration file and --help.
 my $conf5 = slurp("$repo/src/man/rateguard.conf.5");

@@ -99,10 +99,10 @@ struct master {
     bool foreground;
     time_t started;
     pid_t writer_pid;
-    time_t writer_backoff_until;
+    time_t writer_started, writer_backoff_until;
     int writer_backoff_s;
     pid_t notifier_pid;             /* 0 when none runs (or the webhook is off) */
-    time_t notifier_backoff_until;
+    time_t notifier_started, notifier_backoff_until;
     int notifier_backoff_s;
     time_t spawn_backoff_until;     /* workers crashing: no spawning before this */
     int spawn_backoff_s;
@@ -250,11 +250,13 @@ static pid_t spawn_helper(struct master *m, void (*run)(struct master *))
 static void spawn_writer(struct master *m)
 {
     m->writer_pid = m->shm.hdr->writer_pid = spawn_helper(m, run_writer);
+    m->writer_started = time(NULL);
 }
 
 static void spawn_notifier(struct master *m)
 {
     m->notifier_pid = spawn_helper(m, run_notifier);
+    m->notifier_started = time(NULL);
 }
 
 /* Workers that count towards the pool (not asked to retire), and how
@@ -317,12 +319,20 @@ static void pool_maintain(struct master *m)
         spawn_notifier(m);
 }
 
-static void backoff(int *seconds, time_t *until)
+#define BACKOFF_RESET_S 10     /* a helper that lived this long was no crash loop */
+
+/* The delay before the next spawn: 1, 2, 4 ... 30 s while deaths follow
+ * each other; a child that had lived or served before dying starts the
+ * series afresh (or a daemon would wait 30 s after every later death). */
+static int backoff(int *seconds, time_t *until, bool lived)
 {
+    if (lived)
+        *seconds = 0;
     *seconds = *seconds ? *seconds * 2 : 1;
     if (*seconds > 30)
         *seconds = 30;
     *until = time(NULL) + *seconds;
+    return *seconds;
 }
 
 /* Book-keeping for one child that exited. */
@@ -342,21 +352,30 @@ static void child_exited(struct master *m, pid_t pid, int status)
             memset(&sb->slot[i], 0, sizeof(sb->slot[i]));
         }
     const char *who = is_writer ? "writer" : is_notifier ? "notifier" : "worker";
+    char how[64];
     if (WIFSIGNALED(status))
-        log_error("%s %ld killed by signal %d%s", who, (long)pid, WTERMSIG(status),
-                  WCOREDUMP(status) ? " (core dumped)" : "");
+        snprintf(how, sizeof(how), "killed by signal %d%s", WTERMSIG(status), WCOREDUMP(status) ? " (core dumped)" : "");
     else if (WEXITSTATUS(status) != RG_EXIT_OK)
-        log_error("%s %ld exited with status %d", who, (long)pid, WEXITSTATUS(status));
+        snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
     else
         return;
     /* A child dying before it did any work is a crash loop in the
      * making: slow respawning down (1, 2, 4 ... 30 s). */
+    time_t now = time(NULL);
+    int delay = 0;
     if (is_writer)
-        backoff(&m->writer_backoff_s, &m->writer_backoff_until);
+        delay = backoff(&m->writer_backoff_s, &m->writer_backoff_until, now - m->writer_started >= BACKOFF_RESET_S);
     else if (is_notifier)
-        backoff(&m->notifier_backoff_s, &m->notifier_backoff_until);
+        delay = backoff(&m->notifier_backoff_s, &m->notifier_backoff_until,
+                        now - m->notifier_started >= BACKOFF_RESET_S);
     else if (!served)
-        backoff(&m->spawn_backoff_s, &m->spawn_backoff_until);
+        delay = backoff(&m->spawn_backoff_s, &m->spawn_backoff_until, false);
+    else
+        m->spawn_backoff_s = 0;
+    if (delay > 0)
+        log_error("%s %ld %s; the next one starts in %d s", who, (long)pid, how, delay);
+    else
+        log_error("%s %ld %s", who, (long)pid, how);
 }
 
 static void reap_children(struct master *m)

@@ -11,7 +11,7 @@ use warnings;
 use File::Path qw(make_path);
 
 my @running;
-END { stop($_) for @running; }
+END { local $?; stop($_) for @running; }   # $? is the script's exit code
 
 sub run_quiet {
     my (@cmd) = @_;

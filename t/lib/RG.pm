@@ -161,6 +161,7 @@ sub run_rateguard {
 # ends (a failed test, a die) are stopped, so nothing outlives the suite.
 my %started;
 END {
+    local $?;       # the script's exit code: waitpid must not change it
     for my $pid (keys %started) {
         next unless kill 0, $pid;
         kill 'TERM', $pid;

@@ -12,7 +12,7 @@ use POSIX ();
 use Time::HiRes qw(sleep);
 
 my @running;
-END { for my $pid (@running) { kill 'KILL', $pid; waitpid($pid, 0); } }
+END { local $?; for my $pid (@running) { kill "KILL", $pid; waitpid($pid, 0); } }   # $? is the exit code
 
 # %opt: port (default: free), log (file), statuses (list, the last repeats),
 # delay (seconds before answering).

@@ -43,6 +43,7 @@ struct rg_config {
         long port, connect_timeout;
         bool tls, tls_verify_server;
         char *tls_ca, *tls_cert, *tls_key;
+        struct str_list hosts;      /* tried in order; empty: host/port/socket */
     } database;
     struct {
         long dflt;

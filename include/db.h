@@ -13,10 +13,17 @@
 
 struct rg_config;
 
-/* Connect with the configured timeouts and utf8mb4. Returns NULL and a
- * reason in err (never containing the password) on failure. The caller
- * closes the handle with mysql_close(). */
+/* Connect with the configured timeouts and utf8mb4: to database.hosts in
+ * order, the first that answers (and, for a Galera node, is in the
+ * primary component), or else to host/port/socket. Returns NULL and a
+ * reason in err (never containing the password; the last host's when
+ * none answered) on failure. The caller closes the handle with
+ * mysql_close(). */
 MYSQL *db_connect(const struct rg_config *cfg, char *err, size_t errsize);
+
+/* Split one database.hosts entry ("host", "host:port", "[v6]:port");
+ * port defaults to default_port. False when it is not one. */
+bool db_split_host(const char *spec, long default_port, char *host, size_t size, unsigned *port);
 
 /* Run one statement that returns no rows. On failure writes
  * "statement: server error" to err. */

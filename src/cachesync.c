@@ -361,6 +361,9 @@ void progress_row_name(const char *writer, unsigned lane, char *buf, size_t size
         snprintf(buf, size, "%s#%u", writer, lane + 1);
 }
 
+static bool read_progress_rows(MYSQL *db, const char *writer, struct progress p[WRITER_LANES], char *err,
+                               size_t errsize);
+
 bool cachesync_read_progress(MYSQL *db, const char *writer, struct progress p[WRITER_LANES], char *err,
                              size_t errsize)
 {
@@ -368,6 +371,22 @@ bool cachesync_read_progress(MYSQL *db, const char *writer, struct progress p[WR
         snprintf(err, errsize, "writer name too long");
         return false;
     }
+    /* A causal read on Galera: a round this host committed through a node
+     * that died after replicating it may not be applied here yet; read
+     * before it, the progress would have those records written twice.
+     * (A server without the variable ignores the failed SET.) */
+    if (mysql_query(db, "SET SESSION wsrep_sync_wait = 1") != 0) {
+        /* not MariaDB: no Galera either */
+    }
+    bool ok = read_progress_rows(db, writer, p, err, errsize);
+    if (mysql_query(db, "SET SESSION wsrep_sync_wait = 0") != 0) {
+    }
+    return ok;
+}
+
+static bool read_progress_rows(MYSQL *db, const char *writer, struct progress p[WRITER_LANES], char *err,
+                               size_t errsize)
+{
     for (unsigned lane = 0; lane < WRITER_LANES; lane++) {
         char name[256], escaped[520], sql[700];
         MYSQL_RES *res;

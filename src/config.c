@@ -8,6 +8,7 @@
  * and document it in rateguard.conf (a test checks the file lists them all).
  */
 #include "config.h"
+#include "db.h"
 #include "windows.h"
 #include "rateguard.h"
 #include "util.h"
@@ -50,6 +51,7 @@ static bool check_schedule(const char *v, char *err, size_t n);
 static bool check_facility(const char *v, char *err, size_t n);
 static bool check_level(const char *v, char *err, size_t n);
 static bool check_no_controls(const char *v, char *err, size_t n);
+static bool check_db_host(const char *v, char *err, size_t n);
 
 #define F(field) offsetof(struct rg_config, field)
 #define EC RG_EXIT_CONFIG
@@ -84,6 +86,7 @@ static const struct param params[] = {
     {"database", "password", P_STR, "", 0, 0, NULL, F(database.password), EC},
     {"database", "name", P_STR, "rateguard", 0, 0, check_no_controls, F(database.name), EC},
     {"database", "connect_timeout", P_INT, "5", 1, 300, NULL, F(database.connect_timeout), EC},
+    {"database", "hosts", P_LIST, "{}", 0, 0, check_db_host, F(database.hosts), EC},
     {"database", "tls", P_BOOL, "false", 0, 0, NULL, F(database.tls), EC},
     {"database", "tls_ca", P_STR, "", 0, 0, check_optional_path, F(database.tls_ca), EC},
     {"database", "tls_cert", P_STR, "", 0, 0, check_optional_path, F(database.tls_cert), EC},
@@ -617,6 +620,19 @@ void config_state_path(const struct rg_config *cfg, const char *suffix, char *bu
 }
 
 /* ---- value checks (pure; err receives the reason) ---- */
+
+static bool check_db_host(const char *v, char *err, size_t n)
+{
+    char host[256];
+    unsigned port;
+    if (!check_no_controls(v, err, n))
+        return false;
+    if (!db_split_host(v, 3306, host, sizeof(host), &port)) {
+        snprintf(err, n, "'%s' is not a host, host:port or [IPv6]:port", v);
+        return false;
+    }
+    return true;
+}
 
 static bool check_no_controls(const char *v, char *err, size_t n)
 {

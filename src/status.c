@@ -136,9 +136,9 @@ static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     for (size_t i = 0; i < N_REQUEST_STATS; i++)
         fprintf(f, "%s %llu %s", i ? "," : "", request_stat(shm, i), request_stats[i].name);
     fputc('\n', f);
-    fprintf(f, "database: %llu writes pending, %llu written, %llu failed transactions\n",
+    fprintf(f, "database: %llu writes pending, %llu written, %llu failed transactions, %llu conflicts retried\n",
             (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
-            (unsigned long long)STAT_GET(shm, db_errors));
+            (unsigned long long)STAT_GET(shm, db_errors), (unsigned long long)STAT_GET(shm, db_conflicts));
     fprintf(f, "cache: %u of %u entries used\n", cache_used(&shm->cache), shm->cache.sh->capacity);
     write_stress_text(f, shm);
 }
@@ -175,9 +175,9 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     for (size_t i = 0; i < N_REQUEST_STATS; i++)
         fprintf(f, "%s\"%s\":%llu", i ? "," : "", request_stats[i].name, request_stat(shm, i));
     fputs("},", f);
-    fprintf(f, "\"database\":{\"pending\":%llu,\"written\":%llu,\"failed_transactions\":%llu},",
+    fprintf(f, "\"database\":{\"pending\":%llu,\"written\":%llu,\"failed_transactions\":%llu,\"conflicts\":%llu},",
             (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
-            (unsigned long long)STAT_GET(shm, db_errors));
+            (unsigned long long)STAT_GET(shm, db_errors), (unsigned long long)STAT_GET(shm, db_conflicts));
     fprintf(f, "\"stress\":{\"active\":%s,\"episodes\":%llu,\"idle_closed\":%llu,\"timeouts\":%llu},",
             __atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) ? "true" : "false",
             (unsigned long long)STAT_GET(shm, stress_episodes), (unsigned long long)STAT_GET(shm, stress_idle_closed),
@@ -206,6 +206,9 @@ static void write_prometheus(FILE *f, const struct rg_config *cfg, struct shm *s
                "# HELP rateguard_db_failed_transactions_total Writer transactions rolled back.\n"
                "# TYPE rateguard_db_failed_transactions_total counter\n"
                "rateguard_db_failed_transactions_total %llu\n"
+               "# HELP rateguard_db_conflicts_total Write rounds retried after a deadlock or Galera certification conflict.\n"
+               "# TYPE rateguard_db_conflicts_total counter\n"
+               "rateguard_db_conflicts_total %llu\n"
                "# HELP rateguard_queue_depth Records waiting to be written to the database.\n"
                "# TYPE rateguard_queue_depth gauge\n"
                "rateguard_queue_depth %llu\n"
@@ -213,7 +216,8 @@ static void write_prometheus(FILE *f, const struct rg_config *cfg, struct shm *s
                "# TYPE rateguard_db_write_lag_seconds gauge\n"
                "rateguard_db_write_lag_seconds %.3f\n",
             (unsigned long long)STAT_GET(shm, db_written), (unsigned long long)STAT_GET(shm, db_errors),
-            (unsigned long long)wqueue_depth(&shm->queue), lag_us > 0 ? (double)lag_us / 1e6 : 0.0);
+            (unsigned long long)STAT_GET(shm, db_conflicts), (unsigned long long)wqueue_depth(&shm->queue),
+            lag_us > 0 ? (double)lag_us / 1e6 : 0.0);
     fprintf(f, "# HELP rateguard_workers Worker processes by state.\n"
                "# TYPE rateguard_workers gauge\n"
                "rateguard_workers{state=\"busy\"} %u\n"

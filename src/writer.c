@@ -231,11 +231,16 @@ static void disconnect(struct writer *w)
     }
 }
 
+/* The server's error code of the last failed prepare(): closing the
+ * statement clears it from the connection. */
+static __thread unsigned int prepare_errno;   /* per lane thread */
+
 static MYSQL_STMT *prepare(MYSQL *db, const char *sql, char *err, size_t errsize)
 {
     MYSQL_STMT *st = mysql_stmt_init(db);
     if (st == NULL || mysql_stmt_prepare(st, sql, strlen(sql)) != 0) {
         snprintf(err, errsize, "prepare: %s", st ? mysql_stmt_error(st) : mysql_error(db));
+        prepare_errno = st ? mysql_stmt_errno(st) : mysql_errno(db);
         if (st)
             mysql_stmt_close(st);
         return NULL;
@@ -281,6 +286,15 @@ static bool record_refused(unsigned int code)
     return code == ER_DATA_TOO_LONG || code == ER_TRUNCATED_WRONG_VALUE_FOR_FIELD ||
            code == ER_WARN_DATA_OUT_OF_RANGE || code == ER_DATA_OUT_OF_RANGE || code == ER_BAD_NULL_ERROR ||
            code == ER_TRUNCATED_WRONG_VALUE || code == ER_NO_REFERENCED_ROW_2;
+}
+
+/* A conflict with another transaction: InnoDB's deadlock, or on Galera a
+ * certification failure or brute-force abort (another node committed the
+ * same rows first; also reported as a deadlock). Not an outage: the round
+ * is retried at once, and counted. */
+static bool conflict(unsigned int code)
+{
+    return code == ER_LOCK_DEADLOCK || code == ER_LOCK_WAIT_TIMEOUT;
 }
 
 /* The touched[] entry for this cache key (and its fnv1a64 hash), created
@@ -617,8 +631,10 @@ static MYSQL_STMT *run_bulk(struct lane *l, enum bulk_kind kind, size_t rows, MY
         char *sql = bulk_sql(kind, rows);
         b->st = prepare(l->db, sql, err, errsize);
         free(sql);
-        if (b->st == NULL)
+        if (b->st == NULL) {
+            l->bulk_errno = prepare_errno;  /* on Galera a conflict may show here first */
             return NULL;
+        }
         b->kind = kind;
         b->rows = rows;
     }
@@ -951,6 +967,8 @@ static bool create_rows(struct writer *w, char *err, size_t errsize)
             snprintf(err, errsize, "commit: %s", mysql_error(first->db));
             ok = false;
         }
+        if (!ok && first->bulk_errno == 0)
+            first->bulk_errno = mysql_errno(first->db);
         if (!ok)
             mysql_rollback(first->db);
         free(lens);
@@ -980,6 +998,8 @@ static void lane_write(struct lane *l, bool careful)
         }
         snprintf(l->err, sizeof(l->err), "commit: %s", mysql_error(l->db));
     }
+    if (l->bulk_errno == 0)
+        l->bulk_errno = mysql_errno(l->db);     /* a progress save or COMMIT: before ROLLBACK clears it */
     mysql_rollback(l->db);
 }
 
@@ -1011,6 +1031,16 @@ static void run_lanes(struct writer *w, bool careful, bool parallel)
     for (unsigned k = 1; k < WRITER_LANES; k++)
         if (started[k])
             pthread_join(thread[k], NULL);
+}
+
+/* After a conflict: counted, logged (debug: under contention on Galera
+ * they come by the hundred), and a pause of a few random milliseconds,
+ * so that the hosts that collided do not collide again at once. */
+static void conflict_pause(struct writer *w, const char *err)
+{
+    STAT_ADD(w->ctx->shm, db_conflicts, 1);
+    log_debug("writer: conflict, the round is retried: %s", err);
+    usleep((useconds_t)(1000 + (unsigned)rand() % 20000));
 }
 
 /* One round over the oldest records, in a transaction per lane. Returns
@@ -1141,6 +1171,10 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
             w->careful = true;
             return WRITE_AGAIN;
         }
+        if (conflict(first->bulk_errno)) {
+            conflict_pause(w, err);
+            return WRITE_AGAIN;
+        }
         return WRITE_FAILED;
     }
     run_lanes(w, careful, parallel);
@@ -1157,7 +1191,7 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
             continue;
         if (!l->ok) {
             failed = l;
-            deadlock |= l->bulk_errno == ER_LOCK_DEADLOCK;
+            deadlock |= conflict(l->bulk_errno);
             refused |= record_refused(l->bulk_errno);
             continue;
         }
@@ -1170,8 +1204,8 @@ static long write_batch(struct writer *w, char *err, size_t errsize)
         free(src.spool_buf);
         snprintf(err, errsize, "%s", failed->err);
         if (deadlock) {
-            log_info("writer: %s; the next round goes in one lane", err);
-            w->one_lane = true;
+            w->one_lane = true;     /* two lanes may deadlock each other: one next */
+            conflict_pause(w, err);
             return WRITE_AGAIN;
         }
         if (refused) {
@@ -1334,6 +1368,7 @@ void writer_main(const struct writer_ctx *ctx)
     int backoff_ms = 0;
 
     child_signals(on_term, false);
+    srand((unsigned)getpid() ^ (unsigned)time(NULL));     /* conflict_pause's jitter */
     for (unsigned k = 0; k < WRITER_LANES; k++) {
         struct lane *l = &w.lanes[k];
         l->w = &w;
@@ -1353,6 +1388,7 @@ void writer_main(const struct writer_ctx *ctx)
 
     for (;;) {
         long n = WRITE_FAILED;
+        prepare_errno = 0;
         if (w.lanes[0].db != NULL || connect_db(&w, err, sizeof(err))) {
             if (housekeeping(&w, err, sizeof(err)) && prepare_statements(&w, err, sizeof(err)))
                 n = write_batch(&w, err, sizeof(err));
@@ -1361,6 +1397,11 @@ void writer_main(const struct writer_ctx *ctx)
         }
         if (n == WRITE_AGAIN)
             continue;
+        if (n < 0 && w.lanes[0].db != NULL && (conflict(mysql_errno(w.lanes[0].db)) || conflict(prepare_errno))) {
+            mysql_rollback(w.lanes[0].db);  /* e.g. two hosts' period resets of the same rows */
+            conflict_pause(&w, err);
+            continue;
+        }
         if (n < 0) {
             STAT_ADD(shm, db_errors, 1);
             if (!w.outage_logged)

@@ -32,7 +32,7 @@ like($out, qr/^two\@example\.org\s+3\s+1\s+1\s+1\s+1\s+ok\s+0\/0$/m, 'status: tw
 like($out, qr/^workers: \d+ busy, \d+ idle, \d+ running \(min 4, max 256\)$/m, 'status: workers');
 like($out, qr/^requests: 3 served, 3 counted, 2 accepted, 1 blocked, 0 would_block, 0 exempt, 0 warnings, 0 errors, 0 malformed, 0 refused, 0 over_client_limit$/m,
      'status: request figures');
-like($out, qr/^database: 0 writes pending, 3 written, 0 failed transactions$/m, 'status: database figures');
+like($out, qr/^database: 0 writes pending, 3 written, 0 failed transactions, 0 conflicts retried$/m, 'status: database figures');
 like($out, qr/^cache: 2 of 100000 entries used$/m, 'status: cache fill');
 
 ($rc, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
@@ -47,7 +47,7 @@ is_deeply($j->{senders}, [
       unwritten_msg => 0, unwritten_rcpt => 0 } ], 'status --json: senders');
 is_deeply($j->{requests}, { served => 3, counted => 3, accepted => 2, blocked => 1, would_block => 0, exempt => 0, warnings => 0, errors => 0,
                             malformed => 0, refused => 0, over_client_limit => 0 }, 'status --json: requests');
-is_deeply($j->{database}, { pending => 0, written => 3, failed_transactions => 0 }, 'status --json: database');
+is_deeply($j->{database}, { pending => 0, written => 3, failed_transactions => 0, conflicts => 0 }, 'status --json: database');
 
 # --- TERM with writes queued behind a locked table ---
 my $locker = dbh($db);

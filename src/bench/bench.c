@@ -5,7 +5,7 @@
  *   rateguard-bench --connect HOST:PORT|unix:/path -n CONNS -s SENDERS
  *                   (--requests R | --duration SECONDS) [--json]
  *                   [--rate R] [--reconnect] [--log FILE] [--rcpt-max N]
- *                   [--seed S] [--timeout S]
+ *                   [--seed S] [--timeout S] [--serial N]
  *       N persistent connections, each with one request outstanding
  *       (Postfix's smtpd waits for each answer), full Postfix 3.7 DATA
  *       requests from a pool of S senders; prints requests/s and latency
@@ -16,7 +16,9 @@
  *       outstanding request is then unanswered) instead of ending the run,
  *       as does a reply overdue by --timeout (default 10 s); --log writes
  *       one line per request outcome; --rcpt-max N sends recipient_count
- *       1..N; --seed picks the senders' sequence.
+ *       1..N; --seed picks the senders' sequence; --serial N numbers the
+ *       queue ids and instances from N (default: the time in microseconds),
+ *       so that several clients started together never share one.
  *   rateguard-bench --echo-server --listen HOST:PORT --workers W
  *       The same prefork shape as rateguard (W processes, one connection
  *       each, the same request scanner) answering action=DUNNO with no cache
@@ -150,6 +152,7 @@ struct load_opts {
     double timeout;         /* seconds without a reply */
     unsigned rcpt_max;      /* recipient_count 1..rcpt_max */
     unsigned seed;
+    unsigned long serial;   /* first queue id number (0: from the clock) */
     bool reconnect;         /* a closed connection is opened again instead of ending the run */
     bool json;
     FILE *log;              /* one line per request outcome, or NULL */
@@ -305,7 +308,7 @@ static int load(const struct listen_addr *la, const struct load_opts *o)
 {
     struct load_state ls = {.o = o, .la = la, .c = calloc((size_t)o->nconn, sizeof(struct conn)),
                             .ep = epoll_create1(0), .seed = o->seed,
-                            .serial = (unsigned long)time(NULL) * 1000000ul};
+                            .serial = o->serial ? o->serial : (unsigned long)time(NULL) * 1000000ul};
     ls.cap = o->requests > 0 ? o->requests : 20000000;
     ls.lat = malloc((size_t)ls.cap * sizeof(double));
 
@@ -411,7 +414,7 @@ int main(int argc, char **argv)
         {"rate", required_argument, NULL, 'R'}, {"reconnect", no_argument, NULL, 'C'},
         {"log", required_argument, NULL, 'L'}, {"rcpt-max", required_argument, NULL, 'm'},
         {"seed", required_argument, NULL, 'S'}, {"timeout", required_argument, NULL, 'T'},
-        {NULL, 0, NULL, 0},
+        {"serial", required_argument, NULL, 'N'}, {NULL, 0, NULL, 0},
     };
     const char *addr = NULL, *log_path = NULL;
     int workers = 140, opt;
@@ -434,6 +437,7 @@ int main(int argc, char **argv)
         case 'm': o.rcpt_max = (unsigned)atol(optarg); break;
         case 'S': o.seed = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'T': o.timeout = atof(optarg); break;
+        case 'N': o.serial = strtoul(optarg, NULL, 10); break;
         case 'z': {
             uint32_t entries = (uint32_t)atol(optarg);
             printf("cache of %u entries: %zu bytes of shared memory, %.1f bytes per sender (entry %zu)\n",

@@ -291,10 +291,11 @@ static bool record_refused(unsigned int code)
 /* A conflict with another transaction: InnoDB's deadlock, or on Galera a
  * certification failure or brute-force abort (another node committed the
  * same rows first; also reported as a deadlock). Not an outage: the round
- * is retried at once, and counted. */
+ * is retried at once, and counted. (A lock wait timeout is no conflict:
+ * someone holds the rows for long, an operator's to see in the log.) */
 static bool conflict(unsigned int code)
 {
-    return code == ER_LOCK_DEADLOCK || code == ER_LOCK_WAIT_TIMEOUT;
+    return code == ER_LOCK_DEADLOCK;
 }
 
 /* The touched[] entry for this cache key (and its fnv1a64 hash), created

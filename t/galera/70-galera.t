@@ -13,7 +13,8 @@
 #      doubled;
 #   D. a node that loses quorum (the two others killed): wsrep_ready OFF is
 #      an outage, records stay queued; once the cluster is whole again
-#      every count is exact.
+#      every count is exact;
+#   E. a figure: the writer's drain rate through a cluster node.
 use strict;
 use warnings;
 use FindBin;
@@ -222,6 +223,21 @@ ok(wait_until(sub { slurp($hosts[0]{log}) =~ /writer: database available again/ 
 ok(settled($before + $total_c + 20), 'D: the queued records written on every node');
 $all{sprintf('QD%03d', $_)} = 1 for 1 .. 20;
 check_nodes('D', \%all, $before + $total_c + 20);
+
+# --- E. the writer's drain rate through a cluster node (a figure) ---
+# The writer stopped while 20000 requests are answered and queued, then let
+# go: records per second until its queue is empty.
+my $wpid = status_of($hosts[0])->{writer_pid};
+kill 'STOP', $wpid;
+system(build_dir() . '/rateguard-bench', '--connect', "127.0.0.1:$hosts[0]{port}", '-n', 16, '-s', 1000,
+       '--requests', 20000, '--serial', 900_000_000) == 0 or diag('bench client failed');
+my $queued = status_of($hosts[0])->{database}{pending};
+my $t0 = time;
+kill 'CONT', $wpid;
+ok(wait_until(sub { (status_of($hosts[0])->{database}{pending} // 1) == 0 ? 1 : undef }, 120), 'E: the queue drained');
+my $took = time - $t0;
+diag(sprintf('E: the writer drained %d records through node 1 in %.2f s: %.0f records/s', $queued, $took,
+             $queued / ($took || 1)));
 
 is(stop_daemon($_), 0, 'TERM: exit 0') for @pid;
 diag(sprintf('B: overshoot over quota 50: %s', join(', ', map { "$_->[1] at $_->[0]/s" } @overshoot)));

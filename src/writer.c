@@ -29,6 +29,7 @@
 #include "quota.h"
 #include "rateguard.h"
 #include "shm.h"
+#include "snapshot.h"
 #include "util.h"
 
 #include <errno.h>
@@ -1306,6 +1307,21 @@ static void acknowledge(struct writer *w)
         log_error("writer: cannot write %s: %s", w->ctx->ack_path, strerror(errno));
 }
 
+/* The counter snapshot, from the cache as the database has it (after a
+ * full refresh, or as an outage begins), never while the cache stands on an
+ * older snapshot. */
+static void write_snapshot(struct writer *w)
+{
+    struct shm_header *h = w->ctx->shm->hdr;
+    char err[1024];
+    if (!__atomic_load_n(&h->db_read, __ATOMIC_ACQUIRE) || __atomic_load_n(&h->cache_from_snapshot, __ATOMIC_ACQUIRE))
+        return;
+    if (snapshot_write(w->ctx->shm, w->ctx->snapshot_path, w->ctx->name, err, sizeof(err)))
+        log_debug("writer: counter snapshot written (%u sender(s))", h->snapshot_senders);
+    else
+        log_error("writer: counter snapshot: %s", err);
+}
+
 /* Owed period reset and due refreshes, before any record is written: a
  * record made after the boundary must land in the new period. */
 static bool housekeeping(struct writer *w, char *err, size_t errsize)
@@ -1330,6 +1346,11 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
         if (!cachesync_refresh_all(w->lanes[0].db, w->ctx->shm, err, errsize))
             return false;
         mysql_commit(w->lanes[0].db);    /* end the read's transaction: the next sees new data */
+        if (__atomic_exchange_n(&h->cache_from_snapshot, 0, __ATOMIC_ACQ_REL))
+            log_notice("writer: every sender re-read from the database; the counts loaded from the snapshot "
+                       "are replaced");
+        __atomic_store_n(&h->db_read, 1, __ATOMIC_RELEASE);
+        write_snapshot(w);
         w->next_refresh = time(NULL) + w->ctx->cfg->cache.refresh_interval;
         if (asked != w->refresh_seen) {
             w->refresh_seen = asked;
@@ -1367,6 +1388,8 @@ void writer_main(const struct writer_ctx *ctx)
     w.refresh_seen = __atomic_load_n(&shm->hdr->refresh_requests, __ATOMIC_ACQUIRE);
     w.next_refresh = time(NULL) + ctx->cfg->cache.refresh_interval;
     w.next_reset = period_next_boundary(ctx->cfg->reset_schedule, time(NULL));
+    if (shm->hdr->owed_reset_us && w.next_reset)   /* a boundary the loaded snapshot crossed */
+        w.next_reset = (time_t)(shm->hdr->owed_reset_us / 1000000);
     struct stat st;
     if (stat(ctx->spool_path, &st) == 0 && st.st_size > 0)
         open_spool(&w);
@@ -1383,9 +1406,11 @@ void writer_main(const struct writer_ctx *ctx)
             continue;
         if (n < 0) {
             STAT_ADD(shm, db_errors, 1);
-            if (!w.outage_logged)
+            if (!w.outage_logged) {
                 log_error("writer: database unavailable, %llu record(s) kept queued: %s",
                           (unsigned long long)wqueue_depth(&shm->queue), err);
+                write_snapshot(&w);     /* what is committed; the rest stays in the queue */
+            }
             w.outage_logged = true;
             disconnect(&w);
             backoff_ms = backoff_ms ? backoff_ms * 2 : 100;

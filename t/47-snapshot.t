@@ -113,7 +113,7 @@ for my $case (['flip', qr/checksum mismatch: damaged/], ['truncate', qr/size \d+
     database_server('start');
     ok(wait_until(sub { my $r = db_counts(); @$r && $r->[0][3] == ($how eq 'flip' ? 6 : $how eq 'truncate' ? 7 : 8) }, 30),
        "$how: written once the database is back");
-    ok(wait_until(sub { status()->{snapshot}{age} // '' ne '' }, 15), "$how: a sound snapshot is written again");
+    ok(wait_until(sub { defined status()->{snapshot}{age} }, 15), "$how: a sound snapshot is written again");
     is(stop_daemon($pid), 0, "$how: TERM, exit 0");
 }
 is_deeply(db_counts(), [[$s1, 8, 8, 8], ['new@example.org', 1, 1, 1]], 'every count in the database is exact');

@@ -35,6 +35,7 @@ struct cache_entry {
     uint8_t instance_blocked[CACHE_INSTANCES];
     uint8_t in_use, locked, block_notified, referenced, warning_notified;
     uint8_t quota_own;          /* QUOTA_OWN_MSG | QUOTA_OWN_RCPT */
+    uint8_t notify_unwritten;   /* queued records that changed block/warning_notified (saturates) */
     uint8_t block_action;       /* enum block_action; 0: action_blocked */
     uint8_t instance_next, key_len;
     char key[CACHE_KEY_SIZE];
@@ -42,6 +43,11 @@ struct cache_entry {
 
 #define QUOTA_OWN_MSG 1
 #define QUOTA_OWN_RCPT 2
+
+/* ratelimits.notified (migration 007) and a record's notified_set/clear:
+ * which notifications of the period were sent. */
+#define NOTIFIED_BLOCK 1
+#define NOTIFIED_WARNING 2
 
 /* ratelimits.block_action, in the enum's order (its value + 0 in SQL). */
 enum block_action { BLOCK_ACTION_DEFAULT, BLOCK_DEFER_IF_PERMIT, BLOCK_DEFER, BLOCK_REJECT, BLOCK_HOLD, BLOCK_DISCARD,

@@ -26,6 +26,7 @@ struct db_row {
     int64_t msg_quota, rcpt_quota;  /* -1: NULL (quota applies) */
     uint8_t block_action;           /* enum block_action */
     uint8_t locked;
+    uint8_t notified;           /* NOTIFIED_* bits of the current period */
     int64_t reset_us;           /* reset_at in unix microseconds, 0 if never */
     uint16_t round;             /* refresh round, for the deletion sweep */
 };
@@ -34,12 +35,14 @@ struct db_row {
 #define CACHESYNC_COLUMNS                                                                  \
     "`sender`, `id`, `quota`, `quota_reset`, `quota_locked`, `msg_counter`, `rcpt_counter`, " \
     "`msg_total`, `rcpt_total`, COALESCE(CAST(UNIX_TIMESTAMP(`reset_at`) * 1000000 AS SIGNED), 0), "  \
-    "COALESCE(`msg_quota`, -1), COALESCE(`rcpt_quota`, -1), COALESCE(`block_action` + 0, 0)"
+    "COALESCE(`msg_quota`, -1), COALESCE(`rcpt_quota`, -1), COALESCE(`block_action` + 0, 0), `notified`"
 
 void cachesync_parse_row(MYSQL_ROW row, struct db_row *out);
 
 /* Under the entry's lock: take the database's row, plus what is queued. A
- * newer reset_at than the cache knows resets the entry first. */
+ * newer reset_at than the cache knows resets the entry first. The row's
+ * notified bits are taken unless the entry has queued records that
+ * changed them (those are newer than the row). */
 void cachesync_apply_row(struct cache_entry *e, bool created, void *row);
 
 /* Load the most recently updated rows (as many as the cache holds).

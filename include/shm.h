@@ -64,6 +64,13 @@ struct shm_header {
     struct cache_shared cache;
     struct domain_shared domains;
     uint64_t off_domains;
+    /* The counter snapshot (snapshot.c); read and written atomically. */
+    int64_t snapshot_written_us;    /* creation time of the last one written, 0 = none yet */
+    uint32_t snapshot_senders;      /* senders in it */
+    int64_t snapshot_loaded_us;     /* creation time of the one the cache was loaded from, 0 = none */
+    uint8_t cache_from_snapshot;    /* 1 until the writer has read every row from the database */
+    uint8_t db_read;                /* the cache has read every row at least once (preload or refresh) */
+    int64_t owed_reset_us;          /* a reset_schedule boundary passed since the loaded snapshot */
 };
 
 /* A process's view of the mapped segment. */

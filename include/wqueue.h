@@ -53,6 +53,11 @@ struct msg_record {
     uint32_t quota_default;     /* quota of the row if the sender is new */
     uint32_t quota, quota_reset, used;  /* notifications: the sender's state after this message */
     uint8_t blocked;
+    /* NOTIFIED_* bits this message set (its notification was queued) or
+     * cleared (an accepted message: a raised quota may be notified again);
+     * the writer applies them to ratelimits.notified. Records of queue
+     * files written before they existed read as 0: no change. */
+    uint8_t notified_set, notified_clear;
     const char *sender, *msgid, *from_addr, *to_addr, *client_address, *client_name;
 };
 

@@ -21,6 +21,7 @@ struct writer_ctx {
     const char *name;           /* "host/instance": this writer's progress row */
     const char *spool_path;
     const char *ack_path;       /* touched after a refresh asked for by a command */
+    const char *snapshot_path;  /* the counter snapshot (snapshot.h), written after each refresh */
     int lifeline_fd;            /* closes when the master dies */
     int wake_fd;                /* eventfd workers poke after queueing */
 };

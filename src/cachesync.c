@@ -30,6 +30,7 @@ void cachesync_parse_row(MYSQL_ROW row, struct db_row *out)
     out->msg_quota = strtoll(row[10], NULL, 10);
     out->rcpt_quota = strtoll(row[11], NULL, 10);
     out->block_action = (uint8_t)strtoul(row[12], NULL, 10);
+    out->notified = (uint8_t)strtoul(row[13], NULL, 10);
 }
 
 void cachesync_apply_row(struct cache_entry *e, bool created, void *arg)
@@ -54,6 +55,11 @@ void cachesync_apply_row(struct cache_entry *e, bool created, void *arg)
         e->reset_us = r->reset_us;
         e->unwritten_msg = e->unwritten_rcpt = 0;
         e->block_notified = e->warning_notified = 0;
+        e->notify_unwritten = 0;
+    }
+    if (e->notify_unwritten == 0) {
+        e->block_notified = (r->notified & NOTIFIED_BLOCK) != 0;
+        e->warning_notified = (r->notified & NOTIFIED_WARNING) != 0;
     }
     e->db_id = r->id;
     e->quota = r->quota;
@@ -435,6 +441,15 @@ static void replay_locked(struct cache_entry *e, bool created, void *arg)
     e->rcpt_total = quota_sat_add(e->rcpt_total, r->rcpt_delta);
     e->unwritten_msg = quota_sat_add(e->unwritten_msg, r->msg_delta);
     e->unwritten_rcpt = quota_sat_add(e->unwritten_rcpt, r->rcpt_delta);
+    if (r->notified_set | r->notified_clear) {
+        /* Sent (or queued) by the previous run: not to be sent again. */
+        uint8_t bits = (uint8_t)((e->block_notified ? NOTIFIED_BLOCK : 0) | (e->warning_notified ? NOTIFIED_WARNING : 0));
+        bits = (uint8_t)((bits & ~r->notified_clear) | r->notified_set);
+        e->block_notified = (bits & NOTIFIED_BLOCK) != 0;
+        e->warning_notified = (bits & NOTIFIED_WARNING) != 0;
+        if (e->notify_unwritten < UINT8_MAX)
+            e->notify_unwritten++;
+    }
 }
 
 void cachesync_replay_record(struct shm *shm, const struct rg_config *cfg, const struct msg_record *rec)
@@ -460,6 +475,7 @@ static void reset_locked(struct cache_entry *e, bool created, void *arg)
     e->msg_counter = e->rcpt_counter = 0;
     e->unwritten_msg = e->unwritten_rcpt = 0;
     e->block_notified = e->warning_notified = 0;
+    e->notify_unwritten = 0;
     if (!e->locked)
         e->quota = e->quota_reset;
     a->count++;
@@ -481,7 +497,7 @@ bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, long retention_days, uns
              (long long)(boundary_us % 1000000));
     snprintf(sql, sizeof(sql),
              "UPDATE `ratelimits` SET `msg_counter` = 0, `rcpt_counter` = 0, "
-             "`quota` = IF(`quota_locked`, `quota`, `quota_reset`), `reset_at` = %s, "
+             "`quota` = IF(`quota_locked`, `quota`, `quota_reset`), `reset_at` = %s, `notified` = 0, "
              "`updated_at` = `updated_at` WHERE `reset_at` IS NULL OR `reset_at` < %s", at, at);
     if (mysql_real_query(db, sql, strlen(sql)) != 0) {
         snprintf(err, errsize, "period reset: %s", mysql_error(db));

@@ -433,7 +433,7 @@ int command_reset_sender(const struct rg_config *cfg, const char *sender)
     int64_t now = clock_realtime_us();
     snprintf(sql, sizeof(sql),
              "UPDATE `ratelimits` SET `msg_counter` = 0, `rcpt_counter` = 0, "
-             "`quota` = IF(`quota_locked`, `quota`, `quota_reset`), `reset_at` = FROM_UNIXTIME(%lld.%06lld), "
+             "`quota` = IF(`quota_locked`, `quota`, `quota_reset`), `notified` = 0, `reset_at` = FROM_UNIXTIME(%lld.%06lld), "
              "`updated_at` = `updated_at` WHERE `sender` = ?",
              (long long)(now / 1000000), (long long)(now % 1000000));
     const char *params[] = {sender};

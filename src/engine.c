@@ -63,13 +63,14 @@ static void nearest_limit(struct decision *d, const struct cache_entry *e, struc
 }
 
 /* Queue a webhook notification (under the lock, with the counts it
- * reports); blocked 0 marks a QUOTA_WARNING, 1 the QUOTA_LIMIT_REACHED. */
-static void notify_locked(struct decision *d, const struct cache_entry *e, bool blocked)
+ * reports: rcpt_after is the recipient counter after this message);
+ * blocked 0 marks a QUOTA_WARNING, 1 the QUOTA_LIMIT_REACHED. */
+static void notify_locked(struct decision *d, const struct cache_entry *e, bool blocked, uint32_t rcpt_after)
 {
     struct msg_record n = *d->rec;
     n.quota = e->quota;
     n.quota_reset = e->quota_reset;
-    n.used = e->rcpt_counter;
+    n.used = rcpt_after;
     n.blocked = blocked;
     d->notify_lost = !wqueue_push(d->notify, &n);
 }
@@ -213,6 +214,27 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     d->rec->blocked = q.blocked;
     d->rec->msg_delta = q.msg_delta;
     d->rec->rcpt_delta = q.rcpt_delta;
+    /* The notifications are decided before the record is queued: it
+     * carries what they change in ratelimits.notified, so that no restart
+     * or other host sends them again. The webhook's is queued first: a
+     * process killed between the two leaves it queued (sent at least once,
+     * perhaps again for the retried request), never lost. */
+    uint32_t msg_after = quota_sat_add(e->msg_counter, q.msg_delta);
+    uint32_t rcpt_after = quota_sat_add(e->rcpt_counter, q.rcpt_delta);
+    uint8_t block_notified = e->block_notified, warning_notified = e->warning_notified;
+    bool first_block = quota_first_block(quota_blocked, &block_notified);
+    unsigned pct = (unsigned)cfg->quota.warning_percent;
+    bool first_warning = quota_first_block(quota_warning_reached(lim.msg, msg_after, pct) ||
+                                               quota_warning_reached(lim.rcpt, rcpt_after, pct),
+                                           &warning_notified);
+    d->rec->notified_set = (uint8_t)((block_notified > e->block_notified ? NOTIFIED_BLOCK : 0) |
+                                     (warning_notified > e->warning_notified ? NOTIFIED_WARNING : 0));
+    d->rec->notified_clear = (uint8_t)((block_notified < e->block_notified ? NOTIFIED_BLOCK : 0) |
+                                       (warning_notified < e->warning_notified ? NOTIFIED_WARNING : 0));
+    if (first_block && d->notify)
+        notify_locked(d, e, true, rcpt_after);
+    else if (first_warning && d->notify)
+        notify_locked(d, e, false, rcpt_after);
     /* Order matters if this process dies here: once the record is queued
      * the database will count it; remembering the instance right after
      * makes Postfix's retry of the unanswered request a duplicate, not a
@@ -236,17 +258,14 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     e->rcpt_total = quota_sat_add(e->rcpt_total, q.rcpt_delta);
     e->unwritten_msg = quota_sat_add(e->unwritten_msg, q.msg_delta);
     e->unwritten_rcpt = quota_sat_add(e->unwritten_rcpt, q.rcpt_delta);
+    e->block_notified = block_notified;
+    e->warning_notified = warning_notified;
+    if ((d->rec->notified_set | d->rec->notified_clear) && e->notify_unwritten < UINT8_MAX)
+        e->notify_unwritten++;
     d->blocked = q.blocked;
-    d->first_block = quota_first_block(quota_blocked, &e->block_notified);
+    d->first_block = first_block;
+    d->first_warning = first_warning;
     nearest_limit(d, e, lim);
-    unsigned pct = (unsigned)cfg->quota.warning_percent;
-    d->first_warning = quota_first_block(quota_warning_reached(lim.msg, e->msg_counter, pct) ||
-                                             quota_warning_reached(lim.rcpt, e->rcpt_counter, pct),
-                                         &e->warning_notified);
-    if (d->first_block && d->notify)
-        notify_locked(d, e, true);
-    else if (d->first_warning && d->notify)
-        notify_locked(d, e, false);
 }
 
 static size_t format_reply(const char *action, char *reply, size_t size)

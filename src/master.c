@@ -24,6 +24,7 @@
 #include "privileges.h"
 #include "rateguard.h"
 #include "shm.h"
+#include "snapshot.h"
 #include "status.h"
 #include "stress.h"
 #include "util.h"
@@ -108,6 +109,7 @@ struct master {
     int spawn_backoff_s;
     time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
     char queue_path[4200], spool_path[4200], ack_path[4200], notify_path[4200], writer_name[512];
+    char snapshot_path[4200];
 };
 
 static void daemonize(void)
@@ -216,7 +218,7 @@ static __attribute__((noreturn)) void run_writer(struct master *m)
 {
     struct writer_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .name = m->writer_name,
                              .spool_path = m->spool_path, .ack_path = m->ack_path,
-                             .lifeline_fd = m->lifeline[0], .wake_fd = m->wake_fd};
+                             .snapshot_path = m->snapshot_path, .lifeline_fd = m->lifeline[0], .wake_fd = m->wake_fd};
     writer_main(&ctx);
 }
 
@@ -578,9 +580,47 @@ static uint64_t replay_spool(struct master *m, const struct progress done[WRITER
     return n;
 }
 
+/* The database is down at start: the counter snapshot, if sound, stands
+ * in for its rows until the writer reads them. One made before a
+ * reset_schedule boundary is reset at the last boundary passed (and the
+ * writer owes the database that reset). A reset made by `cleanup` or
+ * `reset` meanwhile cannot be known before the database is back. */
+static void load_snapshot(struct master *m)
+{
+    char err[1024];
+    int64_t created_us = 0;
+    uint32_t loaded = 0;
+
+    switch (snapshot_load(&m->shm, m->snapshot_path, m->writer_name, &created_us, &loaded, err, sizeof(err))) {
+    case SNAPSHOT_ABSENT:
+        log_error("preload: no counter snapshot %s either; starting with an empty cache", m->snapshot_path);
+        return;
+    case SNAPSHOT_REFUSED:
+        log_warning("preload: counter snapshot %s refused, not trusted: %s; starting with an empty cache",
+                    m->snapshot_path, err);
+        return;
+    case SNAPSHOT_LOADED:
+        break;
+    }
+    int64_t age_s = (clock_realtime_us() - created_us) / 1000000;
+    log_notice("preload: the database is unreachable; %u sender(s) loaded from the counter snapshot %s, "
+               "written %lld s ago; decisions go on from it until the database is back",
+               loaded, m->snapshot_path, (long long)(age_s > 0 ? age_s : 0));
+    time_t now = time(NULL);
+    time_t b = period_next_boundary(m->cfg->reset_schedule, (time_t)(created_us / 1000000));
+    if (b == 0 || b > now)
+        return;
+    for (time_t next; (next = period_next_boundary(m->cfg->reset_schedule, b)) != 0 && next <= now;)
+        b = next;
+    uint32_t n = cachesync_period_reset(&m->shm, (int64_t)b * 1000000);
+    m->shm.hdr->owed_reset_us = (int64_t)b * 1000000;
+    log_notice("preload: the snapshot is older than the last period boundary (%s schedule): %u sender(s) reset; "
+               "the database follows when it is back", m->cfg->quota.reset_schedule_text, n);
+}
+
 /* Fill the cache before serving: the database's rows, then what a previous
  * run had counted but not written yet. A database down at start is not
- * fatal: rateguard starts with what it has. */
+ * fatal: rateguard starts from the counter snapshot, or empty. */
 static void startup_sync(struct master *m)
 {
     char err[1024];
@@ -598,12 +638,15 @@ static void startup_sync(struct master *m)
             log_error("preload: %s", err);
         for (unsigned lane = 0; lane < WRITER_LANES; lane++)
             wqueue_raise_epoch(&m->shm.queue, done[lane].epoch);
-        cachesync_preload(db, &m->shm);
+        if (cachesync_preload(db, &m->shm))
+            m->shm.hdr->db_read = 1;
         if (!cachesync_rebuild_windows(db, &m->shm, m->cfg, err, sizeof(err)))
             log_error("preload: %s; the windows start empty", err);
         mysql_close(db);
-    } else
-        log_error("preload: %s; starting with an empty cache", err);
+    } else {
+        log_error("preload: %s", err);
+        load_snapshot(m);
+    }
     uint64_t n = replay_spool(m, done) + replay_queue(m, done);
     if (n > 0)
         log_notice("recovery: %llu record(s) counted by the previous run are not in the database yet; "
@@ -686,6 +729,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     config_state_path(cfg, ".queue", m.queue_path, sizeof(m.queue_path));
     config_state_path(cfg, ".spool", m.spool_path, sizeof(m.spool_path));
     config_state_path(cfg, ".refreshed", m.ack_path, sizeof(m.ack_path));
+    config_state_path(cfg, ".snapshot", m.snapshot_path, sizeof(m.snapshot_path));
     config_instance_name(cfg, instance, sizeof(instance));
     gethostname(host, sizeof(host) - 1);
     snprintf(m.writer_name, sizeof(m.writer_name), "%.200s/%s", host, instance);
@@ -772,6 +816,15 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     log_notice("stopping");
     stop_children(&m);
     listeners_close(m.cfg, &m.listeners, true);
+    /* The last counts, for a start while the database is down (not while
+     * the cache still stands on an older snapshot: that one stays, with
+     * its true age). */
+    if (m.shm.hdr->db_read && !m.shm.hdr->cache_from_snapshot) {
+        if (snapshot_write(&m.shm, m.snapshot_path, m.writer_name, err, sizeof(err)))
+            log_info("counter snapshot %s written (%u sender(s))", m.snapshot_path, m.shm.hdr->snapshot_senders);
+        else
+            log_error("counter snapshot: %s", err);
+    }
     uint64_t left = wqueue_depth(&m.shm.queue);
     struct stat st;
     bool spooled = stat(m.spool_path, &st) == 0 && st.st_size > 0;

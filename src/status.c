@@ -9,6 +9,7 @@
 #include "log.h"
 #include "rateguard.h"
 #include "shm.h"
+#include "snapshot.h"
 #include "util.h"
 #include "windows.h"
 
@@ -140,6 +141,7 @@ static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, co
             (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
             (unsigned long long)STAT_GET(shm, db_errors), (unsigned long long)STAT_GET(shm, db_conflicts));
     fprintf(f, "cache: %u of %u entries used\n", cache_used(&shm->cache), shm->cache.sh->capacity);
+    snapshot_status_text(f, shm);
     write_stress_text(f, shm);
 }
 
@@ -182,8 +184,9 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
             __atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) ? "true" : "false",
             (unsigned long long)STAT_GET(shm, stress_episodes), (unsigned long long)STAT_GET(shm, stress_idle_closed),
             (unsigned long long)STAT_GET(shm, stress_timeouts));
-    fprintf(f, "\"cache\":{\"used\":%u,\"entries\":%u},\"writer_pid\":%ld}\n", cache_used(&shm->cache),
-            shm->cache.sh->capacity, (long)shm->hdr->writer_pid);
+    fprintf(f, "\"cache\":{\"used\":%u,\"entries\":%u}", cache_used(&shm->cache), shm->cache.sh->capacity);
+    snapshot_status_json(f, shm);
+    fprintf(f, ",\"writer_pid\":%ld}\n", (long)shm->hdr->writer_pid);
 }
 
 /* Prometheus text format (for node_exporter's textfile collector):
@@ -243,6 +246,7 @@ static void write_prometheus(FILE *f, const struct rg_config *cfg, struct shm *s
             __atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) ? 1 : 0,
             (unsigned long long)STAT_GET(shm, stress_episodes), (unsigned long long)STAT_GET(shm, stress_idle_closed),
             (unsigned long long)STAT_GET(shm, stress_timeouts));
+    snapshot_status_prometheus(f, shm);
 }
 
 /* Write to a temporary file, then rename over the old dump. */

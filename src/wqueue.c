@@ -26,7 +26,8 @@ struct record_header {
     uint32_t msg_delta, rcpt_delta, quota_default;
     uint32_t quota, quota_reset, used;
     uint8_t blocked;
-    uint8_t pad[7];
+    uint8_t notified_set, notified_clear;   /* were padding (always 0) before: old files read as no change */
+    uint8_t pad[5];
 };
 
 #define N_STRINGS 6
@@ -209,7 +210,8 @@ size_t wqueue_encode(const struct msg_record *rec, char *buf)
         .size = (uint32_t)total, .rcpt_count = rec->rcpt_count, .epoch = rec->epoch, .seq = rec->seq,
         .created_us = rec->created_us, .msg_delta = rec->msg_delta, .rcpt_delta = rec->rcpt_delta,
         .quota_default = rec->quota_default, .quota = rec->quota, .quota_reset = rec->quota_reset,
-        .used = rec->used, .blocked = rec->blocked,
+        .used = rec->used, .blocked = rec->blocked, .notified_set = rec->notified_set,
+        .notified_clear = rec->notified_clear,
     };
     memcpy(buf, &h, sizeof(h));
     size_t off = sizeof(h);
@@ -251,6 +253,8 @@ size_t wqueue_decode(char *buf, size_t len, struct msg_record *rec)
     rec->quota_reset = h.quota_reset;
     rec->used = h.used;
     rec->blocked = h.blocked;
+    rec->notified_set = h.notified_set & (NOTIFIED_BLOCK | NOTIFIED_WARNING);
+    rec->notified_clear = h.notified_clear & (NOTIFIED_BLOCK | NOTIFIED_WARNING);
     return h.size;
 }
 

@@ -29,6 +29,7 @@
 #include "quota.h"
 #include "rateguard.h"
 #include "shm.h"
+#include "snapshot.h"
 #include "util.h"
 
 #include <errno.h>
@@ -69,6 +70,7 @@ struct batch_rec {
     uint32_t msg_delta, rcpt_delta;
     uint64_t epoch, seq;
     unsigned lane;              /* writer_lane: whose progress row covers it */
+    bool notified_change;       /* it sets or clears ratelimits.notified bits */
 };
 
 /* A sender touched by the current batch, read back before COMMIT. */
@@ -80,6 +82,7 @@ struct touched {
     bool found;
     uint32_t msg_counter, rcpt_counter, msg_total, rcpt_total;   /* bulk: deltas to add */
     bool has_new;                   /* bulk: at least one record not yet in the database */
+    uint32_t notified;              /* bulk: ratelimits.notified after the batch's records */
     uint32_t first_rec, last_rec;   /* index + 1 of its records in recs[] (a chain) */
     uint64_t cached_id;             /* ratelimits.id as the cache knows it, 0 if not */
 };
@@ -162,8 +165,9 @@ struct writer {
 
 static const char sql_upsert[] =
     "INSERT INTO `ratelimits` (`sender`, `quota`, `quota_reset`, `msg_counter`, `rcpt_counter`, "
-    "`msg_total`, `rcpt_total`) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "`msg_total`, `rcpt_total`, `notified`) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
     "ON DUPLICATE KEY UPDATE "
+    "`notified` = IF(`reset_at` IS NULL OR `reset_at` <= FROM_UNIXTIME(?), (`notified` & ~?) | ?, `notified`), "
     "`msg_counter` = LEAST(`msg_counter` + IF(`reset_at` IS NULL OR `reset_at` <= FROM_UNIXTIME(?), VALUES(`msg_counter`), 0), " SQL_COUNTER_MAX "), "
     "`rcpt_counter` = LEAST(`rcpt_counter` + IF(`reset_at` IS NULL OR `reset_at` <= FROM_UNIXTIME(?), VALUES(`rcpt_counter`), 0), " SQL_COUNTER_MAX "), "
     "`msg_total` = LEAST(`msg_total` + VALUES(`msg_total`), " SQL_COUNTER_MAX "), "
@@ -366,14 +370,16 @@ static void batch_add(struct lane *l, const struct msg_record *r, const char *ke
     b->epoch = r->epoch;
     b->seq = r->seq;
     b->lane = lane;
+    b->notified_change = (r->notified_set | r->notified_clear) != 0;
 }
 
 static bool write_record(struct writer *w, const struct msg_record *r, char *err, size_t errsize)
 {
-    MYSQL_BIND b[10];
-    unsigned long len[10];
+    MYSQL_BIND b[13];
+    unsigned long len[13];
     uint32_t quota = r->quota_default, msg = r->msg_delta, rcpt = r->rcpt_delta;
     uint32_t rcpt_count = r->rcpt_count, blocked = r->blocked;
+    uint32_t set = r->notified_set, clear = r->notified_clear;
     double created = (double)r->created_us / 1e6;
     uint64_t id;
 
@@ -385,8 +391,12 @@ static bool write_record(struct writer *w, const struct msg_record *r, char *err
     bind_u32(&b[4], &rcpt);
     bind_u32(&b[5], &msg);
     bind_u32(&b[6], &rcpt);
-    bind_double(&b[7], &created);
+    bind_u32(&b[7], &set);
     bind_double(&b[8], &created);
+    bind_u32(&b[9], &clear);
+    bind_u32(&b[10], &set);
+    bind_double(&b[11], &created);
+    bind_double(&b[12], &created);
     if (mysql_stmt_bind_param(w->upsert, b) != 0 || mysql_stmt_execute(w->upsert) != 0) {
         snprintf(err, errsize, "update ratelimits for %s: %s", r->sender, mysql_stmt_error(w->upsert));
         return false;
@@ -483,6 +493,8 @@ static void apply_committed(struct cache_entry *e, bool created, void *arg)
             continue;
         e->unwritten_msg = e->unwritten_msg > b->msg_delta ? e->unwritten_msg - b->msg_delta : 0;
         e->unwritten_rcpt = e->unwritten_rcpt > b->rcpt_delta ? e->unwritten_rcpt - b->rcpt_delta : 0;
+        if (b->notified_change && e->notify_unwritten > 0)
+            e->notify_unwritten--;
     }
     if (t->found) {
         t->row.round = e->seen;
@@ -596,9 +608,9 @@ static char *bulk_sql(enum bulk_kind kind, size_t rows)
          * primary key at once, not after a failed insert into the sender
          * index. New rows come with a NULL id. */
         return rows_sql("INSERT INTO `ratelimits` (`id`, `sender`, `quota`, `quota_reset`, `msg_counter`, "
-                        "`rcpt_counter`, `msg_total`, `rcpt_total`) VALUES ",
-                        "(?, ?, ?, ?, ?, ?, ?, ?)", rows,
-                        " ON DUPLICATE KEY UPDATE "
+                        "`rcpt_counter`, `msg_total`, `rcpt_total`, `notified`) VALUES ",
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+                        " ON DUPLICATE KEY UPDATE `notified` = VALUES(`notified`), "
                         "`msg_counter` = LEAST(`msg_counter` + VALUES(`msg_counter`), " SQL_COUNTER_MAX "), "
                         "`rcpt_counter` = LEAST(`rcpt_counter` + VALUES(`rcpt_counter`), " SQL_COUNTER_MAX "), "
                         "`msg_total` = LEAST(`msg_total` + VALUES(`msg_total`), " SQL_COUNTER_MAX "), "
@@ -668,11 +680,11 @@ static int find_touched(struct lane *l, const char *sender)
 /* Read the rows a bulk SELECT returns into their touched[] entries. */
 static bool fetch_touched(struct lane *l, MYSQL_STMT *st, char *err, size_t errsize)
 {
-    MYSQL_BIND out[13];
+    MYSQL_BIND out[14];
     unsigned long sender_len;
     char sender[1024];
     struct db_row r;
-    uint32_t locked, block_action;
+    uint32_t locked, block_action, notified;
 
     memset(out, 0, sizeof(out));
     memset(&r, 0, sizeof(r));
@@ -695,6 +707,7 @@ static bool fetch_touched(struct lane *l, MYSQL_STMT *st, char *err, size_t errs
     out[11].buffer_type = MYSQL_TYPE_LONGLONG;
     out[11].buffer = &r.rcpt_quota;
     bind_u32(&out[12], &block_action);
+    bind_u32(&out[13], &notified);
     if (mysql_stmt_bind_result(st, out) != 0) {
         snprintf(err, errsize, "bind result: %s", mysql_stmt_error(st));
         mysql_stmt_free_result(st);
@@ -708,6 +721,7 @@ static bool fetch_touched(struct lane *l, MYSQL_STMT *st, char *err, size_t errs
             continue;
         r.locked = (uint8_t)(locked != 0);
         r.block_action = (uint8_t)(block_action < BLOCK_ACTIONS ? block_action : BLOCK_ACTION_DEFAULT);
+        r.notified = (uint8_t)notified;
         l->touched[t].row = r;
         l->touched[t].found = true;
     }
@@ -773,6 +787,8 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
 
     if (!select_touched(l, true, err, errsize))
         return false;
+    for (size_t i = 0; i < k; i++)
+        l->touched[i].notified = l->touched[i].found ? l->touched[i].row.notified : 0;
     for (size_t i = 0; i < n; i++) {
         if (l->covered[i])
             continue;
@@ -782,6 +798,8 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
         if (!t->found || r->created_us >= t->row.reset_us) {
             t->msg_counter = quota_sat_add(t->msg_counter, r->msg_delta);
             t->rcpt_counter = quota_sat_add(t->rcpt_counter, r->rcpt_delta);
+            /* In the sender's order: the last change of the period wins. */
+            t->notified = (t->notified & ~(uint32_t)r->notified_clear) | r->notified_set;
         }
         t->msg_total = quota_sat_add(t->msg_total, r->msg_delta);
         t->rcpt_total = quota_sat_add(t->rcpt_total, r->rcpt_delta);
@@ -799,7 +817,7 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
             last = i;
         }
     size_t up_rows = up > 0 ? padded_rows(up) : 0;
-    size_t nbind = n * 10 > up_rows * 8 ? n * 10 : up_rows * 8;
+    size_t nbind = n * 10 > up_rows * 9 ? n * 10 : up_rows * 9;
     MYSQL_BIND *b = xcalloc(nbind, sizeof(MYSQL_BIND));
     unsigned long *lens = xcalloc(nbind, sizeof(unsigned long));
     uint64_t *ids = xcalloc(n, sizeof(uint64_t)), *created = xcalloc(n, sizeof(uint64_t));
@@ -810,18 +828,19 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
         struct touched *t = &l->touched[padding ? last : i];
         if (!padding && !t->has_new)
             continue;
-        MYSQL_BIND *p = &b[j * 8];
+        MYSQL_BIND *p = &b[j * 9];
         if (t->found)
             bind_u64(&p[0], &t->row.id);
         else
             p[0].buffer_type = MYSQL_TYPE_NULL;
-        bind_str(&p[1], t->sender, &lens[j * 8 + 1]);
+        bind_str(&p[1], t->sender, &lens[j * 9 + 1]);
         bind_u32(&p[2], &t->row.quota);
         bind_u32(&p[3], &t->row.quota);
         bind_u32(&p[4], padding ? &zero : &t->msg_counter);
         bind_u32(&p[5], padding ? &zero : &t->rcpt_counter);
         bind_u32(&p[6], padding ? &zero : &t->msg_total);
         bind_u32(&p[7], padding ? &zero : &t->rcpt_total);
+        bind_u32(&p[8], &t->notified);     /* the padding repeats it: the same value */
         j++;
     }
     if (up_rows > 0 && run_bulk(l, BULK_UPSERT, up_rows, b, err, errsize) == NULL)
@@ -834,6 +853,8 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
         t->row.rcpt_counter = quota_sat_add(t->row.rcpt_counter, t->rcpt_counter);
         t->row.msg_total = quota_sat_add(t->row.msg_total, t->msg_total);
         t->row.rcpt_total = quota_sat_add(t->row.rcpt_total, t->rcpt_total);
+        if (t->has_new)
+            t->row.notified = (uint8_t)t->notified;
     }
     if (!select_touched(l, false, err, errsize))     /* the rows this batch created */
         goto out;
@@ -1321,6 +1342,21 @@ static void acknowledge(struct writer *w)
         log_error("writer: cannot write %s: %s", w->ctx->ack_path, strerror(errno));
 }
 
+/* The counter snapshot, from the cache as the database has it (after a
+ * full refresh, or as an outage begins), never while the cache stands on an
+ * older snapshot. */
+static void write_snapshot(struct writer *w)
+{
+    struct shm_header *h = w->ctx->shm->hdr;
+    char err[1024];
+    if (!__atomic_load_n(&h->db_read, __ATOMIC_ACQUIRE) || __atomic_load_n(&h->cache_from_snapshot, __ATOMIC_ACQUIRE))
+        return;
+    if (snapshot_write(w->ctx->shm, w->ctx->snapshot_path, w->ctx->name, err, sizeof(err)))
+        log_debug("writer: counter snapshot written (%u sender(s))", h->snapshot_senders);
+    else
+        log_error("writer: counter snapshot: %s", err);
+}
+
 /* Owed period reset and due refreshes, before any record is written: a
  * record made after the boundary must land in the new period. */
 static bool housekeeping(struct writer *w, char *err, size_t errsize)
@@ -1345,6 +1381,11 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
         if (!cachesync_refresh_all(w->lanes[0].db, w->ctx->shm, err, errsize))
             return false;
         mysql_commit(w->lanes[0].db);    /* end the read's transaction: the next sees new data */
+        if (__atomic_exchange_n(&h->cache_from_snapshot, 0, __ATOMIC_ACQ_REL))
+            log_notice("writer: every sender re-read from the database; the counts loaded from the snapshot "
+                       "are replaced");
+        __atomic_store_n(&h->db_read, 1, __ATOMIC_RELEASE);
+        write_snapshot(w);
         w->next_refresh = time(NULL) + w->ctx->cfg->cache.refresh_interval;
         if (asked != w->refresh_seen) {
             w->refresh_seen = asked;
@@ -1383,6 +1424,8 @@ void writer_main(const struct writer_ctx *ctx)
     w.refresh_seen = __atomic_load_n(&shm->hdr->refresh_requests, __ATOMIC_ACQUIRE);
     w.next_refresh = time(NULL) + ctx->cfg->cache.refresh_interval;
     w.next_reset = period_next_boundary(ctx->cfg->reset_schedule, time(NULL));
+    if (shm->hdr->owed_reset_us && w.next_reset)   /* a boundary the loaded snapshot crossed */
+        w.next_reset = (time_t)(shm->hdr->owed_reset_us / 1000000);
     struct stat st;
     if (stat(ctx->spool_path, &st) == 0 && st.st_size > 0)
         open_spool(&w);
@@ -1405,9 +1448,11 @@ void writer_main(const struct writer_ctx *ctx)
         }
         if (n < 0) {
             STAT_ADD(shm, db_errors, 1);
-            if (!w.outage_logged)
+            if (!w.outage_logged) {
                 log_error("writer: database unavailable, %llu record(s) kept queued: %s",
                           (unsigned long long)wqueue_depth(&shm->queue), err);
+                write_snapshot(&w);     /* what is committed; the rest stays in the queue */
+            }
             w.outage_logged = true;
             disconnect(&w);
             backoff_ms = backoff_ms ? backoff_ms * 2 : 100;

@@ -25,7 +25,7 @@ sub indexes {
 }
 
 my $ratelimit_cols = 'id,sender,quota,quota_reset,quota_locked,msg_quota,rcpt_quota,block_action,'
-                   . 'msg_counter,rcpt_counter,msg_total,rcpt_total,reset_at,created_at,updated_at';
+                   . 'msg_counter,rcpt_counter,msg_total,rcpt_total,reset_at,notified,created_at,updated_at';
 my $message_cols = 'id,ratelimit_id,sender,rcpt_count,blocked,msgid,from_addr,to_addr,cc_addr,'
                  . 'bcc_addr,subject,client_address,client_name,created_at';
 
@@ -41,7 +41,7 @@ is(columns($h, 'ratelimits'), $ratelimit_cols, 'ratelimits has PolicydRateGuard\
 is(columns($h, 'messages'), $message_cols, 'messages has PolicydRateGuard\'s columns');
 is(columns($h, 'rateguard_progress'), 'writer,epoch,last_seq,updated_at', 'rateguard_progress table');
 is_deeply($h->selectcol_arrayref('SELECT name FROM rateguard_schema ORDER BY version'),
-          ['001_ratelimits_and_messages', '002_long_addresses', '003_resets_and_progress', '004_separate_quotas', '005_domain_quotas', '006_domain_pools'], 'migrations recorded');
+          ['001_ratelimits_and_messages', '002_long_addresses', '003_resets_and_progress', '004_separate_quotas', '005_domain_quotas', '006_domain_pools', '007_notified'], 'migrations recorded');
 is(indexes($h, 'ratelimits'), 'PRIMARY,ratelimits_sender_unique', 'ratelimits indexes');
 is(indexes($h, 'messages'), 'messages_created_at_index,messages_ratelimit_id_foreign,PRIMARY',
    'messages indexes (created_at for the purge)');
@@ -109,7 +109,7 @@ $h->do(q{INSERT INTO messages (ratelimit_id, sender, rcpt_count, blocked, msgid,
 $c = write_config(database => $db);
 ($rc, $out, $err) = run_rateguard('-c', $c->{path}, 'migrate');
 is($rc, 0, 'migrate over PolicydRateGuard: exit 0') or diag $err;
-is(columns($h, 'ratelimits'), $ratelimit_cols, 'totals and reset_at added to ratelimits');
+is(columns($h, 'ratelimits'), $ratelimit_cols, 'totals, reset_at and notified added to ratelimits');
 is(columns($h, 'messages'), $message_cols, 'messages columns kept');
 like(indexes($h, 'messages'), qr/messages_created_at_index/, 'created_at index added');
 is_deeply($h->selectall_arrayref(
@@ -132,7 +132,7 @@ like($err, qr/migrate: connect to database 'rg_migrate_prg' as 'rateguard' at \/
 unlike($err, qr/\Q$ENV{RG_DB_PASSWORD}\E/, 'password not in the message');
 
 # --- a daemon over an older schema refuses to start, saying what to do ---
-$h->do('DELETE FROM rateguard_schema WHERE version = 6');
+$h->do('DELETE FROM rateguard_schema WHERE version = 7');
 my $old = write_config(database => $db, name => 'oldschema');
 my $pid = fork // die;
 if ($pid == 0) {
@@ -141,11 +141,11 @@ if ($pid == 0) {
     exec(RG::rateguard(), '-c', $old->{path}, '-f', 'run') or die;
 }
 waitpid($pid, 0);
-is($? >> 8, 6, 'daemon over schema version 5: exit 6');
-like(RG::slurp($old->{log}), qr/the database schema is at version 5, this rateguard needs 6: run `rateguard migrate` first/,
+is($? >> 8, 6, 'daemon over schema version 6: exit 6');
+like(RG::slurp($old->{log}), qr/the database schema is at version 6, this rateguard needs 7: run `rateguard migrate` first/,
      'the reason is logged');
 ($rc, $out) = run_rateguard('-c', $old->{path}, 'migrate');
-is($out, "migrate: 1 migration applied, schema version 6\n", 'migrate brings it up to date (006 again: idempotent)');
+is($out, "migrate: 1 migration applied, schema version 7\n", 'migrate brings it up to date (007 again: idempotent)');
 
 $h->disconnect;
 done_testing();

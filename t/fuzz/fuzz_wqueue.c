@@ -60,6 +60,7 @@ static bool same_record(const struct msg_record *a, const struct msg_record *b, 
     return a->created_us == b->created_us && a->rcpt_count == b->rcpt_count && a->msg_delta == b->msg_delta &&
            a->rcpt_delta == b->rcpt_delta && a->quota_default == b->quota_default && a->quota == b->quota &&
            a->quota_reset == b->quota_reset && a->used == b->used && a->blocked == b->blocked &&
+           a->notified_set == b->notified_set && a->notified_clear == b->notified_clear &&
            strcmp(a->sender, b->sender) == 0 && strcmp(a->msgid, b->msgid) == 0 &&
            strcmp(a->from_addr, b->from_addr) == 0 && strcmp(a->to_addr, b->to_addr) == 0 &&
            strcmp(a->client_address, b->client_address) == 0 && strcmp(a->client_name, b->client_name) == 0;

@@ -1,0 +1,49 @@
+/*
+ * snapshot.h - the counter snapshot: the cache's senders (counters as
+ * committed to the database, totals, quotas, lock, last reset, notified
+ * bits, own limits) in state_dir/<instance>.snapshot, so that a daemon
+ * started while the database is down decides from the counts it had
+ * instead of an empty cache. The queued and spooled records are counted on
+ * top of it at start, as after any crash; the database's rows win as soon
+ * as the writer reads them.
+ *
+ * Written atomically (temporary file, fsync, rename, fsync of the folder)
+ * by the writer after each full refresh and when an outage begins, and by
+ * the master at a graceful stop. The file starts with a header (magic,
+ * version, record size, count, creation time, owner "host/instance",
+ * SHA-256 of the whole file); one that fails any check is refused with the
+ * reason and never trusted.
+ */
+#ifndef RG_SNAPSHOT_H
+#define RG_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct shm;
+
+#define SNAPSHOT_MAGIC 0x52475350u      /* "RGSP" */
+#define SNAPSHOT_VERSION 1
+
+/* Copy the cache (each entry under its own lock) and write it to path for
+ * owner. No lock is held during the I/O. False with the reason in err. */
+bool snapshot_write(struct shm *shm, const char *path, const char *owner, char *err, size_t errsize);
+
+enum snapshot_load_result { SNAPSHOT_LOADED, SNAPSHOT_ABSENT, SNAPSHOT_REFUSED };
+
+/* Load path into the (empty) cache if it is a sound snapshot of owner:
+ * SNAPSHOT_LOADED with its creation time and the senders loaded;
+ * SNAPSHOT_ABSENT when there is no file; SNAPSHOT_REFUSED with the reason
+ * in err (nothing loaded). */
+enum snapshot_load_result snapshot_load(struct shm *shm, const char *path, const char *owner, int64_t *created_us,
+                                        uint32_t *loaded, char *err, size_t errsize);
+
+/* The snapshot's lines in `rateguard status`: text, JSON members (with a
+ * leading comma) and Prometheus metrics. */
+void snapshot_status_text(FILE *f, struct shm *shm);
+void snapshot_status_json(FILE *f, struct shm *shm);
+void snapshot_status_prometheus(FILE *f, struct shm *shm);
+
+#endif

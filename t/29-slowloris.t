@@ -17,9 +17,8 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
 use IO::Select;
-use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request policy_send request_text
-          read_reply run_rateguard migrated_database wait_until slurp);
+          read_reply run_rateguard migrated_database wait_until slurp status_json);
 
 my $db = migrated_database('slowloris');
 
@@ -27,12 +26,6 @@ sub connect_from {
     my ($c, $from) = @_;
     return IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port}, LocalAddr => $from,
                                  Timeout => 5) || die "connect from $from: $!";
-}
-
-sub status_json {
-    my ($c) = @_;
-    my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-    return eval { decode_json($out) } // {};
 }
 
 sub vm_rss_kib {

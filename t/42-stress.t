@@ -33,19 +33,12 @@ use IO::Socket::INET;
 use IO::Select;
 use IO::Poll qw(POLLIN);
 use Errno qw(EAGAIN EINTR);
-use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request request_text run_rateguard
-          migrated_database dbh wait_until slurp);
+          migrated_database dbh wait_until slurp status_json);
 
 plan skip_all => 'needs 4200 open files (ulimit -n)' if `sh -c 'ulimit -n'` < 4200;
 
 my $db = migrated_database('stress');
-
-sub status_json {
-    my ($c) = @_;
-    my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-    return eval { decode_json($out) } // {};
-}
 
 sub connect_from {
     my ($c, $from) = @_;
@@ -103,9 +96,10 @@ is($st->{requests}{$_}, 0, "no request answered or refused as $_") for qw(errors
 is($st->{requests}{counted}, 20, 'the 20 legitimate messages counted');
 my $log = slurp($c->{log});
 my $on = () = $log =~ /stress: every worker is busy and connections are waiting/g;
-my $off = () = $log =~ /stress: over after [\d.]+ s; \d+ idle connection\(s\) closed, 600 timed out/g;
+# (The last ones accepted may time out just after the episode's end.)
+my $off = () = $log =~ /stress: over after [\d.]+ s; \d+ idle connection\(s\) closed, \d+ timed out/g;
 is($on, 1, 'the entry into stress is logged once');
-is($off, 1, 'the exit is logged once, with the 600 timeouts');
+is($off, 1, 'the exit is logged once, with what it closed');
 my $timeouts = () = $log =~ /client 127\.0\.0\.[23]:\d+: no complete request within 1 s while every worker is busy/g;
 is($timeouts, 600, 'each stress timeout logged with its client');
 unlike($log, qr/read timeout after 10 s|idle for 600 s/, 'none waited for read_timeout or idle_timeout');

@@ -11,9 +11,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time stat);
-use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request migrated_database dbh
-          wait_until slurp run_rateguard database_server test_dir);
+          wait_until slurp run_rateguard database_server test_dir status_json);
 
 my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
 my $DUNNO = "action=DUNNO\n\n";
@@ -29,11 +28,6 @@ sub send_n {
                                                   instance => "s47.$serial", queue_id => sprintf('S47%05d', $serial)) } 1 .. $n;
     close $s;
     return \@replies;
-}
-
-sub status {
-    my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-    return eval { decode_json($out) } // {};
 }
 
 sub family_kill {
@@ -59,7 +53,7 @@ my $after = time;
 # The writer writes one after each refresh: wait for one made after the write.
 ok(wait_until(sub { ($snapshot) = glob(test_dir() . '/rateguard-*.snapshot'); $snapshot && (stat $snapshot)[9] > $after + 0.01 }, 10),
    'a snapshot is written after the refresh');
-my $st = status();
+my $st = status_json($c);
 ok(defined $st->{snapshot}{age} && !$st->{snapshot}{cache_from_snapshot}, 'status: snapshot age shown, cache from the database');
 my (undef, $prom) = run_rateguard('-c', $c->{path}, 'status', '--prometheus');
 like($prom, qr/^rateguard_snapshot_age_seconds \d+$/m, 'metrics: snapshot age');
@@ -73,7 +67,7 @@ like(slurp($c->{log}), qr/preload: the database is unreachable; 1 sender\(s\) lo
      'the snapshot is loaded, its age logged');
 is_deeply(send_n($s1, 1), [$BLOCK], 'the blocked sender is still blocked');
 is_deeply(send_n('new@example.org', 1), [$DUNNO], 'a new sender is accepted');
-$st = status();
+$st = status_json($c);
 ok($st->{snapshot}{cache_from_snapshot} && defined $st->{snapshot}{loaded_age}, 'status: the cache came from the snapshot');
 is_deeply([map { [$_->{sender}, $_->{msg_counter}] } @{ $st->{senders} }], [[$s1, 5], ['new@example.org', 1]],
           'the cache holds the snapshot\'s counts plus the new ones');
@@ -83,7 +77,7 @@ like($text, qr/^snapshot: .*; cache from a snapshot \d+ s old \(the database is 
 database_server('start');
 ok(wait_until(sub { my $r = db_counts(); @$r == 2 && $r->[0][3] == 5 }, 30), 'the database is back, the records written');
 is_deeply(db_counts(), [[$s1, 5, 5, 5], ['new@example.org', 1, 1, 1]], 'every count in the database is exact');
-ok(wait_until(sub { !status()->{snapshot}{cache_from_snapshot} }, 15), 'the database\'s rows replace the snapshot\'s');
+ok(wait_until(sub { !status_json($c)->{snapshot}{cache_from_snapshot} }, 15), 'the database\'s rows replace the snapshot\'s');
 is(stop_daemon($pid), 0, 'TERM: exit 0');
 like(slurp($c->{log}), qr/counter snapshot \Q$snapshot\E written \(2 sender\(s\)\)/, 'written at the graceful stop');
 
@@ -108,12 +102,12 @@ for my $case (['flip', qr/checksum mismatch: damaged/], ['truncate', qr/size \d+
     my $log = substr(slurp($c->{log}), $log_before);
     like($log, qr/warning: preload: counter snapshot \Q$snapshot\E refused, not trusted: $why[^\n]*; starting with an empty cache/,
          "$how: refused with the reason") or diag(join "\n", grep { /snapshot/ } split /\n/, $log);
-    is_deeply(status()->{senders}, [], "$how: the cache starts empty");
+    is_deeply(status_json($c)->{senders}, [], "$how: the cache starts empty");
     is_deeply(send_n($s1, 1), [$DUNNO], "$how: the daemon serves (from an empty cache)");
     database_server('start');
     ok(wait_until(sub { my $r = db_counts(); @$r && $r->[0][3] == ($how eq 'flip' ? 6 : $how eq 'truncate' ? 7 : 8) }, 30),
        "$how: written once the database is back");
-    ok(wait_until(sub { defined status()->{snapshot}{age} }, 15), "$how: a sound snapshot is written again");
+    ok(wait_until(sub { defined status_json($c)->{snapshot}{age} }, 15), "$how: a sound snapshot is written again");
     is(stop_daemon($pid), 0, "$how: TERM, exit 0");
 }
 is_deeply(db_counts(), [[$s1, 8, 8, 8], ['new@example.org', 1, 1, 1]], 'every count in the database is exact');

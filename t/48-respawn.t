@@ -10,19 +10,14 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep);
-use JSON::PP;
-use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard
-          migrated_database dbh wait_until slurp);
+use RG qw(write_config start_daemon stop_daemon policy_connect policy_request migrated_database dbh
+          wait_until slurp status_json);
 
 my $db = migrated_database('respawn');
 my $c = write_config(database => $db, name => 'respawn');
 my $pid = start_daemon($c);
 
-sub writer_pid {
-    my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-    my $st = eval { decode_json($out) } // {};
-    return $st->{writer_pid};
-}
+sub writer_pid { return status_json($c)->{writer_pid} }
 
 # A writer, seen alive, killed; returns once a new one runs.
 sub kill_writer {

@@ -25,7 +25,7 @@ use JSON::PP;
 use POSIX qw(:sys_wait_h);
 use DBI;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request request_text read_reply
-          run_rateguard migrated_database wait_until slurp test_dir build_dir);
+          run_rateguard migrated_database wait_until slurp test_dir build_dir status_json);
 
 plan skip_all => 'run by `make test-galera` (no cluster here)' unless $ENV{RG_GALERA_PORT1};
 
@@ -42,12 +42,6 @@ sub node_dbh {
 sub cluster {
     my (@args) = @_;
     system('sh', "$FindBin::Bin/../galera-cluster", @args, build_dir()) == 0 or die "galera-cluster @args failed";
-}
-
-sub status_of {
-    my ($c) = @_;
-    my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-    return eval { decode_json($out) } // {};
 }
 
 # Host h writes through node h first, then the others.
@@ -95,7 +89,7 @@ sub load_all_hosts {
 sub settled {
     my ($want_rows) = @_;
     return wait_until(sub {
-        for my $c (@hosts) { return undef if (status_of($c)->{database}{pending} // 1) != 0 }
+        for my $c (@hosts) { return undef if (status_json($c)->{database}{pending} // 1) != 0 }
         for my $n (1 .. 3) {
             my $h = eval { node_dbh($n) } or return undef;
             my ($rows) = $h->selectrow_array('SELECT COUNT(*) FROM messages');
@@ -138,7 +132,7 @@ cmp_ok($total, '>', 3000, 'A: the hosts answered the load');
 ok(settled($total), 'A: every queue written and every node holds every row');
 check_nodes('A', $answered, $total);
 my $conflicts = 0;
-$conflicts += status_of($_)->{database}{conflicts} // 0 for @hosts;
+$conflicts += status_json($_)->{database}{conflicts} // 0 for @hosts;
 diag("A: $conflicts write rounds retried after a certification conflict (all hosts)");
 cmp_ok($conflicts, '>', 0, 'A: the same senders written through three nodes conflicted, and status counts it');
 my @outages = map { slurp($_->{log}) =~ /(writer: database unavailable.*)/ ? $1 : () } @hosts;
@@ -211,7 +205,7 @@ ok(wait_until(sub { slurp($hosts[0]{log}) =~ /writer: database unavailable, \d+ 
    'D: the writer treats the node without quorum as an outage');
 like(slurp($hosts[0]{log}), qr/WSREP has not yet prepared node for application use|Galera node not ready \(wsrep_ready OFF/,
      'D: and says why');
-cmp_ok(status_of($hosts[0])->{database}{pending}, '>=', 20, 'D: the records stay queued');
+cmp_ok(status_json($hosts[0])->{database}{pending}, '>=', 20, 'D: the records stay queued');
 # The cluster made whole: node 1 bootstrapped as primary, 2 and 3 rejoin.
 my $root = DBI->connect("DBI:MariaDB:mariadb_socket=$sock[0]", 'root', '', { RaiseError => 1, PrintError => 0 });
 $root->do(q{SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'});
@@ -227,14 +221,14 @@ check_nodes('D', \%all, $before + $total_c + 20);
 # --- E. the writer's drain rate through a cluster node (a figure) ---
 # The writer stopped while 20000 requests are answered and queued, then let
 # go: records per second until its queue is empty.
-my $wpid = status_of($hosts[0])->{writer_pid};
+my $wpid = status_json($hosts[0])->{writer_pid};
 kill 'STOP', $wpid;
 system(build_dir() . '/rateguard-bench', '--connect', "127.0.0.1:$hosts[0]{port}", '-n', 16, '-s', 1000,
        '--requests', 20000, '--serial', 900_000_000) == 0 or diag('bench client failed');
-my $queued = status_of($hosts[0])->{database}{pending};
+my $queued = status_json($hosts[0])->{database}{pending};
 my $t0 = time;
 kill 'CONT', $wpid;
-ok(wait_until(sub { (status_of($hosts[0])->{database}{pending} // 1) == 0 ? 1 : undef }, 120), 'E: the queue drained');
+ok(wait_until(sub { (status_json($hosts[0])->{database}{pending} // 1) == 0 ? 1 : undef }, 120), 'E: the queue drained');
 my $took = time - $t0;
 diag(sprintf('E: the writer drained %d records through node 1 in %.2f s: %.0f records/s', $queued, $took,
              $queued / ($took || 1)));

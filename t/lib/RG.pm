@@ -16,7 +16,7 @@ use FindBin;
 
 our @EXPORT_OK = qw(wait_until database_server children_of rateguard build_dir fresh_database migrated_database dbh write_config run_rateguard
                     start_daemon stop_daemon policy_connect policy_request policy_send read_reply
-                    free_port test_dir request_text slurp);
+                    free_port test_dir request_text slurp status_json);
 
 # Bytes read past the end of a reply, per socket (pipelined replies).
 my %pending;
@@ -155,6 +155,14 @@ sub run_rateguard {
     }
     waitpid($pid, 0);
     return ($? >> 8, slurp("$dir/out.txt"), slurp("$dir/err.txt"));
+}
+
+# The running daemon's `status --json` as a hash ({} when it gives none).
+sub status_json {
+    my ($c) = @_;
+    my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
+    require JSON::PP;
+    return eval { JSON::PP::decode_json($out) } // {};
 }
 
 # Daemons started by this test script; any still running when the script

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "report.h"
 #include "rateguard.h"
 #include "util.h"
 
@@ -30,6 +31,7 @@ static void usage(FILE *out)
             "  status    print the running daemon's cache and counters\n"
             "  cleanup   reset the period counters and purge old messages\n"
             "  migrate   create or upgrade the database schema\n"
+            "  report    send the report of the senders blocked this period (--stdout: print it)\n"
             "  reload-cache  make the running daemon re-read every sender from the database\n"
             "  show SENDER   print one sender's quota, counters and percent used\n"
             "  reset SENDER  reset one sender's period counters (and quota, unless locked)\n"
@@ -43,12 +45,14 @@ static void usage(FILE *out)
             "      --json           status, show: print JSON\n"
             "      --prometheus     status: print Prometheus text-format metrics\n"
             "      --locked         set-quota: lock the quota\n"
+            "      --stdout         report: print instead of sending\n"
             "  -h, --help           this help\n"
             "  -V, --version        print the version\n"
             "\n"
             "Exit codes: 0 ok, 1 unknown --get-config name or sender, 2 user or group missing,\n"
             "3 already running (status: not running), 4 bad listen address,\n"
             "5 configuration missing or invalid, 6 runtime error, 8 cleanup error,\n"
+            "9 cleanup done but the report not sent (report: not sent),\n"
             "64 bad command line.\n");
 }
 
@@ -62,6 +66,7 @@ int main(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},
         {"prometheus", no_argument, NULL, 'P'},
         {"locked", no_argument, NULL, 'L'},
+        {"stdout", no_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -69,6 +74,7 @@ int main(int argc, char **argv)
     const char *config_path = RATEGUARD_DEFAULT_CONFIG;
     const char *get_config = NULL;
     bool foreground = false, test_only = false, json = false, prometheus = false, locked = false;
+    bool to_stdout = false;
     int opt;
 
     while ((opt = getopt_long(argc, argv, "c:ftg:hV", longopts, NULL)) != -1) {
@@ -80,6 +86,7 @@ int main(int argc, char **argv)
         case 'j': json = true; break;
         case 'P': prometheus = true; break;
         case 'L': locked = true; break;
+        case 'S': to_stdout = true; break;
         case 'h': usage(stdout); return RG_EXIT_OK;
         case 'V': printf("rateguard %s\n", RATEGUARD_VERSION); return RG_EXIT_OK;
         default: usage(stderr); return RG_EXIT_USAGE;
@@ -90,7 +97,8 @@ int main(int argc, char **argv)
         const char *name;
         int args;
     } commands[] = {{"run", 0}, {"status", 0}, {"cleanup", 0}, {"migrate", 0}, {"reload-cache", 0},
-                    {"show", 1}, {"reset", 1}, {"set-quota", 2}};
+                    {"show", 1}, {"reset", 1}, {"set-quota", 2},
+                    {"report", 0}};
     const char *command = optind < argc ? argv[optind++] : "run";
     int want = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -98,7 +106,7 @@ int main(int argc, char **argv)
             want = commands[i].args;
     if (want < 0) {
         fprintf(stderr, "rateguard: unknown command '%s' (run, status, cleanup, migrate, reload-cache, show, "
-                        "reset, set-quota)\n", command);
+                        "reset, set-quota, report)\n", command);
         return RG_EXIT_USAGE;
     }
     char **args = argv + optind;
@@ -158,6 +166,8 @@ int main(int argc, char **argv)
             rc = command_reset_sender(cfg, args[0]);
         else if (strcmp(command, "set-quota") == 0)
             rc = command_set_quota(cfg, args[0], (uint32_t)new_quota, locked);
+        else if (strcmp(command, "report") == 0)
+            rc = report_command(cfg, to_stdout);
         else
             rc = command_status(cfg, prometheus ? STATUS_PROMETHEUS : json ? STATUS_JSON : STATUS_TEXT);
         log_close();

@@ -15,6 +15,7 @@
 #include "cachesync.h"
 #include "config.h"
 #include "db.h"
+#include "errqueue.h"
 #include "listener.h"
 #include "log.h"
 #include "migrate.h"
@@ -204,6 +205,7 @@ static void spawn_worker(struct master *m, uint32_t slot)
     }
     if (pid == 0) {
         child_setup(m);
+        errqueue_set_process("worker");
         struct worker_ctx ctx = {.cfg = m->cfg, .listeners = &m->listeners, .shm = &m->shm,
                                  .slot = slot, .lifeline_fd = m->lifeline[0],
                                  .master_poke_fd = self_pipe[1]};
@@ -214,6 +216,7 @@ static void spawn_worker(struct master *m, uint32_t slot)
 
 static __attribute__((noreturn)) void run_writer(struct master *m)
 {
+    errqueue_set_process("writer");
     struct writer_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .name = m->writer_name,
                              .spool_path = m->spool_path, .ack_path = m->ack_path,
                              .lifeline_fd = m->lifeline[0], .wake_fd = m->wake_fd};
@@ -222,6 +225,7 @@ static __attribute__((noreturn)) void run_writer(struct master *m)
 
 static __attribute__((noreturn)) void run_notifier(struct master *m)
 {
+    errqueue_set_process("notifier");
     struct notifier_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .lifeline_fd = m->lifeline[0]};
     notifier_main(&ctx);
 }
@@ -255,6 +259,13 @@ static void spawn_writer(struct master *m)
 static void spawn_notifier(struct master *m)
 {
     m->notifier_pid = spawn_helper(m, run_notifier);
+}
+
+/* Sentry and the scheduled report need the notifier even without the
+ * webhook (sentrysend.c, report.c). */
+static bool notifier_wanted(const struct rg_config *cfg)
+{
+    return cfg->sentry_dsn.key[0] != '\0' || cfg->report.enabled;
 }
 
 /* Workers that count towards the pool (not asked to retire), and how
@@ -313,7 +324,8 @@ static void pool_maintain(struct master *m)
     }
     if (m->writer_pid == 0 && time(NULL) >= m->writer_backoff_until)
         spawn_writer(m);
-    if (m->shm.notify.sh && m->notifier_pid == 0 && time(NULL) >= m->notifier_backoff_until)
+    if ((m->shm.notify.sh || notifier_wanted(m->cfg)) && m->notifier_pid == 0 &&
+        time(NULL) >= m->notifier_backoff_until)
         spawn_notifier(m);
 }
 
@@ -342,10 +354,11 @@ static void child_exited(struct master *m, pid_t pid, int status)
             memset(&sb->slot[i], 0, sizeof(sb->slot[i]));
         }
     const char *who = is_writer ? "writer" : is_notifier ? "notifier" : "worker";
-    if (WIFSIGNALED(status))
+    if (WIFSIGNALED(status)) {
+        errqueue_next_signal(WTERMSIG(status));    /* a tag of the Sentry event */
         log_error("%s %ld killed by signal %d%s", who, (long)pid, WTERMSIG(status),
                   WCOREDUMP(status) ? " (core dumped)" : "");
-    else if (WEXITSTATUS(status) != RG_EXIT_OK)
+    } else if (WEXITSTATUS(status) != RG_EXIT_OK)
         log_error("%s %ld exited with status %d", who, (long)pid, WEXITSTATUS(status));
     else
         return;
@@ -432,6 +445,20 @@ static void stop_children(struct master *m)
     close(m->lifeline[1]);
 }
 
+/* Queue errors for Sentry when a DSN is set, and say where they go (the
+ * key masked). */
+static void sentry_announce(const struct rg_config *cfg)
+{
+    char masked[1200];
+    bool on = cfg->sentry_dsn.key[0] != '\0';
+    errqueue_configure(on, cfg->sentry.rate_limit);
+    if (on) {
+        sentry_dsn_masked(&cfg->sentry_dsn, masked, sizeof(masked));
+        log_notice("sentry: errors are sent to %s (environment %s, at most one per kind every %ld s)", masked,
+                   cfg->sentry.environment, cfg->sentry.rate_limit);
+    }
+}
+
 /* HUP: a valid new configuration replaces the old one; workers and the
  * writer are recycled so they pick it up (a busy worker when its
  * connection next goes idle). Settings sized at start need a restart. */
@@ -492,6 +519,7 @@ static void reload(struct master *m)
     m->cfg->group = keep[3];
     log_open(fresh, m->foreground);
     log_share_generation(&m->shm.hdr->log_generation);
+    sentry_announce(fresh);
     m->next_reset = period_next_boundary(fresh->reset_schedule, time(NULL));
     struct rg_config *old = m->cfg;
     m->cfg = fresh;
@@ -659,6 +687,9 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
                     (uint32_t)cfg->cache.domains))
         log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
     m.shm.cache.extra_in_use = windows_in_use;     /* inherited by every child */
+    if (!errqueue_create(cfg->sentry.rate_limit))
+        log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
+    sentry_announce(cfg);
     log_share_generation(&m.shm.hdr->log_generation);
     config_state_path(cfg, ".queue", m.queue_path, sizeof(m.queue_path));
     config_state_path(cfg, ".spool", m.spool_path, sizeof(m.spool_path));
@@ -760,6 +791,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     wqueue_close(&m.shm.queue, m.queue_path, true);
     wqueue_close(&m.shm.notify, m.notify_path, true);
     log_share_generation(NULL);
+    errqueue_destroy();
     shm_destroy(&m.shm);
     pidfile_release(m.cfg->pidfile, m.pidfile_fd);
     log_notice("stopped");

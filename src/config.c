@@ -8,6 +8,7 @@
  * and document it in rateguard.conf (a test checks the file lists them all).
  */
 #include "config.h"
+#include "log.h"
 #include "windows.h"
 #include "rateguard.h"
 #include "util.h"
@@ -280,19 +281,21 @@ static cfg_opt_t make_option(const struct param *p)
 
 /* Build libconfuse's option tree from params[]: top-level options, then one
  * CFG_SEC per section. The arrays live until cfg_free. */
+#define MAX_SECTIONS 16
+
 struct option_tree {
     cfg_opt_t *top;
-    cfg_opt_t *sections[8];
+    cfg_opt_t *sections[MAX_SECTIONS];
     size_t n_sections;
 };
 
 static void option_tree_build(struct option_tree *t)
 {
-    const char *names[8];
+    const char *names[MAX_SECTIONS];
     size_t n_top = 0;
 
     memset(t, 0, sizeof(*t));
-    t->top = xcalloc(N_PARAMS + 9, sizeof(cfg_opt_t));
+    t->top = xcalloc(N_PARAMS + MAX_SECTIONS + 1, sizeof(cfg_opt_t));
     for (size_t i = 0; i < N_PARAMS; i++) {
         const struct param *p = &params[i];
         if (p->section == NULL) {
@@ -303,6 +306,8 @@ static void option_tree_build(struct option_tree *t)
         for (s = 0; s < t->n_sections && strcmp(names[s], p->section) != 0; s++)
             ;
         if (s == t->n_sections) {
+            if (s == MAX_SECTIONS)
+                log_panic("config: more than %d sections in params[]", MAX_SECTIONS);
             names[s] = p->section;
             t->sections[s] = xcalloc(N_PARAMS + 1, sizeof(cfg_opt_t));
             t->n_sections++;

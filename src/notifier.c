@@ -144,6 +144,7 @@ void notifier_main(const struct notifier_ctx *ctx)
     char why[512];
 
     child_signals(on_term, false);
+    log_debug("notifier %ld started", (long)getpid());
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURL *curl = curl_easy_init();
     if (curl == NULL)

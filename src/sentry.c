@@ -161,12 +161,13 @@ static void tag(FILE *f, bool first, const char *key, const char *value)
     json_write_string(f, value ? value : "");
 }
 
-static bool finish(FILE *f, char **buf, size_t len, char *out, size_t size)
+/* Close the stream (which settles buf and len), copy it out. */
+static bool finish(FILE *f, char **buf, const size_t *len, char *out, size_t size)
 {
     fclose(f);
-    bool ok = len < size;
+    bool ok = *len < size;
     if (ok)
-        memcpy(out, *buf, len + 1);
+        memcpy(out, *buf, *len + 1);
     free(*buf);
     return ok;
 }
@@ -210,7 +211,7 @@ bool sentry_event_json(const struct sentry_event *ev, char *out, size_t size)
     tag(f, true, "name", RATEGUARD_NAME);
     tag(f, false, "version", RATEGUARD_VERSION);
     fputs("}}", f);
-    return finish(f, &buf, len, out, size);
+    return finish(f, &buf, &len, out, size);
 }
 
 bool sentry_envelope(const char *dsn_text, const struct sentry_event *ev, int64_t sent_us, char *out, size_t size)
@@ -230,5 +231,5 @@ bool sentry_envelope(const char *dsn_text, const struct sentry_event *ev, int64_
     tag(f, false, "dsn", dsn_text);
     tag(f, false, "sent_at", stamp);
     fprintf(f, "}\n{\"type\":\"event\",\"length\":%zu}\n%s\n", strlen(payload), payload);
-    return finish(f, &buf, len, out, size);
+    return finish(f, &buf, &len, out, size);
 }

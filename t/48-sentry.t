@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# 43-sentry.t - the daemon's own errors reach Sentry through the envelope
+# 48-sentry.t - the daemon's own errors reach Sentry through the envelope
 # endpoint of a real HTTP receiver: bad DSNs refused at -t naming the key;
 # a refused record and workers killed by SIGKILL and SIGSEGV give exactly
 # the expected events (path, X-Sentry-Auth, envelope and event fields);

@@ -59,6 +59,11 @@ void errqueue_next_signal(int sig);
 /* What log_error() calls: queue (or count) one error line. */
 void errqueue_push(const char *format, const char *text);
 
+/* A fatal line (log_fatal: the process exits next, so nothing would drain
+ * the ring): handed at once to the sender set here (sentrysend.c, which
+ * sends it synchronously within sentry.timeout). Not rate-limited. */
+void errqueue_set_fatal_sender(void (*send)(const struct errqueue_event *e));
+
 /* Notifier: take the oldest pending event. False when none. */
 bool errqueue_pop(struct errqueue_event *out);
 

@@ -16,6 +16,11 @@ struct rg_config;
  * Does nothing when sentry.dsn is unset. */
 void sentrysend_drain(const struct rg_config *cfg);
 
+/* Make fatal lines of this process go to Sentry at once (the master:
+ * a damaged queue file stops the start, and no notifier would send it).
+ * cfg is borrowed until the next call. */
+void sentrysend_fatal_to(const struct rg_config *cfg);
+
 /* Release the curl handle (the notifier's exit). */
 void sentrysend_close(void);
 

@@ -35,9 +35,30 @@ static struct errqueue_shared *ring;
 static char process_kind[16] = "master";
 static int next_signal;
 
-static void hook(const char *format, const char *text)
+static void (*fatal_sender)(const struct errqueue_event *e);
+
+void errqueue_set_fatal_sender(void (*send)(const struct errqueue_event *e))
 {
-    errqueue_push(format, text);
+    fatal_sender = send;
+}
+
+static void hook(int level, const char *format, const char *text)
+{
+    if (level != LOG_CRIT) {
+        errqueue_push(format, text);
+        return;
+    }
+    if (fatal_sender == NULL || ring == NULL || !__atomic_load_n(&ring->enabled, __ATOMIC_ACQUIRE))
+        return;
+    static struct errqueue_event e;
+    memset(&e, 0, sizeof(e));
+    e.time_us = clock_realtime_us();
+    e.pid = (int32_t)getpid();
+    e.signal = -1;      /* marks a fatal line */
+    str_copy(e.process, process_kind, sizeof(e.process));
+    str_copy(e.format, format, sizeof(e.format));
+    str_copy(e.text, text, sizeof(e.text));
+    fatal_sender(&e);
 }
 
 bool errqueue_create(long window_s)

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "db.h"
 #include "errqueue.h"
+#include "sentrysend.h"
 #include "listener.h"
 #include "log.h"
 #include "migrate.h"
@@ -452,6 +453,7 @@ static void sentry_announce(const struct rg_config *cfg)
     char masked[1200];
     bool on = cfg->sentry_dsn.key[0] != '\0';
     errqueue_configure(on, cfg->sentry.rate_limit);
+    sentrysend_fatal_to(cfg);      /* a fatal line of the master is sent before it exits */
     if (on) {
         sentry_dsn_masked(&cfg->sentry_dsn, masked, sizeof(masked));
         log_notice("sentry: errors are sent to %s (environment %s, at most one per kind every %ld s)", masked,

@@ -67,6 +67,8 @@ static bool post(const struct rg_config *cfg, const char *body, char *why, size_
 
 static const char *level_of(const struct errqueue_event *e)
 {
+    if (e->signal < 0)
+        return "fatal";     /* log_fatal */
     switch (e->signal) {
     case SIGSEGV: case SIGBUS: case SIGILL: case SIGFPE: case SIGABRT:
         return "fatal";
@@ -75,46 +77,80 @@ static const char *level_of(const struct errqueue_event *e)
     }
 }
 
-void sentrysend_drain(const struct rg_config *cfg)
+/* Send one event; false (logged as a warning) when it was not delivered. */
+static bool send_one(const struct rg_config *cfg, const struct errqueue_event *ep)
 {
     static char body[24576];
     char instance[64], host[256] = "localhost", why[256], masked[1200];
-    struct errqueue_event e;
+    const struct errqueue_event e = *ep;
 
-    if (cfg->sentry_dsn.key[0] == '\0' || clock_monotonic_ms() < paused_until_ms)
-        return;
-    if (curl == NULL && (curl = curl_easy_init()) == NULL) {
-        log_warning("sentry: curl_easy_init failed");
-        paused_until_ms = clock_monotonic_ms() + PAUSE_AFTER_FAILURE_MS;
-        return;
-    }
     config_instance_name(cfg, instance, sizeof(instance));
     gethostname(host, sizeof(host) - 1);
-    for (int i = 0; i < PER_CALL && errqueue_pop(&e); i++) {
+    {
         struct sentry_event ev = {
             .time_us = e.time_us, .level = level_of(&e), .process = e.process, .instance = instance,
             .server_name = host, .release = cfg->sentry.release, .environment = cfg->sentry.environment,
-            .message = e.text, .template = e.format, .signal = e.signal, .pid = e.pid, .suppressed = e.suppressed,
+            .message = e.text, .template = e.format, .signal = e.signal > 0 ? e.signal : 0, .pid = e.pid,
+            .suppressed = e.suppressed,
         };
         sentry_event_id(ev.event_id);
         sentry_dsn_masked(&cfg->sentry_dsn, masked, sizeof(masked));
         if (!sentry_envelope(cfg->sentry.dsn, &ev, clock_realtime_us(), body, sizeof(body))) {
             log_warning("sentry: event %s too large to send; dropped", ev.event_id);
             errqueue_count(false);
-            continue;
+            return true;
         }
         bool ok = post(cfg, body, why, sizeof(why));
         memset(body, 0, sizeof(body));      /* the envelope header holds the DSN */
         errqueue_count(ok);
         if (ok) {
             log_debug("sentry: event %s sent to %s (%s)", ev.event_id, masked, why);
-            continue;
+            return true;
         }
         log_warning("sentry: event %s not delivered to %s (%s); dropped, nothing sent for %d s", ev.event_id,
                     masked, why, PAUSE_AFTER_FAILURE_MS / 1000);
-        paused_until_ms = clock_monotonic_ms() + PAUSE_AFTER_FAILURE_MS;
-        break;
+        return false;
     }
+}
+
+static bool have_curl(void)
+{
+    if (curl == NULL && (curl = curl_easy_init()) == NULL) {
+        log_warning("sentry: curl_easy_init failed");
+        return false;
+    }
+    return true;
+}
+
+void sentrysend_drain(const struct rg_config *cfg)
+{
+    struct errqueue_event e;
+
+    if (cfg->sentry_dsn.key[0] == '\0' || clock_monotonic_ms() < paused_until_ms)
+        return;
+    if (!have_curl()) {
+        paused_until_ms = clock_monotonic_ms() + PAUSE_AFTER_FAILURE_MS;
+        return;
+    }
+    for (int i = 0; i < PER_CALL && errqueue_pop(&e); i++)
+        if (!send_one(cfg, &e)) {
+            paused_until_ms = clock_monotonic_ms() + PAUSE_AFTER_FAILURE_MS;
+            break;
+        }
+}
+
+static const struct rg_config *fatal_cfg;
+
+static void send_fatal(const struct errqueue_event *e)
+{
+    if (fatal_cfg && fatal_cfg->sentry_dsn.key[0] && have_curl())
+        send_one(fatal_cfg, e);
+}
+
+void sentrysend_fatal_to(const struct rg_config *cfg)
+{
+    fatal_cfg = cfg;
+    errqueue_set_fatal_sender(send_fatal);
 }
 
 void sentrysend_close(void)

@@ -5,7 +5,8 @@
 # the expected events (path, X-Sentry-Auth, envelope and event fields);
 # 50 identical errors give one event, the 49 repeats counted and carried by
 # the next event of that kind; a receiver that hangs delays no reply; the
-# DSN's key is never logged.
+# DSN's key is never logged; a damaged queue file (fatal at start) is sent
+# by the master before it exits.
 use strict;
 use warnings;
 use FindBin;
@@ -184,8 +185,32 @@ ok(wait_until(sub { ($h->selectrow_array(q{SELECT COUNT(*) FROM messages WHERE s
 ok(wait_until(sub { slurp($c->{log}) =~ /warning: sentry: event [0-9a-f]{32} not delivered to http:\/\/\*\*\*\*\@127\.0\.0\.1:$hang->{port}\/7 \(Timeout/ }, 20),
    'the notifier gives up after sentry.timeout, a warning');
 close $s;
+my ($queue) = glob("$dir/rateguard-*.queue");
 is(stop_daemon($pid), 0, 'TERM: exit 0');
-unlike(slurp($c->{log}) . slurp("$c->{log}.stdout"), qr/$KEY/, 'the key is never logged');
+
+# A damaged queue file stops the start (fatal): the master sends that
+# event itself, before it exits, since no notifier will run.
+open $fh, '>', "$dir/good.dsn" or die;
+print $fh "$dsn\n";
+close $fh;
+ok(defined $queue, 'the queue file the daemon had');
+# The daemon left it empty and removed it: a damaged one in its place,
+# owned by the daemon's user as its own would be.
+open $fh, '>', $queue or die "$queue: $!";
+print $fh 'x' x 8192;
+close $fh;
+chown((getpwnam($> == 0 ? 'nobody' : scalar getpwuid($>)))[2, 3], $queue);
+my $before_fatal = () = events();
+($rc, undef, $err) = run_rateguard('-c', $c->{path}, '-f', 'run');
+is($rc, 6, 'a damaged queue file: exit 6');
+like($err, qr/fatal: cannot use the write-back queue: \S+\.queue: not a rateguard queue/, 'logged as fatal');
+my @fatal = (events())[$before_fatal .. $#{ [events()] }];
+is(scalar @fatal, 1, 'one event, sent before the exit');
+is_deeply([map { $_->{event}{level} } @fatal], ['fatal'], 'level fatal');
+like($fatal[0]{event}{message}{formatted} // '', qr/^cannot use the write-back queue: \S+\.queue: not a rateguard queue/, 'the message');
+is($fatal[0]{event}{tags}{process}, 'master', 'from the master');
+unlink $queue;
+unlike(slurp($c->{log}) . slurp("$c->{log}.stdout") . $err, qr/$KEY/, 'the key is never logged');
 Receiver::stop($_) for $recv, $hang;
 $h->disconnect;
 done_testing();

@@ -29,7 +29,6 @@ bool report_collect(MYSQL *db, const struct rg_config *cfg, int64_t boundary_us,
                     size_t errsize)
 {
     char sql[1400], at[64];
-    (void)cfg;
     memset(out, 0, sizeof(*out));
     out->end_s = boundary_us / 1000000;
     snprintf(at, sizeof(at), "FROM_UNIXTIME(%lld.%06lld)", (long long)(boundary_us / 1000000),

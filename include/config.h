@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "netaddr.h"
+#include "sentry.h"
 #include "windows.h"
 
 struct str_list {
@@ -72,6 +73,16 @@ struct rg_config {
         char *url, *secret, *secret_file, *ca_file, *user_agent, *issuer;
         long timeout, retries;
     } webhook;
+    struct {
+        char *dsn, *dsn_file, *environment, *release, *ca_file;
+        long timeout, rate_limit;
+    } sentry;
+    struct {
+        bool enabled, starttls;
+        char *from, *subject, *smtp_server, *user, *password, *password_file, *ca_file;
+        struct str_list to;
+        long timeout;
+    } report;
 
     /* Derived from the text values above while loading. */
     struct listen_addr *listen_addrs;   /* listen.count entries */
@@ -83,6 +94,9 @@ struct rg_config {
     int syslog_facility;                /* LOG_MAIL, ... */
     int log_level;                      /* LOG_INFO, ... */
     enum reset_schedule reset_schedule;
+    struct sentry_dsn sentry_dsn;       /* parsed sentry.dsn; key[0] == 0 when off */
+    char smtp_host[256];                /* report.smtp_server split: host (no brackets) */
+    long smtp_port;                     /* and port (default 25) */
 };
 
 /*

@@ -31,6 +31,11 @@ void log_reopen(void);
 void log_share_generation(unsigned *generation);
 void log_bump_generation(void);
 
+/* Called with the level (LOG_ERR, or LOG_CRIT for fatal), the format and
+ * the text of every error and fatal line (the Sentry queue, errqueue.c);
+ * NULL removes it. The hook must not log. */
+void log_set_error_hook(void (*hook)(int level, const char *format, const char *text));
+
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)

@@ -6,6 +6,11 @@
  * errors and other answers are retried webhook.retries times with
  * exponential backoff, then the notification is set aside in
  * state_dir/webhook-failed.log. A policy reply never waits for any of it.
+ *
+ * The same process sends the daemon's errors to Sentry (sentrysend.c)
+ * and the reports a scheduled period reset left (report.c), between
+ * webhooks and during their backoff; it runs when any of the three is
+ * configured.
  */
 #ifndef RG_NOTIFIER_H
 #define RG_NOTIFIER_H

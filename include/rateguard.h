@@ -32,6 +32,7 @@ enum rg_exit {
     RG_EXIT_CONFIG = 5,         /* config file missing or invalid, bad usage */
     RG_EXIT_RUNTIME = 6,        /* runtime error (database, memory, ...) */
     RG_EXIT_CLEANUP = 8,        /* cleanup failed */
+    RG_EXIT_REPORT = 9,         /* cleanup: reset done, but the report was not sent; report: not sent */
 };
 
 #endif

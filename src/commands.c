@@ -12,6 +12,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "pidfile.h"
+#include "report.h"
 #include "rateguard.h"
 #include "util.h"
 #include "windows.h"
@@ -106,7 +107,11 @@ int command_cleanup(const struct rg_config *cfg)
         return RG_EXIT_CLEANUP;
     }
     mysql_autocommit(db, 0);
-    bool ok = cachesync_db_reset(db, clock_realtime_us(), cfg->message_retention, &reset, &purged, err, sizeof(err));
+    int64_t now_us = clock_realtime_us();
+    /* The report of the period that ends goes first; whatever becomes of
+     * it, the reset is done (report.c). */
+    int report_rc = cfg->report.enabled ? report_run(db, cfg, now_us, "cleanup") : RG_EXIT_OK;
+    bool ok = cachesync_db_reset(db, now_us, cfg->message_retention, &reset, &purged, err, sizeof(err));
     mysql_close(db);
     if (!ok) {
         log_error("cleanup: %s", err);
@@ -114,7 +119,9 @@ int command_cleanup(const struct rg_config *cfg)
     }
     log_info("cleanup: %llu sender(s) reset, %llu message(s) purged", reset, purged);
     int rc = refresh_running_daemon(cfg, "cleanup", RG_EXIT_CLEANUP);
-    return rc < 0 ? RG_EXIT_OK : rc;
+    if (rc > 0)
+        return rc;
+    return report_rc == RG_EXIT_OK ? RG_EXIT_OK : RG_EXIT_REPORT;
 }
 
 int command_signal(const struct rg_config *cfg, int sig, const char *what)

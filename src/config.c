@@ -9,6 +9,7 @@
  */
 #include "config.h"
 #include "db.h"
+#include "log.h"
 #include "windows.h"
 #include "rateguard.h"
 #include "util.h"
@@ -52,6 +53,10 @@ static bool check_facility(const char *v, char *err, size_t n);
 static bool check_level(const char *v, char *err, size_t n);
 static bool check_no_controls(const char *v, char *err, size_t n);
 static bool check_db_host(const char *v, char *err, size_t n);
+static bool check_dsn(const char *v, char *err, size_t n);
+static bool check_smtp_server(const char *v, char *err, size_t n);
+static bool check_mailbox(const char *v, char *err, size_t n);
+static bool check_optional_mailbox(const char *v, char *err, size_t n);
 
 #define F(field) offsetof(struct rg_config, field)
 #define EC RG_EXIT_CONFIG
@@ -132,6 +137,26 @@ static const struct param params[] = {
     {"webhook", "ca_file", P_STR, "", 0, 0, check_optional_path, F(webhook.ca_file), EC},
     {"webhook", "user_agent", P_STR, "rateguard/" RATEGUARD_VERSION, 0, 0, check_no_controls, F(webhook.user_agent), EC},
     {"webhook", "issuer", P_STR, "rateguard", 0, 0, check_no_controls, F(webhook.issuer), EC},
+
+    {"sentry", "dsn", P_STR, "", 0, 0, check_dsn, F(sentry.dsn), EC},
+    {"sentry", "dsn_file", P_STR, "", 0, 0, check_optional_path, F(sentry.dsn_file), EC},
+    {"sentry", "environment", P_STR, "production", 0, 0, check_no_controls, F(sentry.environment), EC},
+    {"sentry", "release", P_STR, "rateguard@" RATEGUARD_VERSION, 0, 0, check_no_controls, F(sentry.release), EC},
+    {"sentry", "timeout", P_INT, "5", 1, 60, NULL, F(sentry.timeout), EC},
+    {"sentry", "rate_limit", P_INT, "60", 1, 86400, NULL, F(sentry.rate_limit), EC},
+    {"sentry", "ca_file", P_STR, "", 0, 0, check_optional_path, F(sentry.ca_file), EC},
+
+    {"report", "enabled", P_BOOL, "false", 0, 0, NULL, F(report.enabled), EC},
+    {"report", "from", P_STR, "", 0, 0, check_optional_mailbox, F(report.from), EC},
+    {"report", "to", P_LIST, "{}", 0, 0, check_mailbox, F(report.to), EC},
+    {"report", "subject", P_STR, "rateguard report", 0, 0, check_no_controls, F(report.subject), EC},
+    {"report", "smtp_server", P_STR, "localhost:25", 0, 0, check_smtp_server, F(report.smtp_server), EC},
+    {"report", "starttls", P_BOOL, "false", 0, 0, NULL, F(report.starttls), EC},
+    {"report", "user", P_STR, "", 0, 0, check_no_controls, F(report.user), EC},
+    {"report", "password", P_STR, "", 0, 0, NULL, F(report.password), EC},
+    {"report", "password_file", P_STR, "", 0, 0, check_optional_path, F(report.password_file), EC},
+    {"report", "ca_file", P_STR, "", 0, 0, check_optional_path, F(report.ca_file), EC},
+    {"report", "timeout", P_INT, "30", 1, 600, NULL, F(report.timeout), EC},
 };
 
 #define N_PARAMS (sizeof(params) / sizeof(params[0]))
@@ -264,19 +289,21 @@ static cfg_opt_t make_option(const struct param *p)
 
 /* Build libconfuse's option tree from params[]: top-level options, then one
  * CFG_SEC per section. The arrays live until cfg_free. */
+#define MAX_SECTIONS 16
+
 struct option_tree {
     cfg_opt_t *top;
-    cfg_opt_t *sections[8];
+    cfg_opt_t *sections[MAX_SECTIONS];
     size_t n_sections;
 };
 
 static void option_tree_build(struct option_tree *t)
 {
-    const char *names[8];
+    const char *names[MAX_SECTIONS];
     size_t n_top = 0;
 
     memset(t, 0, sizeof(*t));
-    t->top = xcalloc(N_PARAMS + 9, sizeof(cfg_opt_t));
+    t->top = xcalloc(N_PARAMS + MAX_SECTIONS + 1, sizeof(cfg_opt_t));
     for (size_t i = 0; i < N_PARAMS; i++) {
         const struct param *p = &params[i];
         if (p->section == NULL) {
@@ -287,6 +314,8 @@ static void option_tree_build(struct option_tree *t)
         for (s = 0; s < t->n_sections && strcmp(names[s], p->section) != 0; s++)
             ;
         if (s == t->n_sections) {
+            if (s == MAX_SECTIONS)
+                log_panic("config: more than %d sections in params[]", MAX_SECTIONS);
             names[s] = p->section;
             t->sections[s] = xcalloc(N_PARAMS + 1, sizeof(cfg_opt_t));
             t->n_sections++;
@@ -389,26 +418,94 @@ static const char *const protocol_states[] = {
                 field_out = table[i_].value;                                 \
     } while (0)
 
-/* The secret kept out of the main file: its first line, read now (at
+/* A secret kept out of the main file (webhook.secret_file,
+ * sentry.dsn_file, report.password_file): its first line, read now (at
  * start the daemon is still root; for a reload the file must be readable
- * by the daemon's user or group). */
-static bool read_secret_file(struct rg_config *c, char *why, size_t size)
+ * by the daemon's user or group). *value is replaced. */
+static bool read_secret_file(const char *path, char **value, char *why, size_t size)
 {
     char line[1024];
-    FILE *f = fopen(c->webhook.secret_file, "r");
+    FILE *f = fopen(path, "r");
     if (f == NULL) {
-        snprintf(why, size, "cannot read %s: %s", c->webhook.secret_file, strerror(errno));
+        snprintf(why, size, "cannot read %s: %s", path, strerror(errno));
         return false;
     }
     bool got = fgets(line, sizeof(line), f) != NULL;
     fclose(f);
     line[got ? strcspn(line, "\r\n") : 0] = '\0';
     if (line[0] == '\0') {
-        snprintf(why, size, "%s is empty", c->webhook.secret_file);
+        snprintf(why, size, "%s is empty", path);
         return false;
     }
-    free(c->webhook.secret);
-    c->webhook.secret = xstrdup(line);
+    free(*value);
+    *value = xstrdup(line);
+    memset(line, 0, sizeof(line));
+    return true;
+}
+
+/* One of the pairs "X" / "X_file": at most one set; the file read. */
+static bool secret_pair(const char *name, const char *file_name, char **value, const char *path)
+{
+    char why[512];
+    if ((*value)[0] != '\0' && path[0] != '\0') {
+        record_error(line_of(file_name), EC, "%s: set either %s or %s, not both", file_name, name, file_name);
+        return false;
+    }
+    if (path[0] != '\0' && !read_secret_file(path, value, why, sizeof(why))) {
+        record_error(line_of(file_name), EC, "%s: %s", file_name, why);
+        return false;
+    }
+    return true;
+}
+
+/* sentry and report: values checked one by one while parsing; here the
+ * relations, the files and the parsed forms. */
+static bool derive_sentry_and_report(struct rg_config *c)
+{
+    char why[256];
+
+    if (!secret_pair("sentry.dsn", "sentry.dsn_file", &c->sentry.dsn, c->sentry.dsn_file))
+        return false;
+    if (c->sentry.dsn[0] != '\0' && !sentry_dsn_parse(c->sentry.dsn, &c->sentry_dsn, why, sizeof(why))) {
+        /* only a DSN read from dsn_file gets here: the key was checked already */
+        record_error(line_of("sentry.dsn_file"), EC, "sentry.dsn_file: the DSN in %s: %s", c->sentry.dsn_file, why);
+        return false;
+    }
+    if (!secret_pair("report.password", "report.password_file", &c->report.password, c->report.password_file))
+        return false;
+    /* report.smtp_server was checked: HOST[:PORT] or [IPV6][:PORT] */
+    const char *srv = c->report.smtp_server, *host = srv, *end, *port;
+    if (srv[0] == '[') {
+        host = srv + 1;
+        end = strchr(host, ']');
+        port = end && end[1] == ':' ? end + 2 : NULL;
+    } else {
+        end = strchr(srv, ':');
+        port = end ? end + 1 : NULL;
+    }
+    size_t hlen = end ? (size_t)(end - host) : strlen(host);
+    if (hlen >= sizeof(c->smtp_host))
+        hlen = sizeof(c->smtp_host) - 1;
+    memcpy(c->smtp_host, host, hlen);
+    c->smtp_host[hlen] = '\0';
+    c->smtp_port = port ? strtol(port, NULL, 10) : 25;
+    if (c->report.enabled && c->report.to.count == 0) {
+        record_error(line_of("report.enabled"), EC, "report.enabled: report.to must list at least one address");
+        return false;
+    }
+    if ((c->report.user[0] != '\0') != (c->report.password[0] != '\0')) {
+        record_error(line_of("report.user"), EC,
+                     "report.user: set both report.user and report.password (or report.password_file), or neither");
+        return false;
+    }
+    bool loopback = strcmp(c->smtp_host, "localhost") == 0 || strncmp(c->smtp_host, "127.", 4) == 0 ||
+                    strcmp(c->smtp_host, "::1") == 0;
+    if (c->report.user[0] != '\0' && !c->report.starttls && !loopback) {
+        record_error(line_of("report.user"), EC,
+                     "report.user: credentials to %s would travel in clear text: set report.starttls = true",
+                     c->smtp_host);
+        return false;
+    }
     return true;
 }
 
@@ -486,21 +583,14 @@ static bool derive_and_cross_check(struct rg_config *c)
         record_error(line_of("webhook.enabled"), EC, "webhook.enabled: webhook.url must be set");
         return false;
     }
-    if (c->webhook.secret[0] != '\0' && c->webhook.secret_file[0] != '\0') {
-        record_error(line_of("webhook.secret_file"), EC,
-                     "webhook.secret_file: set either webhook.secret or webhook.secret_file, not both");
+    if (!secret_pair("webhook.secret", "webhook.secret_file", &c->webhook.secret, c->webhook.secret_file))
         return false;
-    }
-    if (c->webhook.secret_file[0] != '\0' && !read_secret_file(c, why, sizeof(why))) {
-        record_error(line_of("webhook.secret_file"), EC, "webhook.secret_file: %s", why);
-        return false;
-    }
     if (c->webhook.enabled && c->webhook.secret[0] == '\0') {
         record_error(line_of("webhook.enabled"), EC,
                      "webhook.enabled: webhook.secret or webhook.secret_file must be set");
         return false;
     }
-    return true;
+    return derive_sentry_and_report(c);
 }
 
 static struct rg_config *load(const char *path, const char *text, const char *name,
@@ -751,4 +841,73 @@ static bool check_level(const char *v, char *err, size_t n)
             return true;
     snprintf(err, n, "'%s' is not a log level (debug, info, notice, warning, error)", v);
     return false;
+}
+
+/* A DSN as written in the file. The reason never quotes the value: it
+ * holds the key. */
+static bool check_dsn(const char *v, char *err, size_t n)
+{
+    struct sentry_dsn d;
+    char why[200];
+    if (v[0] == '\0')
+        return true;
+    if (!sentry_dsn_parse(v, &d, why, sizeof(why))) {
+        snprintf(err, n, "not a usable Sentry DSN: %s", why);
+        return false;
+    }
+    return true;
+}
+
+/* host, host:port, [IPv6] or [IPv6]:port */
+static bool check_smtp_server(const char *v, char *err, size_t n)
+{
+    const char *port = NULL;
+    size_t hlen;
+    if (v[0] == '[') {
+        const char *close = strchr(v, ']');
+        if (close == NULL || close == v + 1 || (close[1] != '\0' && close[1] != ':'))
+            goto bad;
+        hlen = (size_t)(close - v - 1);
+        if (strspn(v + 1, "0123456789abcdefABCDEF:.") < hlen)
+            goto bad;
+        port = close[1] == ':' ? close + 2 : NULL;
+    } else {
+        const char *colon = strchr(v, ':');
+        hlen = colon ? (size_t)(colon - v) : strlen(v);
+        if (hlen == 0)
+            goto bad;
+        for (size_t i = 0; i < hlen; i++)
+            if (!isalnum((unsigned char)v[i]) && v[i] != '-' && v[i] != '.' && v[i] != '_')
+                goto bad;
+        port = colon ? colon + 1 : NULL;
+    }
+    if (hlen >= 256)
+        goto bad;
+    if (port) {
+        unsigned long p;
+        if (!parse_ulong(port, 65535, &p) || p == 0)
+            goto bad;
+    }
+    return true;
+bad:
+    snprintf(err, n, "'%s' is not HOST, HOST:PORT or [IPV6]:PORT", v);
+    return false;
+}
+
+/* A bare address local@domain: what goes into MAIL FROM / RCPT TO and the
+ * headers, so no spaces, brackets, commas or controls. */
+static bool check_mailbox(const char *v, char *err, size_t n)
+{
+    const char *at = strrchr(v, '@');
+    if (at == NULL || at == v || at[1] == '\0' || strpbrk(v, " \t<>(),;:\"\\[]") != NULL ||
+        !check_no_controls(v, err, n) || strlen(v) > 254) {
+        snprintf(err, n, "'%s' is not a mail address (local@domain)", v);
+        return false;
+    }
+    return true;
+}
+
+static bool check_optional_mailbox(const char *v, char *err, size_t n)
+{
+    return v[0] == '\0' || check_mailbox(v, err, n);
 }

@@ -27,7 +27,13 @@ static struct {
     char file_path[4096];
     unsigned *shared_generation;    /* bumped by the master on SIGUSR2 */
     unsigned generation;            /* the one our file_fd belongs to */
+    void (*error_hook)(int level, const char *format, const char *text);
 } logstate = {.use_console = true, .level = LOG_INFO, .file_fd = -1};
+
+void log_set_error_hook(void (*hook)(int level, const char *format, const char *text))
+{
+    logstate.error_hook = hook;
+}
 
 static const char *level_name(int level)
 {
@@ -121,6 +127,8 @@ static void log_write(int level, const char *fmt, va_list ap)
      * database error), control characters reach no log or terminal. */
     vsnprintf(raw, sizeof(raw), fmt, ap);
     text_escape(msg, sizeof(msg), raw, sizeof(raw));
+    if ((level == LOG_ERR || level == LOG_CRIT) && logstate.error_hook)
+        logstate.error_hook(level, fmt, msg);
     if (logstate.shared_generation &&
         __atomic_load_n(logstate.shared_generation, __ATOMIC_RELAXED) != logstate.generation) {
         logstate.generation = __atomic_load_n(logstate.shared_generation, __ATOMIC_RELAXED);

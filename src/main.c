@@ -8,6 +8,7 @@
 #include "log.h"
 #include "master.h"
 #include "privileges.h"
+#include "report.h"
 #include "rateguard.h"
 #include "util.h"
 
@@ -33,6 +34,7 @@ static void usage(FILE *out)
             "  status    print the running daemon's cache and counters\n"
             "  cleanup   reset the period counters and purge old messages\n"
             "  migrate   create or upgrade the database schema\n"
+            "  report    send the report of the senders blocked this period (--stdout: print it)\n"
             "  reload-cache  make the running daemon re-read every sender from the database\n"
             "  show SENDER   print one sender's quota, counters and percent used\n"
             "  reset SENDER  reset one sender's period counters (and quota, unless locked)\n"
@@ -49,12 +51,14 @@ static void usage(FILE *out)
             "      --json           status, show: print JSON\n"
             "      --prometheus     status: print Prometheus text-format metrics\n"
             "      --locked         set-quota: lock the quota\n"
+            "      --stdout         report: print instead of sending\n"
             "  -h, --help           this help\n"
             "  -V, --version        print the version\n"
             "\n"
             "Exit codes: 0 ok, 1 unknown --get-config name or sender, 2 user or group missing,\n"
             "3 already running (status: not running), 4 bad listen address,\n"
             "5 configuration missing or invalid, 6 runtime error, 8 cleanup error,\n"
+            "9 cleanup done but the report not sent (report: not sent),\n"
             "64 bad command line.\n");
 }
 
@@ -68,6 +72,7 @@ int main(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},
         {"prometheus", no_argument, NULL, 'P'},
         {"locked", no_argument, NULL, 'L'},
+        {"stdout", no_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -78,6 +83,7 @@ int main(int argc, char **argv)
     const char *config_path = RATEGUARD_DEFAULT_CONFIG;
     const char *get_config = NULL;
     bool foreground = false, test_only = false, json = false, prometheus = false, locked = false;
+    bool to_stdout = false;
     int opt;
 
     while ((opt = getopt_long(argc, argv, "c:ftg:hV", longopts, NULL)) != -1) {
@@ -89,6 +95,7 @@ int main(int argc, char **argv)
         case 'j': json = true; break;
         case 'P': prometheus = true; break;
         case 'L': locked = true; break;
+        case 'S': to_stdout = true; break;
         case 'h': usage(stdout); return RG_EXIT_OK;
         case 'V': printf("rateguard %s\n", RATEGUARD_VERSION); return RG_EXIT_OK;
         default: usage(stderr); return RG_EXIT_USAGE;
@@ -100,7 +107,7 @@ int main(int argc, char **argv)
         int args;
     } commands[] = {{"run", 0}, {"status", 0}, {"cleanup", 0}, {"migrate", 0}, {"reload-cache", 0},
                     {"show", 1}, {"reset", 1}, {"set-quota", 2}, {"stop", 0}, {"reload", 0},
-                    {"reopen-logs", 0}};
+                    {"reopen-logs", 0}, {"report", 0}};
     const char *command = optind < argc ? argv[optind++] : "run";
     int want = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -108,7 +115,7 @@ int main(int argc, char **argv)
             want = commands[i].args;
     if (want < 0) {
         fprintf(stderr, "rateguard: unknown command '%s' (run, status, cleanup, migrate, reload-cache, show, "
-                        "reset, set-quota, stop, reload, reopen-logs)\n", command);
+                        "reset, set-quota, stop, reload, reopen-logs, report)\n", command);
         return RG_EXIT_USAGE;
     }
     char **args = argv + optind;
@@ -187,6 +194,8 @@ int main(int argc, char **argv)
             rc = command_signal(cfg, SIGHUP, "reload");
         else if (strcmp(command, "reopen-logs") == 0)
             rc = command_signal(cfg, SIGUSR2, "reopen-logs");
+        else if (strcmp(command, "report") == 0)
+            rc = report_command(cfg, to_stdout);
         else
             rc = command_status(cfg, prometheus ? STATUS_PROMETHEUS : json ? STATUS_JSON : STATUS_TEXT);
         log_close();

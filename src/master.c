@@ -15,6 +15,8 @@
 #include "cachesync.h"
 #include "config.h"
 #include "db.h"
+#include "errqueue.h"
+#include "sentrysend.h"
 #include "listener.h"
 #include "log.h"
 #include "migrate.h"
@@ -206,6 +208,7 @@ static void spawn_worker(struct master *m, uint32_t slot)
     }
     if (pid == 0) {
         child_setup(m);
+        errqueue_set_process("worker");
         struct worker_ctx ctx = {.cfg = m->cfg, .listeners = &m->listeners, .shm = &m->shm,
                                  .slot = slot, .lifeline_fd = m->lifeline[0],
                                  .master_poke_fd = self_pipe[1]};
@@ -216,6 +219,7 @@ static void spawn_worker(struct master *m, uint32_t slot)
 
 static __attribute__((noreturn)) void run_writer(struct master *m)
 {
+    errqueue_set_process("writer");
     struct writer_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .name = m->writer_name,
                              .spool_path = m->spool_path, .ack_path = m->ack_path,
                              .snapshot_path = m->snapshot_path, .lifeline_fd = m->lifeline[0], .wake_fd = m->wake_fd};
@@ -224,6 +228,7 @@ static __attribute__((noreturn)) void run_writer(struct master *m)
 
 static __attribute__((noreturn)) void run_notifier(struct master *m)
 {
+    errqueue_set_process("notifier");
     struct notifier_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .lifeline_fd = m->lifeline[0]};
     notifier_main(&ctx);
 }
@@ -259,6 +264,13 @@ static void spawn_notifier(struct master *m)
 {
     m->notifier_pid = spawn_helper(m, run_notifier);
     m->notifier_started = time(NULL);
+}
+
+/* Sentry and the scheduled report need the notifier even without the
+ * webhook (sentrysend.c, report.c). */
+static bool notifier_wanted(const struct rg_config *cfg)
+{
+    return cfg->sentry_dsn.key[0] != '\0' || cfg->report.enabled;
 }
 
 /* Workers that count towards the pool (not asked to retire), and how
@@ -317,7 +329,8 @@ static void pool_maintain(struct master *m)
     }
     if (m->writer_pid == 0 && time(NULL) >= m->writer_backoff_until)
         spawn_writer(m);
-    if (m->shm.notify.sh && m->notifier_pid == 0 && time(NULL) >= m->notifier_backoff_until)
+    if ((m->shm.notify.sh || notifier_wanted(m->cfg)) && m->notifier_pid == 0 &&
+        time(NULL) >= m->notifier_backoff_until)
         spawn_notifier(m);
 }
 
@@ -355,9 +368,10 @@ static void child_exited(struct master *m, pid_t pid, int status)
         }
     const char *who = is_writer ? "writer" : is_notifier ? "notifier" : "worker";
     char how[64];
-    if (WIFSIGNALED(status))
+    if (WIFSIGNALED(status)) {
+        errqueue_next_signal(WTERMSIG(status));    /* a tag of the Sentry event */
         snprintf(how, sizeof(how), "killed by signal %d%s", WTERMSIG(status), WCOREDUMP(status) ? " (core dumped)" : "");
-    else if (WEXITSTATUS(status) != RG_EXIT_OK)
+    } else if (WEXITSTATUS(status) != RG_EXIT_OK)
         snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
     else
         return;
@@ -453,6 +467,21 @@ static void stop_children(struct master *m)
     close(m->lifeline[1]);
 }
 
+/* Queue errors for Sentry when a DSN is set, and say where they go (the
+ * key masked). */
+static void sentry_announce(const struct rg_config *cfg)
+{
+    char masked[1200];
+    bool on = cfg->sentry_dsn.key[0] != '\0';
+    errqueue_configure(on, cfg->sentry.rate_limit);
+    sentrysend_fatal_to(cfg);      /* a fatal line of the master is sent before it exits */
+    if (on) {
+        sentry_dsn_masked(&cfg->sentry_dsn, masked, sizeof(masked));
+        log_notice("sentry: errors are sent to %s (environment %s, at most one per kind every %ld s)", masked,
+                   cfg->sentry.environment, cfg->sentry.rate_limit);
+    }
+}
+
 /* HUP: a valid new configuration replaces the old one; workers and the
  * writer are recycled so they pick it up (a busy worker when its
  * connection next goes idle). Settings sized at start need a restart. */
@@ -513,6 +542,7 @@ static void reload(struct master *m)
     m->cfg->group = keep[3];
     log_open(fresh, m->foreground);
     log_share_generation(&m->shm.hdr->log_generation);
+    sentry_announce(fresh);
     m->next_reset = period_next_boundary(fresh->reset_schedule, time(NULL));
     struct rg_config *old = m->cfg;
     m->cfg = fresh;
@@ -725,6 +755,9 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
                     (uint32_t)cfg->cache.domains))
         log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
     m.shm.cache.extra_in_use = windows_in_use;     /* inherited by every child */
+    if (!errqueue_create(cfg->sentry.rate_limit))
+        log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
+    sentry_announce(cfg);
     log_share_generation(&m.shm.hdr->log_generation);
     config_state_path(cfg, ".queue", m.queue_path, sizeof(m.queue_path));
     config_state_path(cfg, ".spool", m.spool_path, sizeof(m.spool_path));
@@ -836,6 +869,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     wqueue_close(&m.shm.queue, m.queue_path, true);
     wqueue_close(&m.shm.notify, m.notify_path, true);
     log_share_generation(NULL);
+    errqueue_destroy();
     shm_destroy(&m.shm);
     pidfile_release(m.cfg->pidfile, m.pidfile_fd);
     log_notice("stopped");

@@ -4,6 +4,8 @@
  * never a token.
  */
 #include "notifier.h"
+#include "report.h"
+#include "sentrysend.h"
 #include "config.h"
 #include "log.h"
 #include "rateguard.h"
@@ -114,13 +116,24 @@ static void set_aside(const struct rg_config *cfg, const struct webhook_event *e
     log_error("webhook: notification for %s set aside in %s (%s)", ev->sender, f ? path : "(unwritable)", why);
 }
 
+/* The notifier's other duties, between webhooks and during their
+ * backoff: Sentry events (sentrysend.c) and scheduled reports (report.c). */
+static void side_work(const struct notifier_ctx *ctx)
+{
+    sentrysend_drain(ctx->cfg);
+    if (ctx->cfg->report.enabled)
+        report_send_pending(ctx->cfg);
+}
+
 /* Sleep up to seconds, returning early when told to stop. */
 static void pause_for(const struct notifier_ctx *ctx, int seconds)
 {
     struct pollfd p = {.fd = ctx->lifeline_fd, .events = POLLIN};
-    for (int i = 0; i < seconds * 10 && !stop_requested; i++)
+    for (int i = 0; i < seconds * 10 && !stop_requested; i++) {
+        side_work(ctx);
         if (poll(&p, 1, 100) > 0)
             stop_requested = 1;
+    }
 }
 
 void notifier_main(const struct notifier_ctx *ctx)
@@ -131,6 +144,7 @@ void notifier_main(const struct notifier_ctx *ctx)
     char why[512];
 
     child_signals(on_term, false);
+    log_debug("notifier %ld started", (long)getpid());
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURL *curl = curl_easy_init();
     if (curl == NULL)
@@ -140,6 +154,11 @@ void notifier_main(const struct notifier_ctx *ctx)
         struct wqueue_cursor cur;
         struct msg_record rec;
         size_t len;
+        side_work(ctx);
+        if (q->sh == NULL) {            /* the webhook is off: Sentry and reports only */
+            pause_for(ctx, 1);
+            continue;
+        }
         wqueue_cursor_start(q, &cur);
         if (!wqueue_next(q, &cur, buf, sizeof(buf), &rec, &len)) {
             pause_for(ctx, 1);
@@ -156,14 +175,14 @@ void notifier_main(const struct notifier_ctx *ctx)
             if (o == DELIVERED) {
                 log_info("webhook: %s notified of %s for %s (%s)", cfg->webhook.url,
                          ev.event ? ev.event : "QUOTA_LIMIT_REACHED", ev.sender, why);
+                if (ev.event == NULL)
+                    report_note_webhook(cfg, ev.sender, true);
                 break;
             }
-            if (o == REFUSED) {
+            if (o == REFUSED || attempt >= cfg->webhook.retries) {
                 set_aside(cfg, &ev, why);
-                break;
-            }
-            if (attempt >= cfg->webhook.retries) {
-                set_aside(cfg, &ev, why);
+                if (ev.event == NULL)
+                    report_note_webhook(cfg, ev.sender, false);
                 break;
             }
             int delay = attempt < 9 ? 1 << attempt : BACKOFF_MAX_S;
@@ -178,6 +197,7 @@ void notifier_main(const struct notifier_ctx *ctx)
         wqueue_release(q, &cur);
     }
 out:
+    sentrysend_close();
     curl_easy_cleanup(curl);
     curl_global_cleanup();
     _exit(RG_EXIT_OK);

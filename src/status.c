@@ -3,6 +3,7 @@
  * under each stripe lock, then sorted and written with no lock held.
  */
 #include "status.h"
+#include "errqueue.h"
 #include "cache.h"
 #include "config.h"
 #include "json.h"
@@ -142,6 +143,11 @@ static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, co
             (unsigned long long)STAT_GET(shm, db_errors), (unsigned long long)STAT_GET(shm, db_conflicts));
     fprintf(f, "cache: %u of %u entries used\n", cache_used(&shm->cache), shm->cache.sh->capacity);
     snapshot_status_text(f, shm);
+    struct errqueue_stats es;
+    if (cfg->sentry_dsn.key[0] && errqueue_stats(&es))
+        fprintf(f, "sentry: %llu event(s) queued, %llu sent, %llu failed, %llu repeat(s) suppressed, "
+                "%llu dropped (queue full)\n", (unsigned long long)es.queued, (unsigned long long)es.sent,
+                (unsigned long long)es.failed, (unsigned long long)es.suppressed, (unsigned long long)es.dropped);
     write_stress_text(f, shm);
 }
 

@@ -20,6 +20,7 @@
  * All statements with values are prepared.
  */
 #include "writer.h"
+#include "report.h"
 #include "cache.h"
 #include "cachesync.h"
 #include "config.h"
@@ -1369,6 +1370,13 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
      * is reset at that boundary. */
     if (w->next_reset && time(NULL) >= w->next_reset) {
         unsigned long long reset, purged;
+        /* The report of the period that ends, before its counts go (once
+         * per boundary: a failed reset is tried again, the report not). */
+        static time_t reported;
+        if (w->ctx->cfg->report.enabled && reported != w->next_reset) {
+            report_prepare_pending(w->lanes[0].db, w->ctx->cfg, (int64_t)w->next_reset * 1000000);
+            reported = w->next_reset;
+        }
         if (!cachesync_db_reset(w->lanes[0].db, (int64_t)w->next_reset * 1000000, w->ctx->cfg->message_retention,
                                 &reset, &purged, err, errsize))
             return false;

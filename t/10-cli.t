@@ -79,7 +79,7 @@ for my $name (qw(user group pidfile state_dir listen socket_mode allowed_clients
     chomp(my $first = (split /\n/, $out)[0] // '');
     like($text, qr/^#\Q$name\E = .*\Q$first\E/m, "rateguard.conf documents $name with its default");
 }
-for my $section (qw(workers database quota exempt unauthenticated cache log webhook)) {
+for my $section (qw(workers database quota exempt unauthenticated cache log webhook sentry report)) {
     my ($body) = $text =~ /^$section \{\n(.*?)^\}/ms;
     ok(defined $body, "rateguard.conf has section $section");
     for my $line (split /\n/, $body // '') {
@@ -89,6 +89,15 @@ for my $section (qw(workers database quota exempt unauthenticated cache log webh
         ($rc, $out) = run_rateguard('--get-config', "$section.$key", '-c', $shipped);
         is($out, $value eq '{}' ? '' : "$value\n", "rateguard.conf: $section.$key default is $value");
     }
+}
+
+# The Sentry and report settings are in rateguard.conf(5) too.
+my $man = RG::slurp("$FindBin::Bin/../src/man/rateguard.conf.5");
+for my $key (qw(dsn dsn_file environment release timeout rate_limit ca_file)) {
+    like($man, qr/^\.B sentry\.$key$/m, "rateguard.conf(5) documents sentry.$key");
+}
+for my $key (qw(enabled from to subject smtp_server starttls user password password_file ca_file timeout)) {
+    like($man, qr/^\.B report\.$key$/m, "rateguard.conf(5) documents report.$key");
 }
 
 # A user that does not exist: exit 2 at start.

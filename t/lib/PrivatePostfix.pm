@@ -1,7 +1,10 @@
 # PrivatePostfix.pm - a private Postfix instance for the end-to-end test:
 # its own config, queue and data directories under a temporary folder,
 # smtpd on 127.0.0.1:<port> with Cyrus SASL (a sasldb file of its own), no
-# chroot, a log file instead of syslog, everything delivered to `discard`.
+# chroot, a log file instead of syslog, everything delivered to `discard`
+# except, with mailbox_domain, mail to that domain: delivered by virtual(8)
+# into one mbox file the test reads (mailbox_path). With tls (cert, key):
+# STARTTLS offered, AUTH only after it.
 # Needs root (Postfix's master starts as root). Stopped at the end of the
 # test script, whatever happens.
 package PrivatePostfix;
@@ -19,7 +22,8 @@ sub run_quiet {
     return ($? >> 8, $out);
 }
 
-# %o: dir, port, policy ("inet:127.0.0.1:N"), users ({ name => password }), domain.
+# %o: dir, port, policy ("inet:127.0.0.1:N", optional), users ({ name => password }), domain,
+# mailbox_domain, tls ({ cert => FILE, key => FILE }).
 sub start {
     my (%o) = @_;
     my $d = $o{dir};
@@ -51,8 +55,20 @@ smtpd_sasl_type = cyrus
 smtpd_sasl_path = smtpd
 smtpd_sasl_security_options = noanonymous
 smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
-smtpd_data_restrictions = check_policy_service { $o{policy}, default_action=DUNNO }
 CF
+    print $fh "smtpd_data_restrictions = check_policy_service { $o{policy}, default_action=DUNNO }\n" if $o{policy};
+    if ($o{mailbox_domain}) {
+        my ($nuid, $ngid) = (getpwnam('nobody'))[2, 3];
+        make_path("$d/vmail");
+        chown $nuid, $ngid, "$d/vmail";
+        print $fh "virtual_mailbox_domains = $o{mailbox_domain}\nvirtual_mailbox_base = $d/vmail\n"
+                . "virtual_mailbox_maps = static:mailbox\nvirtual_uid_maps = static:$nuid\n"
+                . "virtual_gid_maps = static:$ngid\nvirtual_minimum_uid = 1\n";
+    }
+    if ($o{tls}) {
+        print $fh "smtpd_tls_cert_file = $o{tls}{cert}\nsmtpd_tls_key_file = $o{tls}{key}\n"
+                . "smtpd_tls_security_level = may\nsmtpd_tls_auth_only = yes\nsmtpd_tls_loglevel = 1\n";
+    }
     close $fh;
     open $fh, '>', "$d/conf/master.cf" or die;
     print $fh "127.0.0.1:$o{port} inet n - n - - smtpd\n";
@@ -62,7 +78,8 @@ CF
         'defer unix - - n - 0 bounce', 'trace unix - - n - 0 bounce', 'verify unix - - n - 1 verify',
         'flush unix n - n 1000? 0 flush', 'proxymap unix - - n - - proxymap', 'showq unix n - n - - showq',
         'error unix - - n - - error', 'retry unix - - n - - error', 'discard unix - - n - - discard',
-        'anvil unix - - n - 1 anvil', 'scache unix - - n - 1 scache', 'postlog unix-dgram n - n - 1 postlogd');
+        'anvil unix - - n - 1 anvil', 'scache unix - - n - 1 scache', 'postlog unix-dgram n - n - 1 postlogd',
+        'virtual unix - n n - - virtual', 'tlsmgr unix - - n 1000? 1 tlsmgr');
     close $fh;
     # Debian's Postfix reads $config_directory/sasl/smtpd.conf.
     open $fh, '>', "$d/conf/sasl/smtpd.conf" or die;
@@ -88,6 +105,12 @@ sub stop {
     return unless grep { $_ == $pf } @running;
     run_quiet('postfix', '-c', "$pf->{dir}/conf", 'stop', '</dev/null');
     @running = grep { $_ != $pf } @running;
+}
+
+# The mbox file virtual(8) delivers mailbox_domain's mail to.
+sub mailbox_path {
+    my ($pf) = @_;
+    return "$pf->{dir}/vmail/mailbox";
 }
 
 sub log_text {

@@ -64,6 +64,16 @@ SKIP: {
     is($? >> 8 . $msg, '0', 'systemd-analyze verify accepts the units without a warning');
 }
 
+# The unit's exposure score as systemd rates it (README, *Hardening*).
+SKIP: {
+    skip 'systemd-analyze is not installed', 2 unless -x '/usr/bin/systemd-analyze';
+    my $unit = test_dir() . '/verify/usr/local/lib/systemd/system/rateguard.service';
+    my $report = `systemd-analyze security --offline=yes $unit 2>&1`;
+    my ($score) = $report =~ /Overall exposure level for rateguard\.service: (\d+\.\d+)/;
+    ok(defined $score, 'systemd-analyze security rates the unit') or diag $report;
+    ok(defined $score && $score <= 2.0, "exposure score @{[$score // '?']} <= 2.0") or diag $report;
+}
+
 my $init = "$dest/usr/local/etc/init.d/rateguard";
 system('sh', '-n', $init);
 is($? >> 8, 0, 'the SysV script passes sh -n');

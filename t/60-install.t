@@ -119,6 +119,11 @@ ok(!-e "$dest/usr/local/sbin/rateguard" && !-e "$dest/usr/local/lib/systemd/syst
    && !-e "$dest/usr/local/share/rateguard", 'uninstall removes the files');
 ok(-e "$dest/usr/local/etc/rateguard/rateguard.conf", 'uninstall keeps the configuration');
 
+# The Debian package carries the daemon's version (debian/changelog's first entry).
+my ($hversion) = slurp("$repo/include/rateguard.h") =~ /RATEGUARD_VERSION "([^"]+)"/;
+my ($dversion) = slurp("$repo/debian/changelog") =~ /\Arateguard \(([^)]+)\)/;
+is($dversion, $hversion, 'debian/changelog is at RATEGUARD_VERSION');
+
 # The man pages are in sync with the configuration file and --help.
 my $conf5 = slurp("$repo/src/man/rateguard.conf.5");
 my $conf = slurp("$repo/rateguard.conf");

@@ -26,7 +26,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use RG qw(fresh_database wait_until slurp test_dir build_dir policy_connect policy_request dbh free_port);
+use RG qw(debian_package fresh_database wait_until slurp test_dir build_dir policy_connect policy_request dbh free_port);
 
 plan skip_all => 'the package test runs as root (it installs a package)' if $> != 0;
 plan skip_all => 'RG_SKIP_PACKAGE is set' if $ENV{RG_SKIP_PACKAGE};
@@ -84,13 +84,13 @@ sub daemon_pid {
 }
 
 # --- build -------------------------------------------------------------
-my $pkg = "$dir/pkg";
-my ($rc, $out) = run("make -s -C $repo deb BUILD=$pkg");
-is($rc, 0, 'make deb: exit 0') or diag $out;
-my $deb = "$pkg/deb/rateguard_${version}_amd64.deb";
-ok(-f $deb, "make deb leaves rateguard_${version}_amd64.deb in BUILD/deb/") or BAIL_OUT('no package');
+my ($deb, $tree) = eval { debian_package() };
+ok($deb, 'make deb') or BAIL_OUT($@);
+ok(-f $deb && $deb =~ m{/deb/rateguard_\Q$version\E_amd64\.deb$},
+   "make deb leaves rateguard_${version}_amd64.deb (the version of include/rateguard.h) in BUILD/deb/");
+my ($rc, $out);
 
-($rc, $out) = run("lintian $pkg/deb/rateguard_${version}_amd64.changes");
+($rc, $out) = run("lintian $tree/../rateguard_${version}_amd64.changes");
 my @tags = sort grep { /^[EW]: / } split /\n/, $out;
 is_deeply(\@tags, ['W: rateguard: non-standard-file-perm 0640 != 0644 [etc/rateguard/rateguard.conf]'],
           'lintian: no error, only the warning the README explains') or diag $out;
@@ -168,7 +168,11 @@ ok(-s '/var/log/rateguard/rateguard.log', 'it logs to /var/log/rateguard/rategua
 my $up = "$dir/upgrade";
 my $src = "$up/rateguard-$version";
 my $new = "$version+test1";
-($rc, $out) = run("mkdir -p $up && cp -a $pkg/deb/rateguard-$version $up/ && cd $src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL debian/rules clean");
+# The copy keeps the first build's objects (dpkg-buildpackage -nc: no
+# clean first), so only the package is made again; its staging folder and
+# debhelper's records go, so the changed default is packaged.
+($rc, $out) = run("mkdir -p $up && cp -a $tree $up/ && cd $src && "
+                  . 'rm -rf debian/rateguard debian/.debhelper debian/debhelper-build-stamp debian/*.substvars debian/*.debhelper debian/files');
 is($rc, 0, 'a copy of the packaged tree') or diag $out;
 my $changelog = slurp("$src/debian/changelog");
 open $fh, '>', "$src/debian/changelog" or die;
@@ -178,7 +182,7 @@ close $fh;
 open $fh, '>>', "$src/rateguard.conf" or die;
 print $fh "# new in $new\n";
 close $fh;
-($rc, $out) = run("cd $src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b");
+($rc, $out) = run("cd $src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b -nc");
 my $deb2 = "$up/rateguard_${new}_amd64.deb";
 ok($rc == 0 && -f $deb2, "rebuilt as $new") or diag $out;
 

@@ -16,7 +16,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
-use RG qw(slurp test_dir policy_connect policy_request dbh free_port);
+use RG qw(debian_package slurp test_dir policy_connect policy_request dbh free_port);
 
 plan skip_all => 'the role test runs as root (it installs a package)' if $> != 0;
 plan skip_all => 'RG_SKIP_PACKAGE is set' if $ENV{RG_SKIP_PACKAGE};
@@ -49,9 +49,9 @@ sub run {
     return ($? >> 8, $out);
 }
 
-my ($rc, $out) = run("make -s -C $repo deb BUILD=$dir/pkg");
-my $deb = "$dir/pkg/deb/rateguard_${version}_amd64.deb";
-ok($rc == 0 && -f $deb, 'make deb') or BAIL_OUT("make deb failed:\n$out");
+my ($deb) = eval { debian_package() };
+ok($deb, 'make deb') or BAIL_OUT($@);
+my ($rc, $out);
 
 {
     my $h = dbh();

@@ -65,7 +65,11 @@ my $port = free_port();
 my %vars = (
     rateguard_deb => $deb,
     rateguard_listen => ["127.0.0.1:$port"],
-    rateguard_db_socket => $ENV{RG_DB_SOCKET},
+    # the daemon over TCP (a unit's ProtectHome/PrivateTmp could hide the
+    # socket under the build folder), the role's administrator by the socket
+    rateguard_db_host => '127.0.0.1',
+    rateguard_db_port => $ENV{RG_DB_PORT},
+    rateguard_db_admin_socket => $ENV{RG_DB_SOCKET},
     rateguard_db_name => $db,
     rateguard_db_user => $ENV{RG_DB_USER},
     rateguard_db_password => $ENV{RG_DB_PASSWORD},

@@ -26,7 +26,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use RG qw(debian_package fresh_database wait_until slurp test_dir build_dir policy_connect policy_request dbh free_port);
+use RG qw(db_port debian_package fresh_database wait_until slurp test_dir build_dir policy_connect policy_request dbh free_port);
 
 plan skip_all => 'the package test runs as root (it installs a package)' if $> != 0;
 plan skip_all => 'RG_SKIP_PACKAGE is set' if $ENV{RG_SKIP_PACKAGE};
@@ -135,7 +135,7 @@ print $fh <<"CONF";
 listen = { "127.0.0.1:$port" }
 database {
     host = "127.0.0.1"
-    port = $ENV{RG_DB_PORT}
+    port = @{[db_port()]}
     user = "$ENV{RG_DB_USER}"
     password = "$ENV{RG_DB_PASSWORD}"
     name = "$db"

@@ -16,7 +16,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
-use RG qw(debian_package slurp test_dir policy_connect policy_request dbh free_port);
+use RG qw(db_port debian_package slurp test_dir policy_connect policy_request dbh free_port);
 
 plan skip_all => 'the role test runs as root (it installs a package)' if $> != 0;
 plan skip_all => 'RG_SKIP_PACKAGE is set' if $ENV{RG_SKIP_PACKAGE};
@@ -68,7 +68,7 @@ my %vars = (
     # the daemon over TCP (a unit's ProtectHome/PrivateTmp could hide the
     # socket under the build folder), the role's administrator by the socket
     rateguard_db_host => '127.0.0.1',
-    rateguard_db_port => $ENV{RG_DB_PORT},
+    rateguard_db_port => db_port(),
     rateguard_db_admin_socket => $ENV{RG_DB_SOCKET},
     rateguard_db_name => $db,
     rateguard_db_user => $ENV{RG_DB_USER},

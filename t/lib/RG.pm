@@ -16,7 +16,7 @@ use FindBin;
 
 our @EXPORT_OK = qw(wait_until database_server children_of rateguard build_dir fresh_database migrated_database dbh write_config run_rateguard
                     start_daemon stop_daemon policy_connect policy_request policy_send read_reply
-                    free_port test_dir request_text slurp debian_package);
+                    free_port test_dir request_text slurp debian_package db_port);
 
 # Bytes read past the end of a reply, per socket (pipelined replies).
 my %pending;
@@ -283,6 +283,13 @@ sub read_reply {
 sub policy_request {
     my ($sock, %a) = @_;
     return policy_send($sock, request_text(%a));
+}
+
+# The private MariaDB's TCP port now: a restart (t/30's outages) picks a
+# new one and rewrites BUILD/mariadb/env, so $ENV{RG_DB_PORT} may be stale.
+sub db_port {
+    my ($port) = slurp(build_dir() . '/mariadb/env') =~ /^RG_DB_PORT=(\d+)$/m;
+    return $port // $ENV{RG_DB_PORT};
 }
 
 # `make deb` into BUILD/pkg (t/61, t/62): built once per suite run

@@ -120,6 +120,16 @@ SKIP: {
     is($? >> 8 . $msg, '0', 'systemd-analyze verify accepts the units without a warning');
 }
 
+# The unit's exposure score as systemd rates it (README, *Hardening*).
+SKIP: {
+    skip 'systemd-analyze is not installed', 2 unless -x '/usr/bin/systemd-analyze';
+    my $unit = test_dir() . '/verify/lib/systemd/system/rateguard.service';
+    my $report = `systemd-analyze security --offline=yes $unit 2>&1`;
+    my ($score) = $report =~ /Overall exposure level for rateguard\.service: (\d+\.\d+)/;
+    ok(defined $score, 'systemd-analyze security rates the unit') or diag $report;
+    ok(defined $score && $score <= 2.0, "exposure score @{[$score // '?']} <= 2.0") or diag $report;
+}
+
 my $init = "$dest/etc/init.d/rateguard";
 system('sh', '-n', $init);
 is($? >> 8, 0, 'the SysV script passes sh -n');
@@ -162,6 +172,11 @@ SKIP: {
 ($rc, $out) = make('uninstall', "DESTDIR=$dest");
 is($rc, 0, 'make uninstall: exit 0') or diag $out;
 is_deeply(files_under($dest), ['etc/rateguard/rateguard.conf'], 'uninstall removes every file but the configuration');
+
+# The Debian package carries the daemon's version (debian/changelog's first entry).
+my ($hversion) = slurp("$repo/include/rateguard.h") =~ /RATEGUARD_VERSION "([^"]+)"/;
+my ($dversion) = slurp("$repo/debian/changelog") =~ /\Arateguard \(([^)]+)\)/;
+is($dversion, $hversion, 'debian/changelog is at RATEGUARD_VERSION');
 
 # The man pages are in sync with the configuration file and --help.
 my $conf5 = slurp("$repo/src/man/rateguard.conf.5");

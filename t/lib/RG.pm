@@ -16,7 +16,7 @@ use FindBin;
 
 our @EXPORT_OK = qw(wait_until database_server children_of rateguard build_dir fresh_database migrated_database dbh write_config run_rateguard
                     start_daemon stop_daemon policy_connect policy_request policy_send read_reply
-                    free_port test_dir request_text slurp status_json);
+                    free_port test_dir request_text slurp status_json debian_package db_port);
 
 # Bytes read past the end of a reply, per socket (pipelined replies).
 my %pending;
@@ -292,6 +292,31 @@ sub read_reply {
 sub policy_request {
     my ($sock, %a) = @_;
     return policy_send($sock, request_text(%a));
+}
+
+# The private MariaDB's TCP port now: a restart (t/30's outages) picks a
+# new one and rewrites BUILD/mariadb/env, so $ENV{RG_DB_PORT} may be stale.
+sub db_port {
+    my ($port) = slurp(build_dir() . '/mariadb/env') =~ /^RG_DB_PORT=(\d+)$/m;
+    return $port // $ENV{RG_DB_PORT};
+}
+
+# `make deb` into BUILD/pkg (t/63, t/64): built once per suite run
+# (RG_SUITE_RUN, set by t/run-suite), otherwise by each caller. Returns the
+# .deb's path and the folder of the packaged tree, or dies with make's
+# output.
+sub debian_package {
+    my ($version) = slurp("$FindBin::Bin/../include/rateguard.h") =~ /RATEGUARD_VERSION "([^"]+)"/;
+    my $run = $ENV{RG_SUITE_RUN};
+    my ($pkg, $stamp) = $run ? (build_dir() . '/pkg', build_dir() . '/pkg.run') : (test_dir() . '/pkg', '');
+    my $deb = "$pkg/deb/rateguard_${version}_amd64.deb";
+    my $tree = "$pkg/deb/rateguard-$version";
+    return ($deb, $tree) if $run && -f $deb && slurp($stamp) eq $run;
+    unlink $stamp if $stamp;
+    my $out = `make -s -C $FindBin::Bin/.. deb BUILD=$pkg 2>&1`;
+    die "make deb failed:\n$out" if $? != 0 || !-f $deb;
+    if ($stamp) { open my $fh, '>', $stamp or die "$stamp: $!"; print $fh $run; close $fh }
+    return ($deb, $tree);
 }
 
 1;

@@ -7,6 +7,7 @@
 #include "report.h"
 #include "sentrysend.h"
 #include "config.h"
+#include "httppost.h"
 #include "log.h"
 #include "rateguard.h"
 #include "shm.h"
@@ -34,13 +35,6 @@ static void on_term(int sig)
 }
 
 enum outcome { DELIVERED, REFUSED, RETRY };
-
-static size_t discard(char *p, size_t size, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return size * n;
-}
 
 /* One attempt. *why describes a failure for the log. */
 static enum outcome deliver(CURL *curl, const struct rg_config *cfg, const struct webhook_event *ev,
@@ -71,33 +65,16 @@ static enum outcome deliver(CURL *curl, const struct rg_config *cfg, const struc
         headers = curl_slist_append(headers, auth);
     }
 
-    curl_easy_reset(curl);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, cfg->webhook.user_agent);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, cfg->webhook.timeout);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, cfg->webhook.timeout);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
-    if (cfg->webhook.ca_file[0])
-        curl_easy_setopt(curl, CURLOPT_CAINFO, cfg->webhook.ca_file);
-
-    CURLcode rc = curl_easy_perform(curl);
-    long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    long status;
+    CURLcode rc = http_post(curl, url, headers, body, cfg->webhook.user_agent, cfg->webhook.timeout,
+                            cfg->webhook.ca_file, &status, why, whysize);
     curl_slist_free_all(headers);
     /* The URL may hold the token: wipe our copies. */
     memset(url, 0, sizeof(url));
     memset(auth, 0, sizeof(auth));
 
-    if (rc != CURLE_OK) {
-        snprintf(why, whysize, "%s", curl_easy_strerror(rc));
+    if (rc != CURLE_OK)
         return RETRY;
-    }
-    snprintf(why, whysize, "HTTP %ld", status);
     if (status >= 200 && status < 300)
         return DELIVERED;
     /* 4xx is final, but for "try later" (408 timeout, 429 too many). */

@@ -5,6 +5,7 @@
 #include "sentrysend.h"
 #include "config.h"
 #include "errqueue.h"
+#include "httppost.h"
 #include "log.h"
 #include "sentry.h"
 #include "rateguard.h"
@@ -22,13 +23,6 @@
 static CURL *curl;
 static int64_t paused_until_ms;
 
-static size_t discard(char *p, size_t size, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return size * n;
-}
-
 static bool post(const struct rg_config *cfg, const char *body, char *why, size_t whysize)
 {
     char url[1200], auth[400];
@@ -38,30 +32,13 @@ static bool post(const struct rg_config *cfg, const char *body, char *why, size_
     sentry_auth_header(&cfg->sentry_dsn, auth, sizeof(auth));
     headers = curl_slist_append(headers, "Content-Type: application/x-sentry-envelope");
     headers = curl_slist_append(headers, auth);
-    curl_easy_reset(curl);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, "rateguard/" RATEGUARD_VERSION);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, cfg->sentry.timeout);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, cfg->sentry.timeout);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
-    if (cfg->sentry.ca_file[0])
-        curl_easy_setopt(curl, CURLOPT_CAINFO, cfg->sentry.ca_file);
-    CURLcode rc = curl_easy_perform(curl);
-    long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    long status;
+    CURLcode rc = http_post(curl, url, headers, body, "rateguard/" RATEGUARD_VERSION, cfg->sentry.timeout,
+                            cfg->sentry.ca_file, &status, why, whysize);
     curl_slist_free_all(headers);
     memset(auth, 0, sizeof(auth));
-    if (rc != CURLE_OK) {
-        snprintf(why, whysize, "%s", curl_easy_strerror(rc));
+    if (rc != CURLE_OK)
         return false;
-    }
-    snprintf(why, whysize, "HTTP %ld", status);
     return status >= 200 && status < 300;
 }
 

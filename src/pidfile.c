@@ -64,10 +64,11 @@ enum pidfile_result pidfile_acquire(const char *path, int *fd_out, pid_t *other)
         int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
         /* A symbolic link, or a file we may not write (a stale one of root,
          * from before the drop): replaced, never followed or written. */
-        if (fd < 0 && (errno == ELOOP || errno == EACCES) && attempt == 0 && unlink(path) == 0)
-            continue;
         if (fd < 0) {
-            log_error("open(%s): %s", path, strerror(errno));
+            int open_errno = errno;
+            if ((open_errno == ELOOP || open_errno == EACCES) && attempt == 0 && unlink(path) == 0)
+                continue;
+            log_error("open(%s): %s", path, strerror(open_errno));   /* not unlink's ENOENT */
             return PIDFILE_ERROR;
         }
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {

@@ -2,7 +2,8 @@
 # 43-privileges.t - root never trusts what the daemon's user owns (as root:
 # the daemon runs as nobody, the attacker is a process of nobody).
 #   - a pidfile swapped for a symbolic link to a root file: the file is
-#     untouched, the daemon writes a pidfile of its own;
+#     untouched, the daemon writes a pidfile of its own; a pidfile in a
+#     directory it cannot write stops it at start with the real cause;
 #   - root's `status` and `stop` run as the daemon's user: a fake pidfile
 #     locked by a process of that user naming a root process cannot make
 #     them signal it, and a dump swapped for a link to a root-only file is
@@ -64,6 +65,15 @@ is($rc, 0, 'root\'s status works with it');
 is($rc, 0, '`rateguard stop`: exit 0');
 ok(wait_until(sub { waitpid($pid, WNOHANG) == $pid }, 5), 'the daemon is gone');
 is($? >> 8, 0, 'and exited 0');
+
+# --- 1b. a pidfile directory the daemon's user cannot write ---
+my $rootdir = test_dir() . '/root-run';
+mkdir $rootdir, 0755;
+my $cr = write_config(database => $db, name => 'rootrun', extra => qq{pidfile = "$rootdir/rateguard.pid"\n});
+my ($rrc, $rout, $rerr) = run_rateguard('-f', '-c', $cr->{path}, 'run');
+is($rrc, 6, 'a pidfile in a directory of root: the daemon stops at start, exit 6');
+like($rout . $rerr, qr{open\(\Q$rootdir\E/rateguard\.pid\): Permission denied}, 'naming the real cause (EACCES)');
+like($rout . $rerr, qr/its directory must be writable by user nobody/, 'and what to do');
 
 # --- 2. a fake pidfile locked by a process of the daemon's user ---
 my $victim = fork // die;

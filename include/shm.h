@@ -95,12 +95,4 @@ void shm_destroy(struct shm *shm);
 #define STAT_ADD(shm, field, n) __atomic_fetch_add(&(shm)->hdr->stats.field, (n), __ATOMIC_RELAXED)
 #define STAT_GET(shm, field) __atomic_load_n(&(shm)->hdr->stats.field, __ATOMIC_RELAXED)
 
-/* Process-shared, robust, error-checking mutex. */
-void shm_mutex_init(pthread_mutex_t *m);
-
-/* Lock; a mutex whose owner died is made consistent and the event counted
- * in *recovered (the caller logs it after unlocking: no I/O under locks). */
-void shm_mutex_lock(pthread_mutex_t *m, unsigned *recovered);
-void shm_mutex_unlock(pthread_mutex_t *m);
-
 #endif

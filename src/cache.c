@@ -5,7 +5,7 @@
  * fully written before the bucket head points at it.
  */
 #include "cache.h"
-#include "shm.h"
+#include "pmutex.h"
 #include "util.h"
 
 #include <openssl/evp.h>
@@ -60,9 +60,9 @@ void cache_layout(struct cache *c, struct cache_shared *sh, void *region, uint32
         return;
     memset(c->extra, 0, (size_t)entries * extra_size);
 
-    shm_mutex_init(&sh->alloc_lock);
+    pmutex_init(&sh->alloc_lock);
     for (uint32_t i = 0; i < sh->stripes; i++)
-        shm_mutex_init(&c->stripe[i]);
+        pmutex_init(&c->stripe[i]);
     memset(c->bucket, 0, (size_t)sh->buckets * sizeof(uint32_t));
     memset(c->entry, 0, (size_t)entries * sizeof(struct cache_entry));
     for (uint32_t i = 0; i < entries; i++)
@@ -117,24 +117,24 @@ static struct cache_entry *find(struct cache *c, uint32_t bucket, uint32_t hash,
 
 static uint32_t alloc_entry(struct cache *c)
 {
-    shm_mutex_lock(&c->sh->alloc_lock, &c->recovered);
+    pmutex_lock(&c->sh->alloc_lock, &c->recovered);
     uint32_t i = c->sh->free_head;
     if (i != 0) {
         c->sh->free_head = c->entry[i - 1].next;
         c->sh->used++;
     }
-    shm_mutex_unlock(&c->sh->alloc_lock);
+    pmutex_unlock(&c->sh->alloc_lock);
     return i;
 }
 
 static void free_entry(struct cache *c, uint32_t i)
 {
-    shm_mutex_lock(&c->sh->alloc_lock, &c->recovered);
+    pmutex_lock(&c->sh->alloc_lock, &c->recovered);
     memset(&c->entry[i - 1], 0, sizeof(struct cache_entry));
     c->entry[i - 1].next = c->sh->free_head;
     c->sh->free_head = i;
     c->sh->used--;
-    shm_mutex_unlock(&c->sh->alloc_lock);
+    pmutex_unlock(&c->sh->alloc_lock);
 }
 
 /* An entry whose loss would change a decision if its sender came back
@@ -161,7 +161,7 @@ static uint32_t evict(struct cache *c, uint32_t want)
         uint32_t bucket = hash & (c->sh->buckets - 1);
         pthread_mutex_t *lock = stripe_of(c, bucket);
 
-        shm_mutex_lock(lock, &c->recovered);
+        pmutex_lock(lock, &c->recovered);
         if (e->in_use && e->hash == hash) {
             if (e->referenced) {
                 e->referenced = 0;
@@ -177,7 +177,7 @@ static uint32_t evict(struct cache *c, uint32_t want)
                 }
             }
         }
-        shm_mutex_unlock(lock);
+        pmutex_unlock(lock);
     }
     return freed;
 }
@@ -189,7 +189,7 @@ enum cache_result cache_apply(struct cache *c, const char *key, bool create, cac
     pthread_mutex_t *lock = stripe_of(c, bucket);
 
     for (int attempt = 0; attempt < 2; attempt++) {
-        shm_mutex_lock(lock, &c->recovered);
+        pmutex_lock(lock, &c->recovered);
         struct cache_entry *e = find(c, bucket, hash, key);
         bool created = false;
         if (e == NULL && create) {
@@ -210,10 +210,10 @@ enum cache_result cache_apply(struct cache *c, const char *key, bool create, cac
         if (e != NULL) {
             e->referenced = 1;
             fn(e, created, arg);
-            shm_mutex_unlock(lock);
+            pmutex_unlock(lock);
             return CACHE_OK;
         }
-        shm_mutex_unlock(lock);
+        pmutex_unlock(lock);
         if (!create)
             return CACHE_MISSING;
         if (evict(c, EVICT_BATCH) == 0)
@@ -226,10 +226,10 @@ void cache_foreach(struct cache *c, cache_fn fn, void *arg)
 {
     for (uint32_t b = 0; b < c->sh->buckets; b++) {
         pthread_mutex_t *lock = stripe_of(c, b);
-        shm_mutex_lock(lock, &c->recovered);
+        pmutex_lock(lock, &c->recovered);
         for (uint32_t i = c->bucket[b]; i != 0; i = c->entry[i - 1].next)
             fn(&c->entry[i - 1], false, arg);
-        shm_mutex_unlock(lock);
+        pmutex_unlock(lock);
     }
 }
 
@@ -238,7 +238,7 @@ uint32_t cache_sweep(struct cache *c, cache_pred drop, void *arg)
     uint32_t removed = 0;
     for (uint32_t b = 0; b < c->sh->buckets; b++) {
         pthread_mutex_t *lock = stripe_of(c, b);
-        shm_mutex_lock(lock, &c->recovered);
+        pmutex_lock(lock, &c->recovered);
         uint32_t *link = &c->bucket[b];
         while (*link != 0) {
             uint32_t i = *link;
@@ -250,7 +250,7 @@ uint32_t cache_sweep(struct cache *c, cache_pred drop, void *arg)
             } else
                 link = &e->next;
         }
-        shm_mutex_unlock(lock);
+        pmutex_unlock(lock);
     }
     return removed;
 }

@@ -5,7 +5,7 @@
  */
 #include "errqueue.h"
 #include "log.h"
-#include "shm.h"
+#include "pmutex.h"
 #include "util.h"
 
 #include <errno.h>
@@ -69,7 +69,7 @@ bool errqueue_create(long window_s)
         return false;
     }
     ring = p;
-    shm_mutex_init(&ring->lock);
+    pmutex_init(&ring->lock);
     ring->window_s = window_s;
     log_set_error_hook(hook);
     return true;
@@ -144,7 +144,7 @@ void errqueue_push(const char *format, const char *text)
         fp = 1;
     int64_t now = monotonic_s();
     unsigned recovered = 0;
-    shm_mutex_lock(&ring->lock, &recovered);
+    pmutex_lock(&ring->lock, &recovered);
     struct kind *k = kind_slot(fp);
     if (k->last_s != INT64_MIN && now - k->last_s < ring->window_s) {
         k->suppressed++;
@@ -167,7 +167,7 @@ void errqueue_push(const char *format, const char *text)
         ring->tail++;
         ring->stats.queued++;
     }
-    shm_mutex_unlock(&ring->lock);
+    pmutex_unlock(&ring->lock);
 }
 
 bool errqueue_pop(struct errqueue_event *out)
@@ -176,13 +176,13 @@ bool errqueue_pop(struct errqueue_event *out)
     unsigned recovered = 0;
     if (ring == NULL || __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE) == __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE))
         return false;
-    shm_mutex_lock(&ring->lock, &recovered);
+    pmutex_lock(&ring->lock, &recovered);
     if (ring->head != ring->tail) {
         *out = ring->events[ring->head % ERRQUEUE_SLOTS];
         ring->head++;
         got = true;
     }
-    shm_mutex_unlock(&ring->lock);
+    pmutex_unlock(&ring->lock);
     return got;
 }
 
@@ -201,8 +201,8 @@ bool errqueue_stats(struct errqueue_stats *out)
     unsigned recovered = 0;
     if (ring == NULL)
         return false;
-    shm_mutex_lock(&ring->lock, &recovered);
+    pmutex_lock(&ring->lock, &recovered);
     *out = ring->stats;
-    shm_mutex_unlock(&ring->lock);
+    pmutex_unlock(&ring->lock);
     return true;
 }

@@ -1,5 +1,7 @@
 /*
- * shm.c - creating the shared segment and the robust mutex helpers.
+ * shm.c - creating the shared segment: the header, the scoreboard, the
+ * cache and the domain table laid out in one mapping (their mutexes are
+ * pmutex.c's).
  * The segment is an anonymous shared mapping made by the master before it
  * forks, so only rateguard's own processes can reach it.
  */
@@ -51,33 +53,4 @@ void shm_destroy(struct shm *shm)
     if (shm->hdr)
         munmap(shm->hdr, shm->size);
     shm->hdr = NULL;
-}
-
-void shm_mutex_init(pthread_mutex_t *m)
-{
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(m, &attr);
-    pthread_mutexattr_destroy(&attr);
-}
-
-void shm_mutex_lock(pthread_mutex_t *m, unsigned *recovered)
-{
-    int rc = pthread_mutex_lock(m);
-    if (rc == EOWNERDEAD) {
-        /* The holder died inside its critical section. Every writer of
-         * shared state orders its stores so that what it leaves is usable;
-         * take the lock over. */
-        pthread_mutex_consistent(m);
-        (*recovered)++;
-    } else if (rc != 0) {
-        log_panic("pthread_mutex_lock: %s", strerror(rc));
-    }
-}
-
-void shm_mutex_unlock(pthread_mutex_t *m)
-{
-    pthread_mutex_unlock(m);
 }

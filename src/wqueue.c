@@ -6,7 +6,8 @@
  * ring[p % capacity].
  */
 #include "wqueue.h"
-#include "shm.h"
+#include "cache.h"
+#include "pmutex.h"
 #include "util.h"
 
 #include <errno.h>
@@ -169,7 +170,7 @@ enum wqueue_open_result wqueue_open(struct wqueue *q, const char *path, uint64_t
         sh->next_seq = 1;
     }
     /* Whoever held the lock is gone (we hold the pidfile): start afresh. */
-    shm_mutex_init(&q->sh->lock);
+    pmutex_init(&q->sh->lock);
     q->sh->writer_sleeping = 0;
     return existed ? WQUEUE_RECOVERED : WQUEUE_CREATED;
 }
@@ -263,7 +264,7 @@ size_t wqueue_decode(char *buf, size_t len, struct msg_record *rec)
 static void queue_lock(struct wqueue *q)
 {
     unsigned before = q->recovered;
-    shm_mutex_lock(&q->sh->lock, &q->recovered);
+    pmutex_lock(&q->sh->lock, &q->recovered);
     if (q->recovered == before)
         return;
     uint64_t records = 0;
@@ -285,7 +286,7 @@ bool wqueue_push(struct wqueue *q, struct msg_record *rec)
     rec->seq = sh->next_seq;
     size_t total = wqueue_encode(rec, buf);
     if (total == 0 || sh->tail - sh->head + total > sh->capacity) {
-        shm_mutex_unlock(&sh->lock);
+        pmutex_unlock(&sh->lock);
         return false;
     }
     sh->next_seq++;
@@ -293,7 +294,7 @@ bool wqueue_push(struct wqueue *q, struct msg_record *rec)
     /* Publishing the new tail is the commit point of the append. */
     sh->records++;
     __atomic_store_n(&sh->tail, sh->tail + total, __ATOMIC_RELEASE);
-    shm_mutex_unlock(&sh->lock);
+    pmutex_unlock(&sh->lock);
     return true;
 }
 
@@ -341,7 +342,7 @@ void wqueue_release(struct wqueue *q, const struct wqueue_cursor *cur)
     queue_lock(q);
     q->sh->records -= cur->count;
     __atomic_store_n(&q->sh->head, cur->pos, __ATOMIC_RELEASE);
-    shm_mutex_unlock(&q->sh->lock);
+    pmutex_unlock(&q->sh->lock);
 }
 
 int64_t wqueue_oldest_us(struct wqueue *q)
@@ -350,7 +351,7 @@ int64_t wqueue_oldest_us(struct wqueue *q)
     queue_lock(q);
     if (q->sh->head < q->sh->tail)
         ring_read(q, q->sh->head, &h, sizeof(h));
-    shm_mutex_unlock(&q->sh->lock);
+    pmutex_unlock(&q->sh->lock);
     return h.created_us;
 }
 

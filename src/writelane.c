@@ -1,0 +1,748 @@
+/*
+ * writelane.c - a lane's transaction: the writer's database connections
+ * (one per lane), their session settings and prepared statements, and the
+ * statements of a round. Normally a lane's share goes in a few bulk
+ * statements: read and lock its senders' rows, one upsert of every
+ * sender's increments, the `messages` rows; then its progress rows and
+ * COMMIT. In careful mode (after a refusal) lane 0 writes record by record,
+ * to find the refused one. All statements with values are prepared.
+ */
+#include "writepath.h"
+#include "config.h"
+#include "db.h"
+#include "quota.h"
+#include "util.h"
+
+#include <errmsg.h>
+#include <mysqld_error.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Counters saturate in the database as in the cache (quota_sat_add), at
+ * the largest value of their INT UNSIGNED columns: the sum is computed in
+ * 64 bits, so it never fails as out of range. */
+#define SQL_COUNTER_MAX "4294967295"
+
+static const char sql_upsert[] =
+    "INSERT INTO `ratelimits` (`sender`, `quota`, `quota_reset`, `msg_counter`, `rcpt_counter`, "
+    "`msg_total`, `rcpt_total`, `notified`) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON DUPLICATE KEY UPDATE "
+    "`notified` = IF(`reset_at` IS NULL OR `reset_at` <= FROM_UNIXTIME(?), (`notified` & ~?) | ?, `notified`), "
+    "`msg_counter` = LEAST(`msg_counter` + IF(`reset_at` IS NULL OR `reset_at` <= FROM_UNIXTIME(?), VALUES(`msg_counter`), 0), " SQL_COUNTER_MAX "), "
+    "`rcpt_counter` = LEAST(`rcpt_counter` + IF(`reset_at` IS NULL OR `reset_at` <= FROM_UNIXTIME(?), VALUES(`rcpt_counter`), 0), " SQL_COUNTER_MAX "), "
+    "`msg_total` = LEAST(`msg_total` + VALUES(`msg_total`), " SQL_COUNTER_MAX "), "
+    "`rcpt_total` = LEAST(`rcpt_total` + VALUES(`rcpt_total`), " SQL_COUNTER_MAX "), `id` = LAST_INSERT_ID(`id`)";
+
+static const char sql_insert_message[] =
+    "INSERT INTO `messages` (`ratelimit_id`, `msgid`, `sender`, `rcpt_count`, `blocked`, "
+    "`from_addr`, `to_addr`, `client_address`, `client_name`, `created_at`) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(?))";
+
+static const char sql_save_progress[] =
+    "INSERT INTO `rateguard_progress` (`writer`, `epoch`, `last_seq`) VALUES (?, ?, ?) "
+    "ON DUPLICATE KEY UPDATE `epoch` = VALUES(`epoch`), `last_seq` = VALUES(`last_seq`)";
+
+static void bind_str(MYSQL_BIND *b, const char *s, unsigned long *len)
+{
+    *len = (unsigned long)strlen(s);
+    b->buffer_type = MYSQL_TYPE_STRING;
+    b->buffer = (void *)s;
+    b->buffer_length = *len;
+    b->length = len;
+}
+
+static void bind_u32(MYSQL_BIND *b, uint32_t *v)
+{
+    b->buffer_type = MYSQL_TYPE_LONG;
+    b->buffer = v;
+    b->is_unsigned = 1;
+}
+
+static void bind_u64(MYSQL_BIND *b, uint64_t *v)
+{
+    b->buffer_type = MYSQL_TYPE_LONGLONG;
+    b->buffer = v;
+    b->is_unsigned = 1;
+}
+
+static void bind_double(MYSQL_BIND *b, double *v)
+{
+    b->buffer_type = MYSQL_TYPE_DOUBLE;
+    b->buffer = v;
+}
+
+void writer_disconnect(struct writer *w)
+{
+    MYSQL_STMT **stmts[] = {&w->upsert, &w->insert_message};
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
+        if (*stmts[i]) {
+            mysql_stmt_close(*stmts[i]);
+            *stmts[i] = NULL;
+        }
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        struct lane *l = &w->lanes[k];
+        if (l->save_progress)
+            mysql_stmt_close(l->save_progress);
+        l->save_progress = NULL;
+        for (size_t i = 0; i < BULK_CACHE; i++)
+            if (l->bulk[i].st) {
+                mysql_stmt_close(l->bulk[i].st);
+                l->bulk[i].st = NULL;
+            }
+        if (l->db)
+            mysql_close(l->db);
+        l->db = NULL;
+    }
+}
+
+/* The server's error code of the last failed prepare(): closing the
+ * statement clears it from the connection. */
+__thread unsigned int writer_prepare_errno;
+
+static MYSQL_STMT *prepare(MYSQL *db, const char *sql, char *err, size_t errsize)
+{
+    MYSQL_STMT *st = mysql_stmt_init(db);
+    if (st == NULL || mysql_stmt_prepare(st, sql, strlen(sql)) != 0) {
+        snprintf(err, errsize, "prepare: %s", st ? mysql_stmt_error(st) : mysql_error(db));
+        writer_prepare_errno = st ? mysql_stmt_errno(st) : mysql_errno(db);
+        if (st)
+            mysql_stmt_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* The sessions: transactions, no foreign key checks (messages.ratelimit_id
+ * always names a row this transaction has locked, by SELECT ... FOR UPDATE
+ * or its own upsert, so the server's check - a lookup and a lock per
+ * message - proves nothing), and READ COMMITTED: no gap locks, or the
+ * lanes' locking reads of senders not in the table yet would lock each
+ * other's inserts. Then every lane's progress. */
+bool writer_connect(struct writer *w, char *err, size_t errsize)
+{
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        struct lane *l = &w->lanes[k];
+        if ((l->db = db_connect(w->ctx->cfg, err, errsize)) == NULL)
+            goto fail;
+        mysql_autocommit(l->db, 0);
+        if (mysql_query(l->db, "SET SESSION foreign_key_checks = 0") != 0 ||
+            mysql_query(l->db, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED") != 0) {
+            snprintf(err, errsize, "%s", mysql_error(l->db));
+            goto fail;
+        }
+    }
+    if (!cachesync_read_progress(w->lanes[0].db, w->ctx->name, w->committed, err, errsize))
+        goto fail;
+    /* End the read's transaction: an idle writer must hold no table's
+     * metadata lock (an operator's ALTER or LOCK TABLES would wait on it). */
+    mysql_commit(w->lanes[0].db);
+    return true;
+fail:
+    writer_disconnect(w);
+    return false;
+}
+
+/* The errors that say "this record's values can never be stored"; every
+ * other error (connection, permissions, locks, a full disk, a cluster not
+ * ready, a missing table) is the database's state: wait and try again. */
+bool writer_refused_error(unsigned int code)
+{
+    return code == ER_DATA_TOO_LONG || code == ER_TRUNCATED_WRONG_VALUE_FOR_FIELD ||
+           code == ER_WARN_DATA_OUT_OF_RANGE || code == ER_DATA_OUT_OF_RANGE || code == ER_BAD_NULL_ERROR ||
+           code == ER_TRUNCATED_WRONG_VALUE || code == ER_NO_REFERENCED_ROW_2;
+}
+
+/* A conflict with another transaction: InnoDB's deadlock, or on Galera a
+ * certification failure or brute-force abort (another node committed the
+ * same rows first; also reported as a deadlock). Not an outage: the round
+ * is retried at once, and counted. (A lock wait timeout is no conflict:
+ * someone holds the rows for long, an operator's to see in the log.) */
+bool writer_conflict_error(unsigned int code)
+{
+    return code == ER_LOCK_DEADLOCK;
+}
+
+bool writer_write_record(struct writer *w, const struct msg_record *r, char *err, size_t errsize)
+{
+    MYSQL_BIND b[13];
+    unsigned long len[13];
+    uint32_t quota = r->quota_default, msg = r->msg_delta, rcpt = r->rcpt_delta;
+    uint32_t rcpt_count = r->rcpt_count, blocked = r->blocked;
+    uint32_t set = r->notified_set, clear = r->notified_clear;
+    double created = (double)r->created_us / 1e6;
+    uint64_t id;
+
+    memset(b, 0, sizeof(b));
+    bind_str(&b[0], r->sender, &len[0]);
+    bind_u32(&b[1], &quota);
+    bind_u32(&b[2], &quota);
+    bind_u32(&b[3], &msg);
+    bind_u32(&b[4], &rcpt);
+    bind_u32(&b[5], &msg);
+    bind_u32(&b[6], &rcpt);
+    bind_u32(&b[7], &set);
+    bind_double(&b[8], &created);
+    bind_u32(&b[9], &clear);
+    bind_u32(&b[10], &set);
+    bind_double(&b[11], &created);
+    bind_double(&b[12], &created);
+    if (mysql_stmt_bind_param(w->upsert, b) != 0 || mysql_stmt_execute(w->upsert) != 0) {
+        snprintf(err, errsize, "update ratelimits for %s: %s", r->sender, mysql_stmt_error(w->upsert));
+        return false;
+    }
+    id = mysql_stmt_insert_id(w->upsert);
+
+    memset(b, 0, sizeof(b));
+    bind_u64(&b[0], &id);
+    bind_str(&b[1], r->msgid, &len[1]);
+    bind_str(&b[2], r->sender, &len[2]);
+    bind_u32(&b[3], &rcpt_count);
+    bind_u32(&b[4], &blocked);
+    bind_str(&b[5], r->from_addr, &len[5]);
+    bind_str(&b[6], r->to_addr, &len[6]);
+    bind_str(&b[7], r->client_address, &len[7]);
+    bind_str(&b[8], r->client_name, &len[8]);
+    bind_double(&b[9], &created);
+    if (mysql_stmt_bind_param(w->insert_message, b) != 0 || mysql_stmt_execute(w->insert_message) != 0) {
+        snprintf(err, errsize, "insert into messages for %s: %s", r->sender,
+                 mysql_stmt_error(w->insert_message));
+        return false;
+    }
+    return true;
+}
+
+/* The progress rows `which` says, on this lane's connection. */
+static bool save_progress(struct lane *l, const struct progress last[WRITER_LANES], const bool which[WRITER_LANES],
+                          char *err, size_t errsize)
+{
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        if (!which[k])
+            continue;
+        MYSQL_BIND b[3];
+        unsigned long len;
+        uint64_t epoch = last[k].epoch, seq = last[k].seq;
+        memset(b, 0, sizeof(b));
+        bind_str(&b[0], l->w->progress_name[k], &len);
+        bind_u64(&b[1], &epoch);
+        bind_u64(&b[2], &seq);
+        if (mysql_stmt_bind_param(l->save_progress, b) != 0 || mysql_stmt_execute(l->save_progress) != 0) {
+            snprintf(err, errsize, "save progress: %s", mysql_stmt_error(l->save_progress));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Separate from connecting: a refresh or a reset needs only the
+ * connection, and must not wait for a table the writes need. */
+bool writer_prepare_statements(struct writer *w, char *err, size_t errsize)
+{
+    if (w->upsert)
+        return true;
+    MYSQL *db = w->lanes[0].db;
+    if ((w->upsert = prepare(db, sql_upsert, err, errsize)) == NULL ||
+        (w->insert_message = prepare(db, sql_insert_message, err, errsize)) == NULL)
+        return false;
+    for (unsigned k = 0; k < WRITER_LANES; k++)
+        if ((w->lanes[k].save_progress = prepare(w->lanes[k].db, sql_save_progress, err, errsize)) == NULL)
+            return false;
+    /* Every lane's row exists from the first round on: a missing one reads
+     * as lane 0's, which is only right before then (an upgrade from a
+     * writer without lanes). */
+    bool all[WRITER_LANES];
+    memset(all, 1, sizeof(all));
+    if (!save_progress(&w->lanes[0], w->committed, all, err, errsize))
+        return false;
+    if (mysql_commit(db) != 0) {
+        snprintf(err, errsize, "commit: %s", mysql_error(db));
+        return false;
+    }
+    return true;
+}
+
+/* Build "head (row),(row),... tail" for a statement over `rows` rows. */
+static char *rows_sql(const char *head, const char *row, size_t rows, const char *tail)
+{
+    size_t len = strlen(head) + rows * (strlen(row) + 1) + strlen(tail) + 1;
+    char *sql = xmalloc(len), *p = sql;
+    p += sprintf(p, "%s", head);
+    for (size_t i = 0; i < rows; i++)
+        p += sprintf(p, "%s%s", i ? "," : "", row);
+    sprintf(p, "%s", tail);
+    return sql;
+}
+
+/* Rows a padded statement has for n rows: the next power of two. */
+static size_t padded_rows(size_t n)
+{
+    size_t rows = 1;
+    while (rows < n)
+        rows *= 2;
+    return rows;
+}
+
+static char *bulk_sql(enum bulk_kind kind, size_t rows)
+{
+    switch (kind) {
+    case BULK_CREATE:
+        return rows_sql("INSERT INTO `ratelimits` (`sender`, `quota`, `quota_reset`) VALUES ", "(?, ?, ?)", rows,
+                        " ON DUPLICATE KEY UPDATE `id` = `id` RETURNING `id`, `sender`");
+    case BULK_SELECT_LOCK_ID:
+        return rows_sql("SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` WHERE `id` IN (", "?", rows, ") FOR UPDATE");
+    case BULK_SELECT_LOCK:
+    case BULK_SELECT_NEW:
+        return rows_sql("SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` WHERE `sender` IN (", "?", rows,
+                        kind == BULK_SELECT_LOCK ? ") FOR UPDATE" : ")");
+    case BULK_UPSERT:
+        /* Rows that exist come with their id: the duplicate is found on the
+         * primary key at once, not after a failed insert into the sender
+         * index. New rows come with a NULL id. */
+        return rows_sql("INSERT INTO `ratelimits` (`id`, `sender`, `quota`, `quota_reset`, `msg_counter`, "
+                        "`rcpt_counter`, `msg_total`, `rcpt_total`, `notified`) VALUES ",
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+                        " ON DUPLICATE KEY UPDATE `notified` = VALUES(`notified`), "
+                        "`msg_counter` = LEAST(`msg_counter` + VALUES(`msg_counter`), " SQL_COUNTER_MAX "), "
+                        "`rcpt_counter` = LEAST(`rcpt_counter` + VALUES(`rcpt_counter`), " SQL_COUNTER_MAX "), "
+                        "`msg_total` = LEAST(`msg_total` + VALUES(`msg_total`), " SQL_COUNTER_MAX "), "
+                        "`rcpt_total` = LEAST(`rcpt_total` + VALUES(`rcpt_total`), " SQL_COUNTER_MAX ")");
+    case BULK_MESSAGES:
+    case BULK_KINDS:
+        break;
+    }
+    return rows_sql("INSERT INTO `messages` (`ratelimit_id`, `msgid`, `sender`, `rcpt_count`, `blocked`, "
+                    "`from_addr`, `to_addr`, `client_address`, `client_name`, `created_at`) VALUES ",
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(? / 1000000.0))", rows, "");
+}
+
+/* Execute the bulk statement of this shape with these parameters. The
+ * statement stays the lane's (cached); a result must be read to its end or
+ * freed before the next use. */
+static MYSQL_STMT *run_bulk(struct lane *l, enum bulk_kind kind, size_t rows, MYSQL_BIND *params, char *err,
+                            size_t errsize)
+{
+    struct bulk_stmt *b = NULL, *oldest = &l->bulk[0];
+    for (size_t i = 0; i < BULK_CACHE && b == NULL; i++) {
+        if (l->bulk[i].st && l->bulk[i].kind == kind && l->bulk[i].rows == rows)
+            b = &l->bulk[i];
+        else if (l->bulk[i].st == NULL || (oldest->st && l->bulk[i].last_used < oldest->last_used))
+            oldest = &l->bulk[i];
+    }
+    if (b == NULL) {
+        b = oldest;
+        if (b->st)
+            mysql_stmt_close(b->st);
+        char *sql = bulk_sql(kind, rows);
+        b->st = prepare(l->db, sql, err, errsize);
+        free(sql);
+        if (b->st == NULL) {
+            l->bulk_errno = writer_prepare_errno;  /* on Galera a conflict may show here first */
+            return NULL;
+        }
+        b->kind = kind;
+        b->rows = rows;
+    }
+    b->last_used = ++l->bulk_clock;
+    if (mysql_stmt_bind_param(b->st, params) != 0 || mysql_stmt_execute(b->st) != 0) {
+        snprintf(err, errsize, "bulk statement of %zu rows: %s", rows, mysql_stmt_error(b->st));
+        l->bulk_errno = mysql_stmt_errno(b->st);
+        return NULL;
+    }
+    return b->st;
+}
+
+/* A result that could not be read: the error is on the statement or, for
+ * one the server sent instead of a row (a deadlock), on the connection;
+ * kept in bulk_errno, which tells a deadlock or a refusal. */
+static void fetch_failed(struct lane *l, MYSQL_STMT *st, const char *what, char *err, size_t errsize)
+{
+    bool on_statement = mysql_stmt_errno(st) != 0;
+    l->bulk_errno = on_statement ? mysql_stmt_errno(st) : mysql_errno(l->db);
+    snprintf(err, errsize, "%s: %s", what, on_statement ? mysql_stmt_error(st) : mysql_error(l->db));
+}
+
+static int find_touched(struct lane *l, const char *sender)
+{
+    char key[CACHE_KEY_SIZE];
+    cache_make_key(sender, key);
+    return writer_touched_lookup(l, key, fnv1a64(key, strlen(key)), sender, false);
+}
+
+/* Read the rows a bulk SELECT returns into their touched[] entries. */
+static bool fetch_touched(struct lane *l, MYSQL_STMT *st, char *err, size_t errsize)
+{
+    MYSQL_BIND out[14];
+    unsigned long sender_len;
+    char sender[1024];
+    struct db_row r;
+    uint32_t locked, block_action, notified;
+
+    memset(out, 0, sizeof(out));
+    memset(&r, 0, sizeof(r));
+    out[0].buffer_type = MYSQL_TYPE_STRING;
+    out[0].buffer = sender;
+    out[0].buffer_length = sizeof(sender) - 1;
+    out[0].length = &sender_len;
+    bind_u64(&out[1], &r.id);
+    bind_u32(&out[2], &r.quota);
+    bind_u32(&out[3], &r.quota_reset);
+    bind_u32(&out[4], &locked);
+    bind_u32(&out[5], &r.msg_counter);
+    bind_u32(&out[6], &r.rcpt_counter);
+    bind_u32(&out[7], &r.msg_total);
+    bind_u32(&out[8], &r.rcpt_total);
+    out[9].buffer_type = MYSQL_TYPE_LONGLONG;
+    out[9].buffer = &r.reset_us;
+    out[10].buffer_type = MYSQL_TYPE_LONGLONG;
+    out[10].buffer = &r.msg_quota;
+    out[11].buffer_type = MYSQL_TYPE_LONGLONG;
+    out[11].buffer = &r.rcpt_quota;
+    bind_u32(&out[12], &block_action);
+    bind_u32(&out[13], &notified);
+    if (mysql_stmt_bind_result(st, out) != 0) {
+        snprintf(err, errsize, "bind result: %s", mysql_stmt_error(st));
+        mysql_stmt_free_result(st);
+        return false;
+    }
+    int rc;
+    while ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
+        sender[sender_len < sizeof(sender) ? sender_len : sizeof(sender) - 1] = '\0';
+        int t = find_touched(l, sender);
+        if (t < 0)
+            continue;
+        r.locked = (uint8_t)(locked != 0);
+        r.block_action = (uint8_t)(block_action < BLOCK_ACTIONS ? block_action : BLOCK_ACTION_DEFAULT);
+        r.notified = (uint8_t)notified;
+        l->touched[t].row = r;
+        l->touched[t].found = true;
+    }
+    bool ok = rc == MYSQL_NO_DATA;
+    if (!ok)
+        fetch_failed(l, st, "read rows", err, errsize);
+    mysql_stmt_free_result(st);
+    return ok;
+}
+
+/* Read touched rows into touched[].row (found set): with lock, all of
+ * them (FOR UPDATE, held until COMMIT), else only those not found yet.
+ * Locking reads go by primary key where the cache knows the row's id (a
+ * third of the cost of the sender index); the rest, and ids that turn out
+ * stale, by sender. */
+static bool select_touched(struct lane *l, bool lock, char *err, size_t errsize)
+{
+    size_t *which = xcalloc(l->n_touched + 1, sizeof(size_t)), k = 0;
+    bool ok = true;
+
+    for (size_t i = 0; lock && i < l->n_touched; i++)
+        if (l->touched[i].cached_id != 0)
+            which[k++] = i;
+    if (k > 0) {
+        size_t rows = padded_rows(k);
+        MYSQL_BIND *in = xcalloc(rows, sizeof(MYSQL_BIND));
+        for (size_t i = 0; i < rows; i++)     /* the padding repeats the last id */
+            bind_u64(&in[i], &l->touched[which[i < k ? i : k - 1]].cached_id);
+        MYSQL_STMT *st = run_bulk(l, BULK_SELECT_LOCK_ID, rows, in, err, errsize);
+        ok = st != NULL && fetch_touched(l, st, err, errsize);
+        free(in);
+    }
+    k = 0;
+    for (size_t i = 0; ok && i < l->n_touched; i++)
+        if (!l->touched[i].found)
+            which[k++] = i;
+    if (ok && k > 0) {
+        size_t rows = padded_rows(k);
+        MYSQL_BIND *in = xcalloc(rows, sizeof(MYSQL_BIND));
+        unsigned long *lens = xcalloc(rows, sizeof(unsigned long));
+        for (size_t i = 0; i < rows; i++)     /* the padding repeats the last sender */
+            bind_str(&in[i], l->touched[which[i < k ? i : k - 1]].sender, &lens[i]);
+        MYSQL_STMT *st = run_bulk(l, lock ? BULK_SELECT_LOCK : BULK_SELECT_NEW, rows, in, err, errsize);
+        ok = st != NULL && fetch_touched(l, st, err, errsize);
+        free(lens);
+        free(in);
+    }
+    free(which);
+    return ok;
+}
+
+/* A lane's batch in a few statements: read and lock the senders' rows,
+ * add every sender's deltas (counters only for messages not older than the
+ * row's reset_at) in one upsert, insert the messages rows (in statements of
+ * power-of-two sizes). The rows stay locked until COMMIT, so their new
+ * values are the old ones plus our deltas; only rows the upsert created
+ * (one lane alone: writer_create_rows made them otherwise) are read back, for
+ * their ids. */
+static bool write_bulk(struct lane *l, char *err, size_t errsize)
+{
+    size_t k = l->n_touched, n = l->n_recs;
+    bool ok = false;
+
+    if (!select_touched(l, true, err, errsize))
+        return false;
+    for (size_t i = 0; i < k; i++)
+        l->touched[i].notified = l->touched[i].found ? l->touched[i].row.notified : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (l->covered[i])
+            continue;
+        const struct msg_record *r = &l->pending[i];
+        struct touched *t = &l->touched[l->recs[i].sender];
+        t->has_new = true;
+        if (!t->found || r->created_us >= t->row.reset_us) {
+            t->msg_counter = quota_sat_add(t->msg_counter, r->msg_delta);
+            t->rcpt_counter = quota_sat_add(t->rcpt_counter, r->rcpt_delta);
+            /* In the sender's order: the last change of the period wins. */
+            t->notified = (t->notified & ~(uint32_t)r->notified_clear) | r->notified_set;
+        }
+        t->msg_total = quota_sat_add(t->msg_total, r->msg_delta);
+        t->rcpt_total = quota_sat_add(t->rcpt_total, r->rcpt_delta);
+        if (!t->found)
+            t->row.quota = r->quota_default;    /* for a new row */
+    }
+
+    /* Only senders with records to write (a replay-only sender whose row was
+     * deleted meanwhile must not come back with a zero quota). The padding
+     * repeats the last of them with nothing to add. */
+    size_t up = 0, last = 0;
+    for (size_t i = 0; i < k; i++)
+        if (l->touched[i].has_new) {
+            up++;
+            last = i;
+        }
+    size_t up_rows = up > 0 ? padded_rows(up) : 0;
+    size_t nbind = n * 10 > up_rows * 9 ? n * 10 : up_rows * 9;
+    MYSQL_BIND *b = xcalloc(nbind, sizeof(MYSQL_BIND));
+    unsigned long *lens = xcalloc(nbind, sizeof(unsigned long));
+    uint64_t *ids = xcalloc(n, sizeof(uint64_t)), *created = xcalloc(n, sizeof(uint64_t));
+    uint32_t *flags = xcalloc(n * 2, sizeof(uint32_t));
+    static uint32_t zero;
+    for (size_t i = 0, j = 0; j < up_rows; i++) {
+        bool padding = j >= up;
+        struct touched *t = &l->touched[padding ? last : i];
+        if (!padding && !t->has_new)
+            continue;
+        MYSQL_BIND *p = &b[j * 9];
+        if (t->found)
+            bind_u64(&p[0], &t->row.id);
+        else
+            p[0].buffer_type = MYSQL_TYPE_NULL;
+        bind_str(&p[1], t->sender, &lens[j * 9 + 1]);
+        bind_u32(&p[2], &t->row.quota);
+        bind_u32(&p[3], &t->row.quota);
+        bind_u32(&p[4], padding ? &zero : &t->msg_counter);
+        bind_u32(&p[5], padding ? &zero : &t->rcpt_counter);
+        bind_u32(&p[6], padding ? &zero : &t->msg_total);
+        bind_u32(&p[7], padding ? &zero : &t->rcpt_total);
+        bind_u32(&p[8], &t->notified);     /* the padding repeats it: the same value */
+        j++;
+    }
+    if (up_rows > 0 && run_bulk(l, BULK_UPSERT, up_rows, b, err, errsize) == NULL)
+        goto out;
+    for (size_t i = 0; i < k; i++) {
+        struct touched *t = &l->touched[i];
+        if (!t->found)
+            continue;
+        t->row.msg_counter = quota_sat_add(t->row.msg_counter, t->msg_counter);
+        t->row.rcpt_counter = quota_sat_add(t->row.rcpt_counter, t->rcpt_counter);
+        t->row.msg_total = quota_sat_add(t->row.msg_total, t->msg_total);
+        t->row.rcpt_total = quota_sat_add(t->row.rcpt_total, t->rcpt_total);
+        if (t->has_new)
+            t->row.notified = (uint8_t)t->notified;
+    }
+    if (!select_touched(l, false, err, errsize))     /* the rows this batch created */
+        goto out;
+
+    /* Every sender must have its row by now; one that the read-back did not
+     * match (a spelling the database folds differently from the cache key)
+     * goes record by record, where the upsert itself returns the id. */
+    for (size_t i = 0; i < k; i++)
+        if (l->touched[i].has_new && l->touched[i].row.id == 0) {
+            snprintf(err, errsize, "the row of %.200s was not found after its upsert", l->touched[i].sender);
+            l->bulk_errno = ER_NO_REFERENCED_ROW_2;     /* a refusal: careful mode next */
+            goto out;
+        }
+    size_t rows = 0;
+    memset(b, 0, nbind * sizeof(MYSQL_BIND));
+    for (size_t i = 0; i < n; i++) {
+        if (l->covered[i])
+            continue;
+        const struct msg_record *r = &l->pending[i];
+        MYSQL_BIND *p = &b[rows * 10];
+        unsigned long *len = &lens[rows * 10];
+        ids[rows] = l->touched[l->recs[i].sender].row.id;
+        created[rows] = (uint64_t)r->created_us;
+        flags[rows * 2] = r->rcpt_count;
+        flags[rows * 2 + 1] = r->blocked;
+        bind_u64(&p[0], &ids[rows]);
+        bind_str(&p[1], r->msgid, &len[1]);
+        bind_str(&p[2], r->sender, &len[2]);
+        bind_u32(&p[3], &flags[rows * 2]);
+        bind_u32(&p[4], &flags[rows * 2 + 1]);
+        bind_str(&p[5], r->from_addr, &len[5]);
+        bind_str(&p[6], r->to_addr, &len[6]);
+        bind_str(&p[7], r->client_address, &len[7]);
+        bind_str(&p[8], r->client_name, &len[8]);
+        bind_u64(&p[9], &created[rows]);
+        rows++;
+    }
+    for (size_t done = 0, chunk; done < rows; done += chunk) {
+        for (chunk = 1; chunk * 2 <= rows - done; chunk *= 2)
+            ;
+        if (run_bulk(l, BULK_MESSAGES, chunk, &b[done * 10], err, errsize) == NULL)
+            goto out;
+    }
+    ok = true;
+out:
+    free(b);
+    free(lens);
+    free(ids);
+    free(created);
+    free(flags);
+    return ok;
+}
+
+/* The ids of the rows writer_create_rows made or found, so that the lanes go to
+ * them by primary key. */
+static bool learn_created_ids(struct writer *w, MYSQL_STMT *st, char *err, size_t errsize)
+{
+    MYSQL_BIND out[2];
+    unsigned long sender_len;
+    char sender[1024];
+    uint64_t id;
+
+    memset(out, 0, sizeof(out));
+    bind_u64(&out[0], &id);
+    out[1].buffer_type = MYSQL_TYPE_STRING;
+    out[1].buffer = sender;
+    out[1].buffer_length = sizeof(sender) - 1;
+    out[1].length = &sender_len;
+    bool ok = mysql_stmt_bind_result(st, out) == 0;
+    int rc = 0;
+    while (ok && ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED)) {
+        sender[sender_len < sizeof(sender) ? sender_len : sizeof(sender) - 1] = '\0';
+        struct lane *l = &w->lanes[writer_lane(sender)];
+        int t = find_touched(l, sender);
+        if (t >= 0)
+            l->touched[t].cached_id = id;
+    }
+    if (!ok || rc != MYSQL_NO_DATA) {
+        fetch_failed(&w->lanes[0], st, "read created rows", err, errsize);
+        ok = false;
+    }
+    mysql_stmt_free_result(st);
+    return ok;
+}
+
+/* Rows for the round's new senders (the cache knows no id for them), in a
+ * transaction of its own on lane 0 before the lanes start: an insert into
+ * the sender index locks the gaps around it even under READ COMMITTED,
+ * and two lanes inserting side by side deadlock. The lanes then only
+ * update rows. A row created here with nothing counted is the one the
+ * lane's upsert would have created; a lane that fails writes its records
+ * next round (a record refused for good leaves its sender's row, with
+ * nothing counted). Senders with only replayed records get no row (theirs
+ * may have been deleted meanwhile). */
+bool writer_create_rows(struct writer *w, char *err, size_t errsize)
+{
+    struct lane *first = &w->lanes[0];
+    size_t count = 0, cap = 0;
+
+    for (unsigned k = 0; k < WRITER_LANES; k++)
+        cap += w->lanes[k].n_touched;
+    const struct touched **which = xcalloc(cap + 1, sizeof(*which));
+    uint32_t *quota = xcalloc(cap + 1, sizeof(*quota));
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        struct lane *l = &w->lanes[k];
+        for (size_t i = 0; i < l->n_recs; i++) {
+            struct touched *t = &l->touched[l->recs[i].sender];
+            if (l->covered[i] || t->has_new)
+                continue;
+            t->has_new = true;      /* seen; write_bulk sets it again */
+            if (t->cached_id == 0) {
+                quota[count] = l->pending[i].quota_default;
+                which[count++] = t;
+            }
+        }
+    }
+    bool ok = true;
+    if (count > 0) {
+        size_t rows = padded_rows(count);
+        MYSQL_BIND *in = xcalloc(rows * 3, sizeof(MYSQL_BIND));
+        unsigned long *lens = xcalloc(rows, sizeof(unsigned long));
+        for (size_t i = 0; i < rows; i++) {     /* the padding repeats the last: ignored as a duplicate */
+            size_t j = i < count ? i : count - 1;
+            bind_str(&in[i * 3], which[j]->sender, &lens[i]);
+            bind_u32(&in[i * 3 + 1], &quota[j]);
+            bind_u32(&in[i * 3 + 2], &quota[j]);
+        }
+        first->bulk_errno = 0;
+        MYSQL_STMT *st = run_bulk(first, BULK_CREATE, rows, in, err, errsize);
+        ok = st != NULL && learn_created_ids(w, st, err, errsize);
+        if (ok && mysql_commit(first->db) != 0) {
+            snprintf(err, errsize, "commit: %s", mysql_error(first->db));
+            ok = false;
+        }
+        if (!ok && first->bulk_errno == 0)
+            first->bulk_errno = mysql_errno(first->db);
+        if (!ok)
+            mysql_rollback(first->db);
+        free(lens);
+        free(in);
+    }
+    free(quota);
+    free(which);
+    return ok;
+}
+
+/* A lane's part of a round, in its own transaction: the bulk statements
+ * (careful: lane 0 has written the records one by one already), the
+ * progress rows it carries, COMMIT. Each lane commits on its own, so a
+ * lane never waits for another's transaction; a round where one lane
+ * fails leaves the other's records committed, and the next round finds
+ * them covered by that lane's progress. */
+static void lane_write(struct lane *l, bool careful)
+{
+    l->ok = false;
+    l->bulk_errno = 0;
+    if ((careful || write_bulk(l, l->err, sizeof(l->err))) &&
+        save_progress(l, l->w->round_last, l->saves, l->err, sizeof(l->err)) &&
+        (!careful || select_touched(l, false, l->err, sizeof(l->err)))) {    /* careful: the rows as written */
+        if (mysql_commit(l->db) == 0) {
+            l->ok = true;
+            return;
+        }
+        snprintf(l->err, sizeof(l->err), "commit: %s", mysql_error(l->db));
+    }
+    if (l->bulk_errno == 0)
+        l->bulk_errno = mysql_errno(l->db);     /* a progress save or COMMIT: before ROLLBACK clears it */
+    mysql_rollback(l->db);
+}
+
+static void *lane_thread(void *arg)
+{
+    mysql_thread_init();
+    lane_write(arg, false);
+    mysql_thread_end();
+    return NULL;
+}
+
+/* The lanes with records write them, side by side (lane 0 in this thread)
+ * when `parallel`, else one after the other. */
+void writer_run_lanes(struct writer *w, bool careful, bool parallel)
+{
+    pthread_t thread[WRITER_LANES];
+    bool started[WRITER_LANES] = {false};
+
+    for (unsigned k = 1; k < WRITER_LANES; k++) {
+        if (w->lanes[k].n_recs == 0)
+            continue;
+        if (parallel && pthread_create(&thread[k], NULL, lane_thread, &w->lanes[k]) == 0)
+            started[k] = true;
+        else
+            lane_write(&w->lanes[k], false);    /* alone, or no thread: one after the other */
+    }
+    if (w->lanes[0].n_recs > 0)
+        lane_write(&w->lanes[0], careful);
+    for (unsigned k = 1; k < WRITER_LANES; k++)
+        if (started[k])
+            pthread_join(thread[k], NULL);
+}

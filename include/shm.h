@@ -26,6 +26,20 @@
 #define SHM_VERSION 1
 
 /* Counters shown by `rateguard status`; updated with atomic adds. */
+/* The writer's statements by kind (writelane.c), in the metrics: where
+ * the database's time per record goes. */
+enum db_kind {
+    DB_LOCK_READ,       /* the senders' rows read and locked */
+    DB_READ_BACK,       /* rows an upsert created, read for their ids */
+    DB_CREATE,          /* rows of new senders, in their own transaction */
+    DB_UPSERT,          /* the senders' increments */
+    DB_MESSAGES,        /* the messages rows */
+    DB_PROGRESS,        /* rateguard_progress */
+    DB_COMMIT,
+    DB_ONE_BY_ONE,      /* careful mode: one record's statements */
+    DB_KINDS
+};
+
 struct shm_stats {
     uint64_t requests;      /* well-formed requests answered */
     uint64_t counted;       /* messages counted */
@@ -45,6 +59,8 @@ struct shm_stats {
     uint64_t stress_episodes;   /* times the pool went into stress (master.c) */
     uint64_t stress_idle_closed; /* idle connections closed to free their worker */
     uint64_t stress_timeouts;   /* connections closed by workers.stress_read_timeout */
+    uint64_t db_statements[DB_KINDS];   /* executed, by kind */
+    uint64_t db_statement_us[DB_KINDS]; /* their time as the writer waited for them (prepare, execute, rows) */
 };
 
 struct shm_header {

@@ -65,4 +65,7 @@ int64_t clock_realtime_us(void);
 /* Monotonic time in milliseconds (timeouts, durations). */
 int64_t clock_monotonic_ms(void);
 
+/* Monotonic time in microseconds (measured durations). */
+int64_t clock_monotonic_us(void);
+
 #endif

@@ -227,6 +227,18 @@ static void write_prometheus(FILE *f, const struct rg_config *cfg, struct shm *s
             (unsigned long long)STAT_GET(shm, db_written), (unsigned long long)STAT_GET(shm, db_errors),
             (unsigned long long)STAT_GET(shm, db_conflicts), (unsigned long long)wqueue_depth(&shm->queue),
             lag_us > 0 ? (double)lag_us / 1e6 : 0.0);
+    static const char *const kinds[DB_KINDS] = {"lock_read", "read_back", "create", "upsert", "messages",
+                                                 "progress", "commit", "one_by_one"};
+    fputs("# HELP rateguard_db_statements_total Writer statements executed, by kind.\n"
+          "# TYPE rateguard_db_statements_total counter\n", f);
+    for (int k = 0; k < DB_KINDS; k++)
+        fprintf(f, "rateguard_db_statements_total{kind=\"%s\"} %llu\n", kinds[k],
+                (unsigned long long)STAT_GET(shm, db_statements[k]));
+    fputs("# HELP rateguard_db_statement_seconds_total Time the writer waited for its statements, by kind.\n"
+          "# TYPE rateguard_db_statement_seconds_total counter\n", f);
+    for (int k = 0; k < DB_KINDS; k++)
+        fprintf(f, "rateguard_db_statement_seconds_total{kind=\"%s\"} %.6f\n", kinds[k],
+                (double)STAT_GET(shm, db_statement_us[k]) / 1e6);
     fprintf(f, "# HELP rateguard_workers Worker processes by state.\n"
                "# TYPE rateguard_workers gauge\n"
                "rateguard_workers{state=\"busy\"} %u\n"

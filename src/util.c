@@ -229,9 +229,14 @@ int64_t clock_realtime_us(void)
 
 int64_t clock_monotonic_ms(void)
 {
+    return clock_monotonic_us() / 1000;
+}
+
+int64_t clock_monotonic_us(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 void child_signals(void (*on_stop)(int), bool stop_on_int)

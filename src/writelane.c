@@ -11,6 +11,7 @@
 #include "config.h"
 #include "db.h"
 #include "quota.h"
+#include "shm.h"
 #include "util.h"
 
 #include <errmsg.h>
@@ -164,8 +165,16 @@ bool writer_conflict_error(unsigned int code)
     return code == ER_LOCK_DEADLOCK;
 }
 
+/* A statement of this kind done, and the time since t0 (the metrics). */
+static void count_statement(struct writer *w, enum db_kind kind, int64_t t0)
+{
+    STAT_ADD(w->ctx->shm, db_statements[kind], 1);
+    STAT_ADD(w->ctx->shm, db_statement_us[kind], (uint64_t)(clock_monotonic_us() - t0));
+}
+
 bool writer_write_record(struct writer *w, const struct msg_record *r, char *err, size_t errsize)
 {
+    int64_t t0 = clock_monotonic_us();
     MYSQL_BIND b[13];
     unsigned long len[13];
     uint32_t quota = r->quota_default, msg = r->msg_delta, rcpt = r->rcpt_delta;
@@ -210,6 +219,7 @@ bool writer_write_record(struct writer *w, const struct msg_record *r, char *err
                  mysql_stmt_error(w->insert_message));
         return false;
     }
+    count_statement(w, DB_ONE_BY_ONE, t0);
     return true;
 }
 
@@ -220,6 +230,7 @@ static bool save_progress(struct lane *l, const struct progress last[WRITER_LANE
     for (unsigned k = 0; k < WRITER_LANES; k++) {
         if (!which[k])
             continue;
+        int64_t t0 = clock_monotonic_us();
         MYSQL_BIND b[3];
         unsigned long len;
         uint64_t epoch = last[k].epoch, seq = last[k].seq;
@@ -231,6 +242,7 @@ static bool save_progress(struct lane *l, const struct progress last[WRITER_LANE
             snprintf(err, errsize, "save progress: %s", mysql_stmt_error(l->save_progress));
             return false;
         }
+        count_statement(l->w, DB_PROGRESS, t0);
     }
     return true;
 }
@@ -442,8 +454,10 @@ static bool select_touched(struct lane *l, bool lock, char *err, size_t errsize)
         MYSQL_BIND *in = xcalloc(rows, sizeof(MYSQL_BIND));
         for (size_t i = 0; i < rows; i++)     /* the padding repeats the last id */
             bind_u64(&in[i], &l->touched[which[i < k ? i : k - 1]].cached_id);
+        int64_t t0 = clock_monotonic_us();
         MYSQL_STMT *st = run_bulk(l, BULK_SELECT_LOCK_ID, rows, in, err, errsize);
         ok = st != NULL && fetch_touched(l, st, err, errsize);
+        count_statement(l->w, DB_LOCK_READ, t0);
         free(in);
     }
     k = 0;
@@ -456,8 +470,10 @@ static bool select_touched(struct lane *l, bool lock, char *err, size_t errsize)
         unsigned long *lens = xcalloc(rows, sizeof(unsigned long));
         for (size_t i = 0; i < rows; i++)     /* the padding repeats the last sender */
             bind_str(&in[i], l->touched[which[i < k ? i : k - 1]].sender, &lens[i]);
+        int64_t t0 = clock_monotonic_us();
         MYSQL_STMT *st = run_bulk(l, lock ? BULK_SELECT_LOCK : BULK_SELECT_NEW, rows, in, err, errsize);
         ok = st != NULL && fetch_touched(l, st, err, errsize);
+        count_statement(l->w, lock ? DB_LOCK_READ : DB_READ_BACK, t0);
         free(lens);
         free(in);
     }
@@ -535,8 +551,11 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
         bind_u32(&p[8], &t->notified);     /* the padding repeats it: the same value */
         j++;
     }
+    int64_t t0 = clock_monotonic_us();
     if (up_rows > 0 && run_bulk(l, BULK_UPSERT, up_rows, b, err, errsize) == NULL)
         goto out;
+    if (up_rows > 0)
+        count_statement(l->w, DB_UPSERT, t0);
     for (size_t i = 0; i < k; i++) {
         struct touched *t = &l->touched[i];
         if (!t->found)
@@ -587,8 +606,10 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
     for (size_t done = 0, chunk; done < rows; done += chunk) {
         for (chunk = 1; chunk * 2 <= rows - done; chunk *= 2)
             ;
+        t0 = clock_monotonic_us();
         if (run_bulk(l, BULK_MESSAGES, chunk, &b[done * 10], err, errsize) == NULL)
             goto out;
+        count_statement(l->w, DB_MESSAGES, t0);
     }
     ok = true;
 out:
@@ -675,12 +696,15 @@ bool writer_create_rows(struct writer *w, char *err, size_t errsize)
             bind_u32(&in[i * 3 + 2], &quota[j]);
         }
         first->bulk_errno = 0;
+        int64_t t0 = clock_monotonic_us();
         MYSQL_STMT *st = run_bulk(first, BULK_CREATE, rows, in, err, errsize);
         ok = st != NULL && learn_created_ids(w, st, err, errsize);
         if (ok && mysql_commit(first->db) != 0) {
             snprintf(err, errsize, "commit: %s", mysql_error(first->db));
             ok = false;
         }
+        if (ok)
+            count_statement(w, DB_CREATE, t0);    /* with its COMMIT */
         if (!ok && first->bulk_errno == 0)
             first->bulk_errno = mysql_errno(first->db);
         if (!ok)
@@ -706,7 +730,9 @@ static void lane_write(struct lane *l, bool careful)
     if ((careful || write_bulk(l, l->err, sizeof(l->err))) &&
         save_progress(l, l->w->round_last, l->saves, l->err, sizeof(l->err)) &&
         (!careful || select_touched(l, false, l->err, sizeof(l->err)))) {    /* careful: the rows as written */
+        int64_t t0 = clock_monotonic_us();
         if (mysql_commit(l->db) == 0) {
+            count_statement(l->w, DB_COMMIT, t0);
             l->ok = true;
             return;
         }

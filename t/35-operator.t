@@ -100,6 +100,16 @@ my @bad = grep { !/^#/ && !/^[a-z_]+(\{[a-z]+="[a-z_]+"\})? -?[\d.]+$/ } split /
 is_deeply(\@bad, [], 'every line is a comment or a valid sample');
 ok(wait_until(sub { my (undef, $o) = run_rateguard('-c', $c->{path}, '--prometheus', 'status');
                     $o =~ /^rateguard_db_written_total 13$/m }), 'db_written_total reaches 13');
+# Where the database's time goes: the writer's statements by kind.
+(undef, $out) = run_rateguard('-c', $c->{path}, '--prometheus', 'status');
+my %stmts = $out =~ /^rateguard_db_statements_total\{kind="(\w+)"\} (\d+)$/mg;
+my %secs = $out =~ /^rateguard_db_statement_seconds_total\{kind="(\w+)"\} ([\d.]+)$/mg;
+is_deeply([sort keys %stmts], [sort qw(lock_read read_back create upsert messages progress commit one_by_one)],
+          'statements counted by eight kinds');
+ok($stmts{messages} >= 1 && $stmts{messages} <= 13, "13 records in 1..13 messages statements ($stmts{messages})");
+ok($stmts{commit} >= 1 && $stmts{commit} <= 13, "and as many commits or fewer ($stmts{commit})");
+is($stmts{one_by_one}, 0, 'no record went one by one (nothing was refused)');
+ok($secs{messages} > 0 && $secs{commit} > 0, 'their time is measured');
 
 # Each command asks for its own dump only (metrics never cost a dump of
 # every sender); a plain kill -USR1 writes all three.

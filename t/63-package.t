@@ -186,7 +186,7 @@ close $fh;
 open $fh, '>>', "$src/rateguard.conf" or die;
 print $fh "# new in $new\n";
 close $fh;
-($rc, $out) = run("cd $src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b -nc");
+($rc, $out) = run("cd $src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u CC -u CFLAGS -u CPPFLAGS -u LDFLAGS dpkg-buildpackage -us -uc -b -nc");
 my $deb2 = "$up/rateguard_${new}_amd64.deb";
 ok($rc == 0 && -f $deb2, "rebuilt as $new") or diag $out;
 

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -276,20 +277,36 @@ static void queue_lock(struct wqueue *q)
     q->sh->records = records;
 }
 
+/* Make this process's mapping of the ring writable where an append at pos
+ * of len bytes would go, outside the lock: the first write to a page of a
+ * shared file mapping faults in each process (and again after writeback has
+ * cleaned it), and a fault inside the lock keeps every other worker
+ * waiting. An atomic add of zero changes no byte, whoever owns it. */
+static void ring_prefault(struct wqueue *q, uint64_t pos, size_t len)
+{
+    uint64_t cap = q->sh->capacity;
+    for (uint64_t p = pos, end = pos + len; p < end; p = (p | 4095) + 1)
+        __atomic_fetch_add((unsigned char *)q->ring + (size_t)(p % cap), 0, __ATOMIC_RELAXED);
+}
+
 bool wqueue_push(struct wqueue *q, struct msg_record *rec)
 {
     static char buf[WQUEUE_MAX_RECORD];     /* one per process: workers are single-threaded */
 
+    size_t total = wqueue_encode(rec, buf);     /* epoch and seq: set under the lock */
+    if (total == 0)
+        return false;
+    ring_prefault(q, __atomic_load_n(&q->sh->tail, __ATOMIC_ACQUIRE), total);
     queue_lock(q);
     struct wqueue_shared *sh = q->sh;
-    rec->epoch = sh->epoch;
-    rec->seq = sh->next_seq;
-    size_t total = wqueue_encode(rec, buf);
-    if (total == 0 || sh->tail - sh->head + total > sh->capacity) {
+    if (sh->tail - sh->head + total > sh->capacity) {
         pmutex_unlock(&sh->lock);
         return false;
     }
-    sh->next_seq++;
+    rec->epoch = sh->epoch;
+    rec->seq = sh->next_seq++;
+    memcpy(buf + offsetof(struct record_header, epoch), &rec->epoch, sizeof(rec->epoch));
+    memcpy(buf + offsetof(struct record_header, seq), &rec->seq, sizeof(rec->seq));
     ring_write(q, sh->tail, buf, total);
     /* Publishing the new tail is the commit point of the append. */
     sh->records++;

@@ -286,6 +286,16 @@ static char *rows_sql(const char *head, const char *row, size_t rows, const char
     return sql;
 }
 
+/* The largest power of two not above n (n > 0): statements of these sizes
+ * write n rows without padding, and stay few and cached. */
+static size_t largest_power_of_two(size_t n)
+{
+    size_t rows = 1;
+    while (rows * 2 <= n)
+        rows *= 2;
+    return rows;
+}
+
 /* Rows a padded statement has for n rows: the next power of two. */
 static size_t padded_rows(size_t n)
 {
@@ -516,25 +526,20 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
     }
 
     /* Only senders with records to write (a replay-only sender whose row was
-     * deleted meanwhile must not come back with a zero quota). The padding
-     * repeats the last of them with nothing to add. */
-    size_t up = 0, last = 0;
+     * deleted meanwhile must not come back with a zero quota), in statements
+     * of power-of-two sizes like the messages rows: a padded statement would
+     * upsert up to twice the rows. */
+    size_t up = 0;
     for (size_t i = 0; i < k; i++)
-        if (l->touched[i].has_new) {
-            up++;
-            last = i;
-        }
-    size_t up_rows = up > 0 ? padded_rows(up) : 0;
-    size_t nbind = n * 10 > up_rows * 9 ? n * 10 : up_rows * 9;
+        up += l->touched[i].has_new;
+    size_t nbind = n * 10 > up * 9 ? n * 10 : up * 9;
     MYSQL_BIND *b = xcalloc(nbind, sizeof(MYSQL_BIND));
     unsigned long *lens = xcalloc(nbind, sizeof(unsigned long));
     uint64_t *ids = xcalloc(n, sizeof(uint64_t)), *created = xcalloc(n, sizeof(uint64_t));
     uint32_t *flags = xcalloc(n * 2, sizeof(uint32_t));
-    static uint32_t zero;
-    for (size_t i = 0, j = 0; j < up_rows; i++) {
-        bool padding = j >= up;
-        struct touched *t = &l->touched[padding ? last : i];
-        if (!padding && !t->has_new)
+    for (size_t i = 0, j = 0; i < k; i++) {
+        struct touched *t = &l->touched[i];
+        if (!t->has_new)
             continue;
         MYSQL_BIND *p = &b[j * 9];
         if (t->found)
@@ -544,18 +549,21 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
         bind_str(&p[1], t->sender, &lens[j * 9 + 1]);
         bind_u32(&p[2], &t->row.quota);
         bind_u32(&p[3], &t->row.quota);
-        bind_u32(&p[4], padding ? &zero : &t->msg_counter);
-        bind_u32(&p[5], padding ? &zero : &t->rcpt_counter);
-        bind_u32(&p[6], padding ? &zero : &t->msg_total);
-        bind_u32(&p[7], padding ? &zero : &t->rcpt_total);
-        bind_u32(&p[8], &t->notified);     /* the padding repeats it: the same value */
+        bind_u32(&p[4], &t->msg_counter);
+        bind_u32(&p[5], &t->rcpt_counter);
+        bind_u32(&p[6], &t->msg_total);
+        bind_u32(&p[7], &t->rcpt_total);
+        bind_u32(&p[8], &t->notified);
         j++;
     }
-    int64_t t0 = clock_monotonic_us();
-    if (up_rows > 0 && run_bulk(l, BULK_UPSERT, up_rows, b, err, errsize) == NULL)
-        goto out;
-    if (up_rows > 0)
+    int64_t t0;
+    for (size_t done = 0, chunk; done < up; done += chunk) {
+        chunk = largest_power_of_two(up - done);
+        t0 = clock_monotonic_us();
+        if (run_bulk(l, BULK_UPSERT, chunk, &b[done * 9], err, errsize) == NULL)
+            goto out;
         count_statement(l->w, DB_UPSERT, t0);
+    }
     for (size_t i = 0; i < k; i++) {
         struct touched *t = &l->touched[i];
         if (!t->found)
@@ -604,8 +612,7 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
         rows++;
     }
     for (size_t done = 0, chunk; done < rows; done += chunk) {
-        for (chunk = 1; chunk * 2 <= rows - done; chunk *= 2)
-            ;
+        chunk = largest_power_of_two(rows - done);
         t0 = clock_monotonic_us();
         if (run_bulk(l, BULK_MESSAGES, chunk, &b[done * 10], err, errsize) == NULL)
             goto out;

@@ -79,6 +79,29 @@ static void wait_for_work(struct writer *w, int timeout_ms, bool backoff)
         stop_requested = 1;     /* master gone: drain what we can and leave */
 }
 
+/* A round waits until its oldest record is ROUND_GATHER_MS old or a full
+ * batch is queued: under a steady load every round then carries the
+ * records of that many milliseconds, and the statements, the progress row
+ * and the COMMIT that every round costs are shared by all of them (at
+ * 8000 requests/s the database spent three times as much CPU per record
+ * on rounds of a few dozen records). The lag grows by as much at most;
+ * nothing waits when catching up, with a spool to write, or when stopping. */
+#define ROUND_GATHER_MS 10
+
+static void gather_round(struct writer *w)
+{
+    struct wqueue *q = &w->ctx->shm->queue;
+    while (!stop_requested && spool_size(w) <= w->spool_read) {
+        uint64_t depth = wqueue_depth(q);
+        if (depth == 0 || depth >= (uint64_t)BATCH_MAX * WRITER_LANES)
+            return;
+        int64_t age_us = clock_realtime_us() - wqueue_oldest_us(q);
+        if (age_us < 0 || age_us >= ROUND_GATHER_MS * 1000)
+            return;     /* old enough, or a clock step: write now */
+        usleep((useconds_t)(ROUND_GATHER_MS * 1000 - age_us));
+    }
+}
+
 /* Tell the command that asked for a refresh that it is done. */
 static void acknowledge(struct writer *w)
 {
@@ -188,6 +211,8 @@ void writer_main(const struct writer_ctx *ctx)
         long n = WRITE_FAILED;
         writer_prepare_errno = 0;
         if (w.lanes[0].db != NULL || writer_connect(&w, err, sizeof(err))) {
+            if (!w.outage_logged)
+                gather_round(&w);
             if (housekeeping(&w, err, sizeof(err)) && writer_prepare_statements(&w, err, sizeof(err)))
                 n = writer_round(&w, err, sizeof(err));
             else if (w.outage_logged)

@@ -1,0 +1,43 @@
+#!/usr/bin/perl
+# 52-write-rounds.t - under a steady load the writer gathers records for a
+# round until the oldest is 10 ms old (or a full batch waits), so that the
+# statements and the COMMIT every round costs are shared: at 500 requests/s
+# for 3 s there are at most 100 rounds a second (two COMMITs each, one per
+# lane), where a writer that wrote whatever it found made one round for
+# every record or two. Every request is written, exactly once.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use RG qw(write_config start_daemon stop_daemon migrated_database dbh wait_until run_rateguard build_dir);
+
+my $db = migrated_database('rounds');
+my $h = dbh($db);
+my $c = write_config(database => $db, quota => 1000000);
+my $pid = start_daemon($c);
+
+sub metric {
+    my ($name) = @_;
+    my (undef, $out) = run_rateguard('-c', $c->{path}, '--prometheus', 'status');
+    return $out =~ /^\Q$name\E (\S+)$/m ? $1 : undef;
+}
+my $commits = 'rateguard_db_statements_total{kind="commit"}';
+my $before = metric($commits);
+my $t0 = time;
+my $bench = build_dir() . '/rateguard-bench';
+my $out = `$bench --connect 127.0.0.1:$c->{port} -n 8 -s 50 --rate 500 --duration 3 --json`;
+my ($answered) = $out =~ /"requests":(\d+)/;
+ok($answered && $answered >= 1400, "the bench client got ${\($answered // 0)} requests answered at 500/s") or diag $out;
+ok(wait_until(sub { ($h->selectrow_array('SELECT COUNT(*) FROM messages'))[0] == $answered }, 20),
+   'every answered request is written');
+my $elapsed_ms = 1000 * (time - $t0);
+my $rounds = metric($commits) - $before;
+my $limit = 2 * (int($elapsed_ms / 10) + 2);
+diag(sprintf '%d records in %d commits (%.1f records each) over %.0f ms', $answered, $rounds, $answered / ($rounds || 1), $elapsed_ms);
+cmp_ok($rounds, '<=', $limit, "at most one round per 10 ms, two commits each ($limit in ${\int $elapsed_ms} ms)");
+cmp_ok($rounds, '>', 0, 'and some');
+is(($h->selectrow_array('SELECT SUM(msg_total) FROM ratelimits'))[0], $answered, 'counted once each');
+is(stop_daemon($pid), 0, 'TERM: exit 0');
+done_testing();

@@ -106,6 +106,7 @@ struct writer {
     struct progress committed[WRITER_LANES];
     bool careful;                   /* next round: one statement per record, to find a refused one */
     bool one_lane;                  /* next round: lane 0 alone (after the lanes deadlocked) */
+    time_t lanes_apart_until;       /* after a failed round: no round in one transaction before */
     char *arena;
     bool outage_logged;
     uint64_t poison_epoch, poison_seq;  /* record refused by the database, to set aside */

@@ -160,8 +160,9 @@ static void set_aside(struct writer *w, const struct msg_record *r)
               (unsigned long long)r->seq, r->sender, w->poison_error, f ? path : "(unwritable: log only)");
 }
 
-/* One round over the oldest records, in a transaction per lane. Returns
- * records taken, or WRITE_FAILED / WRITE_AGAIN. Normally each lane's share
+/* One round over the oldest records, in a transaction per lane (while the
+ * workers answer: one for all, on lane 0). Returns records taken, or
+ * WRITE_FAILED / WRITE_AGAIN. Normally each lane's share
  * goes in a few bulk statements; after a refused bulk write the next round
  * goes record by record on lane 0, to find the refused record and set it
  * aside; after the lanes deadlocked (two spellings of one sender that the
@@ -173,8 +174,15 @@ long writer_round(struct writer *w, char *err, size_t errsize)
     struct msg_record rec;
     size_t used = 0, len;
     long n = 0;
-    bool careful = w->careful, one_lane = careful || w->one_lane;
     struct lane *first = &w->lanes[0];
+    /* While the workers answer, the lanes would take turns anyway: the
+     * round goes in one transaction on lane 0, carrying both progress rows,
+     * with half the statements and COMMITs. After a failed round they stay
+     * apart for a minute, so that a row someone else holds locked holds up
+     * its lane only (the round that met it waited one lock wait timeout). */
+    uint64_t answered = STAT_GET(shm, requests);
+    bool answering = answered != w->answered && !src.spool && time(NULL) >= w->lanes_apart_until;
+    bool careful = w->careful, one_lane = careful || w->one_lane || answering;
 
     for (unsigned k = 0; k < WRITER_LANES; k++) {
         writer_batch_reset(&w->lanes[k]);
@@ -258,7 +266,6 @@ long writer_round(struct writer *w, char *err, size_t errsize)
     unsigned busy = 0;
     for (unsigned k = 0; k < WRITER_LANES; k++)
         busy += w->lanes[k].n_recs > 0;
-    uint64_t answered = STAT_GET(shm, requests);
     bool parallel = busy > 1 && answered == w->answered;
     w->answered = answered;
     if (parallel && !writer_create_rows(w, err, errsize)) {
@@ -297,6 +304,7 @@ long writer_round(struct writer *w, char *err, size_t errsize)
         apply_lane(w, l);
     }
     if (failed) {
+        w->lanes_apart_until = time(NULL) + 60;
         free(src.spool_buf);
         snprintf(err, errsize, "%s", failed->err);
         if (deadlock) {

@@ -1,7 +1,9 @@
 #!/usr/bin/perl
 # 41-writer-lanes.t - the writer's two lanes (database connections), each
 # writing its share of the senders in its own transaction with its own
-# progress row. A lane held up by a locked row does not hold up the other;
+# progress row (while the workers answer, a round goes in one transaction
+# that carries both rows; after a failed round the lanes stay apart for a
+# minute). A lane held up by a locked row does not hold up the other;
 # the records of the lane that did commit are not written again when the
 # round is retried; everything ends up written exactly once and the cache
 # agrees. A progress table from before the lanes (one row per writer)

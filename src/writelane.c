@@ -286,16 +286,6 @@ static char *rows_sql(const char *head, const char *row, size_t rows, const char
     return sql;
 }
 
-/* The largest power of two not above n (n > 0): statements of these sizes
- * write n rows without padding, and stay few and cached. */
-static size_t largest_power_of_two(size_t n)
-{
-    size_t rows = 1;
-    while (rows * 2 <= n)
-        rows *= 2;
-    return rows;
-}
-
 /* Rows a padded statement has for n rows: the next power of two. */
 static size_t padded_rows(size_t n)
 {
@@ -372,6 +362,23 @@ static MYSQL_STMT *run_bulk(struct lane *l, enum bulk_kind kind, size_t rows, MY
         return NULL;
     }
     return b->st;
+}
+
+/* `rows` rows of `per_row` parameters each, in statements of power-of-two
+ * sizes, the largest first: no padding (a row can only be written once),
+ * and few sizes, which stay prepared. Each statement counted as `kind`. */
+static bool run_in_chunks(struct lane *l, enum bulk_kind bulk, enum db_kind kind, size_t rows, size_t per_row,
+                          MYSQL_BIND *params, char *err, size_t errsize)
+{
+    for (size_t done = 0, chunk; done < rows; done += chunk) {
+        for (chunk = 1; chunk * 2 <= rows - done; chunk *= 2)
+            ;
+        int64_t t0 = clock_monotonic_us();
+        if (run_bulk(l, bulk, chunk, &params[done * per_row], err, errsize) == NULL)
+            return false;
+        count_statement(l->w, kind, t0);
+    }
+    return true;
 }
 
 /* A result that could not be read: the error is on the statement or, for
@@ -556,14 +563,8 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
         bind_u32(&p[8], &t->notified);
         j++;
     }
-    int64_t t0;
-    for (size_t done = 0, chunk; done < up; done += chunk) {
-        chunk = largest_power_of_two(up - done);
-        t0 = clock_monotonic_us();
-        if (run_bulk(l, BULK_UPSERT, chunk, &b[done * 9], err, errsize) == NULL)
-            goto out;
-        count_statement(l->w, DB_UPSERT, t0);
-    }
+    if (!run_in_chunks(l, BULK_UPSERT, DB_UPSERT, up, 9, b, err, errsize))
+        goto out;
     for (size_t i = 0; i < k; i++) {
         struct touched *t = &l->touched[i];
         if (!t->found)
@@ -611,14 +612,7 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
         bind_u64(&p[9], &created[rows]);
         rows++;
     }
-    for (size_t done = 0, chunk; done < rows; done += chunk) {
-        chunk = largest_power_of_two(rows - done);
-        t0 = clock_monotonic_us();
-        if (run_bulk(l, BULK_MESSAGES, chunk, &b[done * 10], err, errsize) == NULL)
-            goto out;
-        count_statement(l->w, DB_MESSAGES, t0);
-    }
-    ok = true;
+    ok = run_in_chunks(l, BULK_MESSAGES, DB_MESSAGES, rows, 10, b, err, errsize);
 out:
     free(b);
     free(lens);

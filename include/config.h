@@ -31,6 +31,7 @@ struct rg_config {
     char *user, *group, *pidfile, *state_dir;
     struct str_list listen;
     char *socket_mode_text;
+    char *socket_group;         /* "" = group */
     struct str_list allowed_clients;
     char *action_accept, *action_blocked, *on_error;
     long message_retention;     /* days, 0 = keep forever */

@@ -20,8 +20,9 @@ struct listeners {
 };
 
 /* Bind and listen on every configured address; the sockets are
- * non-blocking. Unix sockets get cfg->socket_mode and owner uid:gid (when
- * running as root). On failure logs the reason and returns false. */
+ * non-blocking. Unix sockets get cfg->socket_mode and owner uid:gid (uid
+ * only when running as root; a non-root daemon can give its socket to a
+ * group it belongs to). On failure logs the reason and returns false. */
 bool listeners_open(const struct rg_config *cfg, uid_t uid, gid_t gid, struct listeners *out);
 
 /* Close the sockets (and remove unix socket files when unlink_paths). */

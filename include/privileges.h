@@ -15,4 +15,11 @@ bool privileges_resolve(const char *user, const char *group, uid_t *uid, gid_t *
  * current identity (logged). Exits with RG_EXIT_RUNTIME if the drop fails. */
 void privileges_drop(uid_t uid, gid_t gid);
 
+/* Make this process non-dumpable: no core file, and /proc/PID/mem, environ
+ * and fd become root's, so another process of the same user cannot read
+ * the configuration's secrets out of it. Called first thing by every
+ * command; the drop repeats it (a credential change resets the flag to
+ * fs.suid_dumpable, which an administrator may have set to 1). */
+void privileges_no_dump(void);
+
 #endif

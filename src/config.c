@@ -42,6 +42,7 @@ struct param {
 static bool check_absolute_path(const char *v, char *err, size_t n);
 static bool check_optional_path(const char *v, char *err, size_t n);
 static bool check_account(const char *v, char *err, size_t n);
+static bool check_optional_account(const char *v, char *err, size_t n);
 static bool check_listen(const char *v, char *err, size_t n);
 static bool check_cidr(const char *v, char *err, size_t n);
 static bool check_window(const char *v, char *err, size_t n);
@@ -68,6 +69,7 @@ static const struct param params[] = {
     {NULL, "state_dir", P_STR, "/var/lib/rateguard", 0, 0, check_absolute_path, F(state_dir), EC},
     {NULL, "listen", P_LIST, "{\"127.0.0.1:10033\"}", 0, 0, check_listen, F(listen), RG_EXIT_BAD_LISTEN},
     {NULL, "socket_mode", P_STR, "0660", 0, 0, check_mode, F(socket_mode_text), EC},
+    {NULL, "socket_group", P_STR, "", 0, 0, check_optional_account, F(socket_group), EC},
     {NULL, "allowed_clients", P_LIST, "{\"127.0.0.0/8\", \"::1/128\"}", 0, 0, check_cidr, F(allowed_clients), EC},
     {NULL, "action_accept", P_STR, "DUNNO", 0, 0, check_action, F(action_accept), EC},
     {NULL, "action_blocked", P_STR, "DEFER_IF_PERMIT Rate limit reached, retry later.", 0, 0, check_action, F(action_blocked), EC},
@@ -755,6 +757,11 @@ static bool check_account(const char *v, char *err, size_t n)
         return false;
     }
     return check_no_controls(v, err, n);
+}
+
+static bool check_optional_account(const char *v, char *err, size_t n)
+{
+    return v[0] == '\0' || check_account(v, err, n);
 }
 
 static bool check_listen(const char *v, char *err, size_t n)

@@ -67,10 +67,10 @@ static int open_unix(const struct listen_addr *la, const struct rg_config *cfg, 
         close(fd);
         return -1;
     }
-    if (geteuid() == 0) {
+    if (geteuid() == 0 || gid != getegid()) {
         int node = open(la->path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
         if (node < 0 || fstat(node, &st) < 0 || !S_ISSOCK(st.st_mode) ||
-            fchownat(node, "", uid, gid, AT_EMPTY_PATH) < 0)
+            fchownat(node, "", geteuid() == 0 ? uid : (uid_t)-1, gid, AT_EMPTY_PATH) < 0)
             log_warning("chown(%s): %s", la->path, node < 0 || S_ISSOCK(st.st_mode) ? strerror(errno)
                                                                                 : "no longer our socket");
         if (node >= 0)

@@ -80,6 +80,9 @@ int main(int argc, char **argv)
     /* Files the daemon and the commands create (dumps, queues, logs) are
      * for the daemon's user and group only. */
     umask(027);
+    /* Before the configuration (and its passwords) is read: a process of
+     * the same user must not read them out of this one's memory. */
+    privileges_no_dump();
     const char *config_path = RATEGUARD_DEFAULT_CONFIG;
     const char *get_config = NULL;
     bool foreground = false, test_only = false, json = false, prometheus = false, locked = false;

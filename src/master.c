@@ -169,7 +169,7 @@ static void ensure_dir(const char *path, mode_t mode, uid_t uid, gid_t gid)
 /* The run directory (pidfile), the state directory and the directories of
  * unix sockets (e.g. /var/spool/postfix/rateguard for a chrooted smtpd),
  * owned by the daemon's account so that it can use them after the drop. */
-static void prepare_directories(const struct rg_config *cfg, uid_t uid, gid_t gid)
+static void prepare_directories(const struct rg_config *cfg, uid_t uid, gid_t gid, gid_t socket_gid)
 {
     char dir[4096];
 
@@ -183,7 +183,7 @@ static void prepare_directories(const struct rg_config *cfg, uid_t uid, gid_t gi
             snprintf(dir, sizeof(dir), "%s", cfg->listen_addrs[i].path);
             *strrchr(dir, '/') = '\0';
             if (dir[0])
-                ensure_dir(dir, 0750, uid, gid);
+                ensure_dir(dir, 0750, uid, socket_gid);
         }
 }
 
@@ -722,18 +722,23 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
                     "secret: chmod o-r it (e.g. 0640 root:%s)", config_path, cfg->group);
     if (!privileges_resolve(cfg->user, cfg->group, &uid, &gid))
         log_fatal(RG_EXIT_NO_USER, "cannot start: user or group missing");
+    /* The unix socket's group: Postfix's, when the daemon has an account
+     * of its own (README, Security). */
+    gid_t socket_gid = gid;
+    if (cfg->socket_group[0] && !privileges_resolve(cfg->user, cfg->socket_group, &uid, &socket_gid))
+        log_fatal(RG_EXIT_NO_USER, "cannot start: socket_group missing");
     if (!foreground)
         daemonize();
     /* Signals are caught from the start: a status request or a stop that
      * arrives while we are still starting is served, not fatal. */
     install_signals();
-    prepare_directories(cfg, uid, gid);
+    prepare_directories(cfg, uid, gid, socket_gid);
 
     /* Root only reads the pidfile (its directory belongs to the daemon's
      * user); it is written after the drop. */
     if ((other = pidfile_running(cfg->pidfile)) != 0)
         log_fatal(RG_EXIT_RUNNING, "already running (pid %ld, pidfile %s)", (long)other, cfg->pidfile);
-    if (!listeners_open(cfg, uid, gid, &m.listeners))
+    if (!listeners_open(cfg, uid, socket_gid, &m.listeners))
         log_fatal(RG_EXIT_BAD_LISTEN, "cannot listen on the configured addresses");
     log_file_owner(uid, gid);
     privileges_drop(uid, gid);

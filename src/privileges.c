@@ -1,7 +1,8 @@
 /*
  * privileges.c - the one place that changes the process identity. The
  * drop is verified the way OpenSSH does it: after setuid, setuid(0) must
- * fail, or the daemon refuses to run.
+ * fail, or the daemon refuses to run. It also keeps every process
+ * non-dumpable, whoever started it.
  */
 #include "privileges.h"
 #include "log.h"
@@ -11,6 +12,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 bool privileges_resolve(const char *user, const char *group, uid_t *uid, gid_t *gid)
@@ -31,8 +33,15 @@ bool privileges_resolve(const char *user, const char *group, uid_t *uid, gid_t *
     return true;
 }
 
+void privileges_no_dump(void)
+{
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        log_fatal(RG_EXIT_RUNTIME, "prctl(PR_SET_DUMPABLE, 0): %s", strerror(errno));
+}
+
 void privileges_drop(uid_t uid, gid_t gid)
 {
+    privileges_no_dump();
     if (geteuid() != 0) {
         if (geteuid() != uid)
             log_notice("not started as root: running as uid %d instead of %d", (int)geteuid(), (int)uid);
@@ -46,4 +55,5 @@ void privileges_drop(uid_t uid, gid_t gid)
         log_fatal(RG_EXIT_RUNTIME, "setuid(%d): %s", (int)uid, strerror(errno));
     if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0))
         log_fatal(RG_EXIT_RUNTIME, "privilege drop to uid %d failed: root could be regained", (int)uid);
+    privileges_no_dump();
 }

@@ -7,7 +7,8 @@
 # script starts it (systemd is not PID 1 here) and it answers; an upgrade to
 # a rebuilt package keeps the edited configuration and restarts the running
 # daemon, while an upgrade of a stopped daemon leaves it stopped; remove
-# stops it and keeps the configuration; purge removes configuration, state
+# stops it and keeps the configuration; the dedicated account of
+# README.Debian, made as it says, runs it; purge removes configuration, state
 # and logs. The machine is left as it was: no package, no process.
 #
 # Every apt-get runs in a private mount namespace where service actions
@@ -26,7 +27,8 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use RG qw(db_port debian_package fresh_database wait_until slurp test_dir build_dir policy_connect policy_request dbh free_port);
+use RG qw(db_port debian_package fresh_database wait_until slurp test_dir build_dir policy_connect policy_request dbh free_port
+          children_of);
 
 plan skip_all => 'the package test runs as root (it installs a package)' if $> != 0;
 plan skip_all => 'RG_SKIP_PACKAGE is set' if $ENV{RG_SKIP_PACKAGE};
@@ -44,12 +46,19 @@ my ($version) = slurp("$repo/include/rateguard.h") =~ /RATEGUARD_VERSION "([^"]+
 my @apt = ('apt-get', '-y', '-q', '-o', 'DPkg::Lock::Timeout=300', '-o', 'Dpkg::Options::=--force-confold');
 local $ENV{DEBIAN_FRONTEND} = 'noninteractive';
 
-# Whatever happens, no package and no daemon are left behind.
+# The dedicated account's section makes a user rateguard, unless one exists.
+my $account_existed = defined getpwnam('rateguard');
+
+# Whatever happens, no package, no daemon and no account of ours are left behind.
 END {
     local $?;    # the exit status of the test, not of the commands below
     if (-x '/usr/sbin/rateguard' && -e $conf) { system("/usr/sbin/rateguard stop >/dev/null 2>&1") }
     if (`dpkg-query -W -f='\${Status}' rateguard 2>/dev/null` =~ /installed|config-files/) {
         system("dpkg --purge rateguard >/dev/null 2>&1");
+    }
+    if (!$account_existed) {
+        system("dpkg-statoverride --remove /etc/rateguard/rateguard.conf >/dev/null 2>&1");
+        system("userdel rateguard >/dev/null 2>&1; groupdel rateguard >/dev/null 2>&1");
     }
 }
 
@@ -206,6 +215,44 @@ is($rc, 0, 'stopped with the SysV script') or diag $out;
 ($rc, $out) = apt("install --reinstall $deb2");
 is($rc, 0, 'upgrade (reinstall) while stopped: exit 0') or diag $out;
 is(daemon_pid(), '', 'a stopped daemon stays stopped');
+
+# --- a dedicated account (README.Debian) -------------------------------
+# The commands README.Debian gives, run as written, then its two settings:
+# the daemon runs as rateguard, and Postfix's account cannot read the
+# configuration any more.
+SKIP: {
+    skip 'a user rateguard exists already on this machine: not touching it', 9 if $account_existed;
+    my $doc = slurp("$repo/debian/README.Debian");
+    my @steps = ('useradd --system --user-group --home-dir /var/lib/rateguard --no-create-home --shell /usr/sbin/nologin rateguard',
+                 'dpkg-statoverride --update --add root rateguard 0640 /etc/rateguard/rateguard.conf',
+                 'chown -R rateguard:rateguard /var/lib/rateguard',
+                 'chown rateguard:adm /var/log/rateguard',
+                 'install -d -o rateguard -g rateguard -m 0755 /run/rateguard');
+    my @missing = grep { index($doc, "    $_\n") < 0 } @steps, 'user = "rateguard"', 'group = "rateguard"';
+    is_deeply(\@missing, [], 'README.Debian gives these commands and settings word for word');
+    my @failed = grep { (run($_))[0] != 0 } @steps;
+    is_deeply(\@failed, [], 'each runs with exit 0');
+    open $fh, '>>', $conf or die;
+    print $fh qq{user = "rateguard"\ngroup = "rateguard"\n};
+    close $fh;
+    ($rc, $out) = run('/etc/init.d/rateguard start');
+    is($rc, 0, 'the SysV script starts it') or diag $out;
+    my $apid = daemon_pid();
+    my $uid = getpwnam('rateguard');
+    my @ids = map { my ($u) = slurp("/proc/$_/status") =~ /^Uid:\s+(.*)$/m; $u } grep { $_ } $apid, children_of($apid || -1);
+    ok(@ids >= 3 && !grep({ $_ ne "$uid\t$uid\t$uid\t$uid" } @ids),
+       'every process runs as rateguard (real, effective, saved, fs)') or diag explain \@ids;
+    @st = stat $conf;
+    is(sprintf('%04o %s:%s', $st[2] & 07777, scalar getpwuid($st[4]), scalar getgrgid($st[5])), '0640 root:rateguard',
+       'the configuration is 0640 root:rateguard');
+    my $postfix_reads = `setpriv --reuid=postfix --regid=postfix --init-groups cat $conf 2>&1`;
+    like($postfix_reads, qr/Permission denied/, 'Postfix\'s account cannot read it');
+    is(ask(), "action=DUNNO\n\n", 'it answers');
+    ok(wait_until(sub { $h->selectrow_array(q{SELECT msg_counter FROM ratelimits WHERE sender = 'pkg@example.org'}) == 3 }),
+       'and writes to the database (msg_counter 3)');
+    ($rc, $out) = run('/etc/init.d/rateguard stop');
+    is($rc, 0, 'stopped with the SysV script') or diag $out;
+}
 
 # --- remove, purge -----------------------------------------------------
 ($rc, $out) = run('/etc/init.d/rateguard start');

@@ -153,7 +153,7 @@ is(stop_daemon($spid2), 0, 'TERM: exit 0');
 # --- 4. the unit ---
 my $unit = slurp("$FindBin::Bin/../init/rateguard.service.in");
 my @rw = map { split ' ' } $unit =~ /^ReadWritePaths=(.*)$/mg;
-is_deeply([sort @rw], [sort qw(/var/lib/rateguard /var/log/rateguard /run/rateguard -/var/spool/postfix/rateguard)],
+is_deeply([sort @rw], [sort qw(/var/lib/rateguard -/var/log/rateguard /run/rateguard -/var/spool/postfix/rateguard)],
           'the unit writes rateguard\'s own directories only, not Postfix\'s queue');
 unlike($unit, qr/^RemoveIPC=yes/m, 'the unit (User=postfix) does not remove Postfix\'s IPC objects at stop');
 done_testing();

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CACHE_KEY_SIZE 146      /* bytes, NUL included; longer senders are hashed (keeps an entry at 240 bytes) */
+#define CACHE_KEY_SIZE 142      /* bytes, NUL included; longer senders are hashed (keeps an entry at 240 bytes) */
 #define CACHE_INSTANCES 2       /* recently counted messages remembered per sender */
 
 struct cache_entry {
@@ -31,6 +31,8 @@ struct cache_entry {
     uint32_t msg_quota, rcpt_quota;          /* the row's own limits, when quota_own says so */
     uint64_t instance[CACHE_INSTANCES];      /* hashes of counted Postfix instances */
     int64_t reset_us;           /* last period reset of this sender (unix microseconds) */
+    uint32_t full_since;        /* unix seconds since its next message is refused by its quota
+                                 * (as this daemon saw it), 0 when it is not or not known */
     uint16_t seen;              /* refresh round that last found the row */
     uint8_t instance_blocked[CACHE_INSTANCES];
     uint8_t in_use, locked, block_notified, referenced, warning_notified;

@@ -21,6 +21,11 @@ struct quota_decision {
 struct quota_decision quota_decide(uint32_t msg_quota, uint32_t rcpt_quota, uint32_t msg_counter,
                                    uint32_t rcpt_counter, uint32_t rcpt, bool count_blocked);
 
+/* Whether the sender's next message, of one recipient, would be refused:
+ * what `rateguard blocked` lists. True at exactly 100% of a quota (the
+ * next message passes it), as Postfix will be answered. */
+bool quota_next_refused(uint32_t msg_quota, uint32_t rcpt_quota, uint32_t msg_counter, uint32_t rcpt_counter);
+
 /* The webhook fires on the first block of a period: true for a blocked
  * message when *notified is clear (and sets it); an accepted message clears
  * it, so a sender whose quota was raised is reported again when it passes

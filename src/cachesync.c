@@ -473,6 +473,7 @@ static void reset_locked(struct cache_entry *e, bool created, void *arg)
         return;
     e->reset_us = a->boundary_us;
     e->msg_counter = e->rcpt_counter = 0;
+    e->full_since = 0;
     e->unwritten_msg = e->unwritten_rcpt = 0;
     e->block_notified = e->warning_notified = 0;
     e->notify_unwritten = 0;

@@ -260,6 +260,10 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     e->unwritten_rcpt = quota_sat_add(e->unwritten_rcpt, q.rcpt_delta);
     e->block_notified = block_notified;
     e->warning_notified = warning_notified;
+    if (!quota_next_refused(lim.msg, lim.rcpt, e->msg_counter, e->rcpt_counter))
+        e->full_since = 0;
+    else if (e->full_since == 0)
+        e->full_since = (uint32_t)(now / 1000000);
     if ((d->rec->notified_set | d->rec->notified_clear) && e->notify_unwritten < UINT8_MAX)
         e->notify_unwritten++;
     d->blocked = q.blocked;

@@ -19,6 +19,11 @@ struct quota_decision quota_decide(uint32_t msg_quota, uint32_t rcpt_quota, uint
     return d;
 }
 
+bool quota_next_refused(uint32_t msg_quota, uint32_t rcpt_quota, uint32_t msg_counter, uint32_t rcpt_counter)
+{
+    return quota_decide(msg_quota, rcpt_quota, msg_counter, rcpt_counter, 1, true).blocked;
+}
+
 bool quota_first_block(bool blocked, uint8_t *notified)
 {
     if (!blocked) {

@@ -44,7 +44,7 @@ struct snapshot_record {
     uint32_t quota, quota_reset, msg_counter, rcpt_counter, msg_total, rcpt_total, msg_quota, rcpt_quota;
     uint8_t locked, notified, quota_own, block_action;
     char key[CACHE_KEY_SIZE];
-    uint8_t pad[2];
+    uint8_t pad[6];
 };
 
 _Static_assert(sizeof(struct snapshot_record) % 8 == 0, "snapshot records stay 8-byte aligned");

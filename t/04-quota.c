@@ -35,6 +35,13 @@ static void test_facts_vectors(void)
     ok(quota_decide(5, 5, 0, 0, 6, true).blocked, "a first message with 6 recipients is blocked");
     ok(!quota_decide(5, 5, 0, 0, 5, true).blocked, "5 recipients fit quota 5");
     ok(quota_decide(0, 0, 0, 0, 0, true).blocked, "quota 0 blocks everything");
+    /* rateguard blocked: the next message of one recipient. */
+    ok(!quota_next_refused(5, 5, 4, 4), "at 4 of 5 the next message passes");
+    ok(quota_next_refused(5, 5, 5, 3), "at exactly 5 of 5 messages the next is refused");
+    ok(quota_next_refused(5, 5, 2, 5), "at exactly 5 of 5 recipients the next is refused");
+    ok(quota_next_refused(5, 5, 7, 7), "over the quota: refused");
+    ok(!quota_next_refused(7, 7, 7 - 1, 6), "raised to 7 at 6 of 7: passes");
+    ok(quota_next_refused(0, 0, 0, 0), "quota 0: refused");
 }
 
 static void test_count_blocked(void)

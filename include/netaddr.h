@@ -49,6 +49,12 @@ bool cidr_list_match(const struct cidr *nets, size_t count, const struct sockadd
  * address (port 0); false when it is neither. */
 bool sockaddr_parse_host(const char *text, struct sockaddr_storage *out);
 
+/* True when host names this machine: "localhost", an IPv4 address in
+ * 127.0.0.0/8, "::1" or "[::1]" (IPv4-mapped loopback too). Any other name
+ * is false: where it resolves is not known here. Used to allow a
+ * credential over a clear-text connection (SMTP report, Sentry http). */
+bool netaddr_host_is_loopback(const char *host);
+
 /* The counter name of an unauthenticated client: its address, or the
  * network of the given prefix it lies in ("[192.0.2.7]",
  * "[2001:db8:1:2::]/64"); false when addr is not a numeric address. */

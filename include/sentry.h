@@ -27,11 +27,18 @@ struct sentry_dsn {
     char project[24];           /* digits */
 };
 
-/* Parse and check a DSN; err receives the reason (never the key). */
+/* Parse and check a DSN; err receives the reason (never the key). http
+ * is refused unless the host is this machine (netaddr_host_is_loopback):
+ * the key would cross the network in clear text. */
 bool sentry_dsn_parse(const char *text, struct sentry_dsn *out, char *err, size_t errsize);
 
 /* The DSN with the key replaced by "****": safe to log. */
 void sentry_dsn_masked(const struct sentry_dsn *d, char *out, size_t size);
+
+/* <scheme>://<key>@<host>[:<port>][<path>]/<project>: the DSN as Sentry
+ * issues it today, without a legacy secret (for the envelope header; it
+ * holds the key: never log it). */
+void sentry_dsn_public(const struct sentry_dsn *d, char *out, size_t size);
 
 /* <scheme>://<host>[:<port>]<path>/api/<project>/envelope/ */
 void sentry_envelope_url(const struct sentry_dsn *d, char *out, size_t size);
@@ -63,8 +70,9 @@ bool sentry_event_json(const struct sentry_event *ev, char *out, size_t size);
 
 /* The whole envelope: header line {"event_id","dsn","sent_at"}, item
  * header {"type":"event","length":N}, the payload, each ending in \n.
- * dsn_text is put in the envelope header (it goes to Sentry only). */
-bool sentry_envelope(const char *dsn_text, const struct sentry_event *ev, int64_t sent_us, char *out,
+ * The header's dsn is sentry_dsn_public(d): no secret (it goes to Sentry
+ * only). */
+bool sentry_envelope(const struct sentry_dsn *d, const struct sentry_event *ev, int64_t sent_us, char *out,
                      size_t size);
 
 /* ISO 8601 UTC with microseconds: 2026-12-04T18:40:00.123456Z */

@@ -12,7 +12,11 @@
  * the master at a graceful stop. The file starts with a header (magic,
  * version, record size, count, creation time, owner "host/instance",
  * SHA-256 of the whole file); one that fails any check is refused with the
- * reason and never trusted.
+ * reason and never trusted. The checksum finds damage, not forgery (the
+ * daemon's user writes the file), so every value is range-checked too:
+ * created within 366 days back and 600 s ahead, no more senders than
+ * cache.entries (a snapshot written with a larger cache.entries is
+ * refused, not cut), each record's fields within what the cache holds.
  */
 #ifndef RG_SNAPSHOT_H
 #define RG_SNAPSHOT_H

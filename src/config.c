@@ -500,9 +500,7 @@ static bool derive_sentry_and_report(struct rg_config *c)
                      "report.user: set both report.user and report.password (or report.password_file), or neither");
         return false;
     }
-    bool loopback = strcmp(c->smtp_host, "localhost") == 0 || strncmp(c->smtp_host, "127.", 4) == 0 ||
-                    strcmp(c->smtp_host, "::1") == 0;
-    if (c->report.user[0] != '\0' && !c->report.starttls && !loopback) {
+    if (c->report.user[0] != '\0' && !c->report.starttls && !netaddr_host_is_loopback(c->smtp_host)) {
         record_error(line_of("report.user"), EC,
                      "report.user: credentials to %s would travel in clear text: set report.starttls = true",
                      c->smtp_host);

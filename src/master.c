@@ -636,12 +636,12 @@ static void load_snapshot(struct master *m)
     log_notice("preload: the database is unreachable; %u sender(s) loaded from the counter snapshot %s, "
                "written %lld s ago; decisions go on from it until the database is back",
                loaded, m->snapshot_path, (long long)(age_s > 0 ? age_s : 0));
-    time_t now = time(NULL);
-    time_t b = period_next_boundary(m->cfg->reset_schedule, (time_t)(created_us / 1000000));
-    if (b == 0 || b > now)
+    /* The last boundary directly, not by stepping from created_us: one
+     * step per hour from a forged far-past time kept the start busy for
+     * hours (issue 25). */
+    time_t b = period_last_boundary(m->cfg->reset_schedule, time(NULL));
+    if (b == 0 || (int64_t)b * 1000000 <= created_us)
         return;
-    for (time_t next; (next = period_next_boundary(m->cfg->reset_schedule, b)) != 0 && next <= now;)
-        b = next;
     uint32_t n = cachesync_period_reset(&m->shm, (int64_t)b * 1000000);
     m->shm.hdr->owed_reset_us = (int64_t)b * 1000000;
     log_notice("preload: the snapshot is older than the last period boundary (%s schedule): %u sender(s) reset; "

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static bool parse_port(const char *s, uint16_t *port)
 {
@@ -198,6 +199,27 @@ bool sockaddr_parse_host(const char *text, struct sockaddr_storage *out)
         return true;
     }
     return false;
+}
+
+bool netaddr_host_is_loopback(const char *host)
+{
+    char bare[INET6_ADDRSTRLEN + 2];
+    size_t len = strlen(host);
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    /* "[::1]" as a URL writes it */
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']' && len - 2 < sizeof(bare)) {
+        memcpy(bare, host + 1, len - 2);
+        bare[len - 2] = '\0';
+        host = bare;
+    }
+    struct sockaddr_storage ss;
+    if (!sockaddr_parse_host(host, &ss))
+        return false;       /* a name other than localhost: resolved elsewhere, not ours to trust */
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 }
 
 bool client_counter_name(const char *addr, unsigned v4_prefix, unsigned v6_prefix, char *out, size_t size)

@@ -5,6 +5,7 @@
  */
 #include "sentry.h"
 #include "json.h"
+#include "netaddr.h"
 #include "rateguard.h"
 #include "util.h"
 
@@ -98,6 +99,13 @@ bool sentry_dsn_parse(const char *text, struct sentry_dsn *d, char *err, size_t 
         return fail(err, errsize, "the path holds characters a DSN path cannot have");
     memcpy(d->path, p, (size_t)(last - p));
     memcpy(d->project, project, prlen);
+    /* The key goes in every request: over http only to this machine (a
+     * local relay or test receiver), as report.user without STARTTLS. */
+    if (strcmp(d->scheme, "http") == 0 && !netaddr_host_is_loopback(d->host)) {
+        snprintf(err, errsize, "http would send the key in clear text to %s: use https "
+                 "(http only to localhost, 127.0.0.0/8 or [::1])", d->host);
+        return false;
+    }
     return true;
 }
 
@@ -111,6 +119,13 @@ void sentry_dsn_masked(const struct sentry_dsn *d, char *out, size_t size)
 {
     char base[1024];
     base_url(d, "****", base, sizeof(base));
+    snprintf(out, size, "%s/%s", base, d->project);
+}
+
+void sentry_dsn_public(const struct sentry_dsn *d, char *out, size_t size)
+{
+    char base[1024];
+    base_url(d, d->key, base, sizeof(base));
     snprintf(out, size, "%s/%s", base, d->project);
 }
 
@@ -214,10 +229,11 @@ bool sentry_event_json(const struct sentry_event *ev, char *out, size_t size)
     return finish(f, &buf, &len, out, size);
 }
 
-bool sentry_envelope(const char *dsn_text, const struct sentry_event *ev, int64_t sent_us, char *out, size_t size)
+bool sentry_envelope(const struct sentry_dsn *d, const struct sentry_event *ev, int64_t sent_us, char *out,
+                     size_t size)
 {
     static char payload[16384];
-    char *buf = NULL, stamp[40];
+    char *buf = NULL, stamp[40], dsn[1200];
     size_t len = 0;
 
     if (!sentry_event_json(ev, payload, sizeof(payload)))
@@ -228,7 +244,9 @@ bool sentry_envelope(const char *dsn_text, const struct sentry_event *ev, int64_
     sentry_timestamp(sent_us, stamp);
     fputc('{', f);
     tag(f, true, "event_id", ev->event_id);
-    tag(f, false, "dsn", dsn_text);
+    /* Rebuilt from its parts: a legacy KEY:SECRET never leaves the host. */
+    sentry_dsn_public(d, dsn, sizeof(dsn));
+    tag(f, false, "dsn", dsn);
     tag(f, false, "sent_at", stamp);
     fprintf(f, "}\n{\"type\":\"event\",\"length\":%zu}\n%s\n", strlen(payload), payload);
     return finish(f, &buf, &len, out, size);

@@ -72,7 +72,7 @@ static bool send_one(const struct rg_config *cfg, const struct errqueue_event *e
         };
         sentry_event_id(ev.event_id);
         sentry_dsn_masked(&cfg->sentry_dsn, masked, sizeof(masked));
-        if (!sentry_envelope(cfg->sentry.dsn, &ev, clock_realtime_us(), body, sizeof(body))) {
+        if (!sentry_envelope(&cfg->sentry_dsn, &ev, clock_realtime_us(), body, sizeof(body))) {
             log_warning("sentry: event %s too large to send; dropped", ev.event_id);
             errqueue_count(false);
             return true;

@@ -7,6 +7,12 @@
  * Layout (host byte order: the file never leaves the host that wrote it):
  * struct snapshot_header, then `count` struct snapshot_record. The header's
  * sha256 is that of the whole file with the sha256 field zeroed.
+ *
+ * The file is written by the daemon's user, and a checksum is not a key:
+ * that user can forge one. So every value is range-checked before the
+ * first sender goes into the cache, and the header's count is held to
+ * cache.entries and to the file's size before anything is allocated
+ * (issue 25).
  */
 #include "snapshot.h"
 #include "cache.h"
@@ -25,7 +31,11 @@
 #include <unistd.h>
 
 #define SNAPSHOT_OWNER_SIZE 256
-#define SNAPSHOT_MAX_RECORDS (1u << 26)     /* far above any cache.entries: bounds the size check */
+/* A snapshot written later than now by more than a clock step NTP would
+ * make is not this clock's; one older than a year holds no period's
+ * counts any more (monthly is the longest schedule). */
+#define SNAPSHOT_SKEW_US (600 * INT64_C(1000000))
+#define SNAPSHOT_MAX_AGE_US (366 * 86400 * INT64_C(1000000))
 
 struct snapshot_header {
     uint32_t magic, version;
@@ -193,37 +203,81 @@ static void load_locked(struct cache_entry *e, bool created, void *arg)
     e->rcpt_total = r->rcpt_total;
     e->msg_quota = r->msg_quota;
     e->rcpt_quota = r->rcpt_quota;
-    e->locked = r->locked != 0;
+    e->locked = r->locked;
     e->block_notified = (r->notified & NOTIFIED_BLOCK) != 0;
     e->warning_notified = (r->notified & NOTIFIED_WARNING) != 0;
-    e->quota_own = r->quota_own & (QUOTA_OWN_MSG | QUOTA_OWN_RCPT);
-    e->block_action = r->block_action < BLOCK_ACTIONS ? r->block_action : BLOCK_ACTION_DEFAULT;
+    e->quota_own = r->quota_own;
+    e->block_action = r->block_action;      /* each value checked by check_record() */
     e->referenced = 0;
 }
 
-/* Every check, before anything is loaded. */
-static bool check(const char *buf, size_t size, const char *owner, char *err, size_t errsize)
+/* The header on its own, before the records are read: the count is held
+ * to cache.entries and to the file's size, so nothing is allocated for a
+ * count the file does not hold. */
+static bool check_header(const struct snapshot_header *h, uint64_t size, uint32_t capacity, char *err,
+                         size_t errsize)
+{
+    if (h->magic != SNAPSHOT_MAGIC) {
+        snprintf(err, errsize, "not a rateguard snapshot (magic %08x)", h->magic);
+        return false;
+    }
+    if (h->version != SNAPSHOT_VERSION || h->record_size != sizeof(struct snapshot_record)) {
+        snprintf(err, errsize, "version %u with %u-byte records; this rateguard reads version %d (%zu bytes)",
+                 h->version, h->record_size, SNAPSHOT_VERSION, sizeof(struct snapshot_record));
+        return false;
+    }
+    if (h->count > capacity) {
+        snprintf(err, errsize, "%" PRIu64 " senders, more than cache.entries (%" PRIu32 ")", h->count, capacity);
+        return false;
+    }
+    if (size != sizeof(*h) + h->count * sizeof(struct snapshot_record)) {
+        snprintf(err, errsize, "size %" PRIu64 " bytes does not match its header (%" PRIu64 " senders): "
+                 "truncated or damaged", size, h->count);
+        return false;
+    }
+    return true;
+}
+
+/* One record's values: each within what the cache could have held. */
+static bool check_record(const struct snapshot_record *r, uint64_t i, int64_t created_us, char *err,
+                         size_t errsize)
+{
+    char key[CACHE_KEY_SIZE];
+    const char *why = NULL;
+    if (memchr(r->key, '\0', sizeof(r->key)) == NULL)
+        why = "key not NUL-terminated";
+    else if (r->key[0] == '\0' || r->key[0] == '@')
+        why = "empty key, or a domain pool's";
+    else if ((cache_make_key(r->key, key), strcmp(key, r->key) != 0))
+        why = "key not as the cache makes them (lower case)";
+    else if (r->reset_us < 0 || r->reset_us > created_us + SNAPSHOT_SKEW_US)
+        why = "last reset after the snapshot was written, or before 1970";
+    else if (r->msg_counter > r->msg_total || r->rcpt_counter > r->rcpt_total)
+        why = "counter above its total (totals are never reset)";
+    else if (r->locked > 1)
+        why = "locked neither 0 nor 1";
+    else if (r->notified & ~(NOTIFIED_BLOCK | NOTIFIED_WARNING))
+        why = "unknown notified bits";
+    else if (r->quota_own & ~(QUOTA_OWN_MSG | QUOTA_OWN_RCPT))
+        why = "unknown quota_own bits";
+    else if ((!(r->quota_own & QUOTA_OWN_MSG) && r->msg_quota != 0) ||
+             (!(r->quota_own & QUOTA_OWN_RCPT) && r->rcpt_quota != 0))
+        why = "an own limit without its quota_own bit";
+    else if (r->block_action >= BLOCK_ACTIONS)
+        why = "block_action out of range";
+    else if (r->pad[0] != 0 || r->pad[1] != 0)
+        why = "padding not zero";
+    if (why == NULL)
+        return true;
+    snprintf(err, errsize, "sender %" PRIu64 ": %s", i + 1, why);
+    return false;
+}
+
+/* Every check of the whole file, before anything is loaded. */
+static bool check(const char *buf, size_t size, const char *owner, int64_t now_us, char *err, size_t errsize)
 {
     struct snapshot_header h;
-    if (size < sizeof(h)) {
-        snprintf(err, errsize, "truncated: %zu bytes, shorter than its %zu-byte header", size, sizeof(h));
-        return false;
-    }
     memcpy(&h, buf, sizeof(h));
-    if (h.magic != SNAPSHOT_MAGIC) {
-        snprintf(err, errsize, "not a rateguard snapshot (magic %08x)", h.magic);
-        return false;
-    }
-    if (h.version != SNAPSHOT_VERSION || h.record_size != sizeof(struct snapshot_record)) {
-        snprintf(err, errsize, "version %u with %u-byte records; this rateguard reads version %d (%zu bytes)",
-                 h.version, h.record_size, SNAPSHOT_VERSION, sizeof(struct snapshot_record));
-        return false;
-    }
-    if (h.count > SNAPSHOT_MAX_RECORDS || size != sizeof(h) + h.count * sizeof(struct snapshot_record)) {
-        snprintf(err, errsize, "size %zu bytes does not match its header (%" PRIu64 " senders): truncated or damaged",
-                 size, h.count);
-        return false;
-    }
     unsigned char sum[32];
     digest(&h, buf + sizeof(h), size - sizeof(h), sum);
     if (memcmp(sum, h.sha256, sizeof(sum)) != 0) {
@@ -236,13 +290,32 @@ static bool check(const char *buf, size_t size, const char *owner, char *err, si
         snprintf(err, errsize, "written by instance %s, not by this one", who);
         return false;
     }
+    /* Compared, never subtracted: a forged INT64_MIN must not overflow. */
+    if (h.created_us > now_us + SNAPSHOT_SKEW_US || h.created_us < now_us - SNAPSHOT_MAX_AGE_US) {
+        snprintf(err, errsize, "created at %" PRId64 " us since 1970, not between 366 days ago and 600 s ahead",
+                 h.created_us);
+        return false;
+    }
     for (uint64_t i = 0; i < h.count; i++) {
         struct snapshot_record r;
         memcpy(&r, buf + sizeof(h) + i * sizeof(r), sizeof(r));
-        if (memchr(r.key, '\0', sizeof(r.key)) == NULL || r.key[0] == '\0' || r.key[0] == '@') {
-            snprintf(err, errsize, "sender %" PRIu64 " has no valid key", i + 1);
+        if (!check_record(&r, i, h.created_us, err, errsize))
             return false;
-        }
+    }
+    return true;
+}
+
+static bool read_all(int fd, void *buf, size_t size)
+{
+    char *p = buf;
+    while (size > 0) {
+        ssize_t n = read(fd, p, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        p += n;
+        size -= (size_t)n;
     }
     return true;
 }
@@ -259,34 +332,46 @@ enum snapshot_load_result snapshot_load(struct shm *shm, const char *path, const
         return SNAPSHOT_REFUSED;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        (uint64_t)st.st_size > sizeof(struct snapshot_header) + (uint64_t)SNAPSHOT_MAX_RECORDS * sizeof(struct snapshot_record)) {
-        snprintf(err, errsize, "not a regular file of a plausible size");
+    struct snapshot_header h;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errsize, "not a regular file");
         close(fd);
         return SNAPSHOT_REFUSED;
     }
-    size_t size = (size_t)st.st_size, have = 0;
-    char *buf = xmalloc(size + 1);
-    while (have < size) {
-        ssize_t n = read(fd, buf + have, size - have);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        have += (size_t)n;
+    uint64_t size = (uint64_t)st.st_size;
+    if (size < sizeof(h)) {
+        snprintf(err, errsize, "truncated: %" PRIu64 " bytes, shorter than its %zu-byte header", size, sizeof(h));
+        close(fd);
+        return SNAPSHOT_REFUSED;
     }
+    if (!read_all(fd, &h, sizeof(h))) {
+        snprintf(err, errsize, "read: the header could not be read");
+        close(fd);
+        return SNAPSHOT_REFUSED;
+    }
+    if (!check_header(&h, size, shm->cache.sh->capacity, err, errsize)) {
+        close(fd);
+        return SNAPSHOT_REFUSED;
+    }
+    /* size is now at most a header and cache.entries records. */
+    char *buf = xmalloc((size_t)size);
+    memcpy(buf, &h, sizeof(h));
+    bool whole = read_all(fd, buf + sizeof(h), (size_t)size - sizeof(h));
     close(fd);
-    if (!check(buf, have, owner, err, errsize)) {
+    if (!whole) {
+        snprintf(err, errsize, "read: the file shrank while it was read");
         free(buf);
         return SNAPSHOT_REFUSED;
     }
-    struct snapshot_header h;
-    memcpy(&h, buf, sizeof(h));
+    if (!check(buf, (size_t)size, owner, clock_realtime_us(), err, errsize)) {
+        free(buf);
+        return SNAPSHOT_REFUSED;
+    }
     for (uint64_t i = 0; i < h.count; i++) {
         struct snapshot_record r;
         memcpy(&r, buf + sizeof(h) + i * sizeof(r), sizeof(r));
         if (cache_apply(&shm->cache, r.key, true, load_locked, &r) != CACHE_OK)
-            break;      /* a smaller cache.entries than when it was written: the rest is left out */
+            break;      /* cannot happen (count <= cache.entries, an empty cache); not worth a refusal */
         (*loaded)++;
     }
     free(buf);

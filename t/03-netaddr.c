@@ -1,6 +1,7 @@
 /*
  * 03-netaddr.c - listen endpoints and CIDR networks: parsing, formatting,
- * matching (IPv4, IPv6, IPv4-mapped IPv6).
+ * matching (IPv4, IPv6, IPv4-mapped IPv6); which hosts are this machine
+ * (a credential may go to them in clear text).
  */
 #include "netaddr.h"
 #include "tap.h"
@@ -114,10 +115,28 @@ static void test_counter_names(void)
     counter("", 32, 64, NULL);
 }
 
+static void test_loopback(void)
+{
+    static const struct {
+        const char *host;
+        bool want;
+    } cases[] = {
+        {"localhost", true}, {"LocalHost", true}, {"127.0.0.1", true}, {"127.255.0.9", true}, {"::1", true},
+        {"[::1]", true}, {"::ffff:127.0.0.1", true}, {"[0:0:0:0:0:0:0:1]", true},
+        {"127.example.com", false}, {"localhost.example.com", false}, {"128.0.0.1", false}, {"192.0.2.1", false},
+        {"::2", false}, {"[2001:db8::1]", false}, {"::ffff:192.0.2.1", false}, {"[::1", false}, {"", false},
+        {"sentry.example.com", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ok(netaddr_host_is_loopback(cases[i].host) == cases[i].want, "loopback '%s': %s", cases[i].host,
+           cases[i].want ? "yes" : "no");
+}
+
 int main(void)
 {
     test_listen();
     test_cidr();
     test_counter_names();
+    test_loopback();
     return done_testing();
 }

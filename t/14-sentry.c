@@ -1,7 +1,9 @@
 /*
  * 14-sentry.c - the pure parts of Sentry reporting: DSN parsing (good and
  * bad vectors, table-driven), the masked DSN, the envelope URL, the auth
- * header, and the envelope's exact layout.
+ * header, and the envelope's exact layout; a legacy KEY:SECRET DSN whose
+ * secret stays out of the envelope, and http refused to any host but this
+ * one (issue 25).
  */
 #include "sentry.h"
 #include "tap.h"
@@ -52,16 +54,35 @@ int main(void)
         {"https://k@h:0/1", "the port is out of range 1..65535"},
         {"https://k@h:x/1", "the port is not a number"},
         {"https://k@h/a b/1", "the path holds characters a DSN path cannot have"},
+        /* the key in clear text across the network (issue 25) */
+        {"http://k@sentry.example.com/1",
+         "http would send the key in clear text to sentry.example.com: use https (http only to localhost, "
+         "127.0.0.0/8 or [::1])"},
+        {"http://k:s@192.0.2.7:9000/1",
+         "http would send the key in clear text to 192.0.2.7: use https (http only to localhost, 127.0.0.0/8 or [::1])"},
+        {"http://k@[2001:db8::1]/1",
+         "http would send the key in clear text to [2001:db8::1]: use https (http only to localhost, 127.0.0.0/8 or [::1])"},
+        {"http://k@127.example.com/1",
+         "http would send the key in clear text to 127.example.com: use https (http only to localhost, 127.0.0.0/8 or [::1])"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct sentry_dsn d;
-        char err[200] = "";
+        char err[300] = "";
         ok(!sentry_dsn_parse(bad[i].dsn, &d, err, sizeof(err)), "refuses '%s'", bad[i].dsn);
         is_str(err, bad[i].why, "reason");
     }
 
+    /* http to this machine stays allowed: the tests' receivers. */
+    static const char *local[] = {"http://k@127.0.0.1:9000/1", "http://k@127.1.2.3/1", "http://k@[::1]:9000/1",
+                                  "http://k@localhost:9000/1", "http://k@LOCALHOST/1", "http://k@[::ffff:127.0.0.1]/1"};
+    for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+        struct sentry_dsn d;
+        char err[300] = "";
+        ok(sentry_dsn_parse(local[i], &d, err, sizeof(err)), "http to this machine: %s %s", local[i], err);
+    }
+
     struct sentry_dsn d;
-    char err[200], buf[400], env[8192];
+    char err[300], buf[1200], env[8192];
     sentry_dsn_parse("https://abc123@o1.ingest.sentry.io/42", &d, err, sizeof(err));
     sentry_auth_header(&d, buf, sizeof(buf));
     is_str(buf, "X-Sentry-Auth: Sentry sentry_version=7, sentry_key=abc123, sentry_client=rateguard/0.1.0", "auth header");
@@ -72,7 +93,7 @@ int main(void)
         .environment = "test", .message = "db \"down\"", .template = "db %s", .signal = 0, .pid = 42,
         .suppressed = 3,
     };
-    ok(sentry_envelope("https://abc123@o1.ingest.sentry.io/42", &ev, 1700000001000000, env, sizeof(env)), "envelope");
+    ok(sentry_envelope(&d, &ev, 1700000001000000, env, sizeof(env)), "envelope");
     const char *payload =
         "{\"event_id\":\"0123456789abcdef0123456789abcdef\",\"timestamp\":\"2023-11-14T22:13:20.123456Z\","
         "\"level\":\"error\",\"logger\":\"rateguard.writer\",\"platform\":\"c\",\"server_name\":\"mx1\","
@@ -85,6 +106,21 @@ int main(void)
              "\"sent_at\":\"2023-11-14T22:13:21.000000Z\"}\n{\"type\":\"event\",\"length\":%zu}\n%s\n",
              strlen(payload), payload);
     is_str(env, want, "the envelope, byte for byte");
+
+    /* A legacy KEY:SECRET DSN: the envelope's dsn is KEY@host, the secret
+     * is nowhere in what is sent (issue 25). */
+    struct sentry_dsn legacy;
+    ok(sentry_dsn_parse("https://abc123:topsecret99@o1.ingest.sentry.io:8443/sub/42", &legacy, err, sizeof(err)),
+       "a legacy DSN with a secret parses");
+    sentry_dsn_public(&legacy, buf, sizeof(buf));
+    is_str(buf, "https://abc123@o1.ingest.sentry.io:8443/sub/42", "public DSN: the key, no secret");
+    ok(sentry_envelope(&legacy, &ev, 1700000001000000, env, sizeof(env)), "its envelope");
+    ok(strstr(env, "\"dsn\":\"https://abc123@o1.ingest.sentry.io:8443/sub/42\",") != NULL, "the envelope's dsn: KEY@host");
+    ok(strstr(env, "topsecret99") == NULL, "the secret is nowhere in the envelope");
+    sentry_auth_header(&legacy, buf, sizeof(buf));
+    ok(strstr(buf, "topsecret99") == NULL, "nor in the auth header");
+    sentry_dsn_masked(&legacy, buf, sizeof(buf));
+    is_str(buf, "https://****@o1.ingest.sentry.io:8443/sub/42", "the masked DSN (for logs): neither key nor secret");
     ev.signal = 11;
     ok(sentry_event_json(&ev, env, sizeof(env)), "a dead child's event");
     ok(strstr(env, "\"fingerprint\":[\"db %s\",\"signal 11\"]") != NULL, "the signal is in the fingerprint");

@@ -6,7 +6,9 @@
 # 50 identical errors give one event, the 49 repeats counted and carried by
 # the next event of that kind; a receiver that hangs delays no reply; the
 # DSN's key is never logged; a damaged queue file (fatal at start) is sent
-# by the master before it exits.
+# by the master before it exits. Issue 25: http to a host other than this
+# one is refused at -t (the key would travel in clear text); a legacy
+# KEY:SECRET DSN's secret is in no envelope, no request and no log.
 use strict;
 use warnings;
 use FindBin;
@@ -20,6 +22,7 @@ use RG qw(write_config start_daemon stop_daemon policy_connect policy_request mi
 use Receiver;
 
 my $KEY = '0f1e2d3c4b5a69788796a5b4c3d2e1f0';
+my $SECRET = 'legacysecret5e6f7a8b9c0d1e2f3a4b';
 my $ACCEPT = "action=DUNNO\n\n";
 
 # --- -t refuses a bad DSN and names the key, never quoting the key ---
@@ -30,14 +33,18 @@ my @bad = (
     ['https://k@h.example/x/abc', 'the project id \(the last part of the path\) must be a number'],
     ['https://k@h.example:99999/1', 'the port is out of range 1\.\.65535'],
     ["https://s3cr3tk\@h.example:80/", 'the project id'],
+    ['http://s3cr3tk@sentry.example.com/1',
+     'http would send the key in clear text to sentry\.example\.com: use https \(http only to localhost, 127\.0\.0\.0/8 or \[::1\]\)$'],
+    ['http://s3cr3tk:oldsecret@192.0.2.7:9000/1',
+     'http would send the key in clear text to 192\.0\.2\.7: use https \(http only to localhost, 127\.0\.0\.0/8 or \[::1\]\)$'],
 );
 for my $case (@bad) {
     my ($dsn, $why) = @$case;
     my $c = write_config(name => 'bad', sections => { sentry => qq{dsn = "$dsn"\n} });
     my ($rc, $out, $err) = run_rateguard('-c', $c->{path}, '-t');
     is($rc, 5, "-t refuses $dsn: exit 5");
-    like($err, qr/bad\.conf:\d+: sentry\.dsn: not a usable Sentry DSN: $why/, '... naming sentry.dsn and why');
-    unlike($err, qr/s3cr3tk/, '... without the key') if $dsn =~ /s3cr3tk/;
+    like($err, qr/bad\.conf:\d+: sentry\.dsn: not a usable Sentry DSN: $why/m, '... naming sentry.dsn and why');
+    unlike($err, qr/s3cr3tk|oldsecret/, '... without the key') if $dsn =~ /s3cr3tk/;
 }
 my $dir = test_dir();
 open my $fh, '>', "$dir/bad.dsn" or die;
@@ -58,7 +65,8 @@ my $db = migrated_database('sentry');
 my $h = dbh($db);
 $h->do('ALTER TABLE messages MODIFY msgid varchar(5) DEFAULT NULL');   # long queue ids: refused records
 my $recv = Receiver::start(log => "$dir/sentry.jsonl");
-my $dsn = "http://$KEY\@127.0.0.1:$recv->{port}/42";
+# A legacy DSN with a secret: it must not leave the host (issue 25).
+my $dsn = "http://$KEY:$SECRET\@127.0.0.1:$recv->{port}/42";
 open $fh, '>', "$dir/good.dsn" or die;
 print $fh "$dsn\n";
 close $fh;
@@ -102,7 +110,9 @@ is($ev->{req}{headers}{'x-sentry-auth'}, "Sentry sentry_version=7, sentry_key=$K
    'X-Sentry-Auth built from the DSN');
 is($ev->{req}{headers}{'content-type'}, 'application/x-sentry-envelope', 'content type');
 like($ev->{head}{event_id}, qr/^[0-9a-f]{32}$/, 'envelope header: event_id');
-is($ev->{head}{dsn}, $dsn, 'envelope header: dsn');
+is($ev->{head}{dsn}, "http://$KEY\@127.0.0.1:$recv->{port}/42", 'envelope header: dsn, the key without the secret');
+is(scalar(grep { index($_->{body} . join(' ', values %{ $_->{headers} }) . $_->{target}, $SECRET) >= 0 }
+              @{ Receiver::requests($recv) }), 0, 'the secret is in no request the receiver got');
 like($ev->{head}{sent_at}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/, 'envelope header: sent_at');
 is_deeply($ev->{item}, { type => 'event', length => length($ev->{payload}) }, 'item header: type event, exact length');
 is_deeply($ev->{rest}, [''], 'the payload ends the envelope with a newline');
@@ -215,6 +225,7 @@ like($fatal[0]{event}{message}{formatted} // '', qr/^cannot use the write-back q
 is($fatal[0]{event}{tags}{process}, 'master', 'from the master');
 unlink $queue;
 unlike(slurp($c->{log}) . slurp("$c->{log}.stdout") . $err, qr/$KEY/, 'the key is never logged');
+unlike(slurp($c->{log}) . slurp("$c->{log}.stdout") . $err, qr/$SECRET/, 'nor the secret');
 Receiver::stop($_) for $recv, $hang;
 $h->disconnect;
 done_testing();

@@ -40,6 +40,9 @@ for my $case (
     [qq{user = "u"\n}, qr/report\.user: set both report\.user and report\.password \(or report\.password_file\), or neither/],
     [qq{smtp_server = "mail.example.org:587"\nuser = "u"\npassword = "pw-not-logged"\n},
      qr/report\.user: credentials to mail\.example\.org would travel in clear text: set report\.starttls = true/],
+    # a name that starts like 127.0.0.0/8 is not this machine (the shared check, issue 25)
+    [qq{smtp_server = "127.example.org:587"\nuser = "u"\npassword = "pw-not-logged"\n},
+     qr/report\.user: credentials to 127\.example\.org would travel in clear text: set report\.starttls = true/],
     [qq{timeout = 0\n}, qr/report\.timeout: 0 is out of range 1\.\.600/],
 ) {
     my ($text, $want) = @$case;

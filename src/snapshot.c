@@ -265,7 +265,7 @@ static bool check_record(const struct snapshot_record *r, uint64_t i, int64_t cr
         why = "an own limit without its quota_own bit";
     else if (r->block_action >= BLOCK_ACTIONS)
         why = "block_action out of range";
-    else if (r->pad[0] != 0 || r->pad[1] != 0)
+    else if (memcmp(r->pad, (const uint8_t[sizeof(r->pad)]){0}, sizeof(r->pad)) != 0)
         why = "padding not zero";
     if (why == NULL)
         return true;

@@ -119,7 +119,7 @@ is_deeply(db_counts(), [[$s1, 8, 8, 8], ['new@example.org', 1, 1, 1]], 'every co
 # --- forged snapshots: a valid checksum, values out of range ---
 # The layout of snapshot.c (host byte order): the header, then the records.
 my $HEADER = 'L L L L Q q a256 a32';               # magic version record_size reserved count created_us owner sha256
-my $RECORD = 'Q q L L L L L L L L C C C C a146 a2'; # db_id reset_us quota quota_reset msg_counter rcpt_counter
+my $RECORD = 'Q q L L L L L L L L C C C C a142 a6'; # db_id reset_us quota quota_reset msg_counter rcpt_counter
                                                     # msg_total rcpt_total msg_quota rcpt_quota locked notified
                                                     # quota_own block_action key pad
 my $genuine = slurp($snapshot);

@@ -29,8 +29,8 @@ enum connlog_kind {
 };
 
 /* Malformed requests are limited per reason, so each reason the parser
- * gives (a fixed, small set) gets its line; two reasons sharing a slot
- * only share their limit. */
+ * gives (a fixed set of seven) gets its line: a reason takes the first
+ * free slot for good; were they all taken, the last is shared. */
 #define CONNLOG_MALFORMED_SLOTS 8
 #define CONNLOG_SLOTS (CONNLOG_MALFORMED + CONNLOG_MALFORMED_SLOTS)
 
@@ -38,6 +38,8 @@ enum connlog_kind {
 struct connlog_slot {
     uint64_t since;         /* monotonic second + 1 the current interval began, 0 = none */
     uint64_t suppressed;    /* lines not written in it */
+    uint64_t tag;           /* malformed slots: hash of the reason, 0 = free */
+    char detail[48];        /* and the reason, for the summary line */
 };
 
 /* True when a line of this kind is to be written now (the first in its

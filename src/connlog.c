@@ -38,11 +38,29 @@ static uint64_t now_mark(void)
     return (uint64_t)ts.tv_sec + 1;     /* never 0, which means "no interval" */
 }
 
-static size_t slot_of(enum connlog_kind kind, const char *detail)
+/* The slot of a kind; a malformed request's reason finds its slot or
+ * claims a free one (and writes its text there once). The text is copied
+ * byte by byte with atomic stores: a summary written meanwhile may show
+ * part of it, never undefined behaviour. */
+static size_t slot_of(struct shm *shm, enum connlog_kind kind, const char *detail)
 {
     if (kind != CONNLOG_MALFORMED)
         return (size_t)kind;
-    return CONNLOG_MALFORMED + (detail ? fnv1a64(detail, strlen(detail)) % CONNLOG_MALFORMED_SLOTS : 0);
+    const char *d = detail ? detail : "";
+    uint64_t h = fnv1a64(d, strlen(d)) | 1;     /* never 0, which means "free" */
+    size_t last = CONNLOG_MALFORMED + CONNLOG_MALFORMED_SLOTS - 1;
+    for (size_t i = CONNLOG_MALFORMED; i <= last; i++) {
+        struct connlog_slot *s = &shm->hdr->connlog[i];
+        uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_ACQUIRE);
+        if (tag == 0 && __atomic_compare_exchange_n(&s->tag, &tag, h, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            for (size_t k = 0; k + 1 < sizeof(s->detail) && d[k]; k++)
+                __atomic_store_n(&s->detail[k], d[k], __ATOMIC_RELAXED);
+            return i;
+        }
+        if (tag == h)
+            return i;
+    }
+    return last;
 }
 
 static enum connlog_kind kind_of(size_t slot)
@@ -56,14 +74,24 @@ static void write_summary(struct connlog_slot *s, enum connlog_kind kind)
     uint64_t n = __atomic_exchange_n(&s->suppressed, 0, __ATOMIC_RELAXED);
     if (n == 0)
         return;
+    char detail[sizeof(s->detail) + 3] = "";
+    if (kind == CONNLOG_MALFORMED) {
+        detail[0] = ' ';
+        detail[1] = '(';
+        size_t k = 0;
+        while (k + 1 < sizeof(s->detail) && (detail[k + 2] = __atomic_load_n(&s->detail[k], __ATOMIC_RELAXED)))
+            k++;
+        detail[k + 2] = ')';
+        detail[k + 3] = '\0';
+    }
     log_msg(kind == CONNLOG_PEER_LOOKUP ? LOG_ERR : LOG_WARNING,
-            "%s: %llu more like this in the last %d s (one line per kind a minute; status counts them all)",
-            kind_names[kind], (unsigned long long)n, CONNLOG_INTERVAL);
+            "%s%s: %llu more like this in the last %d s (one line per kind a minute; status counts them all)",
+            kind_names[kind], detail, (unsigned long long)n, CONNLOG_INTERVAL);
 }
 
 bool connlog_take(struct shm *shm, enum connlog_kind kind, const char *detail)
 {
-    struct connlog_slot *s = &shm->hdr->connlog[slot_of(kind, detail)];
+    struct connlog_slot *s = &shm->hdr->connlog[slot_of(shm, kind, detail)];
     uint64_t now = now_mark();
     uint64_t since = __atomic_load_n(&s->since, __ATOMIC_ACQUIRE);
 

@@ -1,9 +1,10 @@
 /*
  * admission.h - whether an accepted connection is served: the client must
- * be inside allowed_clients and under workers.max_per_client connections.
- * Refusals are counted always and logged once per address per minute,
- * whichever worker refuses, so a client hammering the port cannot flood
- * the log.
+ * be inside allowed_clients, a peer on this host must belong to an
+ * account in allowed_users, and the client must be under
+ * workers.max_per_client connections. Refusals are counted always and
+ * logged once per kind a minute (connlog.h), whichever worker refuses, so
+ * a client hammering the port cannot flood the log.
  */
 #ifndef RG_ADMISSION_H
 #define RG_ADMISSION_H
@@ -15,9 +16,6 @@
 struct rg_config;
 struct shm;
 
-/* Slots of the shared refusal-log table (see struct shm_header). */
-#define REFUSAL_LOG_SLOTS 256
-
 /* A client address as kept in a scoreboard slot; family 0 = none (unix). */
 struct client_id {
     uint8_t family;
@@ -26,8 +24,10 @@ struct client_id {
 
 /* Decide on a connection accepted by the worker in `slot`. Admitted: the
  * client is recorded in the slot (counted by other workers) and true is
- * returned. Refused: counted, logged (rate limited), false. */
-bool admission_admit(struct shm *shm, uint32_t slot, const struct rg_config *cfg,
+ * returned. Refused: counted, logged (rate limited), false: the caller
+ * closes fd without a word. fd is the accepted socket (for its local
+ * address). */
+bool admission_admit(struct shm *shm, uint32_t slot, const struct rg_config *cfg, int fd,
                      const struct sockaddr_storage *ss, const char *peer);
 
 /* The connection of the worker in `slot` has ended. */

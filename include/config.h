@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "netaddr.h"
 #include "sentry.h"
@@ -33,6 +34,7 @@ struct rg_config {
     char *socket_mode_text;
     char *socket_group;         /* "" = group */
     struct str_list allowed_clients;
+    struct str_list allowed_users;  /* local accounts that may connect over TCP; "*" = anyone */
     char *action_accept, *action_blocked, *on_error;
     long message_retention;     /* days, 0 = keep forever */
 
@@ -88,6 +90,9 @@ struct rg_config {
     /* Derived from the text values above while loading. */
     struct listen_addr *listen_addrs;   /* listen.count entries */
     struct cidr *allowed_nets;          /* allowed_clients.count entries */
+    uid_t *allowed_uids;                /* allowed_users resolved (names this host lacks left out) */
+    size_t allowed_uids_count;
+    bool allowed_users_any;             /* allowed_users = { "*" }: no check */
     struct cidr *exempt_nets;           /* exempt.networks.count entries */
     struct cidr *unauth_nets;           /* unauth.networks.count entries */
     struct window_spec window_specs[WINDOWS_MAX];   /* quota.windows.count entries */

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "cache.h"
+#include "connlog.h"
 #include "domains.h"
 #include "scoreboard.h"
 #include "wqueue.h"
@@ -52,6 +53,7 @@ struct shm_stats {
     uint64_t malformed;     /* connections closed for malformed input */
     uint64_t refused;       /* connections from outside allowed_clients */
     uint64_t over_client_limit; /* connections over workers.max_per_client */
+    uint64_t refused_user;  /* local connections from an account outside allowed_users (or of unknown owner) */
     uint64_t db_written;    /* records committed by the writer */
     uint64_t db_errors;     /* failed writer transactions */
     uint64_t db_conflicts;  /* rounds retried after a deadlock or a Galera certification conflict */
@@ -73,8 +75,8 @@ struct shm_header {
     uint32_t refresh_requests;  /* bumped to make the writer re-read every row */
     uint8_t stress;             /* 1 while every worker is busy and connections wait (master.c) */
     int64_t stress_since;       /* CLOCK_REALTIME seconds the current stress began, 0 = none */
-    /* When each refused address was last logged: (address tag << 32) | seconds. */
-    uint64_t refusal_log[REFUSAL_LOG_SLOTS];
+    /* The rate-limited log of connection problems (connlog.c). */
+    struct connlog_slot connlog[CONNLOG_SLOTS];
     struct shm_stats stats;
     struct scoreboard_shared scoreboard;
     struct cache_shared cache;

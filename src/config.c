@@ -17,6 +17,7 @@
 #include <confuse.h>
 #include <ctype.h>
 #include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@ static bool check_absolute_path(const char *v, char *err, size_t n);
 static bool check_optional_path(const char *v, char *err, size_t n);
 static bool check_account(const char *v, char *err, size_t n);
 static bool check_optional_account(const char *v, char *err, size_t n);
+static bool check_allowed_user(const char *v, char *err, size_t n);
 static bool check_listen(const char *v, char *err, size_t n);
 static bool check_cidr(const char *v, char *err, size_t n);
 static bool check_window(const char *v, char *err, size_t n);
@@ -71,6 +73,7 @@ static const struct param params[] = {
     {NULL, "socket_mode", P_STR, "0660", 0, 0, check_mode, F(socket_mode_text), EC},
     {NULL, "socket_group", P_STR, "", 0, 0, check_optional_account, F(socket_group), EC},
     {NULL, "allowed_clients", P_LIST, "{\"127.0.0.0/8\", \"::1/128\"}", 0, 0, check_cidr, F(allowed_clients), EC},
+    {NULL, "allowed_users", P_LIST, "{\"root\", \"postfix\"}", 0, 0, check_allowed_user, F(allowed_users), EC},
     {NULL, "action_accept", P_STR, "DUNNO", 0, 0, check_action, F(action_accept), EC},
     {NULL, "action_blocked", P_STR, "DEFER_IF_PERMIT Rate limit reached, retry later.", 0, 0, check_action, F(action_blocked), EC},
     {NULL, "on_error", P_STR, "DUNNO", 0, 0, check_action, F(on_error), EC},
@@ -522,6 +525,35 @@ static bool parse_networks(const struct str_list *list, const char *name, struct
     return true;
 }
 
+/* allowed_users as uids, read now (at start and at each reload) so that a
+ * typo stops the load instead of refusing Postfix later. A name of the
+ * default list that this host lacks (no postfix user on a build host) is
+ * left out; a name written in the file must exist. */
+static bool resolve_allowed_users(struct rg_config *c)
+{
+    bool from_file = line_of("allowed_users") > 0;
+    c->allowed_uids = xcalloc(c->allowed_users.count + 1, sizeof(*c->allowed_uids));
+    for (size_t i = 0; i < c->allowed_users.count; i++) {
+        const char *name = c->allowed_users.items[i];
+        if (strcmp(name, "*") == 0) {
+            c->allowed_users_any = true;
+            continue;
+        }
+        struct passwd *pw = getpwnam(name);
+        if (pw == NULL && from_file) {
+            record_error(line_of("allowed_users"), EC, "allowed_users: user '%s' does not exist", name);
+            return false;
+        }
+        if (pw)
+            c->allowed_uids[c->allowed_uids_count++] = pw->pw_uid;
+    }
+    if (c->allowed_users_any && c->allowed_users.count > 1) {
+        record_error(line_of("allowed_users"), EC, "allowed_users: \"*\" (anyone) goes alone, not with names");
+        return false;
+    }
+    return true;
+}
+
 /* Derive parsed forms (already validated value by value) and check the
  * relations between values. Returns false after recording an error. */
 static bool derive_and_cross_check(struct rg_config *c)
@@ -534,7 +566,7 @@ static bool derive_and_cross_check(struct rg_config *c)
             record_error(line_of("listen"), RG_EXIT_BAD_LISTEN, "listen: %s", why);
             return false;
         }
-    if (!parse_networks(&c->allowed_clients, "allowed_clients", &c->allowed_nets))
+    if (!parse_networks(&c->allowed_clients, "allowed_clients", &c->allowed_nets) || !resolve_allowed_users(c))
         return false;
     if (c->quota.windows.count > WINDOWS_MAX) {
         record_error(line_of("quota.windows"), RG_EXIT_CONFIG, "quota.windows: at most %d windows", WINDOWS_MAX);
@@ -664,6 +696,7 @@ void config_free(struct rg_config *c)
     }
     free(c->listen_addrs);
     free(c->allowed_nets);
+    free(c->allowed_uids);
     free(c->exempt_nets);
     free(c->unauth_nets);
     free(c->path);
@@ -760,6 +793,11 @@ static bool check_account(const char *v, char *err, size_t n)
 static bool check_optional_account(const char *v, char *err, size_t n)
 {
     return v[0] == '\0' || check_account(v, err, n);
+}
+
+static bool check_allowed_user(const char *v, char *err, size_t n)
+{
+    return strcmp(v, "*") == 0 || check_account(v, err, n);
 }
 
 static bool check_listen(const char *v, char *err, size_t n)

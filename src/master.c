@@ -14,6 +14,7 @@
 #include "notifier.h"
 #include "cachesync.h"
 #include "config.h"
+#include "connlog.h"
 #include "db.h"
 #include "errqueue.h"
 #include "sentrysend.h"
@@ -819,6 +820,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
                 ;
         }
         stress_update(&stress, &m.shm, &m.listeners, pool_saturated(&m));
+        connlog_flush(&m.shm, false);
         if (got_chld) {
             got_chld = 0;
             reap_children(&m);
@@ -853,6 +855,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     free(p);
     log_notice("stopping");
     stop_children(&m);
+    connlog_flush(&m.shm, true);    /* the workers are gone: what they left out */
     listeners_close(m.cfg, &m.listeners, true);
     /* The last counts, for a start while the database is down (not while
      * the cache still stands on an older snapshot: that one stays, with

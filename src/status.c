@@ -94,6 +94,7 @@ static const struct {
     {"errors", offsetof(struct shm_stats, errors)}, {"malformed", offsetof(struct shm_stats, malformed)},
     {"refused", offsetof(struct shm_stats, refused)},
     {"over_client_limit", offsetof(struct shm_stats, over_client_limit)},
+    {"refused_user", offsetof(struct shm_stats, refused_user)},
 };
 
 static unsigned long long request_stat(struct shm *shm, size_t i)

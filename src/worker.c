@@ -6,11 +6,14 @@
  * Malformed input is logged with the client's address and the connection
  * closed without a reply, so Postfix applies its default_action. Under
  * stress (master.c) idle connections are given up and timeouts shortened.
- * Who may connect at all is admission.c's decision.
+ * Who may connect at all is admission.c's decision. Warnings about a
+ * connection go through connlog.c: one line per kind a minute, so a flood
+ * of bad connections cannot flood the log.
  */
 #include "worker.h"
 #include "admission.h"
 #include "config.h"
+#include "connlog.h"
 #include "engine.h"
 #include "log.h"
 #include "netaddr.h"
@@ -129,7 +132,8 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
             size_t rlen = engine_answer(&eng, &req, peer, reply, sizeof(reply));
             slot->requests++;
             if (!write_all(fd, reply, rlen, (int)cfg->workers.read_timeout)) {
-                log_warning("client %s: cannot send reply: %s", peer, strerror(errno));
+                if (connlog_take(ctx->shm, CONNLOG_IO_ERROR, NULL))
+                    log_warning("client %s: cannot send reply: %s", peer, strerror(errno));
                 return;
             }
             memmove(buf, buf + reqlen, len - reqlen);
@@ -141,7 +145,8 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
         }
         if (st == POLICY_MALFORMED) {
             STAT_ADD(ctx->shm, malformed, 1);
-            log_warning("client %s: malformed request (%s), disconnecting", peer, reason);
+            if (connlog_take(ctx->shm, CONNLOG_MALFORMED, reason))
+                log_warning("client %s: malformed request (%s), disconnecting", peer, reason);
             return;
         }
         /* Retire between requests, never before the first: the master may
@@ -161,12 +166,15 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
         if (now >= deadline) {
             if (stress_limit) {
                 STAT_ADD(ctx->shm, stress_timeouts, 1);
-                log_warning("client %s: no complete request within %ld s while every worker is busy "
-                            "(workers.stress_read_timeout), disconnecting", peer, cfg->workers.stress_read_timeout);
-            } else if (len > 0)
-                log_warning("client %s: read timeout after %ld s in a request, disconnecting", peer,
-                            cfg->workers.read_timeout);
-            else
+                if (connlog_take(ctx->shm, CONNLOG_STRESS_TIMEOUT, NULL))
+                    log_warning("client %s: no complete request within %ld s while every worker is busy "
+                                "(workers.stress_read_timeout), disconnecting", peer,
+                                cfg->workers.stress_read_timeout);
+            } else if (len > 0) {
+                if (connlog_take(ctx->shm, CONNLOG_READ_TIMEOUT, NULL))
+                    log_warning("client %s: read timeout after %ld s in a request, disconnecting", peer,
+                                cfg->workers.read_timeout);
+            } else
                 log_info("client %s: idle for %ld s, disconnecting", peer, cfg->workers.idle_timeout);
             return;
         }
@@ -195,11 +203,12 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0) {
-            log_warning("client %s: read: %s", peer, strerror(errno));
+            if (connlog_take(ctx->shm, CONNLOG_IO_ERROR, NULL))
+                log_warning("client %s: read: %s", peer, strerror(errno));
             return;
         }
         if (n == 0) {
-            if (len > 0)
+            if (len > 0 && connlog_take(ctx->shm, CONNLOG_CLOSED_IN_REQUEST, NULL))
                 log_warning("client %s: connection closed inside a request", peer);
             return;
         }
@@ -258,7 +267,7 @@ void worker_main(const struct worker_ctx *ctx)
                 continue;           /* another worker took it, or the client left */
             char peer[80];
             peer_name(&ss, peer, sizeof(peer));
-            if (!admission_admit(ctx->shm, ctx->slot, cfg, &ss, peer)) {
+            if (!admission_admit(ctx->shm, ctx->slot, cfg, fd, &ss, peer)) {
                 close(fd);
                 continue;
             }

@@ -30,7 +30,7 @@ like($lines[1], qr/^sender\s+quota\s+messages\s+recipients\s+msg_total\s+rcpt_to
 like($out, qr/^one\@example\.org\s+3\s+2\s+4\s+2\s+4\s+BLOCKED\s+0\/0$/m, 'status: one@ blocked, 2 messages 4 recipients');
 like($out, qr/^two\@example\.org\s+3\s+1\s+1\s+1\s+1\s+ok\s+0\/0$/m, 'status: two@ within quota');
 like($out, qr/^workers: \d+ busy, \d+ idle, \d+ running \(min 4, max 256\)$/m, 'status: workers');
-like($out, qr/^requests: 3 served, 3 counted, 2 accepted, 1 blocked, 0 would_block, 0 exempt, 0 warnings, 0 errors, 0 malformed, 0 refused, 0 over_client_limit$/m,
+like($out, qr/^requests: 3 served, 3 counted, 2 accepted, 1 blocked, 0 would_block, 0 exempt, 0 warnings, 0 errors, 0 malformed, 0 refused, 0 over_client_limit, 0 refused_user$/m,
      'status: request figures');
 like($out, qr/^database: 0 writes pending, 3 written, 0 failed transactions, 0 conflicts retried$/m, 'status: database figures');
 like($out, qr/^cache: 2 of 100000 entries used$/m, 'status: cache fill');
@@ -46,7 +46,7 @@ is_deeply($j->{senders}, [
       msg_counter => 1, rcpt_counter => 1, msg_total => 1, rcpt_total => 1, blocked => JSON::PP::false,
       unwritten_msg => 0, unwritten_rcpt => 0 } ], 'status --json: senders');
 is_deeply($j->{requests}, { served => 3, counted => 3, accepted => 2, blocked => 1, would_block => 0, exempt => 0, warnings => 0, errors => 0,
-                            malformed => 0, refused => 0, over_client_limit => 0 }, 'status --json: requests');
+                            malformed => 0, refused => 0, over_client_limit => 0, refused_user => 0 }, 'status --json: requests');
 is_deeply($j->{database}, { pending => 0, written => 3, failed_transactions => 0, conflicts => 0 }, 'status --json: database');
 
 # --- TERM with writes queued behind a locked table ---

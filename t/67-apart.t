@@ -68,8 +68,8 @@ sub family { my ($pid) = @_; return ($pid, children_of($pid)) }
 # --- 1. non-dumpable, started as root ---
 my $c = write_config(database => $db, name => 'root');
 my $pid = start_daemon($c);
-my @fam = family($pid);
-ok(@fam >= 3, 'master, workers, writer: ' . scalar(@fam) . ' processes');
+my @fam;
+ok(wait_until(sub { (@fam = family($pid)) >= 4 }, 10), 'master, workers, writer, notifier: ' . scalar(@fam) . ' processes');
 is_deeply([map { peek($_) } @fam], [map { 'environ:denied mem:denied' } @fam],
           'started as root: no process\'s memory or environment is readable by the daemon\'s user');
 is(stop_daemon($pid), 0, 'TERM: exit 0');
@@ -94,7 +94,7 @@ ok(wait_until(sub { slurp("$sd/rateguard.log") =~ /started \(pid $upid,/ }, 10),
 my $s = policy_connect($cu);
 is(policy_request($s, sasl_username => 'apart@example.org'), "action=DUNNO\n\n", 'it serves');
 close $s;
-@fam = family($upid);
+wait_until(sub { (@fam = family($upid)) >= 4 }, 10);
 is_deeply([map { peek($_) } @fam], [map { 'environ:denied mem:denied' } @fam],
           'started as its user: still no process readable by another process of that user (' . scalar(@fam) . ')');
 is(stop_daemon($upid), 0, 'TERM: exit 0');

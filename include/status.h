@@ -1,7 +1,8 @@
 /*
  * status.h - the status dump: on SIGUSR1 the master writes the cache
  * table and the daemon's counters to state_dir/<instance>.status.txt,
- * .status.json and the figures to .status.prom (each replaced
+ * .status.json, the figures to .status.prom, the senders refused now to
+ * .blocked.txt and .blocked.json (each replaced
  * atomically); `rateguard status` queues the signal with the one format it
  * wants (so metrics never cost a dump of every sender), waits for the new
  * file and prints it.
@@ -15,7 +16,10 @@
 struct rg_config;
 struct shm;
 
-enum status_format { STATUS_TEXT, STATUS_JSON, STATUS_PROMETHEUS, STATUS_FORMATS };
+/* The blocked formats list only the senders whose next message would be
+ * refused (`rateguard blocked`). */
+enum status_format { STATUS_TEXT, STATUS_JSON, STATUS_PROMETHEUS, STATUS_BLOCKED_TEXT, STATUS_BLOCKED_JSON,
+                     STATUS_FORMATS };
 
 /* Write the dump files whose format is set in wanted[]. Returns false
  * (logged) on failure. */

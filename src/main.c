@@ -32,13 +32,15 @@ static void usage(FILE *out)
             "Commands:\n"
             "  run       run the daemon (default); daemonizes unless -f\n"
             "  status    print the running daemon's cache and counters\n"
+            "  blocked   the senders whose next message is refused, why and since when\n"
             "  cleanup   reset the period counters and purge old messages\n"
             "  migrate   create or upgrade the database schema\n"
             "  report    send the report of the senders blocked this period (--stdout: print it)\n"
             "  reload-cache  make the running daemon re-read every sender from the database\n"
             "  show SENDER   print one sender's quota, counters and percent used\n"
-            "  reset SENDER  reset one sender's period counters (and quota, unless locked)\n"
-            "  set-quota SENDER N [--locked]  set one sender's quota (--locked: kept across resets)\n"
+            "  reset SENDER  reset one sender's period counters (and quota, unless locked): unblocks it\n"
+            "  set-quota SENDER N [--locked]  set one sender's quota (--locked: kept across resets);\n"
+            "                unblocks only if its counters are now below N: else `reset` it\n"
             "  stop      stop the running daemon and wait until it has gone\n"
             "  reload    make the running daemon re-read its configuration\n"
             "  reopen-logs  make the running daemon reopen its log file (logrotate)\n"
@@ -48,7 +50,7 @@ static void usage(FILE *out)
             "  -f, --foreground     do not daemonize, log to stderr as well\n"
             "  -t, --test           check the configuration and exit\n"
             "      --get-config NAME  print one effective setting, e.g. quota.default\n"
-            "      --json           status, show: print JSON\n"
+            "      --json           status, show, blocked: print JSON\n"
             "      --prometheus     status: print Prometheus text-format metrics\n"
             "      --locked         set-quota: lock the quota\n"
             "      --stdout         report: print instead of sending\n"
@@ -110,7 +112,7 @@ int main(int argc, char **argv)
         int args;
     } commands[] = {{"run", 0}, {"status", 0}, {"cleanup", 0}, {"migrate", 0}, {"reload-cache", 0},
                     {"show", 1}, {"reset", 1}, {"set-quota", 2}, {"stop", 0}, {"reload", 0},
-                    {"reopen-logs", 0}, {"report", 0}};
+                    {"reopen-logs", 0}, {"report", 0}, {"blocked", 0}};
     const char *command = optind < argc ? argv[optind++] : "run";
     int want = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -118,7 +120,7 @@ int main(int argc, char **argv)
             want = commands[i].args;
     if (want < 0) {
         fprintf(stderr, "rateguard: unknown command '%s' (run, status, cleanup, migrate, reload-cache, show, "
-                        "reset, set-quota, stop, reload, reopen-logs, report)\n", command);
+                        "reset, set-quota, stop, reload, reopen-logs, report, blocked)\n", command);
         return RG_EXIT_USAGE;
     }
     char **args = argv + optind;
@@ -199,6 +201,8 @@ int main(int argc, char **argv)
             rc = command_signal(cfg, SIGUSR2, "reopen-logs");
         else if (strcmp(command, "report") == 0)
             rc = report_command(cfg, to_stdout);
+        else if (strcmp(command, "blocked") == 0)
+            rc = command_status(cfg, json ? STATUS_BLOCKED_JSON : STATUS_BLOCKED_TEXT);
         else
             rc = command_status(cfg, prometheus ? STATUS_PROMETHEUS : json ? STATUS_JSON : STATUS_TEXT);
         log_close();

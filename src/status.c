@@ -8,6 +8,7 @@
 #include "config.h"
 #include "json.h"
 #include "log.h"
+#include "quota.h"
 #include "rateguard.h"
 #include "shm.h"
 #include "snapshot.h"
@@ -56,11 +57,42 @@ static int by_key(const void *a, const void *b)
     return strcmp(((const struct sender_copy *)a)->e.key, ((const struct sender_copy *)b)->e.key);
 }
 
-static bool is_blocked(struct shm *shm, const struct cache_entry *e)
+static struct limits limits_of(struct shm *shm, const struct cache_entry *e)
 {
     struct domain_default dom;
-    struct limits l = limits_resolve(e, domains_lookup(&shm->domains, e->key, &dom) ? &dom : NULL);
+    return limits_resolve(e, domains_lookup(&shm->domains, e->key, &dom) ? &dom : NULL);
+}
+
+/* A message was refused in this period: the counters passed a limit. */
+static bool is_blocked(struct shm *shm, const struct cache_entry *e)
+{
+    struct limits l = limits_of(shm, e);
     return e->msg_counter > l.msg || e->rcpt_counter > l.rcpt;
+}
+
+/* Why the sender's next message (one recipient) would be refused, or NULL:
+ * "locked" (quota 0 kept across resets: an operator's lock), "quota", or
+ * "window" (one of quota.windows is full). A domain pool that is full is
+ * not seen here: it is decided against the pool's own entry. */
+static const char *refusal_reason(struct shm *shm, const struct rg_config *cfg, const struct sender_copy *c,
+                                  size_t n_windows)
+{
+    const struct cache_entry *e = &c->e;
+    struct limits l = limits_of(shm, e);
+    if (quota_next_refused(l.msg, l.rcpt, e->msg_counter, e->rcpt_counter))
+        return e->locked && l.msg == 0 ? "locked" : "quota";
+    for (size_t i = 0; i < n_windows; i++)
+        if (quota_sat_add(c->windows[i], 1) > cfg->window_specs[i].limit)
+            return "window";
+    return NULL;
+}
+
+/* The status column: "ok", "full" (the next message is refused, none was
+ * yet), "BLOCKED" (messages were refused in this period). */
+static const char *state_of(struct shm *shm, const struct rg_config *cfg, const struct sender_copy *c,
+                            size_t n_windows)
+{
+    return is_blocked(shm, &c->e) ? "BLOCKED" : refusal_reason(shm, cfg, c, n_windows) ? "full" : "ok";
 }
 
 struct pool_counts {
@@ -130,7 +162,7 @@ static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, co
         char key[4 * CACHE_KEY_SIZE];
         text_escape(key, sizeof(key), e->key, CACHE_KEY_SIZE);     /* the terminal obeys no sender */
         fprintf(f, "%-40s %10u %10u %10u %10u %10u %-8s %u/%u\n", key, e->quota, e->msg_counter,
-                e->rcpt_counter, e->msg_total, e->rcpt_total, is_blocked(shm, e) ? "BLOCKED" : "ok",
+                e->rcpt_counter, e->msg_total, e->rcpt_total, state_of(shm, cfg, &s->rows[i], s->n_windows),
                 e->unwritten_msg, e->unwritten_rcpt);
     }
     fprintf(f, "workers: %u busy, %u idle, %u running (min %ld, max %ld)\n", p.busy, p.idle, p.running,
@@ -163,9 +195,10 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
         json_write_string(f, e->key);
         fprintf(f, ",\"quota\":%u,\"quota_reset\":%u,\"quota_locked\":%s,\"msg_counter\":%u,"
                    "\"rcpt_counter\":%u,\"msg_total\":%u,\"rcpt_total\":%u,\"blocked\":%s,"
-                   "\"unwritten_msg\":%u,\"unwritten_rcpt\":%u",
+                   "\"next_refused\":%s,\"unwritten_msg\":%u,\"unwritten_rcpt\":%u",
                 e->quota, e->quota_reset, e->locked ? "true" : "false", e->msg_counter, e->rcpt_counter,
-                e->msg_total, e->rcpt_total, is_blocked(shm, e) ? "true" : "false", e->unwritten_msg,
+                e->msg_total, e->rcpt_total, is_blocked(shm, e) ? "true" : "false",
+                refusal_reason(shm, cfg, &s->rows[i], s->n_windows) ? "true" : "false", e->unwritten_msg,
                 e->unwritten_rcpt);
         /* The limits of migration 004, after PolicydRateGuard's fields. */
         if (e->quota_own & QUOTA_OWN_MSG)
@@ -268,6 +301,64 @@ static void write_prometheus(FILE *f, const struct rg_config *cfg, struct shm *s
     snapshot_status_prometheus(f, shm);
 }
 
+/* `rateguard blocked`: the senders whose next message would be refused,
+ * why, and since when (the moment this daemon saw the quota filled; "-"
+ * when it did not: a quota lowered by an operator, or counts read back
+ * from the database at start). */
+static void write_blocked_text(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                               struct pool_counts p, time_t started)
+{
+    (void)p;
+    (void)started;
+    size_t n = 0;
+    fprintf(f, "%-40s %-7s %12s %12s %s\n", "sender", "reason", "messages", "recipients", "since");
+    for (size_t i = 0; i < s->count; i++) {
+        const struct cache_entry *e = &s->rows[i].e;
+        const char *why = refusal_reason(shm, cfg, &s->rows[i], s->n_windows);
+        if (why == NULL)
+            continue;
+        struct limits l = limits_of(shm, e);
+        char key[4 * CACHE_KEY_SIZE], msgs[24], rcpts[24], since[32] = "-";
+        text_escape(key, sizeof(key), e->key, CACHE_KEY_SIZE);
+        snprintf(msgs, sizeof(msgs), "%u/%u", e->msg_counter, l.msg);
+        snprintf(rcpts, sizeof(rcpts), "%u/%u", e->rcpt_counter, l.rcpt);
+        time_t t = (time_t)e->full_since;
+        struct tm tm;
+        if (t && strcmp(why, "window") != 0 && localtime_r(&t, &tm))
+            strftime(since, sizeof(since), "%Y-%m-%d %H:%M:%S", &tm);
+        fprintf(f, "%-40s %-7s %12s %12s %s\n", key, why, msgs, rcpts, since);
+        n++;
+    }
+    fprintf(f, "%zu of %zu cached sender(s) would be refused now\n", n, s->count);
+}
+
+static void write_blocked_json(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                               struct pool_counts p, time_t started)
+{
+    (void)p;
+    (void)started;
+    size_t n = 0;
+    fputs("{\"blocked\":[", f);
+    for (size_t i = 0; i < s->count; i++) {
+        const struct cache_entry *e = &s->rows[i].e;
+        const char *why = refusal_reason(shm, cfg, &s->rows[i], s->n_windows);
+        if (why == NULL)
+            continue;
+        struct limits l = limits_of(shm, e);
+        fprintf(f, "%s{\"sender\":", n++ ? "," : "");
+        json_write_string(f, e->key);
+        fprintf(f, ",\"reason\":\"%s\",\"msg_counter\":%u,\"msg_limit\":%u,\"rcpt_counter\":%u,"
+                   "\"rcpt_limit\":%u,\"quota_locked\":%s,\"refused_this_period\":%s,\"since\":",
+                why, e->msg_counter, l.msg, e->rcpt_counter, l.rcpt, e->locked ? "true" : "false",
+                is_blocked(shm, e) ? "true" : "false");
+        if (e->full_since && strcmp(why, "window") != 0)
+            fprintf(f, "%u}", e->full_since);
+        else
+            fputs("null}", f);
+    }
+    fprintf(f, "],\"senders\":%zu}\n", s->count);
+}
+
 /* Write to a temporary file, then rename over the old dump. */
 typedef void (*status_format_fn)(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
                               struct pool_counts p, time_t started);
@@ -299,6 +390,8 @@ static const struct {
     [STATUS_TEXT] = {".status.txt", write_text},
     [STATUS_JSON] = {".status.json", write_json},
     [STATUS_PROMETHEUS] = {".status.prom", write_prometheus},
+    [STATUS_BLOCKED_TEXT] = {".blocked.txt", write_blocked_text},
+    [STATUS_BLOCKED_JSON] = {".blocked.json", write_blocked_json},
 };
 
 const char *status_suffix(enum status_format format)
@@ -313,7 +406,9 @@ bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started, 
     bool ok = true;
 
     /* The metrics need no per-sender copy of the cache. */
-    if (wanted[STATUS_TEXT] || wanted[STATUS_JSON]) {
+    bool senders = wanted[STATUS_TEXT] || wanted[STATUS_JSON] || wanted[STATUS_BLOCKED_TEXT] ||
+                   wanted[STATUS_BLOCKED_JSON];
+    if (senders) {
         cache_foreach(&shm->cache, collect, &s);
         if (s.count > 1)
             qsort(s.rows, s.count, sizeof(*s.rows), by_key);
@@ -323,7 +418,8 @@ bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started, 
         if (wanted[i])
             ok = write_file(formats[i].suffix, formats[i].write, cfg, shm, &s, p, started);
     free(s.rows);
-    if (ok && (wanted[STATUS_TEXT] || wanted[STATUS_JSON]))
-        log_info("status: %zu cached sender(s) written to %s", s.count, cfg->state_dir);
+    /* Debug: an operator's look is not an event of the mail system. */
+    if (ok && senders)
+        log_debug("status: %zu cached sender(s) written to %s", s.count, cfg->state_dir);
     return ok;
 }

@@ -540,7 +540,8 @@ static void reload(struct master *m)
     m->cfg->state_dir = keep[1];
     m->cfg->user = keep[2];
     m->cfg->group = keep[3];
-    log_open(fresh, m->foreground);
+    if (!log_open(fresh, m->foreground))
+        log_error("reload: %s", log_file_refusal());
     log_share_generation(&m->shm.hdr->log_generation);
     sentry_announce(fresh);
     m->next_reset = period_next_boundary(fresh->reset_schedule, time(NULL));
@@ -714,7 +715,11 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     gid_t gid;
     pid_t other;
 
-    log_open(cfg, foreground);
+    /* Before anything else, a log file planted by the daemon's user stops
+     * the start (exit 6, like a pidfile in the wrong place): root does not
+     * append to it, and running on without the file would hide why. */
+    if (!log_open(cfg, foreground))
+        log_fatal(RG_EXIT_RUNTIME, "cannot start: %s", log_file_refusal());
     struct stat cst;
     if ((cfg->database.password[0] || cfg->webhook.secret[0]) && stat(config_path, &cst) == 0 &&
         (cst.st_mode & S_IROTH))
@@ -735,7 +740,8 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
         log_fatal(RG_EXIT_RUNNING, "already running (pid %ld, pidfile %s)", (long)other, cfg->pidfile);
     if (!listeners_open(cfg, uid, gid, &m.listeners))
         log_fatal(RG_EXIT_BAD_LISTEN, "cannot listen on the configured addresses");
-    log_file_owner(uid, gid);
+    if (!log_file_owner(uid))
+        log_fatal(RG_EXIT_RUNTIME, "cannot start: %s", log_file_refusal());
     privileges_drop(uid, gid);
     log_info("running as uid %d gid %d", (int)getuid(), (int)getgid());
     switch (pidfile_acquire(cfg->pidfile, &m.pidfile_fd, &other)) {

@@ -25,6 +25,7 @@
 #include "pidfile.h"
 #include "privileges.h"
 #include "rateguard.h"
+#include "safedir.h"
 #include "shm.h"
 #include "snapshot.h"
 #include "status.h"
@@ -141,29 +142,24 @@ static void daemonize(void)
 
 /* Create path (and missing parents) as a directory; the last component
  * gets mode and, when we are root, the daemon's owner. An existing
- * directory is left as it is. */
+ * directory is left as it is. A link planted on the way stops the start:
+ * root must not chown where the daemon's user points it (safedir.c). */
 static void ensure_dir(const char *path, mode_t mode, uid_t uid, gid_t gid)
 {
-    char buf[4096];
-    struct stat st;
+    char err[4400];
+    int created;
 
-    if (stat(path, &st) == 0)
+    switch (safedir_make(path, mode, uid, gid, &created, err, sizeof(err))) {
+    case SAFEDIR_REFUSED:
+        log_fatal(RG_EXIT_RUNTIME, "cannot start: %s", err);
+    case SAFEDIR_ERROR:
+        log_error("%s", err);
         return;
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                break;
-            *p = '/';
-        }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST) {
-        log_error("mkdir(%s): %s", path, strerror(errno));
-        return;
+    case SAFEDIR_OK:
+        break;
     }
-    if (geteuid() == 0 && chown(buf, uid, gid) < 0)
-        log_error("chown(%s): %s", path, strerror(errno));
-    log_info("created directory %s", path);
+    if (created)
+        log_info("created directory %s", path);
 }
 
 /* The run directory (pidfile), the state directory and the directories of

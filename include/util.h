@@ -45,6 +45,11 @@ long utf8_chars(const char *s);
  * of src consumed. The one escaping of untrusted text for humans. */
 size_t text_escape(char *dst, size_t dstsize, const char *src, size_t max);
 
+/* text_escape() leaving backslashes as they are: the log sink's last
+ * pass over a line whose quoted fields were escaped already (a second
+ * doubling would garble them). */
+size_t text_escape_controls(char *dst, size_t dstsize, const char *src, size_t max);
+
 /* Bytes of the character at p when it is shown as it is: printable ASCII
  * and valid UTF-8 other than the C1 controls (U+0080..U+009F, which
  * terminals obey); 0 when it must be escaped. */

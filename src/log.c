@@ -218,7 +218,7 @@ static void log_write(int level, const char *fmt, va_list ap)
     /* Whatever a message quotes (a client's queue_id, a sender, a
      * database error), control characters reach no log or terminal. */
     vsnprintf(raw, sizeof(raw), fmt, ap);
-    text_escape(msg, sizeof(msg), raw, sizeof(raw));
+    text_escape_controls(msg, sizeof(msg), raw, sizeof(raw));
     if ((level == LOG_ERR || level == LOG_CRIT) && logstate.error_hook)
         logstate.error_hook(level, fmt, msg);
     if (logstate.shared_generation &&

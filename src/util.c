@@ -141,7 +141,7 @@ size_t text_printable_len(const unsigned char *p)
     return len;
 }
 
-size_t text_escape(char *dst, size_t dstsize, const char *src, size_t max)
+static size_t escape(char *dst, size_t dstsize, const char *src, size_t max, bool backslash)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)src;
@@ -151,13 +151,14 @@ size_t text_escape(char *dst, size_t dstsize, const char *src, size_t max)
         return 0;
     while (*p && used < max) {
         /* a backslash doubled: a sender's literal "\\x0a" is not a newline */
-        size_t len = *p == '\\' ? 0 : text_printable_len(p);
-        size_t out = len ? len : *p == '\\' ? 2 : 4;
+        bool doubled = backslash && *p == '\\';
+        size_t len = doubled ? 0 : text_printable_len(p);
+        size_t out = len ? len : doubled ? 2 : 4;
         if (n + out + 1 > dstsize)
             break;
         if (len) {
             memcpy(dst + n, p, len);
-        } else if (*p == '\\') {
+        } else if (doubled) {
             dst[n] = dst[n + 1] = '\\';
             len = 1;
         } else {
@@ -173,6 +174,16 @@ size_t text_escape(char *dst, size_t dstsize, const char *src, size_t max)
     }
     dst[n] = '\0';
     return (size_t)((const char *)p - src);
+}
+
+size_t text_escape(char *dst, size_t dstsize, const char *src, size_t max)
+{
+    return escape(dst, dstsize, src, max, true);
+}
+
+size_t text_escape_controls(char *dst, size_t dstsize, const char *src, size_t max)
+{
+    return escape(dst, dstsize, src, max, false);
 }
 
 void log_safe_copy(char *dst, size_t dstsize, const char *src, size_t max)

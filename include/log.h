@@ -14,13 +14,21 @@
 
 struct rg_config;
 
-/* Before log_open() messages go to stderr only. */
-void log_open(const struct rg_config *cfg, bool console);
+/* Before log_open() messages go to stderr only. Returns false when the
+ * log file is refused (a symbolic link, not a regular file, more than one
+ * hard link): log_file_refusal() says why; the other sinks work. A file
+ * log.c creates has mode 0640 and the group of its directory. */
+bool log_open(const struct rg_config *cfg, bool console);
+
+/* Why the log file was refused at the last open, or NULL. */
+const char *log_file_refusal(void);
 void log_close(void);
 
 /* Give the log file to the account the daemon drops to, so that it can
- * reopen it later (called as root, before the drop). */
-void log_file_owner(uid_t uid, gid_t gid);
+ * reopen it later (called as root, before the drop; its group is kept).
+ * False (log_file_refusal() says why, the file is closed) when it belongs
+ * to neither root nor uid. */
+bool log_file_owner(uid_t uid);
 
 /* Reopen the log file (after logrotate moved it). */
 void log_reopen(void);

@@ -7,6 +7,7 @@
 #define RG_UTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -38,10 +39,28 @@ long utf8_chars(const char *s);
 
 /* Copy src into dst (always terminated) for a log line or a terminal:
  * control characters (C0, DEL, the C1 range of UTF-8) and bytes that are
- * not valid UTF-8 become \xNN; the rest is copied. Stops after max bytes
- * of src or when dst is full, at a character boundary. Returns the bytes
+ * not valid UTF-8 become \xNN, a backslash becomes \\ (so the escapes
+ * are unambiguous); the rest is copied. Stops after max bytes of src or
+ * when dst is full, at a character boundary. Returns the bytes
  * of src consumed. The one escaping of untrusted text for humans. */
 size_t text_escape(char *dst, size_t dstsize, const char *src, size_t max);
+
+/* text_escape() leaving backslashes as they are: the log sink's last
+ * pass over a line whose quoted fields were escaped already (a second
+ * doubling would garble them). */
+size_t text_escape_controls(char *dst, size_t dstsize, const char *src, size_t max);
+
+/* Bytes of the character at p when it is shown as it is: printable ASCII
+ * and valid UTF-8 other than the C1 controls (U+0080..U+009F, which
+ * terminals obey); 0 when it must be escaped. */
+size_t text_printable_len(const unsigned char *p);
+
+/* Print len bytes of text that a less trusted process wrote (a status
+ * dump): what text_escape() would write ("\\\\", "\\xNN", newlines,
+ * printable characters) passes unchanged; every other byte is escaped the
+ * same way, so no control byte reaches out. buf[len] must be readable
+ * (a NUL), as getdelim() leaves it. */
+void text_print_escaped(FILE *out, const char *buf, size_t len);
 
 /* text_escape() with "..." appended when src was not copied whole. */
 void log_safe_copy(char *dst, size_t dstsize, const char *src, size_t max);

@@ -216,12 +216,35 @@ int command_status(const struct rg_config *cfg, enum status_format format)
     FILE *f = fresh_dump(cfg, pid, format);
     if (f == NULL)
         return RG_EXIT_RUNTIME;
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        fwrite(buf, 1, n, stdout);
+    /* The dump is the daemon user's file, and a process of that user can
+     * hold the pidfile: root's terminal gets no byte of it unescaped. */
+    char *dump = NULL;
+    size_t cap = 0;
+    ssize_t len = getdelim(&dump, &cap, '\0', f);
     fclose(f);
-    return RG_EXIT_OK;
+    if (len < 0)
+        len = 0;
+    int rc = RG_EXIT_OK;
+    if (format == STATUS_JSON) {
+        char *checked = NULL;
+        size_t checked_len = 0, bad_at = 0;
+        FILE *m = open_memstream(&checked, &checked_len);
+        bool ok = m != NULL && json_print_checked(m, dump, (size_t)len, &bad_at);
+        if (m != NULL)
+            fclose(m);
+        if (ok) {
+            fwrite(checked, 1, checked_len, stdout);
+        } else {
+            fprintf(stderr, "rateguard: status: the JSON dump is not JSON (byte 0x%02x at offset %zu); not printed\n",
+                    (size_t)len > bad_at ? (unsigned char)dump[bad_at] : 0, bad_at);
+            rc = RG_EXIT_RUNTIME;
+        }
+        free(checked);
+    } else {
+        text_print_escaped(stdout, dump ? dump : "", (size_t)len);
+    }
+    free(dump);
+    return rc;
 }
 
 /* One sender as the database and the running daemon see it. */
@@ -383,8 +406,10 @@ int command_show(const struct rg_config *cfg, const char *sender, bool json)
            v.locked ? "; locked: kept as it is" : "");
     if (v.msg_quota[0] || v.rcpt_quota[0])
         printf("limits:      %lu messages, %lu recipients per period\n", mq, rq);
-    if (v.block_action[0])
-        printf("when blocked: %s\n", v.block_action);
+    if (v.block_action[0]) {
+        text_escape(shown, sizeof(shown), v.block_action, sizeof(v.block_action));
+        printf("when blocked: %s\n", shown);
+    }
     printf("messages:    %lu this period, %lu in total\n", v.msg_counter, v.msg_total);
     printf("recipients:  %lu this period, %lu in total\n", v.rcpt_counter, v.rcpt_total);
     printf("used:        %.1f%% of the quota%s\n", percent, blocked ? ", BLOCKED" : "");

@@ -2,7 +2,9 @@
  * log.c - writes each message to the configured sinks: syslog (ident
  * "rateguard", the configured facility), an optional append-only file
  * (one write(2) per line so lines from several processes never
- * interleave) and stderr when running on a console.
+ * interleave) and stderr when running on a console. The file is opened
+ * as root at start in a directory of the daemon's user: only a regular
+ * file of one name, owned by root or that user, is appended to.
  */
 #include "log.h"
 #include "config.h"
@@ -25,6 +27,7 @@ static struct {
     int level;
     int file_fd;
     char file_path[4096];
+    char refused[4300];             /* why the file at file_path is not used */
     unsigned *shared_generation;    /* bumped by the master on SIGUSR2 */
     unsigned generation;            /* the one our file_fd belongs to */
     void (*error_hook)(int level, const char *format, const char *text);
@@ -48,18 +51,89 @@ static const char *level_name(int level)
     }
 }
 
-static void open_file(void)
+/* Refuse the file at the configured path (kept for log_file_refusal()). */
+static bool refuse(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool refuse(int fd, const char *fmt, ...)
 {
-    if (logstate.file_path[0] == '\0')
-        return;
-    /* Opened as root at start, in a directory the daemon's user may own:
-     * never through a symbolic link. */
-    logstate.file_fd = open(logstate.file_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-    if (logstate.file_fd < 0)
-        fprintf(stderr, "rateguard: warning: open(%s): %s\n", logstate.file_path, strerror(errno));
+    va_list ap;
+    int n = snprintf(logstate.refused, sizeof(logstate.refused), "refusing log file %s: ", logstate.file_path);
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < sizeof(logstate.refused))
+        vsnprintf(logstate.refused + n, sizeof(logstate.refused) - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (fd >= 0)
+        close(fd);
+    return false;
 }
 
-void log_open(const struct rg_config *cfg, bool console)
+/* The group of the directory that holds the log file, which a new file
+ * takes (issue 26: /var/log/rateguard is postfix:adm, as logrotate's
+ * create line): -1 when unknown. */
+static gid_t directory_group(void)
+{
+    char dir[sizeof(logstate.file_path)];
+    struct stat st;
+    snprintf(dir, sizeof(dir), "%s", logstate.file_path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        slash[slash == dir] = '\0';       /* "/x.log" -> "/" */
+    return stat(dir, &st) == 0 ? st.st_gid : (gid_t)-1;
+}
+
+/* Open the log file for appending. Root opens it at start in a directory
+ * the daemon's user owns, so whatever that user left at the path is
+ * suspect: a symbolic link, a FIFO (which would hang the open) or a hard
+ * link to another file are refused (false, the reason in refused[]); a
+ * file that merely cannot be opened is a warning and logging goes on
+ * without it. */
+static bool open_file(void)
+{
+    const int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+    struct stat st;
+    bool created = false;
+
+    logstate.refused[0] = '\0';
+    if (logstate.file_path[0] == '\0')
+        return true;
+    int fd = open(logstate.file_path, flags);
+    if (fd < 0 && errno == ENOENT) {
+        fd = open(logstate.file_path, flags | O_CREAT | O_EXCL, 0640);
+        created = fd >= 0;
+        if (fd < 0 && errno == EEXIST)      /* made meanwhile: as any other */
+            fd = open(logstate.file_path, flags);
+    }
+    if (fd < 0) {
+        if (errno == ELOOP)
+            return refuse(-1, "a symbolic link");
+        if (errno == ENXIO || errno == EISDIR)      /* a FIFO no one reads, a directory */
+            return refuse(-1, "not a regular file");
+        fprintf(stderr, "rateguard: warning: open(%s): %s\n", logstate.file_path, strerror(errno));
+        return true;
+    }
+    if (fstat(fd, &st) < 0)
+        return refuse(fd, "fstat: %s", strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return refuse(fd, "not a regular file");
+    if (st.st_nlink != 1)
+        return refuse(fd, "%lu hard links (a link to another file is not appended to)", (unsigned long)st.st_nlink);
+    /* Writes of a line to a regular file do not block anyway; a full
+     * disk is dropped (log_write). */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    gid_t group = created ? directory_group() : (gid_t)-1;
+    if (group != (gid_t)-1 && group != st.st_gid && fchown(fd, (uid_t)-1, group) < 0 && geteuid() == 0)
+        fprintf(stderr, "rateguard: warning: fchown(%s): %s\n", logstate.file_path, strerror(errno));
+    logstate.file_fd = fd;
+    return true;
+}
+
+const char *log_file_refusal(void)
+{
+    return logstate.refused[0] ? logstate.refused : NULL;
+}
+
+bool log_open(const struct rg_config *cfg, bool console)
 {
     log_close();
     logstate.use_syslog = cfg->log.syslog;
@@ -68,8 +142,9 @@ void log_open(const struct rg_config *cfg, bool console)
     snprintf(logstate.file_path, sizeof(logstate.file_path), "%s", cfg->log.file);
     if (logstate.use_syslog)
         openlog(RATEGUARD_NAME, LOG_PID | LOG_NDELAY, cfg->syslog_facility);
-    open_file();
+    bool ok = open_file();
     logstate.opened = true;
+    return ok;
 }
 
 void log_close(void)
@@ -82,16 +157,27 @@ void log_close(void)
     logstate.opened = false;
 }
 
-void log_file_owner(uid_t uid, gid_t gid)
+bool log_file_owner(uid_t uid)
 {
     struct stat st;
-    /* Only a plain file of one name: a hard link to another file must not
-     * be given away. */
-    if (logstate.file_fd < 0 || geteuid() != 0 || fstat(logstate.file_fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-        st.st_nlink != 1)
-        return;
-    if (fchown(logstate.file_fd, uid, gid) < 0)
+
+    if (logstate.file_fd < 0 || geteuid() != 0)
+        return true;
+    if (fstat(logstate.file_fd, &st) < 0) {
+        fprintf(stderr, "rateguard: warning: fstat(%s): %s\n", logstate.file_path, strerror(errno));
+        return true;
+    }
+    /* open_file() saw a regular file of one name; the owner is the last
+     * thing the daemon's user could have chosen. */
+    if (st.st_uid != 0 && st.st_uid != uid) {
+        bool ok = refuse(logstate.file_fd, "owned by uid %ld, neither root nor the daemon's user", (long)st.st_uid);
+        logstate.file_fd = -1;
+        return ok;
+    }
+    /* the group stays: the directory's (open_file) or logrotate's */
+    if (st.st_uid != uid && fchown(logstate.file_fd, uid, (gid_t)-1) < 0)
         fprintf(stderr, "rateguard: warning: fchown(%s): %s\n", logstate.file_path, strerror(errno));
+    return true;
 }
 
 void log_share_generation(unsigned *generation)
@@ -113,7 +199,13 @@ void log_reopen(void)
     if (logstate.file_fd >= 0)
         close(logstate.file_fd);
     logstate.file_fd = -1;
-    open_file();
+    /* No caller to hand a refusal to (SIGUSR2, at a message): it goes to
+     * syslog and stderr, and the daemon goes on without the file. */
+    if (!open_file()) {
+        if (logstate.opened && logstate.use_syslog)
+            syslog(LOG_ERR, "error: %s", logstate.refused);
+        fprintf(stderr, "rateguard: error: %s\n", logstate.refused);
+    }
 }
 
 static void log_write(int level, const char *fmt, va_list ap)
@@ -126,7 +218,7 @@ static void log_write(int level, const char *fmt, va_list ap)
     /* Whatever a message quotes (a client's queue_id, a sender, a
      * database error), control characters reach no log or terminal. */
     vsnprintf(raw, sizeof(raw), fmt, ap);
-    text_escape(msg, sizeof(msg), raw, sizeof(raw));
+    text_escape_controls(msg, sizeof(msg), raw, sizeof(raw));
     if ((level == LOG_ERR || level == LOG_CRIT) && logstate.error_hook)
         logstate.error_hook(level, fmt, msg);
     if (logstate.shared_generation &&

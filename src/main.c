@@ -180,7 +180,8 @@ int main(int argc, char **argv)
             privileges_drop(uid, gid);
         }
         /* Operator commands log to stderr as well as to the configured sinks. */
-        log_open(cfg, true);
+        if (!log_open(cfg, true))
+            log_error("%s", log_file_refusal());
         if (strcmp(command, "migrate") == 0)
             rc = command_migrate(cfg);
         else if (strcmp(command, "cleanup") == 0)

@@ -26,6 +26,7 @@
 #include "pidfile.h"
 #include "privileges.h"
 #include "rateguard.h"
+#include "safedir.h"
 #include "shm.h"
 #include "snapshot.h"
 #include "status.h"
@@ -142,29 +143,24 @@ static void daemonize(void)
 
 /* Create path (and missing parents) as a directory; the last component
  * gets mode and, when we are root, the daemon's owner. An existing
- * directory is left as it is. */
+ * directory is left as it is. A link planted on the way stops the start:
+ * root must not chown where the daemon's user points it (safedir.c). */
 static void ensure_dir(const char *path, mode_t mode, uid_t uid, gid_t gid)
 {
-    char buf[4096];
-    struct stat st;
+    char err[4400];
+    int created;
 
-    if (stat(path, &st) == 0)
+    switch (safedir_make(path, mode, uid, gid, &created, err, sizeof(err))) {
+    case SAFEDIR_REFUSED:
+        log_fatal(RG_EXIT_RUNTIME, "cannot start: %s", err);
+    case SAFEDIR_ERROR:
+        log_error("%s", err);
         return;
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                break;
-            *p = '/';
-        }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST) {
-        log_error("mkdir(%s): %s", path, strerror(errno));
-        return;
+    case SAFEDIR_OK:
+        break;
     }
-    if (geteuid() == 0 && chown(buf, uid, gid) < 0)
-        log_error("chown(%s): %s", path, strerror(errno));
-    log_info("created directory %s", path);
+    if (created)
+        log_info("created directory %s", path);
 }
 
 /* The run directory (pidfile), the state directory and the directories of
@@ -541,7 +537,8 @@ static void reload(struct master *m)
     m->cfg->state_dir = keep[1];
     m->cfg->user = keep[2];
     m->cfg->group = keep[3];
-    log_open(fresh, m->foreground);
+    if (!log_open(fresh, m->foreground))
+        log_error("reload: %s", log_file_refusal());
     log_share_generation(&m->shm.hdr->log_generation);
     sentry_announce(fresh);
     m->next_reset = period_next_boundary(fresh->reset_schedule, time(NULL));
@@ -715,7 +712,11 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     gid_t gid;
     pid_t other;
 
-    log_open(cfg, foreground);
+    /* Before anything else, a log file planted by the daemon's user stops
+     * the start (exit 6, like a pidfile in the wrong place): root does not
+     * append to it, and running on without the file would hide why. */
+    if (!log_open(cfg, foreground))
+        log_fatal(RG_EXIT_RUNTIME, "cannot start: %s", log_file_refusal());
     struct stat cst;
     if ((cfg->database.password[0] || cfg->webhook.secret[0]) && stat(config_path, &cst) == 0 &&
         (cst.st_mode & S_IROTH))
@@ -741,7 +742,8 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
         log_fatal(RG_EXIT_RUNNING, "already running (pid %ld, pidfile %s)", (long)other, cfg->pidfile);
     if (!listeners_open(cfg, uid, socket_gid, &m.listeners))
         log_fatal(RG_EXIT_BAD_LISTEN, "cannot listen on the configured addresses");
-    log_file_owner(uid, gid);
+    if (!log_file_owner(uid))
+        log_fatal(RG_EXIT_RUNTIME, "cannot start: %s", log_file_refusal());
     privileges_drop(uid, gid);
     log_info("running as uid %d gid %d", (int)getuid(), (int)getgid());
     switch (pidfile_acquire(cfg->pidfile, &m.pidfile_fd, &other)) {

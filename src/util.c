@@ -3,6 +3,7 @@
  */
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -130,10 +131,7 @@ long utf8_chars(const char *s)
     return chars;
 }
 
-/* Bytes of the character at p when it is shown as it is: printable ASCII
- * and valid UTF-8 other than the C1 controls (U+0080..U+009F, which
- * terminals obey); 0 when it must be escaped. */
-static size_t printable_len(const unsigned char *p)
+size_t text_printable_len(const unsigned char *p)
 {
     if (*p < 0x80)
         return *p >= 0x20 && *p != 0x7f ? 1 : 0;
@@ -143,7 +141,7 @@ static size_t printable_len(const unsigned char *p)
     return len;
 }
 
-size_t text_escape(char *dst, size_t dstsize, const char *src, size_t max)
+static size_t escape(char *dst, size_t dstsize, const char *src, size_t max, bool backslash)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)src;
@@ -152,12 +150,17 @@ size_t text_escape(char *dst, size_t dstsize, const char *src, size_t max)
     if (dstsize == 0)
         return 0;
     while (*p && used < max) {
-        size_t len = printable_len(p);
-        size_t out = len ? len : 4;
+        /* a backslash doubled: a sender's literal "\\x0a" is not a newline */
+        bool doubled = backslash && *p == '\\';
+        size_t len = doubled ? 0 : text_printable_len(p);
+        size_t out = len ? len : doubled ? 2 : 4;
         if (n + out + 1 > dstsize)
             break;
         if (len) {
             memcpy(dst + n, p, len);
+        } else if (doubled) {
+            dst[n] = dst[n + 1] = '\\';
+            len = 1;
         } else {
             dst[n] = '\\';
             dst[n + 1] = 'x';
@@ -171,6 +174,16 @@ size_t text_escape(char *dst, size_t dstsize, const char *src, size_t max)
     }
     dst[n] = '\0';
     return (size_t)((const char *)p - src);
+}
+
+size_t text_escape(char *dst, size_t dstsize, const char *src, size_t max)
+{
+    return escape(dst, dstsize, src, max, true);
+}
+
+size_t text_escape_controls(char *dst, size_t dstsize, const char *src, size_t max)
+{
+    return escape(dst, dstsize, src, max, false);
 }
 
 void log_safe_copy(char *dst, size_t dstsize, const char *src, size_t max)
@@ -262,4 +275,38 @@ void ascii_fold(char *dst, const char *src, size_t len)
     for (size_t i = 0; i < len; i++)
         dst[i] = (char)(src[i] >= 'A' && src[i] <= 'Z' ? src[i] + 32 : src[i]);
     dst[len] = '\0';
+}
+
+void text_print_escaped(FILE *out, const char *buf, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)buf, *end = p + len;
+
+    while (p < end) {
+        size_t n = 0;
+        /* text_escape()'s own forms pass as they are, so a dump the daemon
+         * wrote prints unchanged; a lone backslash is doubled */
+        if (*p == '\\' && end - p >= 2 && p[1] == '\\')
+            n = 2;
+        else if (*p == '\\' && end - p >= 4 && p[1] == 'x' && isxdigit(p[2]) && isxdigit(p[3]) &&
+                 !isupper(p[2]) && !isupper(p[3]))
+            n = 4;
+        else if (*p == '\n')
+            n = 1;
+        else if (*p != '\\' && *p != '\0') {
+            /* a character cut by the end of buf is escaped byte by byte */
+            n = text_printable_len(p);
+            if (n > (size_t)(end - p))
+                n = 0;
+        }
+        if (n) {
+            fwrite(p, 1, n, out);
+            p += n;
+        } else {
+            if (*p == '\\')
+                fputs("\\\\", out);
+            else
+                fprintf(out, "\\x%02x", *p);
+            p++;
+        }
+    }
 }

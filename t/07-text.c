@@ -1,6 +1,6 @@
 /*
  * 07-text.c - text helpers: UTF-8 validation and sanitising, log-safe
- * copies, JSON escaping.
+ * copies, JSON escaping, and what root prints of a dump it did not write.
  */
 #include "json.h"
 #include "util.h"
@@ -15,6 +15,23 @@ static char *json_of(const char *s)
     json_write_string(f, s);
     fclose(f);
     return buf;
+}
+
+/* What root's status prints of a dump (static buffer, NULL when refused). */
+static char *printed(const char *dump, bool json)
+{
+    static char *out;
+    size_t len, bad_at;
+    free(out);
+    out = NULL;
+    FILE *f = open_memstream(&out, &len);
+    bool ok = true;
+    if (json)
+        ok = json_print_checked(f, dump, strlen(dump), &bad_at);
+    else
+        text_print_escaped(f, dump, strlen(dump));
+    fclose(f);
+    return ok ? out : NULL;
 }
 
 int main(void)
@@ -57,5 +74,22 @@ int main(void)
     is_str(json_of("J\xc3\xbcrgen"), "\"J\xc3\xbcrgen\"", "JSON: UTF-8 kept");
     is_str(json_of("bad\xff!"), "\"bad\\ufffd!\"", "JSON: invalid byte becomes U+FFFD");
     is_str(json_of("+&=?"), "\"+&=?\"", "JSON: URL characters untouched");
+    is_str(json_of("c1 \xc2\x9b" "2J"), "\"c1 \\u009b2J\"", "JSON: C1 control escaped");
+
+    /* issue 25: root prints a dump the daemon's user may have forged */
+    text_escape(out, sizeof(out), "a\\x0a\\b", 100);
+    is_str(out, "a\\\\x0a\\\\b", "a backslash is doubled: a literal \\x0a is not an escape");
+    is_str(printed("one@example.org  3 ok\nJ\xc3\xbcrgen \\\\x0a \\x1b\n", false),
+           "one@example.org  3 ok\nJ\xc3\xbcrgen \\\\x0a \\x1b\n", "the daemon's own escapes print unchanged");
+    is_str(printed("\x1b]0;title\x07 \x1b]52;c;aGk=\x07 a\\b \\x1B \xc2\x9b \xff\r\n", false),
+           "\\x1b]0;title\\x07 \\x1b]52;c;aGk=\\x07 a\\\\b \\\\x1B \\xc2\\x9b \\xff\\x0d\n",
+           "forged text: control bytes, C1, a lone backslash and invalid UTF-8 escaped");
+    is_str(printed("{\"senders\":[{\"sender\":\"a\\\\b\\u001b\"}],\"x\":-1.5e3,\"y\":true}\n", true),
+           "{\"senders\":[{\"sender\":\"a\\\\b\\u001b\"}],\"x\":-1.5e3,\"y\":true}\n", "a JSON dump prints unchanged");
+    is_str(printed("{\"s\":\"\x1b]0;t\x07\xc2\x9b\xff\"}", true), "{\"s\":\"\\u001b]0;t\\u0007\\u009b\\ufffd\"}",
+           "forged JSON: raw control bytes in a string escaped as \\u00XX");
+    ok(printed("{\"s\":1}\x1b]0;t\x07", true) == NULL, "forged JSON: a control byte outside strings refuses the dump");
+    ok(printed("{\"s\":\"open", true) == NULL, "forged JSON: an unterminated string refuses the dump");
+    ok(printed("{\"s\":\"\\q\"}", true) == NULL, "forged JSON: an escape JSON does not have refuses the dump");
     return done_testing();
 }

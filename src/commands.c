@@ -311,7 +311,8 @@ static void read_cache_entry(const struct rg_config *cfg, pid_t pid, const char 
     json_write_string(m, key);
     fputc(',', m);
     fclose(m);
-    /* The dump is one line; scan it for the entry. */
+    /* The dump is one line; scan it for the entry (its fields in the order
+     * status.c writes them). */
     if (getdelim(&line, &cap, '\0', f) > 0) {
         const char *at = strstr(line, needle);
         unsigned long *nums[] = {&v->quota, &v->quota_reset, &v->msg_counter, &v->rcpt_counter,

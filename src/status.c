@@ -195,11 +195,10 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
         json_write_string(f, e->key);
         fprintf(f, ",\"quota\":%u,\"quota_reset\":%u,\"quota_locked\":%s,\"msg_counter\":%u,"
                    "\"rcpt_counter\":%u,\"msg_total\":%u,\"rcpt_total\":%u,\"blocked\":%s,"
-                   "\"next_refused\":%s,\"unwritten_msg\":%u,\"unwritten_rcpt\":%u",
+                   "\"unwritten_msg\":%u,\"unwritten_rcpt\":%u,\"next_refused\":%s",
                 e->quota, e->quota_reset, e->locked ? "true" : "false", e->msg_counter, e->rcpt_counter,
-                e->msg_total, e->rcpt_total, is_blocked(shm, e) ? "true" : "false",
-                refusal_reason(shm, cfg, &s->rows[i], s->n_windows) ? "true" : "false", e->unwritten_msg,
-                e->unwritten_rcpt);
+                e->msg_total, e->rcpt_total, is_blocked(shm, e) ? "true" : "false", e->unwritten_msg,
+                e->unwritten_rcpt, refusal_reason(shm, cfg, &s->rows[i], s->n_windows) ? "true" : "false");
         /* The limits of migration 004, after PolicydRateGuard's fields. */
         if (e->quota_own & QUOTA_OWN_MSG)
             fprintf(f, ",\"msg_quota\":%u", e->msg_quota);

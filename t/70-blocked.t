@@ -39,6 +39,9 @@ is(send_n('full@example.org', 3), "action=DUNNO\n\n", 'full@: 3 of 3, the third 
 is(send_n('over@example.org', 4), $BLOCK, 'over@: 4 of 3, the fourth refused');
 is(send_n('reset@example.org', 4), $BLOCK, 'reset@: refused too, then reset below');
 my $after = time;
+# `reset` acts on the database's row: wait until the writer has made it.
+ok(wait_until(sub { ($h->selectrow_array(q{SELECT msg_counter FROM ratelimits WHERE sender = 'reset@example.org'}) // 0) == 4 }),
+   'reset@\'s row is written (msg_counter 4)');
 my ($rc) = run_rateguard('-c', $c->{path}, 'reset', 'reset@example.org');
 is($rc, 0, 'rateguard reset reset@: exit 0');
 ($rc) = run_rateguard('-c', $c->{path}, 'set-quota', 'locked@example.org', '0', '--locked');

@@ -22,6 +22,11 @@ bool log_open(const struct rg_config *cfg, bool console);
 
 /* Why the log file was refused at the last open, or NULL. */
 const char *log_file_refusal(void);
+
+/* True when a line logged now reaches someone: a log file is open, or
+ * syslog's socket (/dev/log) takes a connection. Console output does not
+ * count: a daemon's stderr goes nowhere once it has daemonized. */
+bool log_reaches_anyone(void);
 void log_close(void);
 
 /* Give the log file to the account the daemon drops to, so that it can

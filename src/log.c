@@ -16,8 +16,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <paths.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -145,6 +148,22 @@ bool log_open(const struct rg_config *cfg, bool console)
     bool ok = open_file();
     logstate.opened = true;
     return ok;
+}
+
+bool log_reaches_anyone(void)
+{
+    if (logstate.file_fd >= 0)
+        return true;
+    if (!logstate.use_syslog)
+        return false;
+    /* syslog(3) drops lines silently when nothing listens on its socket. */
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    str_copy(sun.sun_path, _PATH_LOG, sizeof(sun.sun_path));
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    bool reached = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return reached;
 }
 
 void log_close(void)

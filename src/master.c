@@ -36,6 +36,7 @@
 #include "writer.h"
 
 #include <errno.h>
+#include <paths.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -717,6 +718,12 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
      * append to it, and running on without the file would hide why. */
     if (!log_open(cfg, foreground))
         log_fatal(RG_EXIT_RUNTIME, "cannot start: %s", log_file_refusal());
+    /* Said once, on stderr, while someone can still read it: a daemon that
+     * logs nowhere looks like one that has nothing to say. */
+    if (!log_reaches_anyone())
+        fprintf(stderr, "rateguard: warning: nothing will be logged: %s and no log file is set "
+                        "(log { file = \"/var/log/rateguard/rateguard.log\" } or a running syslog)\n",
+                cfg->log.syslog ? "syslog (" _PATH_LOG ") cannot be reached" : "syslog is off");
     struct stat cst;
     if ((cfg->database.password[0] || cfg->webhook.secret[0]) && stat(config_path, &cst) == 0 &&
         (cst.st_mode & S_IROTH))

@@ -23,6 +23,10 @@ bool log_open(const struct rg_config *cfg, bool console);
 /* Why the log file was refused at the last open, or NULL. */
 const char *log_file_refusal(void);
 
+/* Only warnings and worse on stderr from now on (--quiet: a cron job's
+ * output is mailed to root, so a quiet success must print nothing). */
+void log_console_quiet(void);
+
 /* True when a line logged now reaches someone: a log file is open, or
  * syslog's socket (/dev/log) takes a connection. Console output does not
  * count: a daemon's stderr goes nowhere once it has daemonized. */

@@ -28,13 +28,19 @@ static struct {
     bool opened;
     bool use_syslog, use_console;
     int level;
+    int console_level;              /* the least severe level written to stderr */
     int file_fd;
     char file_path[4096];
     char refused[4300];             /* why the file at file_path is not used */
     unsigned *shared_generation;    /* bumped by the master on SIGUSR2 */
     unsigned generation;            /* the one our file_fd belongs to */
     void (*error_hook)(int level, const char *format, const char *text);
-} logstate = {.use_console = true, .level = LOG_INFO, .file_fd = -1};
+} logstate = {.use_console = true, .level = LOG_INFO, .console_level = LOG_DEBUG, .file_fd = -1};
+
+void log_console_quiet(void)
+{
+    logstate.console_level = LOG_WARNING;
+}
 
 void log_set_error_hook(void (*hook)(int level, const char *format, const char *text))
 {
@@ -268,7 +274,7 @@ static void log_write(int level, const char *fmt, va_list ap)
         /* A full disk must not stop mail: a failed write is dropped. */
         if (logstate.file_fd >= 0 && write(logstate.file_fd, line, (size_t)len) < 0) {
         }
-        if (logstate.use_console && write(STDERR_FILENO, line, (size_t)len) < 0) {
+        if (logstate.use_console && level <= logstate.console_level && write(STDERR_FILENO, line, (size_t)len) < 0) {
         }
     }
     errno = saved_errno;

@@ -54,6 +54,7 @@ static void usage(FILE *out)
             "      --prometheus     status: print Prometheus text-format metrics\n"
             "      --locked         set-quota: lock the quota\n"
             "      --stdout         report: print instead of sending\n"
+            "  -q, --quiet          commands: only warnings and errors on stderr (cron)\n"
             "  -h, --help           this help\n"
             "  -V, --version        print the version\n"
             "\n"
@@ -75,6 +76,7 @@ int main(int argc, char **argv)
         {"prometheus", no_argument, NULL, 'P'},
         {"locked", no_argument, NULL, 'L'},
         {"stdout", no_argument, NULL, 'S'},
+        {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -88,10 +90,10 @@ int main(int argc, char **argv)
     const char *config_path = RATEGUARD_DEFAULT_CONFIG;
     const char *get_config = NULL;
     bool foreground = false, test_only = false, json = false, prometheus = false, locked = false;
-    bool to_stdout = false;
+    bool to_stdout = false, quiet = false;
     int opt;
 
-    while ((opt = getopt_long(argc, argv, "c:ftg:hV", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:ftg:qhV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': config_path = optarg; break;
         case 'f': foreground = true; break;
@@ -101,6 +103,7 @@ int main(int argc, char **argv)
         case 'P': prometheus = true; break;
         case 'L': locked = true; break;
         case 'S': to_stdout = true; break;
+        case 'q': quiet = true; break;
         case 'h': usage(stdout); return RG_EXIT_OK;
         case 'V': printf("rateguard %s\n", RATEGUARD_VERSION); return RG_EXIT_OK;
         default: usage(stderr); return RG_EXIT_USAGE;
@@ -179,7 +182,10 @@ int main(int argc, char **argv)
             }
             privileges_drop(uid, gid);
         }
-        /* Operator commands log to stderr as well as to the configured sinks. */
+        /* Operator commands log to stderr as well as to the configured sinks
+         * (with --quiet only warnings and worse). */
+        if (quiet)
+            log_console_quiet();
         if (!log_open(cfg, true))
             log_error("%s", log_file_refusal());
         if (strcmp(command, "migrate") == 0)

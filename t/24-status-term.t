@@ -41,10 +41,10 @@ ok($j, 'status --json is JSON') or diag $out;
 is_deeply($j->{senders}, [
     { sender => 'one@example.org', quota => 3, quota_reset => 3, quota_locked => JSON::PP::false,
       msg_counter => 2, rcpt_counter => 4, msg_total => 2, rcpt_total => 4, blocked => JSON::PP::true,
-      unwritten_msg => 0, unwritten_rcpt => 0 },
+      unwritten_msg => 0, unwritten_rcpt => 0, next_refused => JSON::PP::true },
     { sender => 'two@example.org', quota => 3, quota_reset => 3, quota_locked => JSON::PP::false,
       msg_counter => 1, rcpt_counter => 1, msg_total => 1, rcpt_total => 1, blocked => JSON::PP::false,
-      unwritten_msg => 0, unwritten_rcpt => 0 } ], 'status --json: senders');
+      unwritten_msg => 0, unwritten_rcpt => 0, next_refused => JSON::PP::false } ], 'status --json: senders');
 is_deeply($j->{requests}, { served => 3, counted => 3, accepted => 2, blocked => 1, would_block => 0, exempt => 0, warnings => 0, errors => 0,
                             malformed => 0, refused => 0, over_client_limit => 0, refused_user => 0 }, 'status --json: requests');
 is_deeply($j->{database}, { pending => 0, written => 3, failed_transactions => 0, conflicts => 0 }, 'status --json: database');

@@ -43,6 +43,9 @@ is(ask('y@big.example', 51), $BLOCK, "big.example's rcpt_quota 50");
 is_deeply(seq('z@hold.example', 2), [$OK, "action=HOLD$TEXT"], "hold.example's block_action HOLD");
 is_deeply(seq('nobody@other.example', 6), [($OK) x 5, $BLOCK], 'a domain without defaults: quota.default 5');
 
+# show reads the limits from the database's row: wait until the writer made it.
+ok(wait_until(sub { ($h->selectrow_array(q{SELECT msg_counter FROM ratelimits WHERE sender = 'x@big.example'}) // 0) == 3 }),
+   "x\@big.example's row is written");
 my (undef, $out) = run_rateguard('-c', $c->{path}, 'show', 'x@big.example');
 like($out, qr/^limits:      2 messages, 50 recipients per period$/m, "show resolves the domain's msg_quota");
 

@@ -34,7 +34,7 @@ my %want = (
     'lib/systemd/system/rateguard.service' => 0644,
     'lib/systemd/system/rateguard-cleanup.service' => 0644,
     'lib/systemd/system/rateguard-cleanup.timer' => 0644,
-    'etc/init.d/rateguard' => 0755, 'etc/logrotate.d/rateguard' => 0644,
+    'etc/init.d/rateguard' => 0755, 'etc/logrotate.d/rateguard' => 0644, 'etc/cron.d/rateguard' => 0644,
     map { ('usr/local/share/rateguard/sql/' . (split m{/})[-1] => 0644) } glob("$repo/sql/[0-9]*.sql"),
 );
 ok(keys %want > 12, 'the SQL migrations are among the files to install');

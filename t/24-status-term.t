@@ -7,10 +7,11 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
 use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request policy_send request_text
-          run_rateguard migrated_database dbh wait_until slurp);
+          run_rateguard migrated_database dbh wait_until slurp status_json);
 
 my $db = migrated_database('status');
 my $h = dbh($db);
@@ -41,10 +42,10 @@ ok($j, 'status --json is JSON') or diag $out;
 is_deeply($j->{senders}, [
     { sender => 'one@example.org', quota => 3, quota_reset => 3, quota_locked => JSON::PP::false,
       msg_counter => 2, rcpt_counter => 4, msg_total => 2, rcpt_total => 4, blocked => JSON::PP::true,
-      unwritten_msg => 0, unwritten_rcpt => 0 },
+      unwritten_msg => 0, unwritten_rcpt => 0, next_refused => JSON::PP::true },
     { sender => 'two@example.org', quota => 3, quota_reset => 3, quota_locked => JSON::PP::false,
       msg_counter => 1, rcpt_counter => 1, msg_total => 1, rcpt_total => 1, blocked => JSON::PP::false,
-      unwritten_msg => 0, unwritten_rcpt => 0 } ], 'status --json: senders');
+      unwritten_msg => 0, unwritten_rcpt => 0, next_refused => JSON::PP::false } ], 'status --json: senders');
 is_deeply($j->{requests}, { served => 3, counted => 3, accepted => 2, blocked => 1, would_block => 0, exempt => 0, warnings => 0, errors => 0,
                             malformed => 0, refused => 0, over_client_limit => 0, refused_user => 0 }, 'status --json: requests');
 is_deeply($j->{database}, { pending => 0, written => 3, failed_transactions => 0, conflicts => 0 }, 'status --json: database');
@@ -57,19 +58,18 @@ print {$s} $req;
 my $answered = 0;
 while ($answered < 50) { my $r = RG::read_reply($s); last if $r ne "action=DUNNO\n\n"; $answered++ }
 is($answered, 50, '50 requests answered while the database is locked');
-($rc, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-$j = eval { decode_json($out) } // {};
-cmp_ok($j->{database}{pending} // 0, '>', 0, 'writes are pending while the tables are locked');
+$j = status_json($c);
+cmp_ok($j->{database}{pending}, '>', 0, 'writes are pending while the tables are locked');
 close $s;
 kill 'TERM', $pid;
 sleep 1;
 ok(kill(0, $pid), 'the daemon waits for its writer while the tables stay locked');
 $locker->do('UNLOCK TABLES');
-my $t0 = time;
-my $exit;
-waitpid($pid, 0);
-$exit = $? & 127 ? "signal " . ($? & 127) : $? >> 8;
-is($exit, 0, 'TERM: exit 0 once everything is written');
+# A deadline, so a daemon that never exits fails here instead of hanging
+# the run: 50 records take well under a second to write once unlocked.
+my $exit = wait_until(sub { waitpid($pid, WNOHANG) == $pid ? ($? & 127 ? "signal " . ($? & 127) : "exit " . ($? >> 8)) : undef },
+                      30);
+is($exit, 'exit 0', 'TERM: exit 0 once everything is written (within 30 s)');
 is(($h->selectrow_array(q{SELECT COUNT(*) FROM messages WHERE sender LIKE 'term%'}))[0], 50,
    'every queued message row written');
 is(($h->selectrow_array(q{SELECT SUM(msg_counter) FROM ratelimits WHERE sender LIKE 'term%'}))[0], 50,

@@ -7,10 +7,10 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request slurp
-          migrated_database dbh wait_until);
+          migrated_database dbh wait_until BLOCK_REPLY row fields);
 
 my $ACCEPT = "action=DUNNO\n\n";
-my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $BLOCK = BLOCK_REPLY;
 
 my $db = migrated_database('quota');
 my $h = dbh($db);
@@ -30,11 +30,9 @@ sub messages_of {
         undef, $sender);
 }
 
-sub row_of {
-    my ($sender) = @_;
-    return $h->selectrow_arrayref(q{SELECT quota, quota_reset, quota_locked, msg_counter, rcpt_counter,
-        msg_total, rcpt_total FROM ratelimits WHERE sender = ?}, undef, $sender);
-}
+# The ratelimits columns the checks below compare, in their order.
+my @ROW = qw(quota quota_reset quota_locked msg_counter rcpt_counter msg_total rcpt_total);
+sub row_of { return fields(row($h, $_[0]), @ROW) }
 
 sub wait_rows {
     my ($sender, $n) = @_;

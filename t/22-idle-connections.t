@@ -11,7 +11,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard
-          migrated_database wait_until);
+          migrated_database wait_until status_json);
 
 my $c = write_config(database => migrated_database('idle'),
                      sections => { workers => "min = 2\nmin_spare = 2\nmax_spare = 4\n" });
@@ -25,27 +25,34 @@ for my $i (1 .. 200) {
 }
 is(scalar @held, 200, '200 connections answered and held open');
 
-my $t0 = time;
-my $s = policy_connect($c);
-my $reply = policy_request($s, sasl_username => 'newcomer@example.org');
-my $elapsed = time - $t0;
-is($reply, "action=DUNNO\n\n", 'a new connection is answered while 200 are held');
-diag(sprintf('new connection answered in %.1f ms with 200 idle connections held', $elapsed * 1000));
+# Five new connections, each answered on its own; their median time.
+my ($s, @took, @replies);
+for my $i (1 .. 5) {
+    my $t0 = time;
+    $s = policy_connect($c);
+    push @replies, policy_request($s, sasl_username => "newcomer$i\@example.org");
+    push @took, time - $t0;
+    close $s if $i < 5;
+}
+my $elapsed = (sort { $a <=> $b } @took)[2];
+is_deeply(\@replies, [("action=DUNNO\n\n") x 5], 'new connections are answered while 200 are held');
+diag(sprintf('new connections answered in %.1f ms (median of 5) with 200 idle connections held', $elapsed * 1000));
 # Timings belong in `make bench`; this bound only catches a design that
-# waits for a held connection to go away or for a once-a-second pool tick.
+# waits for a held connection to go away or for a once-a-second pool tick
+# (then every new connection waits up to 1 s). The median, so one request
+# descheduled on a busy 2-core machine does not fail it; the measured
+# median is under 1 ms.
 cmp_ok($elapsed, '<', 1.0, 'answered without waiting for a held connection or a pool tick');
 
-my ($rc, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-my $st = eval { decode_json($out) } // {};
-cmp_ok($st->{workers}{busy} // 0, '>=', 201, 'status: at least 201 busy workers');
-cmp_ok($st->{workers}{idle} // 0, '>=', 1, 'status: spare workers kept idle');
+my $st = status_json($c);
+cmp_ok($st->{workers}{busy}, '>=', 201, 'status: at least 201 busy workers');
+cmp_ok($st->{workers}{idle}, '>=', 1, 'status: spare workers kept idle');
 
 close $_ for @held, $s;
 # Spares above max_spare retire within a few seconds.
 my $shrunk = wait_until(sub {
-    my (undef, $o) = run_rateguard('-c', $c->{path}, '--json', 'status');
-    my $j = eval { decode_json($o) } // {};
-    ($j->{workers}{running} // 999) <= 4 ? $j : undef;
+    my $j = status_json($c);
+    $j->{workers}{running} <= 4 ? $j : undef;
 }, 15);
 ok($shrunk, 'the pool shrinks back to max_spare idle workers once the connections close');
 

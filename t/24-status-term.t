@@ -7,10 +7,11 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
 use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request policy_send request_text
-          run_rateguard migrated_database dbh wait_until slurp);
+          run_rateguard migrated_database dbh wait_until slurp status_json);
 
 my $db = migrated_database('status');
 my $h = dbh($db);
@@ -57,19 +58,18 @@ print {$s} $req;
 my $answered = 0;
 while ($answered < 50) { my $r = RG::read_reply($s); last if $r ne "action=DUNNO\n\n"; $answered++ }
 is($answered, 50, '50 requests answered while the database is locked');
-($rc, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-$j = eval { decode_json($out) } // {};
-cmp_ok($j->{database}{pending} // 0, '>', 0, 'writes are pending while the tables are locked');
+$j = status_json($c);
+cmp_ok($j->{database}{pending}, '>', 0, 'writes are pending while the tables are locked');
 close $s;
 kill 'TERM', $pid;
 sleep 1;
 ok(kill(0, $pid), 'the daemon waits for its writer while the tables stay locked');
 $locker->do('UNLOCK TABLES');
-my $t0 = time;
-my $exit;
-waitpid($pid, 0);
-$exit = $? & 127 ? "signal " . ($? & 127) : $? >> 8;
-is($exit, 0, 'TERM: exit 0 once everything is written');
+# A deadline, so a daemon that never exits fails here instead of hanging
+# the run: 50 records take well under a second to write once unlocked.
+my $exit = wait_until(sub { waitpid($pid, WNOHANG) == $pid ? ($? & 127 ? "signal " . ($? & 127) : "exit " . ($? >> 8)) : undef },
+                      30);
+is($exit, 'exit 0', 'TERM: exit 0 once everything is written (within 30 s)');
 is(($h->selectrow_array(q{SELECT COUNT(*) FROM messages WHERE sender LIKE 'term%'}))[0], 50,
    'every queued message row written');
 is(($h->selectrow_array(q{SELECT SUM(msg_counter) FROM ratelimits WHERE sender LIKE 'term%'}))[0], 50,

@@ -10,9 +10,9 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep);
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_send request_text
-          migrated_database dbh wait_until);
+          migrated_database dbh wait_until BLOCK_REPLY);
 
-my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $BLOCK = BLOCK_REPLY;
 my $db = migrated_database('splitlong');
 my $h = dbh($db);
 my $c = write_config(database => $db, quota => 1);

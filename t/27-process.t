@@ -97,7 +97,9 @@ ok(@done && !grep({ kill 0, $_ } @done), 'workers that served 2 connections have
 # USR2 reopens the log file (logrotate's postrotate).
 rename $c->{log}, "$c->{log}.1" or die;
 kill 'USR2', $pid;
-sleep 0.3;
+# The master says so in the new file once it has reopened (and told the
+# workers, who reopen at their next message).
+ok(wait_until(sub { slurp($c->{log}) =~ /log file reopened/ }, 10), 'USR2: the master reopens the log file');
 my $s = policy_connect($c);
 policy_request($s, sasl_username => 'rotated@example.org', queue_id => 'ROTATED1');
 close $s;

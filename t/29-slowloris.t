@@ -18,27 +18,13 @@ use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
 use IO::Select;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request policy_send request_text
-          read_reply run_rateguard migrated_database wait_until slurp status_json);
+          read_reply run_rateguard migrated_database wait_until slurp status_json connect_from closed_within);
 
 my $db = migrated_database('slowloris');
-
-sub connect_from {
-    my ($c, $from) = @_;
-    return IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port}, LocalAddr => $from,
-                                 Timeout => 5) || die "connect from $from: $!";
-}
 
 sub vm_rss_kib {
     my ($pid) = @_;
     return (slurp("/proc/$pid/status") =~ /^VmRSS:\s+(\d+)/m)[0] // 0;
-}
-
-# An EOF (or reset) on the socket within $timeout seconds.
-sub closed_within {
-    my ($sock, $timeout) = @_;
-    return 0 unless IO::Select->new($sock)->can_read($timeout);
-    my $n = sysread($sock, my $buf, 1);
-    return !$n;
 }
 
 # --- 300 stalled connections from one address ---
@@ -68,11 +54,16 @@ for my $i (1 .. 20) {
     is($r, "action=DUNNO\n\n", "legitimate request $i answered while 300 connections stall") if $i <= 3;
     close $s;
 }
-my ($worst) = sort { $b <=> $a } @latency;
-diag(sprintf('legitimate requests during the stall: slowest of 20 %.1f ms', $worst * 1000));
-# The issue's figure is 100 ms; timings belong to `make bench`, this bound
-# only catches a design where the stalled connections block everyone.
-cmp_ok($worst, '<', 1.0, 'no legitimate request waits for the stalled connections');
+my @sorted = sort { $a <=> $b } @latency;
+my $median = ($sorted[9] + $sorted[10]) / 2;
+diag(sprintf('legitimate requests during the stall: median %.1f ms, slowest %.1f ms (of 20)',
+             $median * 1000, $sorted[-1] * 1000));
+# The issue's figure is 100 ms; timings belong to `make bench`. This bound
+# only catches a design where the stalled connections block everyone (then
+# every request waits for read_timeout, 3 s): the median, not the slowest,
+# so one request descheduled on a busy 2-core machine does not fail it; 1 s
+# is far above the measured median (under 1 ms).
+cmp_ok($median, '<', 1.0, 'legitimate requests do not wait for the stalled connections');
 
 my $t0 = time;
 my $closed = grep { closed_within($_, 8) } @stalled;

@@ -12,20 +12,7 @@ use Time::HiRes qw(sleep time);
 use JSON::PP;
 use POSIX ();
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request migrated_database dbh
-          wait_until slurp run_rateguard test_dir);
-
-sub family {
-    my ($parent) = @_;
-    return ($parent, RG::children_of($parent));
-}
-
-sub kill_all {
-    my ($pid) = @_;
-    my @all = family($pid);
-    kill 'KILL', @all;
-    waitpid($pid, 0);
-    return wait_until(sub { !grep { kill 0, $_ } @all }, 10);
-}
+          wait_until slurp run_rateguard test_dir kill_family status_json);
 
 my $db = migrated_database('crash');
 my $h = dbh($db);
@@ -42,7 +29,7 @@ for my $i (1 .. 100) {
                                   instance => "crash.a.$i", queue_id => sprintf('CA%04d', $i)) eq "action=DUNNO\n\n";
 }
 is($answered, 100, '100 requests answered while the writer is blocked');
-ok(kill_all($pid), 'master, workers and writer killed with SIGKILL');
+ok(kill_family($pid), 'master, workers and writer killed with SIGKILL');
 close $s;
 $locker->do('UNLOCK TABLES');
 is(($h->selectrow_array('SELECT COUNT(*) FROM messages'))[0], 0, 'nothing reached the database');
@@ -53,8 +40,7 @@ like(slurp($c->{log}), qr/recovery: 100 record\(s\) counted by the previous run 
      'recovery logged');
 ok(wait_until(sub { ($h->selectrow_array('SELECT COUNT(*) FROM messages'))[0] == 100 }, 15), 'the 100 records are written');
 # The cache counted them before they were written, so decisions include them.
-my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-my $st = decode_json($out);
+my $st = status_json($c);
 is_deeply([map { [$_->{sender}, $_->{msg_counter}, $_->{rcpt_counter}] } @{ $st->{senders} }],
           [map { ["held$_\@example.org", 25, 50] } 0 .. 3], 'the cache holds the recovered counts');
 is(stop_daemon($pid), 0, 'TERM: exit 0');
@@ -76,7 +62,7 @@ if ($kid == 0) {
 }
 close $w;
 sleep 0.5;
-ok(kill_all($pid), 'killed in full flow');
+ok(kill_family($pid), 'killed in full flow');
 waitpid($kid, 0);
 my @answered = map { chomp; $_ } <$r>;
 cmp_ok(scalar @answered, '>', 10, scalar(@answered) . ' requests answered before the kill');
@@ -100,7 +86,7 @@ $pid = start_daemon($c);
 $locker->do('LOCK TABLES ratelimits WRITE, messages WRITE, rateguard_progress WRITE');
 $s = policy_connect($c);
 policy_request($s, sasl_username => 'left@example.org');
-kill_all($pid);
+kill_family($pid);
 $locker->do('UNLOCK TABLES');
 $queue = (glob(test_dir() . '/rateguard-*.queue'))[0];
 ok($queue, 'a queue file is left by the killed daemon');

@@ -11,7 +11,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request migrated_database dbh
-          wait_until slurp test_dir run_rateguard);
+          wait_until slurp test_dir run_rateguard status_json);
 
 my $db = migrated_database('refused');
 my $h = dbh($db);
@@ -32,8 +32,7 @@ like(slurp($c->{log}), qr/error: writer: record \d+ for p\@example\.org refused 
      'and logged');
 is_deeply($h->selectrow_arrayref(q{SELECT msg_counter, msg_total FROM ratelimits WHERE sender = 'p@example.org'}),
           [2, 2], 'the database counts the two written messages');
-my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-my ($e) = grep { $_->{sender} eq 'p@example.org' } @{ decode_json($out)->{senders} };
+my ($e) = grep { $_->{sender} eq 'p@example.org' } @{ status_json($c)->{senders} };
 is_deeply([$e->{msg_counter}, $e->{unwritten_msg}], [2, 0], 'the cache agrees, nothing left queued');
 is(policy_request($s, sasl_username => 'p@example.org', recipient_count => 1, queue_id => 'OK4'), "action=DUNNO\n\n",
    'later messages are served');

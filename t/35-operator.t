@@ -9,7 +9,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard
-          migrated_database dbh wait_until test_dir);
+          migrated_database dbh wait_until test_dir BLOCK_REPLY row fields);
 
 my $db = migrated_database('operator');
 my $h = dbh($db);
@@ -17,15 +17,11 @@ my $c = write_config(database => $db, quota => 5);
 my $pid = start_daemon($c);
 my $s = policy_connect($c);
 my $ok = "action=DUNNO\n\n";
-my $no = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $no = BLOCK_REPLY;
 
 sub send_as { my ($who, $rcpt) = @_; policy_request($s, sasl_username => $who, recipient_count => $rcpt // 1) }
-sub row {
-    my ($who) = @_;
-    return $h->selectrow_arrayref(q{SELECT quota, quota_reset, quota_locked, msg_counter, rcpt_counter, msg_total,
-                                    rcpt_total FROM ratelimits WHERE sender = ?}, undef, $who);
-}
-sub written { my ($who, $n) = @_; wait_until(sub { my $r = row($who); $r && $r->[5] == $n }) }
+my @ROW = qw(quota quota_reset quota_locked msg_counter rcpt_counter msg_total rcpt_total);
+sub written { my ($who, $n) = @_; wait_until(sub { my $r = row($h, $who); $r && $r->{msg_total} == $n }) }
 
 is(send_as('ann@example.org', 1), $ok, "ann's message $_") for 1 .. 3;
 ok(written('ann@example.org', 3), 'three messages written');
@@ -53,7 +49,7 @@ like($err, qr/no sender 'nobody\@example\.org' in the database or the running da
 # --- set-quota: the daemon decides on the new quota at once ---
 ($rc, $out, $err) = run_rateguard('-c', $c->{path}, 'set-quota', 'ann@example.org', '4');
 is($rc, 0, 'set-quota: exit 0') or diag $err;
-is_deeply(row('ann@example.org'), [4, 4, 0, 3, 3, 3, 3], 'set-quota: quota and quota_reset 4, counters kept');
+is_deeply(fields(row($h, 'ann@example.org'), @ROW), [4, 4, 0, 3, 3, 3, 3], 'set-quota: quota and quota_reset 4, counters kept');
 is(send_as('ann@example.org'), $ok, '4th message within the new quota of 4');
 is(send_as('ann@example.org'), $no, '5th message blocked (it would have passed the old quota of 5)');
 ($rc, $out) = run_rateguard('-c', $c->{path}, 'show', 'ann@example.org');
@@ -61,7 +57,7 @@ like($out, qr/^used:        125\.0% of the quota, BLOCKED$/m, 'show: over the qu
 
 ($rc) = run_rateguard('-c', $c->{path}, 'set-quota', 'bob@example.org', '1', '--locked');
 is($rc, 0, 'set-quota --locked of a sender without a row: exit 0');
-is_deeply(row('bob@example.org'), [1, 1, 1, 0, 0, 0, 0], 'the row is created, locked');
+is_deeply(fields(row($h, 'bob@example.org'), @ROW), [1, 1, 1, 0, 0, 0, 0], 'the row is created, locked');
 is(send_as('bob@example.org'), $ok, "bob's first message accepted");
 is(send_as('bob@example.org'), $no, "bob's second message blocked by his quota of 1 (the default is 5)");
 ($rc, undef, $err) = run_rateguard('-c', $c->{path}, 'set-quota', 'bob@example.org', 'lots');
@@ -72,7 +68,7 @@ like($err, qr/'lots' is not a quota/, '... with the reason');
 ok(written('ann@example.org', 5), "ann's messages written");
 ($rc, undef, $err) = run_rateguard('-c', $c->{path}, 'reset', 'ann@example.org');
 is($rc, 0, 'reset: exit 0') or diag $err;
-my $r = row('ann@example.org');
+my $r = fields(row($h, 'ann@example.org'), @ROW);
 is_deeply([@$r[0 .. 4]], [4, 4, 0, 0, 0], 'reset: counters 0, quota kept (quota_reset is 4)');
 is_deeply([@$r[5, 6]], [5, 5], 'reset: totals kept');
 ok(($h->selectrow_array(q{SELECT reset_at IS NOT NULL FROM ratelimits WHERE sender = 'ann@example.org'}))[0],

@@ -12,29 +12,21 @@ use Test::More;
 use JSON::PP;
 use Time::HiRes qw(sleep);
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard
-          migrated_database dbh wait_until slurp test_dir);
+          migrated_database dbh wait_until slurp test_dir BLOCK_REPLY row fields status_json);
 use Receiver;
 
 my $db = migrated_database('limits');
 my $h = dbh($db);
 my $OK = "action=DUNNO\n\n";
-my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $BLOCK = BLOCK_REPLY;
 my $r = Receiver::start(log => test_dir() . '/limits-receiver.log');
 
-sub row {
-    my ($who) = @_;
-    return $h->selectrow_arrayref(q{SELECT msg_counter, rcpt_counter, msg_total FROM ratelimits WHERE sender = ?},
-                                  undef, $who);
-}
+my @ROW = qw(msg_counter rcpt_counter msg_total);
 sub blocked_flags {
     my ($who) = @_;
     return $h->selectcol_arrayref(q{SELECT blocked FROM messages WHERE sender = ? ORDER BY id}, undef, $who);
 }
-sub stats {
-    my ($c) = @_;
-    my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-    return (eval { decode_json($out) } // {})->{requests} // {};
-}
+sub stats { return status_json($_[0])->{requests} }
 
 my $c = write_config(database => $db, quota => 10, sections => {
     quota => "warning_percent = 80\nmax_recipients = 5\n",
@@ -44,16 +36,16 @@ my $c = write_config(database => $db, quota => 10, sections => {
 });
 my $pid = start_daemon($c);
 my $s = policy_connect($c);
-sub ask { my (%a) = @_; policy_request($s, recipient_count => 1, %a) }
+sub send_as { my (%a) = @_; policy_request($s, recipient_count => 1, %a) }
 
 # --- exemptions: accepted, never counted, no row ---
-is(ask(sasl_username => 'relay@example.org'), $OK, 'exempt user (any case): accepted') for 1 .. 12;
-is(ask(sasl_username => 'app@trusted.example', recipient_count => 50), $OK, 'exempt domain: accepted, even 50 recipients');
-is(ask(sasl_username => 'net4@example.org', client_address => '192.0.2.77'), $OK, 'exempt IPv4 network: accepted');
-is(ask(sasl_username => 'net6@example.org', client_address => '2001:db8:1:ff::25'), $OK, 'exempt IPv6 network: accepted');
-is(ask(sasl_username => 'near@example.org', client_address => '2001:db8:2::25', queue_id => 'NEAR1'), $OK,
+is(send_as(sasl_username => 'relay@example.org'), $OK, 'exempt user (any case): accepted') for 1 .. 12;
+is(send_as(sasl_username => 'app@trusted.example', recipient_count => 50), $OK, 'exempt domain: accepted, even 50 recipients');
+is(send_as(sasl_username => 'net4@example.org', client_address => '192.0.2.77'), $OK, 'exempt IPv4 network: accepted');
+is(send_as(sasl_username => 'net6@example.org', client_address => '2001:db8:1:ff::25'), $OK, 'exempt IPv6 network: accepted');
+is(send_as(sasl_username => 'near@example.org', client_address => '2001:db8:2::25', queue_id => 'NEAR1'), $OK,
    'outside the IPv6 network: counted');
-ok(wait_until(sub { row('near@example.org') }), 'the counted one is written');
+ok(wait_until(sub { row($h, 'near@example.org') }), 'the counted one is written');
 is_deeply($h->selectcol_arrayref(q{SELECT sender FROM ratelimits ORDER BY sender}), ['near@example.org'],
           'no row for any exempt sender');
 my $log = slurp($c->{log});
@@ -64,17 +56,17 @@ like($log, qr/client=\[2001:db8:1:ff::25\], sasl_username=net6\@example\.org, st
 is(stats($c)->{exempt}, 15, 'status counts 15 exempt requests');
 
 # --- the per-message recipient cap ---
-is(ask(sasl_username => "wide\@example.org", recipient_count => 3), $OK, "3 recipients: within the cap of 5");
-is(ask(sasl_username => 'wide@example.org', recipient_count => 6, queue_id => 'WIDE6'), $BLOCK,
+is(send_as(sasl_username => "wide\@example.org", recipient_count => 3), $OK, "3 recipients: within the cap of 5");
+is(send_as(sasl_username => 'wide@example.org', recipient_count => 6, queue_id => 'WIDE6'), $BLOCK,
    '6 recipients in one message: blocked');
 ok(wait_until(sub { @{ blocked_flags('wide@example.org') } == 2 }), 'both written');
 is_deeply(blocked_flags('wide@example.org'), [0, 1], 'messages.blocked 0, then 1');
-is_deeply(row("wide\@example.org"), [2, 9, 2], 'the capped message is counted (count_blocked)');
+is_deeply(fields(row($h, 'wide@example.org'), @ROW), [2, 9, 2], 'the capped message is counted (count_blocked)');
 like(slurp($c->{log}), qr/WIDE6: .*recipient_count=6, curr_count=9\/10, status=BLOCKED \(TOO_MANY_RECIPIENTS\)/,
      'logged as TOO_MANY_RECIPIENTS, not as the quota');
 
 # --- the warning threshold: 80% of 10 ---
-my @got = map { ask(sasl_username => 'warm@example.org', queue_id => "WARM$_") } 1 .. 11;
+my @got = map { send_as(sasl_username => 'warm@example.org', queue_id => "WARM$_") } 1 .. 11;
 is_deeply(\@got, [($OK) x 10, $BLOCK], 'quota 10: ten accepted, the 11th blocked');
 $log = slurp($c->{log});
 my @warned = $log =~ /(WARM\d+): .*status=ACCEPTED \(QUOTA_WARNING 80%\)/g;
@@ -99,12 +91,12 @@ is(stop_daemon($pid), 0, 'TERM: exit 0');
 my $m = write_config(database => $db, name => 'dry', quota => 2, sections => { quota => "dry_run = true\nmax_recipients = 3\n" });
 $pid = start_daemon($m);
 $s = policy_connect($m);
-@got = map { ask(sasl_username => 'dry@example.org', queue_id => "DRY$_") } 1 .. 4;
+@got = map { send_as(sasl_username => 'dry@example.org', queue_id => "DRY$_") } 1 .. 4;
 is_deeply(\@got, [($OK) x 4], 'dry_run: quota 2, four messages, all accepted');
-is(ask(sasl_username => 'dry@example.org', recipient_count => 4, queue_id => 'DRYWIDE'), $OK,
+is(send_as(sasl_username => 'dry@example.org', recipient_count => 4, queue_id => 'DRYWIDE'), $OK,
    'dry_run: over the recipient cap, accepted');
-ok(wait_until(sub { my $x = row('dry@example.org'); $x && $x->[2] == 5 }), 'all five written');
-is_deeply(row('dry@example.org'), [5, 8, 5], 'every message counted as the accept it was');
+ok(wait_until(sub { my $x = row($h, 'dry@example.org'); $x && $x->{msg_total} == 5 }), 'all five written');
+is_deeply(fields(row($h, 'dry@example.org'), @ROW), [5, 8, 5], 'every message counted as the accept it was');
 is_deeply(blocked_flags('dry@example.org'), [0, 0, 0, 0, 0], 'messages.blocked 0 for all');
 $log = slurp($m->{log});
 my @would = $log =~ /(DRY\w+): .*status=ACCEPTED .*\(DRY_RUN: WOULD_BLOCK\)/g;

@@ -10,12 +10,12 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard
-          migrated_database dbh wait_until slurp);
+          migrated_database dbh wait_until slurp BLOCK_REPLY);
 
 my $db = migrated_database('unauth');
 my $h = dbh($db);
 my $OK = "action=DUNNO\n\n";
-my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $BLOCK = BLOCK_REPLY;
 my $c = write_config(database => $db, quota => 1000, sections => {
     unauthenticated => qq{networks = { "192.0.2.0/24", "2001:db8::/32" }\nquota = 2\n},
     exempt => qq{networks = { "192.0.2.250/32" }\n},

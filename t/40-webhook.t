@@ -15,21 +15,13 @@ use JSON::PP;
 use Digest::SHA qw(sha256_hex hmac_sha256);
 use MIME::Base64 qw(decode_base64);
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request migrated_database
-          wait_until slurp test_dir free_port);
+          wait_until slurp test_dir free_port BLOCK_REPLY hooked);
 use Receiver;
 
 my $SECRET = 'Wk9YZXliVlVtY2pQcFlFUm9KY1U1ZkFFaUpWTk1FU20=';
-my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $BLOCK = BLOCK_REPLY;
 my $db = migrated_database('webhook');
-my $n = 0;
 
-sub hooked {
-    my ($url, %o) = @_;
-    $n++;
-    my $extra = $o{extra} // '';
-    return write_config(database => $db, name => "hook$n", quota => $o{quota} // 2,
-                        sections => { webhook => qq{enabled = true\nurl = "$url"\nsecret = "$SECRET"\n$extra} });
-}
 
 sub b64url_decode {
     my ($s) = @_;
@@ -41,7 +33,7 @@ sub b64url_decode {
 # --- quota 2, three messages: one call, exact payload and token ---
 my $r = Receiver::start(log => test_dir() . '/r1.log');
 my $sender = 'a+b&c@example.org';
-my $c = hooked("http://127.0.0.1:$r->{port}/hook/{sender}?token={token}&used={used}");
+my $c = hooked($db, "http://127.0.0.1:$r->{port}/hook/{sender}?token={token}&used={used}", secret => $SECRET);
 my $pid = start_daemon($c);
 my $s = policy_connect($c);
 my @replies = map { policy_request($s, sasl_username => $sender, recipient_count => 1, sender => 'from@example.org',
@@ -77,7 +69,7 @@ Receiver::stop($r);
 
 # --- JWT mode ---
 $r = Receiver::start(log => test_dir() . '/r2.log');
-$c = hooked("http://127.0.0.1:$r->{port}/jwt", quota => 0);
+$c = hooked($db, "http://127.0.0.1:$r->{port}/jwt", secret => $SECRET, quota => 0);
 $pid = start_daemon($c);
 $s = policy_connect($c);
 is(policy_request($s, sasl_username => 'jwt@example.org', recipient_count => 1), $BLOCK, 'quota 0: blocked');
@@ -99,7 +91,7 @@ Receiver::stop($r);
 
 # --- a receiver that takes 5 s: replies do not wait ---
 $r = Receiver::start(log => test_dir() . '/r3.log', delay => 5);
-$c = hooked("http://127.0.0.1:$r->{port}/slow?t={token}", quota => 0, extra => "timeout = 10\n");
+$c = hooked($db, "http://127.0.0.1:$r->{port}/slow?t={token}", secret => $SECRET, quota => 0, webhook => "timeout = 10\n");
 $pid = start_daemon($c);
 $s = policy_connect($c);
 my $slowest = 0;
@@ -110,14 +102,17 @@ for my $i (1 .. 20) {
     $slowest = $dt if $dt > $slowest;
 }
 diag(sprintf('slowest policy reply with a 5 s webhook receiver: %.1f ms', $slowest * 1000));
-cmp_ok($slowest, '<', 0.5, '20 first blocks answered without waiting for the receiver');
+# Not a latency claim (that is `make bench`'s): a reply that waited for the
+# receiver would take its 5 s; half of that is far above the measured
+# slowest (a few ms) on a loaded 2-core machine.
+cmp_ok($slowest, '<', 2.5, '20 first blocks answered without waiting for the receiver (5 s)');
 close $s;
 is(stop_daemon($pid), 0, 'TERM: exit 0 (pending notifications stay queued)');
 Receiver::stop($r);
 
 # --- receiver down, up 10 s later: exactly once ---
 my $port = free_port();
-$c = hooked("http://127.0.0.1:$port/late?t={token}", quota => 0);
+$c = hooked($db, "http://127.0.0.1:$port/late?t={token}", secret => $SECRET, quota => 0);
 $pid = start_daemon($c);
 $s = policy_connect($c);
 policy_request($s, sasl_username => 'late@example.org', recipient_count => 1);
@@ -134,7 +129,7 @@ Receiver::stop($r);
 close $s;
 is(stop_daemon($pid), 0, 'TERM: exit 0');
 $r = Receiver::start(log => test_dir() . '/r5.log', statuses => [500, 500, 200]);
-$c = hooked("http://127.0.0.1:$r->{port}/flaky?t={token}", quota => 0);
+$c = hooked($db, "http://127.0.0.1:$r->{port}/flaky?t={token}", secret => $SECRET, quota => 0);
 $pid = start_daemon($c);
 $s = policy_connect($c);
 policy_request($s, sasl_username => 'flaky@example.org', recipient_count => 1);
@@ -147,7 +142,7 @@ Receiver::stop($r);
 
 # --- a 4xx is final ---
 $r = Receiver::start(log => test_dir() . '/r6.log', statuses => [404]);
-$c = hooked("http://127.0.0.1:$r->{port}/gone?t={token}", quota => 0);
+$c = hooked($db, "http://127.0.0.1:$r->{port}/gone?t={token}", secret => $SECRET, quota => 0);
 $pid = start_daemon($c);
 $s = policy_connect($c);
 policy_request($s, sasl_username => 'gone@example.org', recipient_count => 1);
@@ -163,7 +158,7 @@ Receiver::stop($r);
 
 # --- pending across a restart ---
 $port = free_port();
-$c = hooked("http://127.0.0.1:$port/restart?t={token}", quota => 0);
+$c = hooked($db, "http://127.0.0.1:$port/restart?t={token}", secret => $SECRET, quota => 0);
 $pid = start_daemon($c);
 $s = policy_connect($c);
 policy_request($s, sasl_username => 'restart@example.org', recipient_count => 1);

@@ -18,7 +18,7 @@ use JSON::PP;
 use DBI;
 use Encode ();
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request migrated_database dbh
-          wait_until slurp run_rateguard);
+          wait_until slurp run_rateguard kill_family status_json);
 
 my $db = migrated_database('lanes');
 my $h = dbh($db);
@@ -80,8 +80,7 @@ ok(wait_until(sub { rows_of($b_sender) == 6 }, 10), "the free lane's 5 records a
 # queued: a refresh (row + queued) now must not count them twice.
 my ($rc) = run_rateguard('-c', $c->{path}, 'reload-cache');
 is($rc, 0, 'reload-cache while one lane is held up');
-my (undef, $held) = run_rateguard('-c', $c->{path}, '--json', 'status');
-my %held = map { $_->{sender} => $_ } @{ decode_json($held)->{senders} };
+my %held = map { $_->{sender} => $_ } @{ status_json($c)->{senders} };
 is_deeply([map { [$held{$_}{msg_counter}, $held{$_}{unwritten_msg}] } $a_sender, $b_sender], [[6, 5], [6, 0]],
           'the cache after the refresh: 6 each; 5 of the held lane queued, none of the other');
 sleep 5;    # rounds retried while the lock holds: the other lane's lock waits time out twice
@@ -96,8 +95,7 @@ is_deeply($h->selectall_arrayref('SELECT sender, msg_counter, msg_total, rcpt_co
           [[$a_sender, 6, 6, 6], [$b_sender, 6, 6, 6]], 'the database counts each record once');
 is(($h->selectrow_array(q{SELECT COUNT(DISTINCT msgid) FROM messages WHERE msgid LIKE 'A%' OR msgid LIKE 'B%'}))[0], 10,
    'ten messages rows, none twice');
-my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-my %cache = map { $_->{sender} => $_ } @{ decode_json($out)->{senders} };
+my %cache = map { $_->{sender} => $_ } @{ status_json($c)->{senders} };
 is_deeply([map { [$cache{$_}{msg_counter}, $cache{$_}{unwritten_msg}] } $a_sender, $b_sender], [[6, 0], [6, 0]],
           'the cache agrees: 6 each, nothing left unwritten');
 
@@ -150,10 +148,7 @@ for (1 .. 5) {
     send_for($a_sender, 'U');
     send_for($b_sender, 'U');
 }
-my @family = ($pid, RG::children_of($pid));
-kill 'KILL', @family;
-waitpid($pid, 0);
-ok(wait_until(sub { !grep { kill 0, $_ } @family }, 10), 'daemon killed with ten records queued');
+ok(kill_family($pid), 'daemon killed with ten records queued');
 $locker->do('UNLOCK TABLES');
 $h->do('DELETE FROM rateguard_progress WHERE writer = ?', undef, "$name#2");
 $h->do('UPDATE rateguard_progress SET epoch = ?, last_seq = ? WHERE writer = ?', undef, $epoch, $last + 4, $name);

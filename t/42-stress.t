@@ -34,17 +34,11 @@ use IO::Select;
 use IO::Poll qw(POLLIN);
 use Errno qw(EAGAIN EINTR);
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request request_text run_rateguard
-          migrated_database dbh wait_until slurp status_json);
+          migrated_database dbh wait_until slurp status_json connect_from closed_within);
 
 plan skip_all => 'needs 4200 open files (ulimit -n)' if `sh -c 'ulimit -n'` < 4200;
 
 my $db = migrated_database('stress');
-
-sub connect_from {
-    my ($c, $from) = @_;
-    return IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port}, LocalAddr => $from,
-                                 Timeout => 5) || die "connect from $from: $!";
-}
 
 # The shipped defaults: write_config sets only paths, listen, database and log.
 my $c = write_config(database => $db, name => 'stress');
@@ -72,17 +66,12 @@ my @sorted = sort { $a <=> $b } @latency;
 my $median = ($sorted[9] + $sorted[10]) / 2;
 diag(sprintf('legitimate requests during the attack: median %.1f ms, slowest %.1f ms (of 20)',
              $median * 1000, $sorted[-1] * 1000));
-# The figure itself belongs in the README; this bound catches a pool that
-# leaves the attack connections their 10 s read_timeout or 600 s idle_timeout.
-cmp_ok($median, '<', 1.0, 'legitimate requests are not held up behind the stalled connections');
+# The figure itself belongs in the README and `make bench`; this bound
+# catches a pool that leaves the attack connections their 10 s read_timeout
+# or 600 s idle_timeout (a legitimate request would then wait that long), so
+# it is half the read_timeout, far above the measured median (a few ms).
+cmp_ok($median, '<', 5.0, 'legitimate requests are not held up behind the stalled connections');
 
-# An EOF (or reset) on the socket within $timeout seconds.
-sub closed_within {
-    my ($sock, $timeout) = @_;
-    return 0 unless IO::Select->new($sock)->can_read($timeout);
-    my $n = sysread($sock, my $buf, 1);
-    return !$n;
-}
 my $closed = grep { closed_within($_, 8) } @stalled, @silent;
 is($closed, 600, 'all 600 attack connections were closed by rateguard');
 close $_ for @stalled, @silent;

@@ -13,37 +13,24 @@ use Test::More;
 use Time::HiRes qw(sleep);
 use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request migrated_database dbh
-          wait_until run_rateguard test_dir);
+          wait_until run_rateguard test_dir BLOCK_REPLY kill_family hooked send_n status_json);
 use Receiver;
 
-my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $BLOCK = BLOCK_REPLY;
 my $DUNNO = "action=DUNNO\n\n";
 my $db = migrated_database('notified');
 my $h = dbh($db);
 my $r = Receiver::start(log => test_dir() . '/r46.log');
 
-sub hooked {
-    my ($name) = @_;
-    return write_config(database => $db, name => $name, quota => 2,
-                        sections => { webhook => qq{enabled = true\nurl = "http://127.0.0.1:$r->{port}/hook/{sender}"\nsecret = "c2VjcmV0"\n},
-                                      cache => "refresh_interval = 1\n" });
-}
+# A host's config: quota 2, blocks notified to the receiver.
+sub host { my ($name) = @_; return hooked($db, "http://127.0.0.1:$r->{port}/hook/{sender}", name => $name,
+                                             sections => { cache => "refresh_interval = 1\n" }) }
 
 # Notifications received, per sender.
 sub calls {
     my %n;
     $n{ decode_json($_->{body})->{sender} }++ for @{ Receiver::requests($r) };
     return \%n;
-}
-
-my $serial = 0;
-sub send_n {
-    my ($c, $sender, $n) = @_;
-    my $s = policy_connect($c);
-    my @replies = map { $serial++; policy_request($s, sasl_username => $sender, recipient_count => 1,
-                                                  instance => "n46.$serial", queue_id => sprintf('N46%05d', $serial)) } 1 .. $n;
-    close $s;
-    return \@replies;
 }
 
 sub written {
@@ -66,15 +53,7 @@ sub settle {
     return wait_until(sub { calls()->{$m} }, 20);
 }
 
-sub family_kill {
-    my ($pid) = @_;
-    my @all = ($pid, RG::children_of($pid));
-    kill 'KILL', @all;
-    waitpid($pid, 0);
-    return wait_until(sub { !grep { kill 0, $_ } @all }, 10);
-}
-
-my $c = hooked('host1');
+my $c = host('host1');
 my $pid = start_daemon($c);
 my $s1 = 'blocked@example.org';
 is_deeply(send_n($c, $s1, 3), [$DUNNO, $DUNNO, $BLOCK], 'quota 2: accept, accept, block');
@@ -90,7 +69,7 @@ is(calls()->{$s1}, 1, 'graceful restart: no second notification');
 
 # --- SIGKILL of every process ---
 ok(wait_until(sub { written($s1) == 5 }, 10), 'the requests are written');
-ok(family_kill($pid), 'master, workers, writer and notifier killed with SIGKILL');
+ok(kill_family($pid), 'master, workers, writer and notifier killed with SIGKILL');
 $pid = start_daemon($c);
 is_deeply(send_n($c, $s1, 2), [$BLOCK, $BLOCK], 'after SIGKILL: still blocked');
 ok(settle($c), 'marker notified');
@@ -102,7 +81,7 @@ my $locker = dbh($db);
 $locker->do('LOCK TABLES ratelimits WRITE, messages WRITE, rateguard_progress WRITE');
 is_deeply(send_n($c, $s2, 3), [$DUNNO, $DUNNO, $BLOCK], 'blocked while the writer is held');
 ok(wait_until(sub { calls()->{$s2} }, 10), 'notified (the notifier needs no database)');
-ok(family_kill($pid), 'killed with the block\'s record still queued');
+ok(kill_family($pid), 'killed with the block\'s record still queued');
 $locker->do('UNLOCK TABLES');
 $pid = start_daemon($c);
 is_deeply(send_n($c, $s2, 1), [$BLOCK], 'the replayed record blocks');
@@ -120,16 +99,14 @@ ok(settle($c), 'marker notified');
 is(calls()->{$s1}, 2, 'exactly two notifications over two periods');
 
 # --- a second host on the same database ---
-my $c2 = hooked('host2');
+my $c2 = host('host2');
 my $pid2 = start_daemon($c2);
 my $s3 = 'twohosts@example.org';
 is_deeply(send_n($c, $s3, 3), [$DUNNO, $DUNNO, $BLOCK], 'host 1: accept, accept, block');
 ok(wait_until(sub { calls()->{$s3} }, 10), 'host 1 notifies');
 ok(wait_until(sub { written($s3) == 3 && notified($s3) == 1 }, 10), 'written with notified = 1');
 ok(wait_until(sub {
-    my (undef, $out) = run_rateguard('-c', $c2->{path}, '--json', 'status');
-    my $st = eval { decode_json($out) } or return 0;
-    grep { $_->{sender} eq $s3 && $_->{msg_counter} == 3 } @{ $st->{senders} };
+    grep { $_->{sender} eq $s3 && $_->{msg_counter} == 3 } @{ status_json($c2)->{senders} };
 }, 15), 'host 2 has read the row at its refresh');
 is_deeply(send_n($c2, $s3, 2), [$BLOCK, $BLOCK], 'host 2 blocks the sender');
 ok(settle($c2), 'marker notified by host 2');

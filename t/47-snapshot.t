@@ -16,31 +16,13 @@ use Test::More;
 use Time::HiRes qw(sleep time stat);
 use Digest::SHA qw(sha256);
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request migrated_database dbh
-          wait_until slurp run_rateguard database_server test_dir status_json);
+          wait_until slurp run_rateguard database_server test_dir status_json BLOCK_REPLY kill_family send_n);
 
-my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $BLOCK = BLOCK_REPLY;
 my $DUNNO = "action=DUNNO\n\n";
 my $db = migrated_database('snapshot');
 my $h = dbh($db);
 my $c = write_config(database => $db, quota => 3, sections => { cache => "refresh_interval = 1\n" });
-
-my $serial = 0;
-sub send_n {
-    my ($sender, $n) = @_;
-    my $s = policy_connect($c);
-    my @replies = map { $serial++; policy_request($s, sasl_username => $sender, recipient_count => 1,
-                                                  instance => "s47.$serial", queue_id => sprintf('S47%05d', $serial)) } 1 .. $n;
-    close $s;
-    return \@replies;
-}
-
-sub family_kill {
-    my ($pid) = @_;
-    my @all = ($pid, RG::children_of($pid));
-    kill 'KILL', @all;
-    waitpid($pid, 0);
-    return wait_until(sub { !grep { kill 0, $_ } @all }, 10);
-}
 
 sub db_counts {
     my $h2 = eval { dbh($db) } or return [];
@@ -50,7 +32,7 @@ sub db_counts {
 
 my $pid = start_daemon($c);
 my $s1 = 'blocked@example.org';
-is_deeply(send_n($s1, 4), [$DUNNO, $DUNNO, $DUNNO, $BLOCK], 'quota 3: three accepted, the fourth blocked');
+is_deeply(send_n($c, $s1, 4), [$DUNNO, $DUNNO, $DUNNO, $BLOCK], 'quota 3: three accepted, the fourth blocked');
 ok(wait_until(sub { ($h->selectrow_array(q{SELECT COUNT(*) FROM messages}))[0] == 4 }, 10), 'written');
 my $snapshot = (glob(test_dir() . '/rateguard-*.snapshot'))[0] // '';
 my $after = time;
@@ -65,12 +47,12 @@ like($prom, qr/^rateguard_cache_from_snapshot 0$/m, 'metrics: cache not from the
 
 # --- database down, daemon killed, started again while the database is down ---
 database_server('stop');
-ok(family_kill($pid), 'every process killed with SIGKILL');
+ok(kill_family($pid), 'every process killed with SIGKILL');
 $pid = start_daemon($c);
 like(slurp($c->{log}), qr/preload: the database is unreachable; 1 sender\(s\) loaded from the counter snapshot \Q$snapshot\E, written \d+ s ago/,
      'the snapshot is loaded, its age logged');
-is_deeply(send_n($s1, 1), [$BLOCK], 'the blocked sender is still blocked');
-is_deeply(send_n('new@example.org', 1), [$DUNNO], 'a new sender is accepted');
+is_deeply(send_n($c, $s1, 1), [$BLOCK], 'the blocked sender is still blocked');
+is_deeply(send_n($c, 'new@example.org', 1), [$DUNNO], 'a new sender is accepted');
 $st = status_json($c);
 ok($st->{snapshot}{cache_from_snapshot} && defined $st->{snapshot}{loaded_age}, 'status: the cache came from the snapshot');
 is_deeply([map { [$_->{sender}, $_->{msg_counter}] } @{ $st->{senders} }], [[$s1, 5], ['new@example.org', 1]],
@@ -107,7 +89,7 @@ for my $case (['flip', qr/checksum mismatch: damaged/], ['truncate', qr/size \d+
     like($log, qr/warning: preload: counter snapshot \Q$snapshot\E refused, not trusted: $why[^\n]*; starting with an empty cache/,
          "$how: refused with the reason") or diag(join "\n", grep { /snapshot/ } split /\n/, $log);
     is_deeply(status_json($c)->{senders}, [], "$how: the cache starts empty");
-    is_deeply(send_n($s1, 1), [$DUNNO], "$how: the daemon serves (from an empty cache)");
+    is_deeply(send_n($c, $s1, 1), [$DUNNO], "$how: the daemon serves (from an empty cache)");
     database_server('start');
     ok(wait_until(sub { my $r = db_counts(); @$r && $r->[0][3] == ($how eq 'flip' ? 6 : $how eq 'truncate' ? 7 : 8) }, 30),
        "$how: written once the database is back");
@@ -191,7 +173,7 @@ for my $case (@forged) {
     is_deeply([grep { $_->{sender} !~ /^forged\d+\@/ } @{ status_json($c)->{senders} }], [],
               "$what: nothing of it in the cache");
     $forged_sent++;
-    is_deeply(send_n("forged$forged_sent\@example.org", 1), [$DUNNO], "$what: the daemon answers");
+    is_deeply(send_n($c, "forged$forged_sent\@example.org", 1), [$DUNNO], "$what: the daemon answers");
     # Exit 6 (RG_EXIT_RUNTIME): the answered record waits in the queue for
     # the database; TERM is honoured within stop_daemon's 15 s.
     is(stop_daemon($pid), 6, "$what: TERM, exit 6 (a record left for the database)");
@@ -210,7 +192,7 @@ like($log, qr/2 sender\(s\) loaded from the counter snapshot \Q$snapshot\E, writ
 like($log, qr/the snapshot is older than the last period boundary \(hourly schedule\): 2 sender\(s\) reset/,
      '300 days old: reset at the last hourly boundary');
 ok($took < 8, "300 days old: started in @{[sprintf '%.1f', $took]} s (bound 8 s)");
-is_deeply(send_n($s1, 1), [$DUNNO], '300 days old: the blocked sender starts a new period');
+is_deeply(send_n($c, $s1, 1), [$DUNNO], '300 days old: the blocked sender starts a new period');
 is(stop_daemon($pid), 6, '300 days old: TERM, exit 6 (records left for the database)');
 
 database_server('start');

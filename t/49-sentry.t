@@ -18,7 +18,7 @@ use Time::HiRes qw(sleep);
 use JSON::PP;
 use Sys::Hostname;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request migrated_database dbh
-          wait_until slurp test_dir run_rateguard children_of);
+          wait_until slurp test_dir run_rateguard children_of status_json);
 use Receiver;
 
 my $KEY = '0f1e2d3c4b5a69788796a5b4c3d2e1f0';
@@ -138,8 +138,7 @@ my $sent_events = () = events();
 is($sent_events + $suppressed, errors_logged(), 'events + suppressed repeats = error lines logged');
 
 # Workers killed by signals: reported by the master with the signal.
-my (undef, $json) = run_rateguard('-c', $c->{path}, '--json', 'status');
-my $writer = decode_json($json)->{writer_pid};
+my $writer = status_json($c)->{writer_pid};
 my ($notifier) = slurp($c->{log}) =~ /notifier (\d+) started/;
 my @workers = grep { $_ != $writer && $_ != $notifier } children_of($pid);
 cmp_ok(scalar @workers, '>=', 2, 'two workers to kill');

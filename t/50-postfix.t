@@ -16,7 +16,7 @@ use IO::Socket::INET;
 use IO::Select;
 use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon migrated_database dbh wait_until slurp test_dir free_port
-          request_text read_reply run_rateguard);
+          request_text read_reply run_rateguard status_json);
 
 plan skip_all => 'a private Postfix needs root' if $> != 0;
 plan skip_all => 'postfix, saslpasswd2 or swaks missing (make deps installs them)'
@@ -112,8 +112,7 @@ is_deeply($h2->selectcol_arrayref("SELECT msgid FROM messages WHERE sender = ? O
           [$mail_a->{qid}, $mail_b->{qid}], 'both mails were decided by rateguard and written with their queue ids');
 is(($h2->selectrow_array("SELECT msg_total FROM ratelimits WHERE sender = ?", undef, $user))[0], 2,
    'counted exactly twice');
-my (undef, $st2) = run_rateguard('-c', $c2->{path}, '--json', 'status');
-my $stress = (eval { decode_json($st2) } // {})->{stress} // {};
+my $stress = status_json($c2)->{stress};
 # Stress lasts until no connection has waited for a second, so the two
 # waits may make one episode or two, and Postfix's connection for mail B
 # may be closed after its reply as well.

@@ -17,7 +17,7 @@ use IO::Socket::INET;
 use POSIX ();
 use Sys::Hostname;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request migrated_database dbh
-          wait_until slurp test_dir free_port run_rateguard);
+          wait_until slurp test_dir free_port run_rateguard BLOCK_REPLY);
 use Receiver;
 
 plan skip_all => 'a private Postfix needs root' if $> != 0;
@@ -27,7 +27,7 @@ require PrivatePostfix;
 
 my $dir = test_dir();
 my $ACCEPT = "action=DUNNO\n\n";
-my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $BLOCK = BLOCK_REPLY;
 my $SECRET = 'Wk9YZXliVlVtY2pQcFlFUm9KY1U1ZkFFaUpWTk1FU20=';
 
 # --- -t refuses bad report settings, naming the key ---

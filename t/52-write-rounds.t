@@ -32,7 +32,10 @@ my $t0 = time;
 my $bench = build_dir() . '/rateguard-bench';
 my $out = `$bench --connect 127.0.0.1:$c->{port} -n 8 -s 50 --rate 500 --duration 3 --json`;
 my ($answered) = $out =~ /"requests":(\d+)/;
-ok($answered && $answered >= 1400, "the bench client got ${\($answered // 0)} requests answered at 500/s") or diag $out;
+# How many it gets answered is a throughput figure (`make bench`); this
+# test needs enough requests for write rounds to group them: 1500 are
+# asked for (500/s for 3 s), a tenth is plenty.
+ok($answered && $answered >= 150, "the bench client got ${\($answered // 0)} requests answered (of 1500 asked)") or diag $out;
 ok(wait_until(sub { ($h->selectrow_array('SELECT COUNT(*) FROM messages'))[0] == $answered }, 20),
    'every answered request is written');
 my $elapsed_ms = 1000 * (time - $t0);

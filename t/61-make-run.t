@@ -23,20 +23,13 @@ use Test::More;
 use POSIX qw(:sys_wait_h setpgid);
 use Time::HiRes qw(sleep time);
 use IO::Socket::INET;
-use RG qw(slurp test_dir build_dir free_port wait_until request_text read_reply);
+use RG qw(slurp test_dir build_dir free_port wait_until ask);
 
 my $repo = "$FindBin::Bin/..";
 my $build = build_dir();
 my $dev = test_dir() . '/dev';
 my $runs = 0;
 
-# One policy request to 127.0.0.1:PORT: the reply, or undef when nothing listens.
-sub ask {
-    my ($port) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 5) or return undef;
-    print {$s} request_text(sasl_username => 'dev@example.org', recipient_count => 1);
-    return read_reply($s);
-}
 
 # Whether a pid is a live process (a zombie counts as gone).
 sub alive {
@@ -98,7 +91,7 @@ sub run_and_stop {
     }
     my %r = (name => $name, port => $port);
     # Up: the daemon answers (the first run also creates the MariaDB datadir).
-    $r{reply} = wait_until(sub { ask($port) // (waitpid($pid, WNOHANG) == $pid ? 'exited early' : undef) }, 120);
+    $r{reply} = wait_until(sub { eval { ask({ port => $port }, sasl_username => 'dev@example.org', recipient_count => 1) } // (waitpid($pid, WNOHANG) == $pid ? 'exited early' : undef) }, 120);
     $r{mode} = (stat "$dev/rateguard.conf")[2];
     $r{owner} = (stat "$dev/rateguard.conf")[4];
     chomp(my $mariadbd = slurp("$dev/mariadb/mariadbd.pid"));

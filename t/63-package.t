@@ -28,7 +28,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use RG qw(db_port debian_package fresh_database wait_until slurp test_dir build_dir policy_connect policy_request dbh free_port
-          children_of);
+          children_of ask);
 
 plan skip_all => 'the package test runs as root (it installs a package)' if $> != 0;
 plan skip_all => 'RG_SKIP_PACKAGE is set' if $ENV{RG_SKIP_PACKAGE};
@@ -163,13 +163,7 @@ my $pid = daemon_pid();
 ok($pid, "running (pid $pid)");
 
 my $c = { port => $port };
-sub ask {
-    my $s = policy_connect($c);
-    my $reply = policy_request($s, sasl_username => 'pkg@example.org');
-    close $s;
-    return $reply;
-}
-is(ask(), "action=DUNNO\n\n", 'it answers a request');
+is(ask($c, sasl_username => 'pkg@example.org'), "action=DUNNO\n\n", 'it answers a request');
 my $h = dbh($db);
 ok(wait_until(sub { $h->selectrow_array(q{SELECT msg_counter FROM ratelimits WHERE sender = 'pkg@example.org'}) }),
    'the request is written to the database');
@@ -206,7 +200,7 @@ like(slurp($conf), qr/^# edited by the administrator/m, 'the edited configuratio
 like(slurp("$conf.dpkg-dist"), qr/^# new in \Q$new\E$/m, 'the new default is beside it as .dpkg-dist');
 my $pid2 = daemon_pid();
 ok($pid2 && $pid2 != $pid, "the running daemon was restarted (pid $pid -> $pid2)");
-is(ask(), "action=DUNNO\n\n", 'and answers');
+is(ask($c, sasl_username => 'pkg@example.org'), "action=DUNNO\n\n", 'and answers');
 ok(wait_until(sub { $h->selectrow_array(q{SELECT msg_counter FROM ratelimits WHERE sender = 'pkg@example.org'}) == 2 }),
    'its counters went on from the database (msg_counter 2)');
 
@@ -247,7 +241,7 @@ SKIP: {
        'the configuration is 0640 root:rateguard');
     my $postfix_reads = `setpriv --reuid=postfix --regid=postfix --init-groups cat $conf 2>&1`;
     like($postfix_reads, qr/Permission denied/, 'Postfix\'s account cannot read it');
-    is(ask(), "action=DUNNO\n\n", 'it answers');
+    is(ask($c, sasl_username => 'pkg@example.org'), "action=DUNNO\n\n", 'it answers');
     ok(wait_until(sub { $h->selectrow_array(q{SELECT msg_counter FROM ratelimits WHERE sender = 'pkg@example.org'}) == 3 }),
        'and writes to the database (msg_counter 3)');
     ($rc, $out) = run('/etc/init.d/rateguard stop');

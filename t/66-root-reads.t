@@ -22,7 +22,7 @@ use Time::HiRes qw(sleep time);
 use Fcntl qw(:flock);
 use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard migrated_database dbh
-          wait_until slurp test_dir rateguard);
+          wait_until slurp test_dir rateguard status_json);
 
 plan skip_all => 'needs root (the daemon\'s user and root are two users)' if $> != 0;
 my ($nobody, $nogroup) = ((getpwnam 'nobody')[2], (getgrnam 'nogroup')[2]);
@@ -77,8 +77,7 @@ my ($rc, $out) = run_rateguard('-c', $c->{path}, 'status');
 is($rc, 0, 'status of the real daemon: exit 0');
 like($out, qr/^evil\\x1b\]0;owned\\x07\\x1b\]52;c;cm0glxjmic8=\\x07\\\\x0a\\\\b\@example\.org +\d+ +1 /m,
      'the real daemon\'s dump shows the sender escaped, its backslashes doubled');
-($rc, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-my $j = eval { decode_json($out) } // {};
+my $j = status_json($c);
 is($j->{senders}[0]{sender}, $evil, 'status --json: the same sender, as JSON escapes it');
 is(stop_daemon($pid), 0, 'stopped');
 my ($txt) = glob("$state/*.status.txt");

@@ -10,7 +10,7 @@
  *                     queues, pipes) and the final release of it all
  *   master_sig.c      signal handlers, the self-pipe, the pending events
  *   master_spawn.c    the pool: spawning workers, writer and notifier,
- *                     reaping,
+ *                     reaping (the child exit-code protocol, rateguard.h),
  *                     back-off, stopping the children
  *   master_reload.c   HUP: a new configuration built from the old
  *   master_recover.c  what a start takes over from the last run (the
@@ -43,6 +43,8 @@ struct master {
     int wake_fd;
     int pidfile_fd;
     bool foreground;
+    bool stopping;                  /* a child exited RG_CHILD_FATAL: stop the daemon */
+    bool writer_fatal;              /* and it was the writer: none is started to drain */
     time_t started;
     pid_t writer_pid;
     time_t writer_started, writer_backoff_until;
@@ -117,6 +119,14 @@ bool master_pool_saturated(struct master *m);
 
 /* Reap every child that exited and act on its exit code. */
 void master_reap(struct master *m);
+
+/* How a child ended, by the exit-code protocol (rateguard.h). */
+enum child_verdict { CHILD_RETIRED, CHILD_FATAL, CHILD_SICK, CHILD_CRASHED };
+enum child_verdict master_child_verdict(int wait_status);
+
+/* Act on one child's end (wait_status from waitpid): free its slot or
+ * pid, and by the verdict nothing, a back-off, or m->stopping. */
+void master_child_exited(struct master *m, pid_t pid, int wait_status);
 
 /* TERM the workers and the notifier, then the writer (which drains the
  * queue), each KILLed past its deadline; close the lifeline. */

@@ -134,13 +134,14 @@ static void handle_events(struct master *m)
         scheduled_reset(m);
 }
 
-/* Until TERM: keep the pool, sleep in poll on the self-pipe, act. */
+/* Until TERM (or a child's fatal exit): keep the pool, sleep in poll on
+ * the self-pipe, act. */
 static void main_loop(struct master *m)
 {
     struct stress stress = {0};
     struct pollfd *p = xcalloc(m->listeners.count + 1, sizeof(*p));
 
-    while (!master_sig_stop_requested()) {
+    while (!master_sig_stop_requested() && !m->stopping) {
         /* A saturated pool also watches the listeners, to see at once a
          * connection that finds no worker; in stress it looks often. */
         master_pool_maintain(m);
@@ -181,5 +182,5 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     listeners_close(m.cfg, &m.listeners, true);
     bool all_written = master_recover_save(&m);
     master_finish(&m);
-    return all_written ? RG_EXIT_OK : RG_EXIT_RUNTIME;
+    return all_written && !m.stopping ? RG_EXIT_OK : RG_EXIT_RUNTIME;
 }

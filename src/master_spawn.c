@@ -4,7 +4,8 @@
  * between workers.min and workers.max with min_spare..max_spare idle (a
  * worker that turns busy pokes the master, so a new spare is forked at
  * once); reaping, with the back-off that keeps a crash loop from
- * fork-looping; and stopping them all. Owns the scoreboard's slot states
+ * fork-looping, by the exit-code protocol (rateguard.h: done, fatal,
+ * sick); and stopping them all. Owns the scoreboard's slot states
  * as the master sees them and the pids and back-off state in struct master.
  *
  * Children hold the read end of the lifeline pipe whose write end only
@@ -193,8 +194,39 @@ static int backoff(int *seconds, time_t *until, bool lived)
     return *seconds;
 }
 
-/* Book-keeping for one child that exited. */
-static void child_exited(struct master *m, pid_t pid, int status)
+enum child_verdict master_child_verdict(int status)
+{
+    if (WIFSIGNALED(status))
+        return CHILD_CRASHED;
+    switch (WEXITSTATUS(status)) {
+    case RG_CHILD_DONE:
+        return CHILD_RETIRED;
+    case RG_CHILD_FATAL:
+        return CHILD_FATAL;
+    case RG_CHILD_SICK:
+    default:
+        return CHILD_SICK;
+    }
+}
+
+/* A child that died sick or crashed: the delay before its successor. A
+ * child dying before it did any work is a crash loop in the making: slow
+ * respawning down (1, 2, 4 ... 30 s). */
+static int respawn_delay(struct master *m, bool is_writer, bool is_notifier, bool served)
+{
+    time_t now = time(NULL);
+    if (is_writer)
+        return backoff(&m->writer_backoff_s, &m->writer_backoff_until, now - m->writer_started >= BACKOFF_RESET_S);
+    if (is_notifier)
+        return backoff(&m->notifier_backoff_s, &m->notifier_backoff_until,
+                       now - m->notifier_started >= BACKOFF_RESET_S);
+    if (!served)
+        return backoff(&m->spawn_backoff_s, &m->spawn_backoff_until, false);
+    m->spawn_backoff_s = 0;
+    return 0;
+}
+
+void master_child_exited(struct master *m, pid_t pid, int status)
 {
     struct scoreboard *sb = &m->shm.scoreboard;
     bool is_writer = pid == m->writer_pid, is_notifier = pid == m->notifier_pid;
@@ -211,26 +243,24 @@ static void child_exited(struct master *m, pid_t pid, int status)
         }
     const char *who = is_writer ? "writer" : is_notifier ? "notifier" : "worker";
     char how[64];
-    if (WIFSIGNALED(status)) {
+    switch (master_child_verdict(status)) {
+    case CHILD_RETIRED:
+        return;
+    case CHILD_FATAL:
+        log_error("%s %ld exited with status %d (fatal: its configuration or environment is unusable); "
+                  "stopping the daemon", who, (long)pid, WEXITSTATUS(status));
+        m->stopping = true;
+        m->writer_fatal = m->writer_fatal || is_writer;
+        return;
+    case CHILD_CRASHED:
         errqueue_next_signal(WTERMSIG(status));    /* a tag of the Sentry event */
         snprintf(how, sizeof(how), "killed by signal %d%s", WTERMSIG(status), WCOREDUMP(status) ? " (core dumped)" : "");
-    } else if (WEXITSTATUS(status) != RG_EXIT_OK)
+        break;
+    case CHILD_SICK:
         snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
-    else
-        return;
-    /* A child dying before it did any work is a crash loop in the
-     * making: slow respawning down (1, 2, 4 ... 30 s). */
-    time_t now = time(NULL);
-    int delay = 0;
-    if (is_writer)
-        delay = backoff(&m->writer_backoff_s, &m->writer_backoff_until, now - m->writer_started >= BACKOFF_RESET_S);
-    else if (is_notifier)
-        delay = backoff(&m->notifier_backoff_s, &m->notifier_backoff_until,
-                        now - m->notifier_started >= BACKOFF_RESET_S);
-    else if (!served)
-        delay = backoff(&m->spawn_backoff_s, &m->spawn_backoff_until, false);
-    else
-        m->spawn_backoff_s = 0;
+        break;
+    }
+    int delay = respawn_delay(m, is_writer, is_notifier, served);
     if (delay > 0)
         log_error("%s %ld %s; the next one starts in %d s", who, (long)pid, how, delay);
     else
@@ -242,7 +272,7 @@ void master_reap(struct master *m)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-        child_exited(m, pid, status);
+        master_child_exited(m, pid, status);
 }
 
 static unsigned live_workers(struct master *m)
@@ -287,7 +317,7 @@ static void stop_workers(struct master *m)
         pid_t pid = waitpid(-1, &status, 0);
         if (pid < 0)
             break;
-        child_exited(m, pid, status);
+        master_child_exited(m, pid, status);
     }
 }
 
@@ -296,7 +326,7 @@ static void stop_workers(struct master *m)
 void master_stop_children(struct master *m)
 {
     stop_workers(m);
-    if (m->writer_pid == 0 && wqueue_depth(&m->shm.queue) > 0)
+    if (m->writer_pid == 0 && !m->writer_fatal && wqueue_depth(&m->shm.queue) > 0)
         spawn_writer(m);
     if (m->writer_pid > 0) {
         kill(m->writer_pid, SIGTERM);

@@ -124,6 +124,18 @@ void config_free(struct rg_config *cfg);
  */
 bool config_print_value(const struct rg_config *cfg, const char *name, FILE *out);
 
+/*
+ * Reload: fresh takes running's value of every setting marked restart-only
+ * in the parameter table (the listeners, accounts, paths and sizes the
+ * running daemon was built around), with its parsed form; running gets
+ * fresh's values in exchange, so each still frees what it holds. For each
+ * such setting whose value differed, changed (may be NULL) is called with
+ * its name ("pidfile", "quota.windows"; valid during the call only).
+ * Returns how many differed.
+ */
+size_t config_keep_restart_only(struct rg_config *fresh, struct rg_config *running,
+                                void (*changed)(const char *name, void *arg), void *arg);
+
 /* The name this configuration's files carry ("rateguard-<hash of the
  * config file's path>"), so that two instances on one host never share a
  * queue, spool or state file. */

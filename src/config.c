@@ -6,6 +6,9 @@
  *
  * To add a parameter: add a field to struct rg_config, a row to params[],
  * and document it in rateguard.conf (a test checks the file lists them all).
+ * The row's last column says whether a reload applies it (LIVE) or the
+ * running daemon was built around it (RESTART: sockets, accounts, paths,
+ * sizes of shared memory); config_keep_restart_only() reads that column.
  */
 #include "config.h"
 #include "db.h"
@@ -38,6 +41,8 @@ struct param {
     value_check check;          /* P_STR / P_LIST per-value check, may be NULL */
     size_t offset;              /* field in struct rg_config */
     int exit_code;              /* exit code when this value is invalid */
+    bool restart;               /* read at start only: a reload keeps the running value */
+    size_t derived, derived_size;   /* its parsed form (derived_size 0: none), kept with it */
 };
 
 static bool check_absolute_path(const char *v, char *err, size_t n);
@@ -63,105 +68,111 @@ static bool check_optional_mailbox(const char *v, char *err, size_t n);
 
 #define F(field) offsetof(struct rg_config, field)
 #define EC RG_EXIT_CONFIG
+/* The last column (three fields): a reload applies the value; or the
+ * running process was built around it, so a reload keeps the running
+ * value, and with it the parsed form derived from it. */
+#define LIVE false, 0, 0
+#define RESTART true, 0, 0
+#define RESTART_WITH(parsed) true, F(parsed), sizeof(((struct rg_config *)0)->parsed)
 
 static const struct param params[] = {
-    {NULL, "user", P_STR, "postfix", 0, 0, check_account, F(user), EC},
-    {NULL, "group", P_STR, "postfix", 0, 0, check_account, F(group), EC},
-    {NULL, "pidfile", P_STR, "/run/rateguard/rateguard.pid", 0, 0, check_absolute_path, F(pidfile), EC},
-    {NULL, "state_dir", P_STR, "/var/lib/rateguard", 0, 0, check_absolute_path, F(state_dir), EC},
-    {NULL, "listen", P_LIST, "{\"127.0.0.1:10033\"}", 0, 0, check_listen, F(listen), RG_EXIT_BAD_LISTEN},
-    {NULL, "socket_mode", P_STR, "0660", 0, 0, check_mode, F(socket_mode_text), EC},
-    {NULL, "socket_group", P_STR, "", 0, 0, check_optional_account, F(socket_group), EC},
-    {NULL, "allowed_clients", P_LIST, "{\"127.0.0.0/8\", \"::1/128\"}", 0, 0, check_cidr, F(allowed_clients), EC},
-    {NULL, "allowed_users", P_LIST, "{\"root\", \"postfix\"}", 0, 0, check_allowed_user, F(allowed_users), EC},
-    {NULL, "action_accept", P_STR, "DUNNO", 0, 0, check_action, F(action_accept), EC},
-    {NULL, "action_blocked", P_STR, "DEFER_IF_PERMIT Rate limit reached, retry later.", 0, 0, check_action, F(action_blocked), EC},
-    {NULL, "on_error", P_STR, "DUNNO", 0, 0, check_action, F(on_error), EC},
-    {NULL, "message_retention", P_INT, "0", 0, 36500, NULL, F(message_retention), EC},
+    {NULL, "user", P_STR, "postfix", 0, 0, check_account, F(user), EC, RESTART},
+    {NULL, "group", P_STR, "postfix", 0, 0, check_account, F(group), EC, RESTART},
+    {NULL, "pidfile", P_STR, "/run/rateguard/rateguard.pid", 0, 0, check_absolute_path, F(pidfile), EC, RESTART},
+    {NULL, "state_dir", P_STR, "/var/lib/rateguard", 0, 0, check_absolute_path, F(state_dir), EC, RESTART},
+    {NULL, "listen", P_LIST, "{\"127.0.0.1:10033\"}", 0, 0, check_listen, F(listen), RG_EXIT_BAD_LISTEN, RESTART_WITH(listen_addrs)},
+    {NULL, "socket_mode", P_STR, "0660", 0, 0, check_mode, F(socket_mode_text), EC, RESTART_WITH(socket_mode)},
+    {NULL, "socket_group", P_STR, "", 0, 0, check_optional_account, F(socket_group), EC, RESTART},
+    {NULL, "allowed_clients", P_LIST, "{\"127.0.0.0/8\", \"::1/128\"}", 0, 0, check_cidr, F(allowed_clients), EC, LIVE},
+    {NULL, "allowed_users", P_LIST, "{\"root\", \"postfix\"}", 0, 0, check_allowed_user, F(allowed_users), EC, LIVE},
+    {NULL, "action_accept", P_STR, "DUNNO", 0, 0, check_action, F(action_accept), EC, LIVE},
+    {NULL, "action_blocked", P_STR, "DEFER_IF_PERMIT Rate limit reached, retry later.", 0, 0, check_action, F(action_blocked), EC, LIVE},
+    {NULL, "on_error", P_STR, "DUNNO", 0, 0, check_action, F(on_error), EC, LIVE},
+    {NULL, "message_retention", P_INT, "0", 0, 36500, NULL, F(message_retention), EC, LIVE},
 
-    {"workers", "min", P_INT, "4", 1, 4096, NULL, F(workers.min), EC},
-    {"workers", "max", P_INT, "256", 1, 4096, NULL, F(workers.max), EC},
-    {"workers", "min_spare", P_INT, "2", 0, 4096, NULL, F(workers.min_spare), EC},
-    {"workers", "max_spare", P_INT, "16", 1, 4096, NULL, F(workers.max_spare), EC},
-    {"workers", "max_requests", P_INT, "1000", 0, 1000000000, NULL, F(workers.max_requests), EC},
-    {"workers", "idle_timeout", P_INT, "600", 1, 86400, NULL, F(workers.idle_timeout), EC},
-    {"workers", "read_timeout", P_INT, "10", 1, 3600, NULL, F(workers.read_timeout), EC},
-    {"workers", "max_per_client", P_INT, "0", 0, 4096, NULL, F(workers.max_per_client), EC},
-    {"workers", "stress_read_timeout", P_INT, "1", 1, 3600, NULL, F(workers.stress_read_timeout), EC},
+    {"workers", "min", P_INT, "4", 1, 4096, NULL, F(workers.min), EC, LIVE},
+    {"workers", "max", P_INT, "256", 1, 4096, NULL, F(workers.max), EC, RESTART},
+    {"workers", "min_spare", P_INT, "2", 0, 4096, NULL, F(workers.min_spare), EC, LIVE},
+    {"workers", "max_spare", P_INT, "16", 1, 4096, NULL, F(workers.max_spare), EC, LIVE},
+    {"workers", "max_requests", P_INT, "1000", 0, 1000000000, NULL, F(workers.max_requests), EC, LIVE},
+    {"workers", "idle_timeout", P_INT, "600", 1, 86400, NULL, F(workers.idle_timeout), EC, LIVE},
+    {"workers", "read_timeout", P_INT, "10", 1, 3600, NULL, F(workers.read_timeout), EC, LIVE},
+    {"workers", "max_per_client", P_INT, "0", 0, 4096, NULL, F(workers.max_per_client), EC, LIVE},
+    {"workers", "stress_read_timeout", P_INT, "1", 1, 3600, NULL, F(workers.stress_read_timeout), EC, LIVE},
 
-    {"database", "host", P_STR, "localhost", 0, 0, check_no_controls, F(database.host), EC},
-    {"database", "port", P_INT, "3306", 1, 65535, NULL, F(database.port), EC},
-    {"database", "socket", P_STR, "", 0, 0, check_optional_path, F(database.socket), EC},
-    {"database", "user", P_STR, "rateguard", 0, 0, check_no_controls, F(database.user), EC},
-    {"database", "password", P_STR, "", 0, 0, NULL, F(database.password), EC},
-    {"database", "name", P_STR, "rateguard", 0, 0, check_no_controls, F(database.name), EC},
-    {"database", "connect_timeout", P_INT, "5", 1, 300, NULL, F(database.connect_timeout), EC},
-    {"database", "hosts", P_LIST, "{}", 0, 0, check_db_host, F(database.hosts), EC},
-    {"database", "tls", P_BOOL, "false", 0, 0, NULL, F(database.tls), EC},
-    {"database", "tls_ca", P_STR, "", 0, 0, check_optional_path, F(database.tls_ca), EC},
-    {"database", "tls_cert", P_STR, "", 0, 0, check_optional_path, F(database.tls_cert), EC},
-    {"database", "tls_key", P_STR, "", 0, 0, check_optional_path, F(database.tls_key), EC},
-    {"database", "tls_verify_server", P_BOOL, "true", 0, 0, NULL, F(database.tls_verify_server), EC},
+    {"database", "host", P_STR, "localhost", 0, 0, check_no_controls, F(database.host), EC, LIVE},
+    {"database", "port", P_INT, "3306", 1, 65535, NULL, F(database.port), EC, LIVE},
+    {"database", "socket", P_STR, "", 0, 0, check_optional_path, F(database.socket), EC, LIVE},
+    {"database", "user", P_STR, "rateguard", 0, 0, check_no_controls, F(database.user), EC, LIVE},
+    {"database", "password", P_STR, "", 0, 0, NULL, F(database.password), EC, LIVE},
+    {"database", "name", P_STR, "rateguard", 0, 0, check_no_controls, F(database.name), EC, LIVE},
+    {"database", "connect_timeout", P_INT, "5", 1, 300, NULL, F(database.connect_timeout), EC, LIVE},
+    {"database", "hosts", P_LIST, "{}", 0, 0, check_db_host, F(database.hosts), EC, LIVE},
+    {"database", "tls", P_BOOL, "false", 0, 0, NULL, F(database.tls), EC, LIVE},
+    {"database", "tls_ca", P_STR, "", 0, 0, check_optional_path, F(database.tls_ca), EC, LIVE},
+    {"database", "tls_cert", P_STR, "", 0, 0, check_optional_path, F(database.tls_cert), EC, LIVE},
+    {"database", "tls_key", P_STR, "", 0, 0, check_optional_path, F(database.tls_key), EC, LIVE},
+    {"database", "tls_verify_server", P_BOOL, "true", 0, 0, NULL, F(database.tls_verify_server), EC, LIVE},
 
-    {"quota", "default", P_INT, "1000", 0, 4294967295L, NULL, F(quota.dflt), EC},
-    {"quota", "protocol_state", P_STR, "DATA", 0, 0, check_protocol_state, F(quota.protocol_state), EC},
-    {"quota", "count_blocked", P_BOOL, "true", 0, 0, NULL, F(quota.count_blocked), EC},
-    {"quota", "reset_schedule", P_STR, "none", 0, 0, check_schedule, F(quota.reset_schedule_text), EC},
-    {"quota", "dry_run", P_BOOL, "false", 0, 0, NULL, F(quota.dry_run), EC},
-    {"quota", "warning_percent", P_INT, "0", 0, 100, NULL, F(quota.warning_percent), EC},
-    {"quota", "windows", P_LIST, "{}", 0, 0, check_window, F(quota.windows), EC},
-    {"quota", "max_recipients", P_INT, "0", 0, 4294967295L, NULL, F(quota.max_recipients), EC},
+    {"quota", "default", P_INT, "1000", 0, 4294967295L, NULL, F(quota.dflt), EC, LIVE},
+    {"quota", "protocol_state", P_STR, "DATA", 0, 0, check_protocol_state, F(quota.protocol_state), EC, LIVE},
+    {"quota", "count_blocked", P_BOOL, "true", 0, 0, NULL, F(quota.count_blocked), EC, LIVE},
+    {"quota", "reset_schedule", P_STR, "none", 0, 0, check_schedule, F(quota.reset_schedule_text), EC, LIVE},
+    {"quota", "dry_run", P_BOOL, "false", 0, 0, NULL, F(quota.dry_run), EC, LIVE},
+    {"quota", "warning_percent", P_INT, "0", 0, 100, NULL, F(quota.warning_percent), EC, LIVE},
+    {"quota", "windows", P_LIST, "{}", 0, 0, check_window, F(quota.windows), EC, RESTART_WITH(window_specs)},
+    {"quota", "max_recipients", P_INT, "0", 0, 4294967295L, NULL, F(quota.max_recipients), EC, LIVE},
 
-    {"unauthenticated", "networks", P_LIST, "{}", 0, 0, check_cidr, F(unauth.networks), EC},
-    {"unauthenticated", "quota", P_INT, "100", 0, 4294967295L, NULL, F(unauth.quota), EC},
-    {"unauthenticated", "ipv4_prefix", P_INT, "32", 0, 32, NULL, F(unauth.ipv4_prefix), EC},
-    {"unauthenticated", "ipv6_prefix", P_INT, "64", 0, 128, NULL, F(unauth.ipv6_prefix), EC},
+    {"unauthenticated", "networks", P_LIST, "{}", 0, 0, check_cidr, F(unauth.networks), EC, LIVE},
+    {"unauthenticated", "quota", P_INT, "100", 0, 4294967295L, NULL, F(unauth.quota), EC, LIVE},
+    {"unauthenticated", "ipv4_prefix", P_INT, "32", 0, 32, NULL, F(unauth.ipv4_prefix), EC, LIVE},
+    {"unauthenticated", "ipv6_prefix", P_INT, "64", 0, 128, NULL, F(unauth.ipv6_prefix), EC, LIVE},
 
-    {"exempt", "users", P_LIST, "{}", 0, 0, check_no_controls, F(exempt.users), EC},
-    {"exempt", "domains", P_LIST, "{}", 0, 0, check_no_controls, F(exempt.domains), EC},
-    {"exempt", "networks", P_LIST, "{}", 0, 0, check_cidr, F(exempt.networks), EC},
+    {"exempt", "users", P_LIST, "{}", 0, 0, check_no_controls, F(exempt.users), EC, LIVE},
+    {"exempt", "domains", P_LIST, "{}", 0, 0, check_no_controls, F(exempt.domains), EC, LIVE},
+    {"exempt", "networks", P_LIST, "{}", 0, 0, check_cidr, F(exempt.networks), EC, LIVE},
 
-    {"cache", "entries", P_INT, "100000", 16, 100000000, NULL, F(cache.entries), EC},
-    {"cache", "domains", P_INT, "4096", 1, 1000000, NULL, F(cache.domains), EC},
-    {"cache", "refresh_interval", P_INT, "10", 1, 3600, NULL, F(cache.refresh_interval), EC},
-    {"cache", "queue_size", P_INT, "64", 1, 4096, NULL, F(cache.queue_size), EC},
+    {"cache", "entries", P_INT, "100000", 16, 100000000, NULL, F(cache.entries), EC, RESTART},
+    {"cache", "domains", P_INT, "4096", 1, 1000000, NULL, F(cache.domains), EC, RESTART},
+    {"cache", "refresh_interval", P_INT, "10", 1, 3600, NULL, F(cache.refresh_interval), EC, LIVE},
+    {"cache", "queue_size", P_INT, "64", 1, 4096, NULL, F(cache.queue_size), EC, RESTART},
 
-    {"log", "syslog", P_BOOL, "true", 0, 0, NULL, F(log.syslog), EC},
-    {"log", "facility", P_STR, "mail", 0, 0, check_facility, F(log.facility_text), EC},
-    {"log", "level", P_STR, "info", 0, 0, check_level, F(log.level_text), EC},
-    {"log", "file", P_STR, "", 0, 0, check_optional_path, F(log.file), EC},
-    {"log", "console", P_BOOL, "false", 0, 0, NULL, F(log.console), EC},
+    {"log", "syslog", P_BOOL, "true", 0, 0, NULL, F(log.syslog), EC, LIVE},
+    {"log", "facility", P_STR, "mail", 0, 0, check_facility, F(log.facility_text), EC, LIVE},
+    {"log", "level", P_STR, "info", 0, 0, check_level, F(log.level_text), EC, LIVE},
+    {"log", "file", P_STR, "", 0, 0, check_optional_path, F(log.file), EC, LIVE},
+    {"log", "console", P_BOOL, "false", 0, 0, NULL, F(log.console), EC, LIVE},
 
-    {"webhook", "enabled", P_BOOL, "false", 0, 0, NULL, F(webhook.enabled), EC},
-    {"webhook", "url", P_STR, "", 0, 0, check_no_controls, F(webhook.url), EC},
-    {"webhook", "secret", P_STR, "", 0, 0, NULL, F(webhook.secret), EC},
-    {"webhook", "secret_file", P_STR, "", 0, 0, check_optional_path, F(webhook.secret_file), EC},
-    {"webhook", "use_jwt", P_BOOL, "false", 0, 0, NULL, F(webhook.use_jwt), EC},
-    {"webhook", "timeout", P_INT, "5", 1, 300, NULL, F(webhook.timeout), EC},
-    {"webhook", "retries", P_INT, "5", 0, 100, NULL, F(webhook.retries), EC},
-    {"webhook", "ca_file", P_STR, "", 0, 0, check_optional_path, F(webhook.ca_file), EC},
-    {"webhook", "user_agent", P_STR, "rateguard/" RATEGUARD_VERSION, 0, 0, check_no_controls, F(webhook.user_agent), EC},
-    {"webhook", "issuer", P_STR, "rateguard", 0, 0, check_no_controls, F(webhook.issuer), EC},
+    {"webhook", "enabled", P_BOOL, "false", 0, 0, NULL, F(webhook.enabled), EC, LIVE},
+    {"webhook", "url", P_STR, "", 0, 0, check_no_controls, F(webhook.url), EC, LIVE},
+    {"webhook", "secret", P_STR, "", 0, 0, NULL, F(webhook.secret), EC, LIVE},
+    {"webhook", "secret_file", P_STR, "", 0, 0, check_optional_path, F(webhook.secret_file), EC, LIVE},
+    {"webhook", "use_jwt", P_BOOL, "false", 0, 0, NULL, F(webhook.use_jwt), EC, LIVE},
+    {"webhook", "timeout", P_INT, "5", 1, 300, NULL, F(webhook.timeout), EC, LIVE},
+    {"webhook", "retries", P_INT, "5", 0, 100, NULL, F(webhook.retries), EC, LIVE},
+    {"webhook", "ca_file", P_STR, "", 0, 0, check_optional_path, F(webhook.ca_file), EC, LIVE},
+    {"webhook", "user_agent", P_STR, "rateguard/" RATEGUARD_VERSION, 0, 0, check_no_controls, F(webhook.user_agent), EC, LIVE},
+    {"webhook", "issuer", P_STR, "rateguard", 0, 0, check_no_controls, F(webhook.issuer), EC, LIVE},
 
-    {"sentry", "dsn", P_STR, "", 0, 0, check_dsn, F(sentry.dsn), EC},
-    {"sentry", "dsn_file", P_STR, "", 0, 0, check_optional_path, F(sentry.dsn_file), EC},
-    {"sentry", "environment", P_STR, "production", 0, 0, check_no_controls, F(sentry.environment), EC},
-    {"sentry", "release", P_STR, "rateguard@" RATEGUARD_VERSION, 0, 0, check_no_controls, F(sentry.release), EC},
-    {"sentry", "timeout", P_INT, "5", 1, 60, NULL, F(sentry.timeout), EC},
-    {"sentry", "rate_limit", P_INT, "60", 1, 86400, NULL, F(sentry.rate_limit), EC},
-    {"sentry", "ca_file", P_STR, "", 0, 0, check_optional_path, F(sentry.ca_file), EC},
+    {"sentry", "dsn", P_STR, "", 0, 0, check_dsn, F(sentry.dsn), EC, LIVE},
+    {"sentry", "dsn_file", P_STR, "", 0, 0, check_optional_path, F(sentry.dsn_file), EC, LIVE},
+    {"sentry", "environment", P_STR, "production", 0, 0, check_no_controls, F(sentry.environment), EC, LIVE},
+    {"sentry", "release", P_STR, "rateguard@" RATEGUARD_VERSION, 0, 0, check_no_controls, F(sentry.release), EC, LIVE},
+    {"sentry", "timeout", P_INT, "5", 1, 60, NULL, F(sentry.timeout), EC, LIVE},
+    {"sentry", "rate_limit", P_INT, "60", 1, 86400, NULL, F(sentry.rate_limit), EC, LIVE},
+    {"sentry", "ca_file", P_STR, "", 0, 0, check_optional_path, F(sentry.ca_file), EC, LIVE},
 
-    {"report", "enabled", P_BOOL, "false", 0, 0, NULL, F(report.enabled), EC},
-    {"report", "from", P_STR, "", 0, 0, check_optional_mailbox, F(report.from), EC},
-    {"report", "to", P_LIST, "{}", 0, 0, check_mailbox, F(report.to), EC},
-    {"report", "subject", P_STR, "rateguard report", 0, 0, check_no_controls, F(report.subject), EC},
-    {"report", "smtp_server", P_STR, "localhost:25", 0, 0, check_smtp_server, F(report.smtp_server), EC},
-    {"report", "starttls", P_BOOL, "false", 0, 0, NULL, F(report.starttls), EC},
-    {"report", "user", P_STR, "", 0, 0, check_no_controls, F(report.user), EC},
-    {"report", "password", P_STR, "", 0, 0, NULL, F(report.password), EC},
-    {"report", "password_file", P_STR, "", 0, 0, check_optional_path, F(report.password_file), EC},
-    {"report", "ca_file", P_STR, "", 0, 0, check_optional_path, F(report.ca_file), EC},
-    {"report", "timeout", P_INT, "30", 1, 600, NULL, F(report.timeout), EC},
+    {"report", "enabled", P_BOOL, "false", 0, 0, NULL, F(report.enabled), EC, LIVE},
+    {"report", "from", P_STR, "", 0, 0, check_optional_mailbox, F(report.from), EC, LIVE},
+    {"report", "to", P_LIST, "{}", 0, 0, check_mailbox, F(report.to), EC, LIVE},
+    {"report", "subject", P_STR, "rateguard report", 0, 0, check_no_controls, F(report.subject), EC, LIVE},
+    {"report", "smtp_server", P_STR, "localhost:25", 0, 0, check_smtp_server, F(report.smtp_server), EC, LIVE},
+    {"report", "starttls", P_BOOL, "false", 0, 0, NULL, F(report.starttls), EC, LIVE},
+    {"report", "user", P_STR, "", 0, 0, check_no_controls, F(report.user), EC, LIVE},
+    {"report", "password", P_STR, "", 0, 0, NULL, F(report.password), EC, LIVE},
+    {"report", "password_file", P_STR, "", 0, 0, check_optional_path, F(report.password_file), EC, LIVE},
+    {"report", "ca_file", P_STR, "", 0, 0, check_optional_path, F(report.ca_file), EC, LIVE},
+    {"report", "timeout", P_INT, "30", 1, 600, NULL, F(report.timeout), EC, LIVE},
 };
 
 #define N_PARAMS (sizeof(params) / sizeof(params[0]))
@@ -728,6 +739,79 @@ bool config_print_value(const struct rg_config *c, const char *qname, FILE *out)
     }
     }
     return true;
+}
+
+/* Equal values of one parameter in two configurations. */
+static bool same_value(const struct param *p, const struct rg_config *a, const struct rg_config *b)
+{
+    const char *fa = (const char *)a + p->offset, *fb = (const char *)b + p->offset;
+
+    switch (p->type) {
+    case P_INT:
+        return *(const long *)fa == *(const long *)fb;
+    case P_BOOL:
+        return *(const bool *)fa == *(const bool *)fb;
+    case P_STR:
+        return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+    case P_LIST: {
+        const struct str_list *la = (const struct str_list *)fa, *lb = (const struct str_list *)fb;
+        if (la->count != lb->count)
+            return false;
+        for (size_t k = 0; k < la->count; k++)
+            if (strcmp(la->items[k], lb->items[k]) != 0)
+                return false;
+        return true;
+    }
+    }
+    return false;
+}
+
+/* Exchange size bytes at offset between two configurations: each keeps
+ * owning (and config_free frees) what it then holds. */
+static void swap_field(struct rg_config *a, struct rg_config *b, size_t offset, size_t size)
+{
+    unsigned char *x = (unsigned char *)a + offset, *y = (unsigned char *)b + offset;
+    for (size_t i = 0; i < size; i++) {
+        unsigned char t = x[i];
+        x[i] = y[i];
+        y[i] = t;
+    }
+}
+
+static size_t type_size(enum param_type t)
+{
+    switch (t) {
+    case P_INT:
+        return sizeof(long);
+    case P_BOOL:
+        return sizeof(bool);
+    case P_STR:
+        return sizeof(char *);
+    case P_LIST:
+        break;
+    }
+    return sizeof(struct str_list);
+}
+
+size_t config_keep_restart_only(struct rg_config *fresh, struct rg_config *running,
+                                void (*changed)(const char *name, void *arg), void *arg)
+{
+    size_t n = 0;
+    char qname[64];
+
+    for (size_t i = 0; i < N_PARAMS; i++) {
+        const struct param *p = &params[i];
+        if (!p->restart || same_value(p, fresh, running))
+            continue;
+        swap_field(fresh, running, p->offset, type_size(p->type));
+        if (p->derived_size)
+            swap_field(fresh, running, p->derived, p->derived_size);
+        qualified_name(p, qname, sizeof(qname));
+        if (changed)
+            changed(qname, arg);
+        n++;
+    }
+    return n;
 }
 
 void config_instance_name(const struct rg_config *cfg, char *buf, size_t size)

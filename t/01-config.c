@@ -6,6 +6,8 @@
 #include "rateguard.h"
 #include "tap.h"
 
+#include <stdio.h>
+#include <string.h>
 #include <syslog.h>
 
 static struct rg_config *load(const char *text, char *err, size_t size, int *code)
@@ -190,6 +192,49 @@ static void test_print_value(void)
     config_free(c);
 }
 
+/* Collects the names config_keep_restart_only reports, comma-separated. */
+static void note_changed(const char *name, void *arg)
+{
+    char *names = arg;
+    size_t len = strlen(names);
+    snprintf(names + len, 256 - len, "%s%s", len ? "," : "", name);
+}
+
+/* Reload: the restart-only settings keep their running values (and their
+ * parsed forms), the others take the new ones; each kept change is named. */
+static void test_keep_restart_only(void)
+{
+    char err[1024], names[256] = "";
+    int code;
+    struct rg_config *running = load("pidfile = \"/run/a/a.pid\"\nlisten = {\"unix:/run/a/sock\"}\n"
+                                     "quota { windows = {\"10/1m\"} }\n",
+                                     err, sizeof(err), &code);
+    struct rg_config *fresh = load("pidfile = \"/run/b/b.pid\"\nlisten = {\"unix:/run/b/sock\", \"127.0.0.1:1\"}\n"
+                                   "quota { default = 7\nwindows = {\"20/1h\", \"30/1d\"} }\n"
+                                   "cache { entries = 64 }\nsocket_mode = \"0600\"\n",
+                                   err, sizeof(err), &code);
+
+    if (!ok(running && fresh, "both configurations load")) {
+        diag("%s", err);
+        return;
+    }
+    is_long((long)config_keep_restart_only(fresh, running, note_changed, names), 5,
+            "five restart-only settings changed");
+    is_str(names, "pidfile,listen,socket_mode,quota.windows,cache.entries", "named in table order");
+    is_str(fresh->pidfile, "/run/a/a.pid", "pidfile: the running one kept");
+    is_long(fresh->cache.entries, 100000, "cache.entries: the running one kept");
+    is_long(fresh->socket_mode, 0660, "socket_mode: its parsed form kept with it");
+    is_long((long)fresh->quota.windows.count, 1, "quota.windows: the running list kept");
+    is_long(fresh->window_specs[0].limit, 10, "  and its parsed windows");
+    is_long((long)fresh->listen.count, 1, "listen: the running addresses kept");
+    is_str(fresh->listen_addrs[0].path, "/run/a/sock", "  and their parsed form");
+    is_long(fresh->quota.dflt, 7, "quota.default (applied by a reload): the new value");
+    is_str(running->pidfile, "/run/b/b.pid", "the old configuration holds the new value, to be freed with it");
+    is_long((long)config_keep_restart_only(fresh, fresh, NULL, NULL), 0, "nothing differs from itself");
+    config_free(running);
+    config_free(fresh);
+}
+
 int main(void)
 {
     test_defaults();
@@ -197,5 +242,6 @@ int main(void)
     test_errors();
     test_missing_file();
     test_print_value();
+    test_keep_restart_only();
     return done_testing();
 }

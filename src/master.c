@@ -689,8 +689,7 @@ static void scheduled_reset(struct master *m)
     int64_t boundary_us = (int64_t)m->next_reset * 1000000;
     uint32_t n = cachesync_period_reset(&m->shm, boundary_us);
 
-    m->shm.queue.sh->writer_sleeping = 1;
-    wqueue_wake(&m->shm.queue);
+    wqueue_wake_writer(&m->shm.queue);
     log_notice("period reset (%s schedule): %u cached sender(s) reset; the database follows",
                m->cfg->quota.reset_schedule_text, n);
     m->next_reset = period_next_boundary(m->cfg->reset_schedule, time(NULL));
@@ -701,8 +700,7 @@ static void scheduled_reset(struct master *m)
 static void request_refresh(struct master *m)
 {
     __atomic_fetch_add(&m->shm.hdr->refresh_requests, 1, __ATOMIC_RELEASE);
-    m->shm.queue.sh->writer_sleeping = 1;
-    wqueue_wake(&m->shm.queue);
+    wqueue_wake_writer(&m->shm.queue);
 }
 
 int master_run(struct rg_config *cfg, bool foreground, const char *config_path)

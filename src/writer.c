@@ -53,28 +53,14 @@ void writer_conflict_pause(struct writer *w, const char *err)
  * and the master's death count), the timeout passes, or the master dies. */
 static void wait_for_work(struct writer *w, int timeout_ms, bool backoff)
 {
-    struct wqueue_shared *q = w->ctx->shm->queue.sh;
+    struct wqueue *q = &w->ctx->shm->queue;
     struct pollfd p[2] = {{.fd = w->ctx->lifeline_fd, .events = POLLIN},
                           {.fd = w->ctx->wake_fd, .events = POLLIN}};
 
-    if (!backoff) {
-        /* Announce the sleep before the last look, so a push after the
-         * look is sure to see it and poke us. */
-        __atomic_store_n(&q->writer_sleeping, 1, __ATOMIC_SEQ_CST);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (wqueue_bytes(&w->ctx->shm->queue) > 0) {
-            __atomic_store_n(&q->writer_sleeping, 0, __ATOMIC_SEQ_CST);
-            return;
-        }
-    }
+    if (!backoff && !wqueue_writer_sleep(q))
+        return;
     poll(p, backoff ? 1 : 2, timeout_ms);
-    __atomic_store_n(&q->writer_sleeping, 0, __ATOMIC_SEQ_CST);
-    if (!backoff && (p[1].revents & POLLIN)) {
-        uint64_t v;
-        if (read(w->ctx->wake_fd, &v, sizeof(v)) < 0) {
-            /* already consumed by an earlier wake-up */
-        }
-    }
+    wqueue_writer_awake(q, !backoff && (p[1].revents & POLLIN));
     if (p[0].revents)
         stop_requested = 1;     /* master gone: drain what we can and leave */
 }

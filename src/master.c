@@ -29,6 +29,7 @@
 #include "safedir.h"
 #include "shm.h"
 #include "snapshot.h"
+#include "spool.h"
 #include "status.h"
 #include "stress.h"
 #include "util.h"
@@ -577,35 +578,31 @@ static uint64_t replay_queue(struct master *m, const struct progress done[WRITER
     return n;
 }
 
+/* The same for the spool file: records moved there out of a full queue. */
 static uint64_t replay_spool(struct master *m, const struct progress done[WRITER_LANES])
 {
-    FILE *f = fopen(m->spool_path, "r");
-    char *buf = xmalloc(WQUEUE_MAX_RECORD);
+    static char buf[WQUEUE_MAX_RECORD];
+    struct spool sp;
+    struct spool_cursor cur;
+    struct msg_record rec;
+    size_t len;
     uint64_t n = 0;
-    size_t have = 0;
 
-    if (f == NULL) {
-        free(buf);
+    spool_init(&sp, m->spool_path);
+    if (!spool_open_readonly(&sp))
         return 0;
-    }
-    for (;;) {
-        have += fread(buf + have, 1, WQUEUE_MAX_RECORD - have, f);
-        struct msg_record rec;
-        size_t used = wqueue_decode(buf, have, &rec);
-        if (used == 0)
-            break;
+    spool_cursor_start(&sp, &cur, true);
+    while (spool_next(&sp, &cur, buf, sizeof(buf), &rec, &len))
         if (!progress_covers_record(done, &rec)) {
             cachesync_replay_record(&m->shm, m->cfg, &rec);
             n++;
         }
-        memmove(buf, buf + used, have - used);
-        have -= used;
-    }
-    if (have > 0)
-        log_warning("recovery: %zu byte(s) at the end of %s are not a whole record; ignored", have,
+    off_t left = spool_cursor_left(&sp, &cur);
+    if (left > 0)
+        log_warning("recovery: %lld byte(s) at the end of %s are not a whole record; ignored", (long long)left,
                     m->spool_path);
-    fclose(f);
-    free(buf);
+    spool_cursor_end(&cur);
+    spool_close(&sp);
     return n;
 }
 

@@ -31,7 +31,7 @@ struct wqueue_shared {
     uint64_t head, tail;        /* monotonic byte positions */
     uint64_t records;           /* records between head and tail */
     uint64_t next_seq;          /* sequence number of the next record */
-    uint32_t writer_sleeping;   /* the writer waits on wake_fd */
+    uint32_t writer_sleeping;   /* the writer waits on wake_fd (only wqueue.c touches it) */
 };
 
 #define WQUEUE_DATA_OFFSET 4096
@@ -40,7 +40,7 @@ struct wqueue {
     struct wqueue_shared *sh;
     char *ring;
     size_t map_size;
-    int wake_fd;                /* eventfd the writer sleeps on */
+    int wake_fd;                /* eventfd the writer sleeps on (the master makes it before fork) */
     unsigned recovered;
 };
 
@@ -85,8 +85,27 @@ void wqueue_close(struct wqueue *q, const char *path, bool remove_if_empty);
  * ring has no room. */
 bool wqueue_push(struct wqueue *q, struct msg_record *rec);
 
+/*
+ * The wake-up protocol, all of it here. The writer announces its sleep
+ * before its last look at the queue; a worker pushes, then looks at the
+ * announcement: one of them sees the other, so a record never waits for
+ * the writer's timer.
+ */
 /* Wake the writer if it sleeps (after a push, outside any lock). */
 void wqueue_wake(struct wqueue *q);
+
+/* Wake the writer whether it sleeps or not, records or none: it has
+ * something else to do (the master: a refresh asked for, a period
+ * reset). */
+void wqueue_wake_writer(struct wqueue *q);
+
+/* The writer, before it sleeps on wake_fd: announce the sleep, then look.
+ * False when records wait (do not sleep: the announcement is withdrawn). */
+bool wqueue_writer_sleep(struct wqueue *q);
+
+/* The writer, after its sleep (or a wait that did not announce one): no
+ * longer asleep; with `poked`, the wake-up is consumed from wake_fd. */
+void wqueue_writer_awake(struct wqueue *q, bool poked);
 
 /*
  * Reading. A cursor walks records from the head without removing them;

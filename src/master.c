@@ -17,6 +17,7 @@
 #include "log.h"
 #include "period.h"
 #include "rateguard.h"
+#include "spool.h"
 #include "status.h"
 #include "stress.h"
 #include "util.h"
@@ -48,35 +49,31 @@ static uint64_t replay_queue(struct master *m, const struct progress done[WRITER
     return n;
 }
 
+/* The same for the spool file: records moved there out of a full queue. */
 static uint64_t replay_spool(struct master *m, const struct progress done[WRITER_LANES])
 {
-    FILE *f = fopen(m->spool_path, "r");
-    char *buf = xmalloc(WQUEUE_MAX_RECORD);
+    static char buf[WQUEUE_MAX_RECORD];
+    struct spool sp;
+    struct spool_cursor cur;
+    struct msg_record rec;
+    size_t len;
     uint64_t n = 0;
-    size_t have = 0;
 
-    if (f == NULL) {
-        free(buf);
+    spool_init(&sp, m->spool_path);
+    if (!spool_open_readonly(&sp))
         return 0;
-    }
-    for (;;) {
-        have += fread(buf + have, 1, WQUEUE_MAX_RECORD - have, f);
-        struct msg_record rec;
-        size_t used = wqueue_decode(buf, have, &rec);
-        if (used == 0)
-            break;
+    spool_cursor_start(&sp, &cur, true);
+    while (spool_next(&sp, &cur, buf, sizeof(buf), &rec, &len))
         if (!progress_covers_record(done, &rec)) {
             cachesync_replay_record(&m->shm, m->cfg, &rec);
             n++;
         }
-        memmove(buf, buf + used, have - used);
-        have -= used;
-    }
-    if (have > 0)
-        log_warning("recovery: %zu byte(s) at the end of %s are not a whole record; ignored", have,
+    off_t left = spool_cursor_left(&sp, &cur);
+    if (left > 0)
+        log_warning("recovery: %lld byte(s) at the end of %s are not a whole record; ignored", (long long)left,
                     m->spool_path);
-    fclose(f);
-    free(buf);
+    spool_cursor_end(&cur);
+    spool_close(&sp);
     return n;
 }
 
@@ -97,8 +94,7 @@ static void scheduled_reset(struct master *m)
     int64_t boundary_us = (int64_t)m->next_reset * 1000000;
     uint32_t n = cachesync_period_reset(&m->shm, boundary_us);
 
-    m->shm.queue.sh->writer_sleeping = 1;
-    wqueue_wake(&m->shm.queue);
+    wqueue_wake_writer(&m->shm.queue);
     log_notice("period reset (%s schedule): %u cached sender(s) reset; the database follows",
                m->cfg->quota.reset_schedule_text, n);
     m->next_reset = period_next_boundary(m->cfg->reset_schedule, time(NULL));
@@ -109,8 +105,7 @@ static void scheduled_reset(struct master *m)
 static void request_refresh(struct master *m)
 {
     __atomic_fetch_add(&m->shm.hdr->refresh_requests, 1, __ATOMIC_RELEASE);
-    m->shm.queue.sh->writer_sleeping = 1;
-    wqueue_wake(&m->shm.queue);
+    wqueue_wake_writer(&m->shm.queue);
 }
 
 /* What the signal handlers recorded since the last turn, and the clock. */

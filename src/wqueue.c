@@ -3,7 +3,9 @@
  * mapping. Layout of a record: a fixed header (size, epoch, sequence,
  * numbers), then the six strings with their NULs, padded to 8 bytes.
  * Positions grow forever; the byte at position p lives at
- * ring[p % capacity].
+ * ring[p % capacity]. It also owns the writer's wake-up protocol (the
+ * writer_sleeping flag and the eventfd): workers, the writer and the
+ * master only call it.
  */
 #include "wqueue.h"
 #include "cache.h"
@@ -315,15 +317,49 @@ bool wqueue_push(struct wqueue *q, struct msg_record *rec)
     return true;
 }
 
+/* A wake-up on the eventfd: counted by the kernel until the writer reads it. */
+static void poke(struct wqueue *q)
+{
+    uint64_t one = 1;
+    if (write(q->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+        /* the writer also wakes on its own timer */
+    }
+}
+
 void wqueue_wake(struct wqueue *q)
 {
     /* Pairs with the writer's "announce sleep, then look at the queue":
      * our record must be visible before we look at its flag. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&q->sh->writer_sleeping, __ATOMIC_SEQ_CST)) {
-        uint64_t one = 1;
-        if (write(q->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
-            /* the writer also wakes on its own timer */
+    if (__atomic_load_n(&q->sh->writer_sleeping, __ATOMIC_SEQ_CST))
+        poke(q);
+}
+
+void wqueue_wake_writer(struct wqueue *q)
+{
+    poke(q);
+}
+
+bool wqueue_writer_sleep(struct wqueue *q)
+{
+    /* Announce the sleep before the last look, so a push after the look
+     * is sure to see it and poke us. */
+    __atomic_store_n(&q->sh->writer_sleeping, 1, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (wqueue_bytes(q) > 0) {
+        __atomic_store_n(&q->sh->writer_sleeping, 0, __ATOMIC_SEQ_CST);
+        return false;
+    }
+    return true;
+}
+
+void wqueue_writer_awake(struct wqueue *q, bool poked)
+{
+    __atomic_store_n(&q->sh->writer_sleeping, 0, __ATOMIC_SEQ_CST);
+    if (poked) {
+        uint64_t v;
+        if (read(q->wake_fd, &v, sizeof(v)) < 0) {
+            /* already consumed by an earlier wake-up */
         }
     }
 }

@@ -1,13 +1,13 @@
 /*
  * writelane.c - a lane's transaction: the writer's database connections
- * (one per lane), their session settings and prepared statements, and the
- * statements of a round. Normally a lane's share goes in a few bulk
+ * (one per lane, struct lanes owns them), their session settings and
+ * prepared statements, and the statements of a round. Normally a lane's share goes in a few bulk
  * statements: read and lock its senders' rows, one upsert of every
  * sender's increments, the `messages` rows; then its progress rows and
  * COMMIT. In careful mode (after a refusal) lane 0 writes record by record,
  * to find the refused one. All statements with values are prepared.
  */
-#include "writepath.h"
+#include "writelane.h"
 #include "config.h"
 #include "db.h"
 #include "quota.h"
@@ -74,16 +74,35 @@ static void bind_double(MYSQL_BIND *b, double *v)
     b->buffer = v;
 }
 
-void writer_disconnect(struct writer *w)
+void lanes_init(struct lanes *ls, const struct rg_config *cfg, struct shm *shm, const char *name)
 {
-    MYSQL_STMT **stmts[] = {&w->upsert, &w->insert_message};
+    memset(ls, 0, sizeof(*ls));
+    ls->cfg = cfg;
+    ls->shm = shm;
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        ls->lane[k].set = ls;
+        batch_init(&ls->lane[k].batch);
+        progress_row_name(name, k, ls->progress_name[k], sizeof(ls->progress_name[k]));
+    }
+}
+
+void lanes_free(struct lanes *ls)
+{
+    lanes_disconnect(ls);
+    for (unsigned k = 0; k < WRITER_LANES; k++)
+        batch_free(&ls->lane[k].batch);
+}
+
+void lanes_disconnect(struct lanes *ls)
+{
+    MYSQL_STMT **stmts[] = {&ls->upsert, &ls->insert_message};
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
         if (*stmts[i]) {
             mysql_stmt_close(*stmts[i]);
             *stmts[i] = NULL;
         }
     for (unsigned k = 0; k < WRITER_LANES; k++) {
-        struct lane *l = &w->lanes[k];
+        struct lane *l = &ls->lane[k];
         if (l->save_progress)
             mysql_stmt_close(l->save_progress);
         l->save_progress = NULL;
@@ -100,14 +119,14 @@ void writer_disconnect(struct writer *w)
 
 /* The server's error code of the last failed prepare(): closing the
  * statement clears it from the connection. */
-__thread unsigned int writer_prepare_errno;
+__thread unsigned int lanes_prepare_errno;
 
 static MYSQL_STMT *prepare(MYSQL *db, const char *sql, char *err, size_t errsize)
 {
     MYSQL_STMT *st = mysql_stmt_init(db);
     if (st == NULL || mysql_stmt_prepare(st, sql, strlen(sql)) != 0) {
         snprintf(err, errsize, "prepare: %s", st ? mysql_stmt_error(st) : mysql_error(db));
-        writer_prepare_errno = st ? mysql_stmt_errno(st) : mysql_errno(db);
+        lanes_prepare_errno = st ? mysql_stmt_errno(st) : mysql_errno(db);
         if (st)
             mysql_stmt_close(st);
         return NULL;
@@ -120,12 +139,12 @@ static MYSQL_STMT *prepare(MYSQL *db, const char *sql, char *err, size_t errsize
  * or its own upsert, so the server's check - a lookup and a lock per
  * message - proves nothing), and READ COMMITTED: no gap locks, or the
  * lanes' locking reads of senders not in the table yet would lock each
- * other's inserts. Then every lane's progress. */
-bool writer_connect(struct writer *w, char *err, size_t errsize)
+ * other's inserts. */
+bool lanes_connect(struct lanes *ls, char *err, size_t errsize)
 {
     for (unsigned k = 0; k < WRITER_LANES; k++) {
-        struct lane *l = &w->lanes[k];
-        if ((l->db = db_connect(w->ctx->cfg, err, errsize)) == NULL)
+        struct lane *l = &ls->lane[k];
+        if ((l->db = db_connect(ls->cfg, err, errsize)) == NULL)
             goto fail;
         mysql_autocommit(l->db, 0);
         if (mysql_query(l->db, "SET SESSION foreign_key_checks = 0") != 0 ||
@@ -134,21 +153,16 @@ bool writer_connect(struct writer *w, char *err, size_t errsize)
             goto fail;
         }
     }
-    if (!cachesync_read_progress(w->lanes[0].db, w->ctx->name, w->committed, err, errsize))
-        goto fail;
-    /* End the read's transaction: an idle writer must hold no table's
-     * metadata lock (an operator's ALTER or LOCK TABLES would wait on it). */
-    mysql_commit(w->lanes[0].db);
     return true;
 fail:
-    writer_disconnect(w);
+    lanes_disconnect(ls);
     return false;
 }
 
 /* The errors that say "this record's values can never be stored"; every
  * other error (connection, permissions, locks, a full disk, a cluster not
  * ready, a missing table) is the database's state: wait and try again. */
-bool writer_refused_error(unsigned int code)
+bool lanes_refused_error(unsigned int code)
 {
     return code == ER_DATA_TOO_LONG || code == ER_TRUNCATED_WRONG_VALUE_FOR_FIELD ||
            code == ER_WARN_DATA_OUT_OF_RANGE || code == ER_DATA_OUT_OF_RANGE || code == ER_BAD_NULL_ERROR ||
@@ -160,19 +174,25 @@ bool writer_refused_error(unsigned int code)
  * same rows first; also reported as a deadlock). Not an outage: the round
  * is retried at once, and counted. (A lock wait timeout is no conflict:
  * someone holds the rows for long, an operator's to see in the log.) */
-bool writer_conflict_error(unsigned int code)
+bool lanes_conflict_error(unsigned int code)
 {
     return code == ER_LOCK_DEADLOCK;
 }
 
 /* A statement of this kind done, and the time since t0 (the metrics). */
-static void count_statement(struct writer *w, enum db_kind kind, int64_t t0)
+static void count_statement(struct lanes *ls, enum db_kind kind, int64_t t0)
 {
-    STAT_ADD(w->ctx->shm, db_statements[kind], 1);
-    STAT_ADD(w->ctx->shm, db_statement_us[kind], (uint64_t)(clock_monotonic_us() - t0));
+    STAT_ADD(ls->shm, db_statements[kind], 1);
+    STAT_ADD(ls->shm, db_statement_us[kind], (uint64_t)(clock_monotonic_us() - t0));
 }
 
-bool writer_write_record(struct writer *w, const struct msg_record *r, char *err, size_t errsize)
+void lanes_rollback(struct lanes *ls)
+{
+    mysql_rollback(ls->lane[0].db);
+}
+
+bool lanes_write_record(struct lanes *ls, const struct msg_record *r, unsigned int *code, char *err,
+                        size_t errsize)
 {
     int64_t t0 = clock_monotonic_us();
     MYSQL_BIND b[13];
@@ -197,11 +217,12 @@ bool writer_write_record(struct writer *w, const struct msg_record *r, char *err
     bind_u32(&b[10], &set);
     bind_double(&b[11], &created);
     bind_double(&b[12], &created);
-    if (mysql_stmt_bind_param(w->upsert, b) != 0 || mysql_stmt_execute(w->upsert) != 0) {
-        snprintf(err, errsize, "update ratelimits for %s: %s", r->sender, mysql_stmt_error(w->upsert));
+    if (mysql_stmt_bind_param(ls->upsert, b) != 0 || mysql_stmt_execute(ls->upsert) != 0) {
+        snprintf(err, errsize, "update ratelimits for %s: %s", r->sender, mysql_stmt_error(ls->upsert));
+        *code = mysql_stmt_errno(ls->upsert);
         return false;
     }
-    id = mysql_stmt_insert_id(w->upsert);
+    id = mysql_stmt_insert_id(ls->upsert);
 
     memset(b, 0, sizeof(b));
     bind_u64(&b[0], &id);
@@ -214,12 +235,13 @@ bool writer_write_record(struct writer *w, const struct msg_record *r, char *err
     bind_str(&b[7], r->client_address, &len[7]);
     bind_str(&b[8], r->client_name, &len[8]);
     bind_double(&b[9], &created);
-    if (mysql_stmt_bind_param(w->insert_message, b) != 0 || mysql_stmt_execute(w->insert_message) != 0) {
+    if (mysql_stmt_bind_param(ls->insert_message, b) != 0 || mysql_stmt_execute(ls->insert_message) != 0) {
         snprintf(err, errsize, "insert into messages for %s: %s", r->sender,
-                 mysql_stmt_error(w->insert_message));
+                 mysql_stmt_error(ls->insert_message));
+        *code = mysql_stmt_errno(ls->insert_message);
         return false;
     }
-    count_statement(w, DB_ONE_BY_ONE, t0);
+    count_statement(ls, DB_ONE_BY_ONE, t0);
     return true;
 }
 
@@ -235,37 +257,37 @@ static bool save_progress(struct lane *l, const struct progress last[WRITER_LANE
         unsigned long len;
         uint64_t epoch = last[k].epoch, seq = last[k].seq;
         memset(b, 0, sizeof(b));
-        bind_str(&b[0], l->w->progress_name[k], &len);
+        bind_str(&b[0], l->set->progress_name[k], &len);
         bind_u64(&b[1], &epoch);
         bind_u64(&b[2], &seq);
         if (mysql_stmt_bind_param(l->save_progress, b) != 0 || mysql_stmt_execute(l->save_progress) != 0) {
             snprintf(err, errsize, "save progress: %s", mysql_stmt_error(l->save_progress));
             return false;
         }
-        count_statement(l->w, DB_PROGRESS, t0);
+        count_statement(l->set, DB_PROGRESS, t0);
     }
     return true;
 }
 
 /* Separate from connecting: a refresh or a reset needs only the
  * connection, and must not wait for a table the writes need. */
-bool writer_prepare_statements(struct writer *w, char *err, size_t errsize)
+bool lanes_prepare(struct lanes *ls, const struct progress committed[WRITER_LANES], char *err, size_t errsize)
 {
-    if (w->upsert)
+    if (ls->upsert)
         return true;
-    MYSQL *db = w->lanes[0].db;
-    if ((w->upsert = prepare(db, sql_upsert, err, errsize)) == NULL ||
-        (w->insert_message = prepare(db, sql_insert_message, err, errsize)) == NULL)
+    MYSQL *db = ls->lane[0].db;
+    if ((ls->upsert = prepare(db, sql_upsert, err, errsize)) == NULL ||
+        (ls->insert_message = prepare(db, sql_insert_message, err, errsize)) == NULL)
         return false;
     for (unsigned k = 0; k < WRITER_LANES; k++)
-        if ((w->lanes[k].save_progress = prepare(w->lanes[k].db, sql_save_progress, err, errsize)) == NULL)
+        if ((ls->lane[k].save_progress = prepare(ls->lane[k].db, sql_save_progress, err, errsize)) == NULL)
             return false;
     /* Every lane's row exists from the first round on: a missing one reads
      * as lane 0's, which is only right before then (an upgrade from a
      * writer without lanes). */
     bool all[WRITER_LANES];
     memset(all, 1, sizeof(all));
-    if (!save_progress(&w->lanes[0], w->committed, all, err, errsize))
+    if (!save_progress(&ls->lane[0], committed, all, err, errsize))
         return false;
     if (mysql_commit(db) != 0) {
         snprintf(err, errsize, "commit: %s", mysql_error(db));
@@ -349,7 +371,7 @@ static MYSQL_STMT *run_bulk(struct lane *l, enum bulk_kind kind, size_t rows, MY
         b->st = prepare(l->db, sql, err, errsize);
         free(sql);
         if (b->st == NULL) {
-            l->bulk_errno = writer_prepare_errno;  /* on Galera a conflict may show here first */
+            l->bulk_errno = lanes_prepare_errno;  /* on Galera a conflict may show here first */
             return NULL;
         }
         b->kind = kind;
@@ -376,7 +398,7 @@ static bool run_in_chunks(struct lane *l, enum bulk_kind bulk, enum db_kind kind
         int64_t t0 = clock_monotonic_us();
         if (run_bulk(l, bulk, chunk, &params[done * per_row], err, errsize) == NULL)
             return false;
-        count_statement(l->w, kind, t0);
+        count_statement(l->set, kind, t0);
     }
     return true;
 }
@@ -389,13 +411,6 @@ static void fetch_failed(struct lane *l, MYSQL_STMT *st, const char *what, char 
     bool on_statement = mysql_stmt_errno(st) != 0;
     l->bulk_errno = on_statement ? mysql_stmt_errno(st) : mysql_errno(l->db);
     snprintf(err, errsize, "%s: %s", what, on_statement ? mysql_stmt_error(st) : mysql_error(l->db));
-}
-
-static int find_touched(struct lane *l, const char *sender)
-{
-    char key[CACHE_KEY_SIZE];
-    cache_make_key(sender, key);
-    return writer_touched_lookup(l, key, fnv1a64(key, strlen(key)), sender, false);
 }
 
 /* Read the rows a bulk SELECT returns into their touched[] entries. */
@@ -437,14 +452,14 @@ static bool fetch_touched(struct lane *l, MYSQL_STMT *st, char *err, size_t errs
     int rc;
     while ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
         sender[sender_len < sizeof(sender) ? sender_len : sizeof(sender) - 1] = '\0';
-        int t = find_touched(l, sender);
+        int t = batch_find(&l->batch, sender);
         if (t < 0)
             continue;
         r.locked = (uint8_t)(locked != 0);
         r.block_action = (uint8_t)(block_action < BLOCK_ACTIONS ? block_action : BLOCK_ACTION_DEFAULT);
         r.notified = (uint8_t)notified;
-        l->touched[t].row = r;
-        l->touched[t].found = true;
+        l->batch.touched[t].row = r;
+        l->batch.touched[t].found = true;
     }
     bool ok = rc == MYSQL_NO_DATA;
     if (!ok)
@@ -460,37 +475,37 @@ static bool fetch_touched(struct lane *l, MYSQL_STMT *st, char *err, size_t errs
  * stale, by sender. */
 static bool select_touched(struct lane *l, bool lock, char *err, size_t errsize)
 {
-    size_t *which = xcalloc(l->n_touched + 1, sizeof(size_t)), k = 0;
+    size_t *which = xcalloc(l->batch.n_touched + 1, sizeof(size_t)), k = 0;
     bool ok = true;
 
-    for (size_t i = 0; lock && i < l->n_touched; i++)
-        if (l->touched[i].cached_id != 0)
+    for (size_t i = 0; lock && i < l->batch.n_touched; i++)
+        if (l->batch.touched[i].cached_id != 0)
             which[k++] = i;
     if (k > 0) {
         size_t rows = padded_rows(k);
         MYSQL_BIND *in = xcalloc(rows, sizeof(MYSQL_BIND));
         for (size_t i = 0; i < rows; i++)     /* the padding repeats the last id */
-            bind_u64(&in[i], &l->touched[which[i < k ? i : k - 1]].cached_id);
+            bind_u64(&in[i], &l->batch.touched[which[i < k ? i : k - 1]].cached_id);
         int64_t t0 = clock_monotonic_us();
         MYSQL_STMT *st = run_bulk(l, BULK_SELECT_LOCK_ID, rows, in, err, errsize);
         ok = st != NULL && fetch_touched(l, st, err, errsize);
-        count_statement(l->w, DB_LOCK_READ, t0);
+        count_statement(l->set, DB_LOCK_READ, t0);
         free(in);
     }
     k = 0;
-    for (size_t i = 0; ok && i < l->n_touched; i++)
-        if (!l->touched[i].found)
+    for (size_t i = 0; ok && i < l->batch.n_touched; i++)
+        if (!l->batch.touched[i].found)
             which[k++] = i;
     if (ok && k > 0) {
         size_t rows = padded_rows(k);
         MYSQL_BIND *in = xcalloc(rows, sizeof(MYSQL_BIND));
         unsigned long *lens = xcalloc(rows, sizeof(unsigned long));
         for (size_t i = 0; i < rows; i++)     /* the padding repeats the last sender */
-            bind_str(&in[i], l->touched[which[i < k ? i : k - 1]].sender, &lens[i]);
+            bind_str(&in[i], l->batch.touched[which[i < k ? i : k - 1]].sender, &lens[i]);
         int64_t t0 = clock_monotonic_us();
         MYSQL_STMT *st = run_bulk(l, lock ? BULK_SELECT_LOCK : BULK_SELECT_NEW, rows, in, err, errsize);
         ok = st != NULL && fetch_touched(l, st, err, errsize);
-        count_statement(l->w, lock ? DB_LOCK_READ : DB_READ_BACK, t0);
+        count_statement(l->set, lock ? DB_LOCK_READ : DB_READ_BACK, t0);
         free(lens);
         free(in);
     }
@@ -498,27 +513,17 @@ static bool select_touched(struct lane *l, bool lock, char *err, size_t errsize)
     return ok;
 }
 
-/* A lane's batch in a few statements: read and lock the senders' rows,
- * add every sender's deltas (counters only for messages not older than the
- * row's reset_at) in one upsert, insert the messages rows (in statements of
- * power-of-two sizes). The rows stay locked until COMMIT, so their new
- * values are the old ones plus our deltas; only rows the upsert created
- * (one lane alone: writer_create_rows made them otherwise) are read back, for
- * their ids. */
-static bool write_bulk(struct lane *l, char *err, size_t errsize)
+/* Every sender's deltas added up (counters only for messages not older
+ * than the row's reset_at), from the rows as read and locked. */
+static void add_up_deltas(struct lane *l)
 {
-    size_t k = l->n_touched, n = l->n_recs;
-    bool ok = false;
-
-    if (!select_touched(l, true, err, errsize))
-        return false;
-    for (size_t i = 0; i < k; i++)
-        l->touched[i].notified = l->touched[i].found ? l->touched[i].row.notified : 0;
-    for (size_t i = 0; i < n; i++) {
-        if (l->covered[i])
+    for (size_t i = 0; i < l->batch.n_touched; i++)
+        l->batch.touched[i].notified = l->batch.touched[i].found ? l->batch.touched[i].row.notified : 0;
+    for (size_t i = 0; i < l->batch.n_recs; i++) {
+        if (l->batch.covered[i])
             continue;
-        const struct msg_record *r = &l->pending[i];
-        struct touched *t = &l->touched[l->recs[i].sender];
+        const struct msg_record *r = &l->batch.pending[i];
+        struct touched *t = &l->batch.touched[l->batch.recs[i].sender];
         t->has_new = true;
         if (!t->found || r->created_us >= t->row.reset_us) {
             t->msg_counter = quota_sat_add(t->msg_counter, r->msg_delta);
@@ -531,21 +536,23 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
         if (!t->found)
             t->row.quota = r->quota_default;    /* for a new row */
     }
+}
 
-    /* Only senders with records to write (a replay-only sender whose row was
-     * deleted meanwhile must not come back with a zero quota), in statements
-     * of power-of-two sizes like the messages rows: a padded statement would
-     * upsert up to twice the rows. */
-    size_t up = 0;
+/* The upsert of every sender's increments. Only senders with records to
+ * write (a replay-only sender whose row was deleted meanwhile must not
+ * come back with a zero quota), in statements of power-of-two sizes like
+ * the messages rows: a padded statement would upsert up to twice the rows.
+ * The rows found are locked, so their new values are the old ones plus
+ * the deltas. */
+static bool upsert_senders(struct lane *l, char *err, size_t errsize)
+{
+    size_t k = l->batch.n_touched, up = 0;
     for (size_t i = 0; i < k; i++)
-        up += l->touched[i].has_new;
-    size_t nbind = n * 10 > up * 9 ? n * 10 : up * 9;
-    MYSQL_BIND *b = xcalloc(nbind, sizeof(MYSQL_BIND));
-    unsigned long *lens = xcalloc(nbind, sizeof(unsigned long));
-    uint64_t *ids = xcalloc(n, sizeof(uint64_t)), *created = xcalloc(n, sizeof(uint64_t));
-    uint32_t *flags = xcalloc(n * 2, sizeof(uint32_t));
+        up += l->batch.touched[i].has_new;
+    MYSQL_BIND *b = xcalloc(up * 9 + 1, sizeof(MYSQL_BIND));
+    unsigned long *lens = xcalloc(up * 9 + 1, sizeof(unsigned long));
     for (size_t i = 0, j = 0; i < k; i++) {
-        struct touched *t = &l->touched[i];
+        struct touched *t = &l->batch.touched[i];
         if (!t->has_new)
             continue;
         MYSQL_BIND *p = &b[j * 9];
@@ -563,10 +570,11 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
         bind_u32(&p[8], &t->notified);
         j++;
     }
-    if (!run_in_chunks(l, BULK_UPSERT, DB_UPSERT, up, 9, b, err, errsize))
-        goto out;
-    for (size_t i = 0; i < k; i++) {
-        struct touched *t = &l->touched[i];
+    bool ok = run_in_chunks(l, BULK_UPSERT, DB_UPSERT, up, 9, b, err, errsize);
+    free(b);
+    free(lens);
+    for (size_t i = 0; ok && i < k; i++) {
+        struct touched *t = &l->batch.touched[i];
         if (!t->found)
             continue;
         t->row.msg_counter = quota_sat_add(t->row.msg_counter, t->msg_counter);
@@ -576,27 +584,39 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
         if (t->has_new)
             t->row.notified = (uint8_t)t->notified;
     }
-    if (!select_touched(l, false, err, errsize))     /* the rows this batch created */
-        goto out;
+    return ok;
+}
 
-    /* Every sender must have its row by now; one that the read-back did not
-     * match (a spelling the database folds differently from the cache key)
-     * goes record by record, where the upsert itself returns the id. */
-    for (size_t i = 0; i < k; i++)
-        if (l->touched[i].has_new && l->touched[i].row.id == 0) {
-            snprintf(err, errsize, "the row of %.200s was not found after its upsert", l->touched[i].sender);
+/* Every sender must have its row by now; one that the read-back did not
+ * match (a spelling the database folds differently from the cache key)
+ * goes record by record, where the upsert itself returns the id. */
+static bool every_row_known(struct lane *l, char *err, size_t errsize)
+{
+    for (size_t i = 0; i < l->batch.n_touched; i++)
+        if (l->batch.touched[i].has_new && l->batch.touched[i].row.id == 0) {
+            snprintf(err, errsize, "the row of %.200s was not found after its upsert", l->batch.touched[i].sender);
             l->bulk_errno = ER_NO_REFERENCED_ROW_2;     /* a refusal: careful mode next */
-            goto out;
+            return false;
         }
-    size_t rows = 0;
-    memset(b, 0, nbind * sizeof(MYSQL_BIND));
+    return true;
+}
+
+/* The messages rows of the records not yet written, in statements of
+ * power-of-two sizes. */
+static bool insert_messages(struct lane *l, char *err, size_t errsize)
+{
+    size_t n = l->batch.n_recs, rows = 0;
+    MYSQL_BIND *b = xcalloc(n * 10 + 1, sizeof(MYSQL_BIND));
+    unsigned long *lens = xcalloc(n * 10 + 1, sizeof(unsigned long));
+    uint64_t *ids = xcalloc(n + 1, sizeof(uint64_t)), *created = xcalloc(n + 1, sizeof(uint64_t));
+    uint32_t *flags = xcalloc(n * 2 + 1, sizeof(uint32_t));
     for (size_t i = 0; i < n; i++) {
-        if (l->covered[i])
+        if (l->batch.covered[i])
             continue;
-        const struct msg_record *r = &l->pending[i];
+        const struct msg_record *r = &l->batch.pending[i];
         MYSQL_BIND *p = &b[rows * 10];
         unsigned long *len = &lens[rows * 10];
-        ids[rows] = l->touched[l->recs[i].sender].row.id;
+        ids[rows] = l->batch.touched[l->batch.recs[i].sender].row.id;
         created[rows] = (uint64_t)r->created_us;
         flags[rows * 2] = r->rcpt_count;
         flags[rows * 2 + 1] = r->blocked;
@@ -612,8 +632,7 @@ static bool write_bulk(struct lane *l, char *err, size_t errsize)
         bind_u64(&p[9], &created[rows]);
         rows++;
     }
-    ok = run_in_chunks(l, BULK_MESSAGES, DB_MESSAGES, rows, 10, b, err, errsize);
-out:
+    bool ok = run_in_chunks(l, BULK_MESSAGES, DB_MESSAGES, rows, 10, b, err, errsize);
     free(b);
     free(lens);
     free(ids);
@@ -622,9 +641,24 @@ out:
     return ok;
 }
 
-/* The ids of the rows writer_create_rows made or found, so that the lanes go to
+/* A lane's batch in a few statements: read and lock the senders' rows,
+ * add every sender's deltas in one upsert, insert the messages rows. The
+ * rows stay locked until COMMIT; only rows the upsert created (one lane
+ * alone: lanes_create_rows made them otherwise) are read back, for their
+ * ids. */
+static bool write_bulk(struct lane *l, char *err, size_t errsize)
+{
+    if (!select_touched(l, true, err, errsize))
+        return false;
+    add_up_deltas(l);
+    return upsert_senders(l, err, errsize) &&
+           select_touched(l, false, err, errsize) &&     /* the rows this batch created */
+           every_row_known(l, err, errsize) && insert_messages(l, err, errsize);
+}
+
+/* The ids of the rows lanes_create_rows made or found, so that the lanes go to
  * them by primary key. */
-static bool learn_created_ids(struct writer *w, MYSQL_STMT *st, char *err, size_t errsize)
+static bool learn_created_ids(struct lanes *ls, MYSQL_STMT *st, char *err, size_t errsize)
 {
     MYSQL_BIND out[2];
     unsigned long sender_len;
@@ -641,13 +675,13 @@ static bool learn_created_ids(struct writer *w, MYSQL_STMT *st, char *err, size_
     int rc = 0;
     while (ok && ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED)) {
         sender[sender_len < sizeof(sender) ? sender_len : sizeof(sender) - 1] = '\0';
-        struct lane *l = &w->lanes[writer_lane(sender)];
-        int t = find_touched(l, sender);
+        struct lane *l = &ls->lane[writer_lane(sender)];
+        int t = batch_find(&l->batch, sender);
         if (t >= 0)
-            l->touched[t].cached_id = id;
+            l->batch.touched[t].cached_id = id;
     }
     if (!ok || rc != MYSQL_NO_DATA) {
-        fetch_failed(&w->lanes[0], st, "read created rows", err, errsize);
+        fetch_failed(&ls->lane[0], st, "read created rows", err, errsize);
         ok = false;
     }
     mysql_stmt_free_result(st);
@@ -663,24 +697,24 @@ static bool learn_created_ids(struct writer *w, MYSQL_STMT *st, char *err, size_
  * next round (a record refused for good leaves its sender's row, with
  * nothing counted). Senders with only replayed records get no row (theirs
  * may have been deleted meanwhile). */
-bool writer_create_rows(struct writer *w, char *err, size_t errsize)
+bool lanes_create_rows(struct lanes *ls, char *err, size_t errsize)
 {
-    struct lane *first = &w->lanes[0];
+    struct lane *first = &ls->lane[0];
     size_t count = 0, cap = 0;
 
     for (unsigned k = 0; k < WRITER_LANES; k++)
-        cap += w->lanes[k].n_touched;
+        cap += ls->lane[k].batch.n_touched;
     const struct touched **which = xcalloc(cap + 1, sizeof(*which));
     uint32_t *quota = xcalloc(cap + 1, sizeof(*quota));
     for (unsigned k = 0; k < WRITER_LANES; k++) {
-        struct lane *l = &w->lanes[k];
-        for (size_t i = 0; i < l->n_recs; i++) {
-            struct touched *t = &l->touched[l->recs[i].sender];
-            if (l->covered[i] || t->has_new)
+        struct lane *l = &ls->lane[k];
+        for (size_t i = 0; i < l->batch.n_recs; i++) {
+            struct touched *t = &l->batch.touched[l->batch.recs[i].sender];
+            if (l->batch.covered[i] || t->has_new)
                 continue;
             t->has_new = true;      /* seen; write_bulk sets it again */
             if (t->cached_id == 0) {
-                quota[count] = l->pending[i].quota_default;
+                quota[count] = l->batch.pending[i].quota_default;
                 which[count++] = t;
             }
         }
@@ -699,13 +733,13 @@ bool writer_create_rows(struct writer *w, char *err, size_t errsize)
         first->bulk_errno = 0;
         int64_t t0 = clock_monotonic_us();
         MYSQL_STMT *st = run_bulk(first, BULK_CREATE, rows, in, err, errsize);
-        ok = st != NULL && learn_created_ids(w, st, err, errsize);
+        ok = st != NULL && learn_created_ids(ls, st, err, errsize);
         if (ok && mysql_commit(first->db) != 0) {
             snprintf(err, errsize, "commit: %s", mysql_error(first->db));
             ok = false;
         }
         if (ok)
-            count_statement(w, DB_CREATE, t0);    /* with its COMMIT */
+            count_statement(ls, DB_CREATE, t0);    /* with its COMMIT */
         if (!ok && first->bulk_errno == 0)
             first->bulk_errno = mysql_errno(first->db);
         if (!ok)
@@ -729,11 +763,11 @@ static void lane_write(struct lane *l, bool careful)
     l->ok = false;
     l->bulk_errno = 0;
     if ((careful || write_bulk(l, l->err, sizeof(l->err))) &&
-        save_progress(l, l->w->round_last, l->saves, l->err, sizeof(l->err)) &&
+        save_progress(l, l->set->last, l->saves, l->err, sizeof(l->err)) &&
         (!careful || select_touched(l, false, l->err, sizeof(l->err)))) {    /* careful: the rows as written */
         int64_t t0 = clock_monotonic_us();
         if (mysql_commit(l->db) == 0) {
-            count_statement(l->w, DB_COMMIT, t0);
+            count_statement(l->set, DB_COMMIT, t0);
             l->ok = true;
             return;
         }
@@ -754,22 +788,25 @@ static void *lane_thread(void *arg)
 
 /* The lanes with records write them, side by side (lane 0 in this thread)
  * when `parallel`, else one after the other. */
-void writer_run_lanes(struct writer *w, bool careful, bool parallel)
+void lanes_run(struct lanes *ls, const struct progress last[WRITER_LANES], bool careful, bool parallel)
 {
     pthread_t thread[WRITER_LANES];
     bool started[WRITER_LANES] = {false};
 
+    ls->last = last;
+
     for (unsigned k = 1; k < WRITER_LANES; k++) {
-        if (w->lanes[k].n_recs == 0)
+        if (ls->lane[k].batch.n_recs == 0)
             continue;
-        if (parallel && pthread_create(&thread[k], NULL, lane_thread, &w->lanes[k]) == 0)
+        if (parallel && pthread_create(&thread[k], NULL, lane_thread, &ls->lane[k]) == 0)
             started[k] = true;
         else
-            lane_write(&w->lanes[k], false);    /* alone, or no thread: one after the other */
+            lane_write(&ls->lane[k], false);    /* alone, or no thread: one after the other */
     }
-    if (w->lanes[0].n_recs > 0)
-        lane_write(&w->lanes[0], careful);
+    if (ls->lane[0].batch.n_recs > 0)
+        lane_write(&ls->lane[0], careful);
     for (unsigned k = 1; k < WRITER_LANES; k++)
         if (started[k])
             pthread_join(thread[k], NULL);
+    ls->last = NULL;
 }

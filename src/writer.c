@@ -9,8 +9,13 @@
  * oldest records move to the spool file (spool.c) so that workers always
  * find room. A conflict with another transaction (a deadlock, a Galera
  * certification failure) is no outage: the round is retried at once.
+ *
+ * The top of the write path: it owns struct writer (the loop's state:
+ * backoff, outage, schedule) and the parts below it, and calls down only:
+ * writeround.c (a round, which says what happened), writelane.c (the
+ * connections), spool.c, wqueue.c (the wake-up protocol).
  */
-#include "writepath.h"
+#include "writer.h"
 #include "report.h"
 #include "config.h"
 #include "log.h"
@@ -18,18 +23,31 @@
 #include "rateguard.h"
 #include "shm.h"
 #include "snapshot.h"
+#include "spool.h"
 #include "util.h"
+#include "writeround.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define BACKOFF_MAX_MS 5000
+
+struct writer {
+    const struct writer_ctx *ctx;
+    struct lanes lanes;             /* the connections, one per lane */
+    struct round round;             /* the progress, the next round's mode */
+    struct spool spool;
+    bool outage_logged;
+    int backoff_ms;
+    time_t next_refresh;
+    time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
+    uint32_t refresh_seen;          /* refresh_requests already served */
+};
 
 static volatile sig_atomic_t stop_requested;
 
@@ -42,7 +60,7 @@ static void on_term(int sig)
 /* After a conflict: counted, logged (debug: under contention on Galera
  * they come by the hundred), and a pause of a few random milliseconds,
  * so that the hosts that collided do not collide again at once. */
-void writer_conflict_pause(struct writer *w, const char *err)
+static void conflict_pause(struct writer *w, const char *err)
 {
     STAT_ADD(w->ctx->shm, db_conflicts, 1);
     log_debug("writer: conflict, the round is retried: %s", err);
@@ -53,28 +71,14 @@ void writer_conflict_pause(struct writer *w, const char *err)
  * and the master's death count), the timeout passes, or the master dies. */
 static void wait_for_work(struct writer *w, int timeout_ms, bool backoff)
 {
-    struct wqueue_shared *q = w->ctx->shm->queue.sh;
+    struct wqueue *q = &w->ctx->shm->queue;
     struct pollfd p[2] = {{.fd = w->ctx->lifeline_fd, .events = POLLIN},
                           {.fd = w->ctx->wake_fd, .events = POLLIN}};
 
-    if (!backoff) {
-        /* Announce the sleep before the last look, so a push after the
-         * look is sure to see it and poke us. */
-        __atomic_store_n(&q->writer_sleeping, 1, __ATOMIC_SEQ_CST);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (wqueue_bytes(&w->ctx->shm->queue) > 0) {
-            __atomic_store_n(&q->writer_sleeping, 0, __ATOMIC_SEQ_CST);
-            return;
-        }
-    }
+    if (!backoff && !wqueue_writer_sleep(q))
+        return;
     poll(p, backoff ? 1 : 2, timeout_ms);
-    __atomic_store_n(&q->writer_sleeping, 0, __ATOMIC_SEQ_CST);
-    if (!backoff && (p[1].revents & POLLIN)) {
-        uint64_t v;
-        if (read(w->ctx->wake_fd, &v, sizeof(v)) < 0) {
-            /* already consumed by an earlier wake-up */
-        }
-    }
+    wqueue_writer_awake(q, !backoff && (p[1].revents & POLLIN));
     if (p[0].revents)
         stop_requested = 1;     /* master gone: drain what we can and leave */
 }
@@ -91,7 +95,7 @@ static void wait_for_work(struct writer *w, int timeout_ms, bool backoff)
 static void gather_round(struct writer *w)
 {
     struct wqueue *q = &w->ctx->shm->queue;
-    while (!stop_requested && spool_size(w) <= w->spool_read) {
+    while (!stop_requested && !spool_pending(&w->spool)) {
         uint64_t depth = wqueue_depth(q);
         if (depth == 0 || depth >= (uint64_t)BATCH_MAX * WRITER_LANES)
             return;
@@ -143,10 +147,10 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
          * per boundary: a failed reset is tried again, the report not). */
         static time_t reported;
         if (w->ctx->cfg->report.enabled && reported != w->next_reset) {
-            report_prepare_pending(w->lanes[0].db, w->ctx->cfg, (int64_t)w->next_reset * 1000000);
+            report_prepare_pending(lanes_db(&w->lanes), w->ctx->cfg, (int64_t)w->next_reset * 1000000);
             reported = w->next_reset;
         }
-        if (!cachesync_db_reset(w->lanes[0].db, (int64_t)w->next_reset * 1000000, w->ctx->cfg->message_retention,
+        if (!cachesync_db_reset(lanes_db(&w->lanes), (int64_t)w->next_reset * 1000000, w->ctx->cfg->message_retention,
                                 &reset, &purged, err, errsize))
             return false;
         log_notice("period reset: %llu sender(s) reset, %llu message(s) purged", reset, purged);
@@ -155,9 +159,9 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
     }
     if (asked != w->refresh_seen || time(NULL) >= w->next_refresh) {
         log_debug("writer: refreshing the cache from the database%s", asked != w->refresh_seen ? " (asked)" : "");
-        if (!cachesync_refresh_all(w->lanes[0].db, w->ctx->shm, err, errsize))
+        if (!cachesync_refresh_all(lanes_db(&w->lanes), w->ctx->shm, err, errsize))
             return false;
-        mysql_commit(w->lanes[0].db);    /* end the read's transaction: the next sees new data */
+        mysql_commit(lanes_db(&w->lanes));    /* end the read's transaction: the next sees new data */
         if (__atomic_exchange_n(&h->cache_from_snapshot, 0, __ATOMIC_ACQ_REL))
             log_notice("writer: every sender re-read from the database; the counts loaded from the snapshot "
                        "are replaced");
@@ -179,81 +183,120 @@ static bool housekeeping_due(struct writer *w)
            (w->next_reset && time(NULL) >= w->next_reset);
 }
 
+/* The state of a writer that has not connected yet; a spool left by an
+ * earlier run is opened (a round writes it first). */
+static void writer_init(struct writer *w, const struct writer_ctx *ctx)
+{
+    struct shm *shm = ctx->shm;
+
+    memset(w, 0, sizeof(*w));
+    w->ctx = ctx;
+    lanes_init(&w->lanes, ctx->cfg, shm, ctx->name);
+    round_init(&w->round, ctx);
+    spool_init(&w->spool, ctx->spool_path);
+    w->refresh_seen = __atomic_load_n(&shm->hdr->refresh_requests, __ATOMIC_ACQUIRE);
+    w->next_refresh = time(NULL) + ctx->cfg->cache.refresh_interval;
+    w->next_reset = period_next_boundary(ctx->cfg->reset_schedule, time(NULL));
+    if (shm->hdr->owed_reset_us && w->next_reset)   /* a boundary the loaded snapshot crossed */
+        w->next_reset = (time_t)(shm->hdr->owed_reset_us / 1000000);
+    spool_open(&w->spool, false);
+}
+
+/* Connect if need be, housekeeping, then a round; what happened. A
+ * failure that is a conflict (two hosts' period resets of the same rows,
+ * a Galera certification failure at prepare) is rolled back and said so. */
+static enum round_result write_step(struct writer *w, long *n, char *err, size_t errsize)
+{
+    enum round_result res = ROUND_FAILED;
+
+    lanes_prepare_errno = 0;
+    if (lanes_db(&w->lanes) != NULL || round_connect(&w->round, &w->lanes, err, errsize)) {
+        if (!w->outage_logged)
+            gather_round(w);
+        if (housekeeping(w, err, errsize) && round_prepare(&w->round, &w->lanes, err, errsize))
+            res = round_run(&w->round, &w->lanes, &w->spool, n, err, errsize);
+        else if (w->outage_logged)
+            log_error("writer: %s", err);   /* the outage line named an earlier cause */
+    }
+    MYSQL *db = lanes_db(&w->lanes);
+    if (res == ROUND_FAILED && db != NULL &&
+        (lanes_conflict_error(mysql_errno(db)) || lanes_conflict_error(lanes_prepare_errno))) {
+        mysql_rollback(db);
+        res = ROUND_CONFLICT;
+    }
+    return res;
+}
+
+/* The database failed: logged once, disconnected, a backoff (0.1 s
+ * doubling to 5 s) in short steps that keep room in the queue (the
+ * spool); a command waiting for a refresh or a due reset cuts it short.
+ * False when stopping and the database stays away. */
+static bool back_off(struct writer *w, const char *err)
+{
+    struct shm *shm = w->ctx->shm;
+
+    STAT_ADD(shm, db_errors, 1);
+    if (!w->outage_logged) {
+        log_error("writer: database unavailable, %llu record(s) kept queued: %s",
+                  (unsigned long long)wqueue_depth(&shm->queue), err);
+        write_snapshot(w);     /* what is committed; the rest stays in the queue */
+    }
+    w->outage_logged = true;
+    lanes_disconnect(&w->lanes);
+    w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : 100;
+    if (w->backoff_ms > BACKOFF_MAX_MS)
+        w->backoff_ms = BACKOFF_MAX_MS;
+    if (stop_requested && w->backoff_ms >= BACKOFF_MAX_MS)
+        return false;
+    for (int waited = 0; waited < w->backoff_ms && !stop_requested && !housekeeping_due(w); waited += 100) {
+        spool_spill(&w->spool, &shm->queue);
+        wait_for_work(w, 100, true);
+    }
+    return true;
+}
+
+/* Stopping: what is left is said (the next start writes it), everything
+ * closed and freed. */
+static void writer_finish(struct writer *w)
+{
+    uint64_t left = wqueue_depth(&w->ctx->shm->queue);
+    off_t spooled = spool_size(&w->spool) - w->spool.read;
+    if (left > 0 || spooled > 0)
+        log_error("writer: stopping with %llu record(s) queued and %lld spooled byte(s) not written; "
+                  "the next start writes them", (unsigned long long)left, (long long)spooled);
+    lanes_free(&w->lanes);
+    spool_close(&w->spool);
+    round_free(&w->round);
+}
+
 void writer_main(const struct writer_ctx *ctx)
 {
-    struct writer w = {.ctx = ctx, .spool_fd = -1};
-    struct shm *shm = ctx->shm;
+    struct writer w;
     char err[1024];
-    int backoff_ms = 0;
 
     child_signals(on_term, false);
     srand((unsigned)getpid() ^ (unsigned)time(NULL));     /* conflict_pause's jitter */
-    for (unsigned k = 0; k < WRITER_LANES; k++) {
-        struct lane *l = &w.lanes[k];
-        l->w = &w;
-        l->touched = xcalloc(BATCH_MAX, sizeof(struct touched));
-        l->recs = xcalloc(BATCH_MAX, sizeof(struct batch_rec));
-        l->pending = xcalloc(BATCH_MAX, sizeof(struct msg_record));
-        l->covered = xcalloc(BATCH_MAX, sizeof(bool));
-        progress_row_name(ctx->name, k, w.progress_name[k], sizeof(w.progress_name[k]));
-    }
-    w.arena = xmalloc(ARENA_SIZE);
-    w.refresh_seen = __atomic_load_n(&shm->hdr->refresh_requests, __ATOMIC_ACQUIRE);
-    w.next_refresh = time(NULL) + ctx->cfg->cache.refresh_interval;
-    w.next_reset = period_next_boundary(ctx->cfg->reset_schedule, time(NULL));
-    if (shm->hdr->owed_reset_us && w.next_reset)   /* a boundary the loaded snapshot crossed */
-        w.next_reset = (time_t)(shm->hdr->owed_reset_us / 1000000);
-    struct stat st;
-    if (stat(ctx->spool_path, &st) == 0 && st.st_size > 0)
-        spool_open(&w);
-
+    writer_init(&w, ctx);
     for (;;) {
-        long n = WRITE_FAILED;
-        writer_prepare_errno = 0;
-        if (w.lanes[0].db != NULL || writer_connect(&w, err, sizeof(err))) {
-            if (!w.outage_logged)
-                gather_round(&w);
-            if (housekeeping(&w, err, sizeof(err)) && writer_prepare_statements(&w, err, sizeof(err)))
-                n = writer_round(&w, err, sizeof(err));
-            else if (w.outage_logged)
-                log_error("writer: %s", err);   /* the outage line named an earlier cause */
-        }
-        if (n == WRITE_AGAIN)
+        long n = 0;
+        enum round_result res = write_step(&w, &n, err, sizeof(err));
+        if (res == ROUND_AGAIN)
             continue;
-        if (n < 0 && w.lanes[0].db != NULL && (writer_conflict_error(mysql_errno(w.lanes[0].db)) || writer_conflict_error(writer_prepare_errno))) {
-            mysql_rollback(w.lanes[0].db);  /* e.g. two hosts' period resets of the same rows */
-            writer_conflict_pause(&w, err);
+        if (res == ROUND_CONFLICT) {
+            conflict_pause(&w, err);
             continue;
         }
-        if (n < 0) {
-            STAT_ADD(shm, db_errors, 1);
-            if (!w.outage_logged) {
-                log_error("writer: database unavailable, %llu record(s) kept queued: %s",
-                          (unsigned long long)wqueue_depth(&shm->queue), err);
-                write_snapshot(&w);     /* what is committed; the rest stays in the queue */
-            }
-            w.outage_logged = true;
-            writer_disconnect(&w);
-            backoff_ms = backoff_ms ? backoff_ms * 2 : 100;
-            if (backoff_ms > BACKOFF_MAX_MS)
-                backoff_ms = BACKOFF_MAX_MS;
-            if (stop_requested && backoff_ms >= BACKOFF_MAX_MS)
+        if (res == ROUND_FAILED) {
+            if (!back_off(&w, err))
                 break;          /* stopping and the database stays away */
-            /* Wait in short steps, keeping room in the queue meanwhile; a
-             * command waiting for a refresh or a due reset cuts it short. */
-            for (int waited = 0; waited < backoff_ms && !stop_requested && !housekeeping_due(&w);
-                 waited += 100) {
-                spool_spill(&w);
-                wait_for_work(&w, 100, true);
-            }
             continue;
         }
         if (w.outage_logged) {
             log_notice("writer: database available again, writing %llu queued record(s)",
-                       (unsigned long long)wqueue_depth(&shm->queue) + (unsigned long long)n);
+                       (unsigned long long)wqueue_depth(&ctx->shm->queue) + (unsigned long long)n);
             w.outage_logged = false;
         }
-        backoff_ms = 0;
+        w.backoff_ms = 0;
         if (n > 0)
             continue;           /* more may be waiting */
         if (stop_requested)
@@ -261,22 +304,6 @@ void writer_main(const struct writer_ctx *ctx)
         long until_refresh = (long)(w.next_refresh - time(NULL)) * 1000;
         wait_for_work(&w, until_refresh < 1000 ? (until_refresh > 0 ? (int)until_refresh : 0) : 1000, false);
     }
-    uint64_t left = wqueue_depth(&shm->queue);
-    off_t spooled = spool_size(&w) - w.spool_read;
-    if (left > 0 || spooled > 0)
-        log_error("writer: stopping with %llu record(s) queued and %lld spooled byte(s) not written; "
-                  "the next start writes them", (unsigned long long)left, (long long)spooled);
-    writer_disconnect(&w);
-    if (w.spool_fd >= 0)
-        close(w.spool_fd);
-    for (unsigned k = 0; k < WRITER_LANES; k++) {
-        struct lane *l = &w.lanes[k];
-        writer_batch_reset(l);
-        free(l->touched);
-        free(l->recs);
-        free(l->pending);
-        free(l->covered);
-    }
-    free(w.arena);
+    writer_finish(&w);
     _exit(RG_EXIT_OK);
 }

@@ -7,46 +7,126 @@
  * rows and the records leave the queued counts, once. A round where a lane
  * failed is retried whole: the lanes that did commit find their records
  * covered. A record the database refuses for good is set aside.
+ *
+ * It owns struct round (writeround.h): the progress rows as committed,
+ * what has left the queued counts, the next round's mode, the arena. It
+ * calls down only (the lanes, the batches, the spool, the queue, the
+ * cache) and returns what happened: the writer's loop decides the pause.
  */
-#include "writepath.h"
+#include "writeround.h"
 #include "config.h"
 #include "log.h"
 #include "rateguard.h"
 #include "shm.h"
 #include "util.h"
+#include "writer.h"
 
-#include <errno.h>
-#include <mysqld_error.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-/* The touched[] entry for this cache key (and its fnv1a64 hash), created
- * when `create`; -1 when absent. A hash index, because a batch can touch a
- * thousand senders. */
-int writer_touched_lookup(struct lane *l, const char *key, uint64_t hash, const char *sender, bool create)
+void round_init(struct round *r, const struct writer_ctx *ctx)
 {
-    for (uint32_t slot = (uint32_t)hash & (TOUCHED_SLOTS - 1);; slot = (slot + 1) & (TOUCHED_SLOTS - 1)) {
-        uint32_t i = l->touched_index[slot];
-        if (i == 0)
-            break;
-        if (l->touched[i - 1].key_hash == hash && strcmp(l->touched[i - 1].key, key) == 0)
-            return (int)(i - 1);
+    memset(r, 0, sizeof(*r));
+    r->ctx = ctx;
+    r->arena = xmalloc(ARENA_SIZE);
+}
+
+void round_free(struct round *r)
+{
+    free(r->arena);
+    r->arena = NULL;
+}
+
+bool round_connect(struct round *r, struct lanes *ls, char *err, size_t errsize)
+{
+    if (!lanes_connect(ls, err, errsize))
+        return false;
+    if (!cachesync_read_progress(lanes_db(ls), r->ctx->name, r->committed, err, errsize)) {
+        lanes_disconnect(ls);
+        return false;
     }
-    if (!create)
-        return -1;
-    struct touched *t = &l->touched[l->n_touched];
-    memset(t, 0, sizeof(*t));
-    str_copy(t->key, key, sizeof(t->key));
-    t->key_hash = hash;
-    t->sender = xstrdup(sender);
-    uint32_t slot = (uint32_t)hash & (TOUCHED_SLOTS - 1);
-    while (l->touched_index[slot] != 0)
-        slot = (slot + 1) & (TOUCHED_SLOTS - 1);
-    l->touched_index[slot] = (uint32_t)++l->n_touched;
-    return (int)(l->n_touched - 1);
+    /* End the read's transaction: an idle writer must hold no table's
+     * metadata lock (an operator's ALTER or LOCK TABLES would wait on it). */
+    mysql_commit(lanes_db(ls));
+    return true;
+}
+
+bool round_prepare(struct round *r, struct lanes *ls, char *err, size_t errsize)
+{
+    return lanes_prepare(ls, r->committed, err, errsize);
+}
+
+/* How a round writes, chosen once, before its first record. */
+enum round_mode {
+    MODE_CAREFUL,       /* after a refused bulk write: record by record on lane 0, to find it and set it aside */
+    MODE_ONE_LANE,      /* lane 0 alone, one transaction carrying every progress row */
+    MODE_IN_TURN,       /* each lane its share, one lane after the other */
+    MODE_SIDE_BY_SIDE,  /* each lane its share, side by side (threads) */
+};
+
+/* While the workers answer, the lanes would take turns anyway: the round
+ * goes in one transaction on lane 0, carrying both progress rows, with
+ * half the statements and COMMITs. After a failed round they stay apart
+ * for a minute, so that a row someone else holds locked holds up its lane
+ * only (the round that met it waited one lock wait timeout). After the
+ * lanes deadlocked (two spellings of one sender that the database folds
+ * together, in different lanes) lane 0 takes a round alone. Side by side
+ * only while the workers are not answering (catching up after a burst or
+ * an outage): a database on the same cores as the workers would otherwise
+ * take both cores from them under load. */
+static enum round_mode choose_mode(const struct round *r, bool spool, uint64_t answered)
+{
+    bool answering = answered != r->answered && !spool && time(NULL) >= r->lanes_apart_until;
+    if (r->careful)
+        return MODE_CAREFUL;
+    if (r->one_lane || answering)
+        return MODE_ONE_LANE;
+    return answered == r->answered ? MODE_SIDE_BY_SIDE : MODE_IN_TURN;
+}
+
+/* A source of records in age order: the spool file, then the queue. */
+struct source {
+    bool spool;
+    struct spool *sp;
+    struct spool_cursor sc;
+    struct wqueue *q;
+    struct wqueue_cursor cur;
+};
+
+static void source_start(struct source *src, struct spool *sp, struct wqueue *q)
+{
+    memset(src, 0, sizeof(*src));
+    src->spool = spool_pending(sp);
+    src->sp = sp;
+    src->q = q;
+    if (src->spool)
+        spool_cursor_start(sp, &src->sc, false);    /* one slice: a record cut at its end waits */
+    else
+        wqueue_cursor_start(q, &src->cur);
+}
+
+static bool source_next(struct source *src, char *buf, size_t bufsize, struct msg_record *rec, size_t *used)
+{
+    if (src->spool)
+        return spool_next(src->sp, &src->sc, buf, bufsize, rec, used);
+    return wqueue_next(src->q, &src->cur, buf, bufsize, rec, used);
+}
+
+/* Everything the source gave is in the database: it leaves the file. */
+static void source_release(struct source *src)
+{
+    if (src->spool)
+        spool_consumed(src->sp, &src->sc);
+    else
+        wqueue_release(src->q, &src->cur);
+}
+
+static void source_end(struct source *src)
+{
+    if (src->spool)
+        spool_cursor_end(&src->sc);
 }
 
 static void read_id_locked(struct cache_entry *e, bool created, void *arg)
@@ -55,64 +135,26 @@ static void read_id_locked(struct cache_entry *e, bool created, void *arg)
     *(uint64_t *)arg = e->db_id;
 }
 
-static uint32_t touch(struct lane *l, const struct msg_record *r, const char *key, uint64_t hash)
-{
-    size_t before = l->n_touched;
-    uint32_t t = (uint32_t)writer_touched_lookup(l, key, hash, r->sender, true);
-    if (l->n_touched > before)      /* new in this batch: its id, if the cache has it */
-        cache_apply(&l->w->ctx->shm->cache, key, false, read_id_locked, &l->touched[t].cached_id);
-    return t;
-}
-
-void writer_batch_reset(struct lane *l)
-{
-    for (size_t i = 0; i < l->n_touched; i++)
-        free(l->touched[i].sender);
-    l->n_touched = 0;
-    memset(l->touched_index, 0, sizeof(l->touched_index));
-    l->n_recs = 0;
-}
-
-static void batch_add(struct lane *l, const struct msg_record *r, const char *key, uint64_t hash, unsigned lane)
-{
-    uint32_t i = (uint32_t)l->n_recs++;
-    struct batch_rec *b = &l->recs[i];
-    b->sender = touch(l, r, key, hash);
-    b->next_of_sender = 0;
-    struct touched *t = &l->touched[b->sender];
-    if (t->last_rec)
-        l->recs[t->last_rec - 1].next_of_sender = i + 1;
-    else
-        t->first_rec = i + 1;
-    t->last_rec = i + 1;
-    b->created_us = r->created_us;
-    b->msg_delta = r->msg_delta;
-    b->rcpt_delta = r->rcpt_delta;
-    b->epoch = r->epoch;
-    b->seq = r->seq;
-    b->lane = lane;
-    b->notified_change = (r->notified_set | r->notified_clear) != 0;
-}
-
 /* Under the sender's lock, after COMMIT: the batch's records of this
  * sender are no longer queued (those made before the entry's last reset
  * were already taken out of the queued counts by the reset); then the
  * cache takes the database's row plus what is still queued. */
 struct committed_arg {
-    struct lane *l;
+    struct write_batch *b;
+    const struct progress *applied;     /* the round's, by lane */
     uint32_t sender;
 };
 
 static void apply_committed(struct cache_entry *e, bool created, void *arg)
 {
     const struct committed_arg *a = arg;
-    struct lane *l = a->l;
-    struct touched *t = &l->touched[a->sender];
+    struct write_batch *wb = a->b;
+    struct touched *t = &wb->touched[a->sender];
     (void)created;
 
-    for (uint32_t i = t->first_rec; i != 0; i = l->recs[i - 1].next_of_sender) {
-        const struct batch_rec *b = &l->recs[i - 1];
-        if (b->created_us < e->reset_us || progress_covers(&l->w->applied[b->lane], b->epoch, b->seq))
+    for (uint32_t i = t->first_rec; i != 0; i = wb->recs[i - 1].next_of_sender) {
+        const struct batch_rec *b = &wb->recs[i - 1];
+        if (b->created_us < e->reset_us || progress_covers(&a->applied[b->lane], b->epoch, b->seq))
             continue;
         e->unwritten_msg = e->unwritten_msg > b->msg_delta ? e->unwritten_msg - b->msg_delta : 0;
         e->unwritten_rcpt = e->unwritten_rcpt > b->rcpt_delta ? e->unwritten_rcpt - b->rcpt_delta : 0;
@@ -127,207 +169,215 @@ static void apply_committed(struct cache_entry *e, bool created, void *arg)
 
 /* After a lane's COMMIT: the cache takes its rows, and its records leave
  * the queued counts, once (applied remembers them). */
-static void apply_lane(struct writer *w, struct lane *l)
+static void apply_lane(struct round *r, struct write_batch *wb)
 {
-    for (size_t i = 0; i < l->n_touched; i++) {
-        struct committed_arg a = {.l = l, .sender = (uint32_t)i};
-        cache_apply(&w->ctx->shm->cache, l->touched[i].key, false, apply_committed, &a);
+    for (size_t i = 0; i < wb->n_touched; i++) {
+        struct committed_arg a = {.b = wb, .applied = r->applied, .sender = (uint32_t)i};
+        cache_apply(&r->ctx->shm->cache, wb->touched[i].key, false, apply_committed, &a);
     }
-    for (size_t i = 0; i < l->n_recs; i++) {
-        const struct batch_rec *b = &l->recs[i];
-        if (!progress_covers(&w->applied[b->lane], b->epoch, b->seq))
-            w->applied[b->lane] = (struct progress){b->epoch, b->seq};
+    for (size_t i = 0; i < wb->n_recs; i++) {
+        const struct batch_rec *b = &wb->recs[i];
+        if (!progress_covers(&r->applied[b->lane], b->epoch, b->seq))
+            r->applied[b->lane] = (struct progress){b->epoch, b->seq};
     }
 }
 
 /* A record the database refuses for good (the input checks in engine.c
  * make it unlikely, but it must never wedge the queue): kept in
  * state_dir/rejected.log with the reason, then skipped. */
-static void set_aside(struct writer *w, const struct msg_record *r)
+static void set_aside(const struct round *rd, const struct msg_record *r)
 {
     char path[4200];
-    snprintf(path, sizeof(path), "%s/rejected.log", w->ctx->cfg->state_dir);
+    snprintf(path, sizeof(path), "%s/rejected.log", rd->ctx->cfg->state_dir);
     FILE *f = fopen(path, "a");
     if (f) {
         fprintf(f, "epoch=%llu seq=%llu time_us=%lld sender=%s msgid=%s rcpt_count=%u msg_delta=%u "
                    "rcpt_delta=%u blocked=%u from=%s to=%s client_address=%s client_name=%s error=%s\n",
                 (unsigned long long)r->epoch, (unsigned long long)r->seq, (long long)r->created_us,
                 r->sender, r->msgid, r->rcpt_count, r->msg_delta, r->rcpt_delta, r->blocked, r->from_addr,
-                r->to_addr, r->client_address, r->client_name, w->poison_error);
+                r->to_addr, r->client_address, r->client_name, rd->poison_error);
         fclose(f);
     }
     log_error("writer: record %llu for %s refused by the database (%s); kept in %s and skipped",
-              (unsigned long long)r->seq, r->sender, w->poison_error, f ? path : "(unwritable: log only)");
+              (unsigned long long)r->seq, r->sender, rd->poison_error, f ? path : "(unwritable: log only)");
 }
 
-/* One round over the oldest records, in a transaction per lane (while the
- * workers answer: one for all, on lane 0). Returns records taken, or
- * WRITE_FAILED / WRITE_AGAIN. Normally each lane's share
- * goes in a few bulk statements; after a refused bulk write the next round
- * goes record by record on lane 0, to find the refused record and set it
- * aside; after the lanes deadlocked (two spellings of one sender that the
- * database folds together, in different lanes) lane 0 takes a round alone. */
-long writer_round(struct writer *w, char *err, size_t errsize)
+/* Careful mode: the record written alone on lane 0. Refused once, it is
+ * the suspect and the round is retried with it alone (ROUND_AGAIN);
+ * refused twice, alone, it is set aside (*covered: the round is this
+ * record only). */
+static enum round_result write_carefully(struct round *r, struct lanes *ls, const struct msg_record *rec,
+                                         bool suspect, bool *covered, char *err, size_t errsize)
 {
-    struct shm *shm = w->ctx->shm;
-    struct source src = {.spool = spool_size(w) > w->spool_read};
-    struct msg_record rec;
-    size_t used = 0, len;
-    long n = 0;
-    struct lane *first = &w->lanes[0];
-    /* While the workers answer, the lanes would take turns anyway: the
-     * round goes in one transaction on lane 0, carrying both progress rows,
-     * with half the statements and COMMITs. After a failed round they stay
-     * apart for a minute, so that a row someone else holds locked holds up
-     * its lane only (the round that met it waited one lock wait timeout). */
-    uint64_t answered = STAT_GET(shm, requests);
-    bool answering = answered != w->answered && !src.spool && time(NULL) >= w->lanes_apart_until;
-    bool careful = w->careful, one_lane = careful || w->one_lane || answering;
-
-    for (unsigned k = 0; k < WRITER_LANES; k++) {
-        writer_batch_reset(&w->lanes[k]);
-        memset(w->lanes[k].saves, 0, sizeof(w->lanes[k].saves));
-        w->round_last[k] = w->committed[k];
+    unsigned int code = 0;
+    if (lanes_write_record(ls, rec, &code, err, errsize))
+        return ROUND_WRITTEN;
+    lanes_rollback(ls);
+    if (!lanes_refused_error(code))
+        return ROUND_FAILED;
+    if (suspect) {
+        set_aside(r, rec);
+        r->poison_seq = r->poison_epoch = 0;
+        *covered = true;
+        return ROUND_WRITTEN;
     }
-    if (src.spool) {
-        /* Read a slice of the spool; a record cut at its end waits. */
-        src.spool_buf = xmalloc(ARENA_SIZE);
-        ssize_t got = pread(w->spool_fd, src.spool_buf, ARENA_SIZE, w->spool_read);
-        src.spool_len = got > 0 ? (size_t)got : 0;
-    } else
-        wqueue_cursor_start(&shm->queue, &src.cur);
+    r->poison_epoch = rec->epoch;
+    r->poison_seq = rec->seq;
+    snprintf(r->poison_error, sizeof(r->poison_error), "%.500s", err);
+    return ROUND_AGAIN;
+}
 
-    for (;;) {
-        struct source before = src;
-        if (n >= WRITER_LANES * BATCH_MAX || ARENA_SIZE - used < WQUEUE_MAX_RECORD ||
-            !spool_source_next(w, &src, w->arena + used, ARENA_SIZE - used, &rec, &len))
+/* A record into its lane's batch. Written now (careful), to be written
+ * (bulk), written before (a replay) or set aside: in every case it leaves
+ * the queued counts. */
+static void add_record(struct round *r, struct lane *l, const struct msg_record *rec, const char *key,
+                       uint64_t hash, unsigned lane, bool covered)
+{
+    bool new_sender;
+    uint32_t t = batch_add(&l->batch, rec, key, hash, lane, covered, &new_sender);
+    if (new_sender)     /* new in this batch: its id, if the cache has it */
+        cache_apply(&r->ctx->shm->cache, key, false, read_id_locked, &l->batch.touched[t].cached_id);
+    /* A retried round may take fewer records than the one before: a
+     * lane's progress row never moves back. */
+    if (!progress_covers(&r->round_last[lane], rec->epoch, rec->seq)) {
+        r->round_last[lane] = (struct progress){rec->epoch, rec->seq};
+        l->saves[lane] = true;
+    }
+}
+
+/* The oldest records into the lanes' batches (*n of them), until the
+ * source, the arena or a lane is full. A suspect (a record refused before)
+ * goes in a round of its own. */
+static enum round_result take_records(struct round *r, struct lanes *ls, struct source *src,
+                                      enum round_mode mode, long *n, char *err, size_t errsize)
+{
+    size_t used = 0, len;
+    struct msg_record rec;
+
+    while (*n < WRITER_LANES * BATCH_MAX && ARENA_SIZE - used >= WQUEUE_MAX_RECORD) {
+        struct source before = *src;
+        if (!source_next(src, r->arena + used, ARENA_SIZE - used, &rec, &len))
             break;
         char key[CACHE_KEY_SIZE];
         cache_make_key(rec.sender, key);
         uint64_t hash = fnv1a64(key, strlen(key));     /* once: for the lane and the batch's index */
         unsigned lane = writer_lane_of_hash(hash);
-        struct lane *l = one_lane ? first : &w->lanes[lane];
-        bool suspect = rec.epoch == w->poison_epoch && rec.seq == w->poison_seq;
-        if ((suspect && n > 0) || l->n_recs >= BATCH_MAX) {
-            src = before;       /* the suspect goes alone next round; a full lane ends this one */
+        struct lane *l = mode == MODE_CAREFUL || mode == MODE_ONE_LANE ? &ls->lane[0] : &ls->lane[lane];
+        bool suspect = rec.epoch == r->poison_epoch && rec.seq == r->poison_seq;
+        if ((suspect && *n > 0) || batch_full(&l->batch)) {
+            *src = before;      /* the suspect goes alone next round; a full lane ends this one */
             break;
         }
-        bool covered = progress_covers(&w->committed[lane], rec.epoch, rec.seq);
-        if (!covered && careful && !writer_write_record(w, &rec, err, errsize)) {
-            MYSQL_STMT *failed = mysql_stmt_errno(w->upsert) ? w->upsert : w->insert_message;
-            if (writer_refused_error(mysql_stmt_errno(failed)) && suspect) {
-                /* Refused twice, the second time alone: set it aside (the
-                 * round is this record only). */
-                mysql_rollback(first->db);
-                set_aside(w, &rec);
-                w->poison_seq = w->poison_epoch = 0;
-                covered = true;
-            } else if (writer_refused_error(mysql_stmt_errno(failed))) {
-                w->poison_epoch = rec.epoch;
-                w->poison_seq = rec.seq;
-                snprintf(w->poison_error, sizeof(w->poison_error), "%.500s", err);
-                mysql_rollback(first->db);
-                free(src.spool_buf);
-                return WRITE_AGAIN;
-            } else {
-                mysql_rollback(first->db);
-                free(src.spool_buf);
-                return WRITE_FAILED;
-            }
+        bool covered = progress_covers(&r->committed[lane], rec.epoch, rec.seq);
+        if (!covered && mode == MODE_CAREFUL) {
+            enum round_result res = write_carefully(r, ls, &rec, suspect, &covered, err, errsize);
+            if (res != ROUND_WRITTEN)
+                return res;
         }
-        /* Written now (careful), to be written (bulk), written before (a
-         * replay) or set aside: in every case it leaves the queued counts. */
-        l->pending[l->n_recs] = rec;
-        l->covered[l->n_recs] = covered;
-        batch_add(l, &rec, key, hash, lane);
-        /* A retried round may take fewer records than the one before: a
-         * lane's progress row never moves back. */
-        if (!progress_covers(&w->round_last[lane], rec.epoch, rec.seq)) {
-            w->round_last[lane] = (struct progress){rec.epoch, rec.seq};
-            l->saves[lane] = true;
-        }
+        add_record(r, l, &rec, key, hash, lane, covered);
         used += (len + 7) & ~(size_t)7;
-        n++;
+        (*n)++;
         if (suspect)
             break;
     }
-    if (n == 0 && src.spool) {
-        free(src.spool_buf);
-        return spool_damaged(w, &src, err, errsize);
-    }
-    if (n == 0) {
-        free(src.spool_buf);
-        return 0;
-    }
+    return ROUND_WRITTEN;
+}
 
-    /* Side by side only while the workers are not answering (catching up
-     * after a burst or an outage): a database on the same cores as the
-     * workers would otherwise take both cores from them under load. */
-    unsigned busy = 0;
-    for (unsigned k = 0; k < WRITER_LANES; k++)
-        busy += w->lanes[k].n_recs > 0;
-    bool parallel = busy > 1 && answered == w->answered;
-    w->answered = answered;
-    if (parallel && !writer_create_rows(w, err, errsize)) {
-        free(src.spool_buf);
-        if (writer_refused_error(first->bulk_errno)) {
-            w->careful = true;
-            return WRITE_AGAIN;
-        }
-        if (writer_conflict_error(first->bulk_errno)) {
-            writer_conflict_pause(w, err);
-            return WRITE_AGAIN;
-        }
-        return WRITE_FAILED;
-    }
-    writer_run_lanes(w, careful, parallel);
+/* After the lanes ran: each lane that committed moves its progress and is
+ * applied to the cache; a failure decides the next round's mode. The
+ * cache first, then the queue (round_run): dying in between leaves
+ * records that the progress rows mark as written, and subtracting them
+ * again later can only undercount until the queue is empty, never
+ * overcount. A lane that committed is applied even when another failed:
+ * nothing leaves the queue then, and the retry finds its records covered. */
+static enum round_result collect_lanes(struct round *r, struct lanes *ls, char *err, size_t errsize)
+{
     const struct lane *failed = NULL;
     bool deadlock = false, refused = false;
-    /* The cache first, then the queue: dying in between leaves records
-     * that the progress rows mark as written, and subtracting them again
-     * later can only undercount until the queue is empty, never overcount.
-     * A lane that committed is applied even when another failed: nothing
-     * leaves the queue then, and the retry finds its records covered. */
+
     for (unsigned k = 0; k < WRITER_LANES; k++) {
-        struct lane *l = &w->lanes[k];
-        if (l->n_recs == 0)
+        struct lane *l = &ls->lane[k];
+        if (l->batch.n_recs == 0)
             continue;
         if (!l->ok) {
             failed = l;
-            deadlock |= writer_conflict_error(l->bulk_errno);
-            refused |= writer_refused_error(l->bulk_errno);
+            deadlock |= lanes_conflict_error(l->bulk_errno);
+            refused |= lanes_refused_error(l->bulk_errno);
             continue;
         }
         for (unsigned j = 0; j < WRITER_LANES; j++)
             if (l->saves[j])
-                w->committed[j] = w->round_last[j];
-        apply_lane(w, l);
+                r->committed[j] = r->round_last[j];
+        apply_lane(r, &l->batch);
     }
-    if (failed) {
-        w->lanes_apart_until = time(NULL) + 60;
-        free(src.spool_buf);
-        snprintf(err, errsize, "%s", failed->err);
-        if (deadlock) {
-            w->one_lane = true;     /* two lanes may deadlock each other: one next */
-            writer_conflict_pause(w, err);
-            return WRITE_AGAIN;
-        }
-        if (refused) {
-            w->careful = true;      /* find the refused record one by one */
-            return WRITE_AGAIN;
-        }
-        return WRITE_FAILED;
+    if (failed == NULL) {
+        r->careful = r->one_lane = false;
+        return ROUND_WRITTEN;
     }
-    w->careful = w->one_lane = false;
-    if (src.spool) {
-        w->spool_read += (off_t)src.spool_pos;
-        if (w->spool_read >= spool_size(w)) {       /* all of it is in: start the file afresh */
-            if (ftruncate(w->spool_fd, 0) == 0)
-                w->spool_read = 0;
+    r->lanes_apart_until = time(NULL) + 60;
+    snprintf(err, errsize, "%s", failed->err);
+    if (deadlock) {
+        r->one_lane = true;     /* two lanes may deadlock each other: one next */
+        return ROUND_CONFLICT;
+    }
+    if (refused) {
+        r->careful = true;      /* find the refused record one by one */
+        return ROUND_AGAIN;
+    }
+    return ROUND_FAILED;
+}
+
+/* The batches written: side by side (new senders' rows made first, in a
+ * transaction of their own) or one lane after the other. */
+static enum round_result write_lanes(struct round *r, struct lanes *ls, enum round_mode mode, char *err,
+                                     size_t errsize)
+{
+    unsigned busy = 0;
+    for (unsigned k = 0; k < WRITER_LANES; k++)
+        busy += ls->lane[k].batch.n_recs > 0;
+    bool parallel = mode == MODE_SIDE_BY_SIDE && busy > 1;
+    if (parallel && !lanes_create_rows(ls, err, errsize)) {
+        unsigned int code = ls->lane[0].bulk_errno;
+        if (lanes_refused_error(code)) {
+            r->careful = true;
+            return ROUND_AGAIN;
         }
-    } else
-        wqueue_release(&shm->queue, &src.cur);
-    free(src.spool_buf);
-    STAT_ADD(shm, db_written, (uint64_t)n);
-    return n;
+        return lanes_conflict_error(code) ? ROUND_CONFLICT : ROUND_FAILED;
+    }
+    lanes_run(ls, r->round_last, mode == MODE_CAREFUL, parallel);
+    return collect_lanes(r, ls, err, errsize);
+}
+
+/* One round over the oldest records, in a transaction per lane (or one
+ * for all, on lane 0), in the mode choose_mode picks. A spool that gives
+ * no record is damaged or unreadable (spool_damaged). */
+enum round_result round_run(struct round *r, struct lanes *ls, struct spool *sp, long *taken, char *err,
+                            size_t errsize)
+{
+    struct shm *shm = r->ctx->shm;
+    uint64_t answered = STAT_GET(shm, requests);
+    struct source src;
+    long n = 0;
+
+    source_start(&src, sp, &shm->queue);
+    enum round_mode mode = choose_mode(r, src.spool, answered);
+    for (unsigned k = 0; k < WRITER_LANES; k++) {
+        batch_reset(&ls->lane[k].batch);
+        memset(ls->lane[k].saves, 0, sizeof(ls->lane[k].saves));
+        r->round_last[k] = r->committed[k];
+    }
+    enum round_result res = take_records(r, ls, &src, mode, &n, err, errsize);
+    if (res == ROUND_WRITTEN && n == 0 && src.spool) {
+        res = spool_damaged(sp, &src.sc, err, errsize) ? ROUND_AGAIN : ROUND_FAILED;
+    } else if (res == ROUND_WRITTEN && n > 0) {
+        r->answered = answered;
+        res = write_lanes(r, ls, mode, err, errsize);
+        if (res == ROUND_WRITTEN) {
+            source_release(&src);
+            STAT_ADD(shm, db_written, (uint64_t)n);
+        }
+    }
+    source_end(&src);
+    *taken = res == ROUND_WRITTEN ? n : 0;
+    return res;
 }

@@ -36,7 +36,7 @@
 
 static volatile sig_atomic_t stop_requested;
 
-/* SIGTERM: stop after the current request. */
+/* SIGTERM: only sets the flag the loops check. */
 static void on_term(int sig)
 {
     (void)sig;

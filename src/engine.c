@@ -1,15 +1,24 @@
 /*
- * engine.c - one request, start to finish:
- *   1. only request=smtpd_access_policy in quota.protocol_state counts,
- *      under its sasl_username or, unauthenticated, under the client's
- *      address (prefix) when it lies in unauthenticated.networks;
- *      everything else gets action_accept, as do exempt users, domains
- *      and client networks (never counted);
- *   2. under the sender's cache lock: a Postfix instance already counted
- *      gets the same answer again; otherwise decide (quota, recipient cap,
- *      dry run, warning threshold), queue the write-back record (the commit
- *      point), then add to the counters;
- *   3. after the lock: wake the writer, log the anchor's line, reply.
+ * engine.c - one request, start to finish. engine_answer() is the handler,
+ * shaped like nginx's limit_req (handler -> lookup -> account), one small
+ * function per step:
+ *   1. counted_as(), exempt_logged(): only request=smtpd_access_policy in
+ *      quota.protocol_state counts, under its sasl_username or,
+ *      unauthenticated, under the client's address (prefix) when it lies
+ *      in unauthenticated.networks; everything else gets action_accept, as
+ *      do exempt users, domains and client networks (never counted);
+ *   2. sender_storable(), recipient_count(), record_make(): validation and
+ *      the write-back record;
+ *   3. decide(): with a domain pool, pool_take() under the pool's lock;
+ *      then decide_locked() under the sender's cache lock (no I/O): a
+ *      Postfix instance already counted gets the same answer again;
+ *      otherwise verdict_locked() (quota, windows, pool, recipient cap,
+ *      dry run), notify_decide_locked() (first block, warning threshold),
+ *      commit_locked() queues the write-back record (the commit point),
+ *      count_locked() adds to the counters; then pool_settle();
+ *   4. after the locks: decision_failed(), after_decision() (wake the
+ *      writer, statistics), log_counted() (the anchor's line),
+ *      decision_reply().
  * A failure of ours (cache full, queue full, a sender the database cannot
  * store) answers on_error and is logged and counted as an error.
  */
@@ -75,6 +84,7 @@ static void notify_locked(struct decision *d, const struct cache_entry *e, bool 
     d->notify_lost = !wqueue_push(d->notify, &n);
 }
 
+/* The Postfix instance's hash, never 0 (0: the request names none). */
 static uint64_t instance_hash(const char *s)
 {
     if (*s == '\0')
@@ -124,6 +134,8 @@ struct pool_use {
     bool blocked;
 };
 
+/* Under the pool's lock: reserve the message's counts unless the pool is
+ * used up (p->blocked). */
 static void pool_take_locked(struct cache_entry *e, bool created, void *arg)
 {
     struct pool_use *p = arg;
@@ -141,11 +153,13 @@ static void pool_take_locked(struct cache_entry *e, bool created, void *arg)
     }
 }
 
+/* a - b, never below 0. */
 static uint32_t minus(uint32_t a, uint32_t b)
 {
     return a > b ? a - b : 0;
 }
 
+/* Under the pool's lock: the reservation replaced by what was counted. */
 static void pool_settle_locked(struct cache_entry *e, bool created, void *arg)
 {
     const struct pool_use *p = arg;
@@ -166,118 +180,196 @@ static void block_by_rule(struct quota_decision *q, bool count_blocked, uint32_t
     q->rcpt_delta = count_blocked ? rcpt : 0;
 }
 
-/* Runs under the sender's stripe lock: no I/O here. */
-static void decide_locked(struct cache_entry *e, bool created, void *arg)
-{
-    struct decision *d = arg;
+/* The sliding windows of one entry, as many as shared memory was sized for. */
+struct windows_use {
+    struct window_counts *counts;   /* NULL when none */
+    size_t n;
+};
 
-    const struct rg_config *cfg = d->cfg;
-    if (created) {
-        e->quota = e->quota_reset = d->rec->quota_default;
-    }
-    struct limits lim = limits_resolve(e, d->domain);
-    d->block_action = lim.block_action;
+/* What the rules decided for this message, before anything is counted. */
+struct verdict {
+    struct quota_decision q;        /* what the answer and the counters get */
+    bool quota_blocked;             /* the limits alone: what the webhook reports */
+};
+
+/* The notification flags after this message, and which fired first now. */
+struct notified {
+    uint8_t block, warning;         /* the entry's block_notified, warning_notified to be */
+    bool first_block, first_warning;
+};
+
+/* A Postfix instance already counted gets the same answer again: true,
+ * with d->duplicate and d->blocked set, if this is one. */
+static bool duplicate_locked(struct decision *d, const struct cache_entry *e)
+{
     for (int i = 0; d->instance && i < CACHE_INSTANCES; i++)
         if (e->instance[i] == d->instance) {
             d->duplicate = true;
             d->blocked = e->instance_blocked[i];
-            nearest_limit(d, e, lim);
-            return;
+            return true;
         }
+    return false;
+}
 
-    /* Stamped under the lock, never before the entry's last reset, so the
-     * writer's bookkeeping of queued counts stays exact. */
-    int64_t now = clock_realtime_us();
-    d->rec->created_us = now > e->reset_us ? now : e->reset_us;
+/* The index of the first sliding window this message would pass, or -1. */
+static int window_check_locked(const struct decision *d, const struct windows_use *w, int64_t now)
+{
+    const struct rg_config *cfg = d->cfg;
+    for (size_t i = 0; i < w->n; i++)
+        if (quota_sat_add(window_count(&w->counts[i], &cfg->window_specs[i], now), 1) > cfg->window_specs[i].limit)
+            return (int)i;
+    return -1;
+}
+
+/* Every rule against the entry's counts: the quota, the sliding windows,
+ * the domain pool (decided before), the recipient cap; then dry run turns
+ * a block into the counted accept it is. Sets the decision's reasons. */
+static struct verdict verdict_locked(struct decision *d, const struct cache_entry *e, struct limits lim,
+                                     const struct windows_use *w, int64_t now)
+{
+    const struct rg_config *cfg = d->cfg;
     uint32_t rcpt = d->rec->rcpt_count;
-    struct quota_decision q = quota_decide(lim.msg, lim.rcpt, e->msg_counter, e->rcpt_counter, rcpt,
-                                           cfg->quota.count_blocked);
-    /* The sliding windows, as many as shared memory was sized for. */
-    size_t n_windows = windows_usable(cfg->quota.windows.count, d->cache->sh->extra_size);
-    struct window_counts *windows = n_windows ? cache_extra(d->cache, e) : NULL;
-    for (size_t i = 0; i < n_windows && d->window_hit < 0; i++)
-        if (quota_sat_add(window_count(&windows[i], &cfg->window_specs[i], now), 1) > cfg->window_specs[i].limit)
-            d->window_hit = (int)i;
+    struct verdict v = {.q = quota_decide(lim.msg, lim.rcpt, e->msg_counter, e->rcpt_counter, rcpt,
+                                          cfg->quota.count_blocked)};
+
+    d->window_hit = window_check_locked(d, w, now);
     if (d->window_hit >= 0 || d->pool_blocked)
-        block_by_rule(&q, cfg->quota.count_blocked, rcpt);
-    bool quota_blocked = q.blocked;     /* the limits: what the webhook reports */
+        block_by_rule(&v.q, cfg->quota.count_blocked, rcpt);
+    v.quota_blocked = v.q.blocked;
     d->too_many_recipients = cfg->quota.max_recipients > 0 && rcpt > (unsigned long)cfg->quota.max_recipients;
     if (d->too_many_recipients)
-        block_by_rule(&q, cfg->quota.count_blocked, rcpt);
-    if (cfg->quota.dry_run && q.blocked) {
+        block_by_rule(&v.q, cfg->quota.count_blocked, rcpt);
+    if (cfg->quota.dry_run && v.q.blocked) {
         /* Monitor mode: what passes is counted as the accept it is. */
         d->would_block = true;
-        quota_blocked = q.blocked = false;
-        q.msg_delta = 1;
-        q.rcpt_delta = rcpt;
+        v.quota_blocked = v.q.blocked = false;
+        v.q.msg_delta = 1;
+        v.q.rcpt_delta = rcpt;
     }
-    d->rec->blocked = q.blocked;
-    d->rec->msg_delta = q.msg_delta;
-    d->rec->rcpt_delta = q.rcpt_delta;
-    /* The notifications are decided before the record is queued: it
-     * carries what they change in ratelimits.notified, so that no restart
-     * or other host sends them again. The webhook's is queued first: a
-     * process killed between the two leaves it queued (sent at least once,
-     * perhaps again for the retried request), never lost. */
-    uint32_t msg_after = quota_sat_add(e->msg_counter, q.msg_delta);
-    uint32_t rcpt_after = quota_sat_add(e->rcpt_counter, q.rcpt_delta);
-    uint8_t block_notified = e->block_notified, warning_notified = e->warning_notified;
-    bool first_block = quota_first_block(quota_blocked, &block_notified);
-    unsigned pct = (unsigned)cfg->quota.warning_percent;
-    bool first_warning = quota_first_block(quota_warning_reached(lim.msg, msg_after, pct) ||
-                                               quota_warning_reached(lim.rcpt, rcpt_after, pct),
-                                           &warning_notified);
-    d->rec->notified_set = (uint8_t)((block_notified > e->block_notified ? NOTIFIED_BLOCK : 0) |
-                                     (warning_notified > e->warning_notified ? NOTIFIED_WARNING : 0));
-    d->rec->notified_clear = (uint8_t)((block_notified < e->block_notified ? NOTIFIED_BLOCK : 0) |
-                                       (warning_notified < e->warning_notified ? NOTIFIED_WARNING : 0));
-    if (first_block && d->notify)
+    return v;
+}
+
+/* Which notifications this message fires (the first block, the first
+ * warning of the period), recorded in the write-back record's
+ * notified_set/notified_clear, and the webhook's queued. Decided before
+ * the record is queued: it carries what they change in
+ * ratelimits.notified, so that no restart or other host sends them again.
+ * The webhook's is queued first: a process killed between the two leaves
+ * it queued (sent at least once, perhaps again for the retried request),
+ * never lost. */
+static struct notified notify_decide_locked(struct decision *d, const struct cache_entry *e, struct limits lim,
+                                            const struct verdict *v)
+{
+    uint32_t msg_after = quota_sat_add(e->msg_counter, v->q.msg_delta);
+    uint32_t rcpt_after = quota_sat_add(e->rcpt_counter, v->q.rcpt_delta);
+    unsigned pct = (unsigned)d->cfg->quota.warning_percent;
+    struct notified n = {.block = e->block_notified, .warning = e->warning_notified};
+
+    n.first_block = quota_first_block(v->quota_blocked, &n.block);
+    n.first_warning = quota_first_block(quota_warning_reached(lim.msg, msg_after, pct) ||
+                                            quota_warning_reached(lim.rcpt, rcpt_after, pct),
+                                        &n.warning);
+    d->rec->notified_set = (uint8_t)((n.block > e->block_notified ? NOTIFIED_BLOCK : 0) |
+                                     (n.warning > e->warning_notified ? NOTIFIED_WARNING : 0));
+    d->rec->notified_clear = (uint8_t)((n.block < e->block_notified ? NOTIFIED_BLOCK : 0) |
+                                       (n.warning < e->warning_notified ? NOTIFIED_WARNING : 0));
+    if (n.first_block && d->notify)
         notify_locked(d, e, true, rcpt_after);
-    else if (first_warning && d->notify)
+    else if (n.first_warning && d->notify)
         notify_locked(d, e, false, rcpt_after);
-    /* Order matters if this process dies here: once the record is queued
-     * the database will count it; remembering the instance right after
-     * makes Postfix's retry of the unanswered request a duplicate, not a
-     * second count. The cache counters follow; if they are lost, the
-     * writer's refresh restores them from the database. */
+    return n;
+}
+
+/* Queue the write-back record (the commit point) and remember the
+ * instance: false, with d->queue_full, if the queue is full. Order matters
+ * if this process dies here: once the record is queued the database will
+ * count it; remembering the instance right after makes Postfix's retry of
+ * the unanswered request a duplicate, not a second count. */
+static bool commit_locked(struct decision *d, struct cache_entry *e)
+{
     if (!wqueue_push(d->queue, d->rec)) {
         d->queue_full = true;
-        return;
+        return false;
     }
     if (d->instance) {
         e->instance[e->instance_next] = d->instance;
-        e->instance_blocked[e->instance_next] = q.blocked;
+        e->instance_blocked[e->instance_next] = d->rec->blocked;
         e->instance_next = (uint8_t)((e->instance_next + 1) % CACHE_INSTANCES);
     }
-    test_hold_lock(d->rec->sender);
-    for (size_t i = 0; i < n_windows && q.msg_delta; i++)
-        window_add(&windows[i], &cfg->window_specs[i], now, q.msg_delta);
-    e->msg_counter = quota_sat_add(e->msg_counter, q.msg_delta);
-    e->rcpt_counter = quota_sat_add(e->rcpt_counter, q.rcpt_delta);
-    e->msg_total = quota_sat_add(e->msg_total, q.msg_delta);
-    e->rcpt_total = quota_sat_add(e->rcpt_total, q.rcpt_delta);
-    e->unwritten_msg = quota_sat_add(e->unwritten_msg, q.msg_delta);
-    e->unwritten_rcpt = quota_sat_add(e->unwritten_rcpt, q.rcpt_delta);
-    e->block_notified = block_notified;
-    e->warning_notified = warning_notified;
+    return true;
+}
+
+/* Add the committed message to the entry: windows, counters, totals, the
+ * unwritten counts, the notification flags and since when it is full. If
+ * these are lost (a death after the commit), the writer's refresh
+ * restores them from the database. */
+static void count_locked(const struct decision *d, struct cache_entry *e, struct limits lim,
+                         const struct windows_use *w, const struct quota_decision *q,
+                         const struct notified *n, int64_t now)
+{
+    const struct rg_config *cfg = d->cfg;
+    for (size_t i = 0; i < w->n && q->msg_delta; i++)
+        window_add(&w->counts[i], &cfg->window_specs[i], now, q->msg_delta);
+    e->msg_counter = quota_sat_add(e->msg_counter, q->msg_delta);
+    e->rcpt_counter = quota_sat_add(e->rcpt_counter, q->rcpt_delta);
+    e->msg_total = quota_sat_add(e->msg_total, q->msg_delta);
+    e->rcpt_total = quota_sat_add(e->rcpt_total, q->rcpt_delta);
+    e->unwritten_msg = quota_sat_add(e->unwritten_msg, q->msg_delta);
+    e->unwritten_rcpt = quota_sat_add(e->unwritten_rcpt, q->rcpt_delta);
+    e->block_notified = n->block;
+    e->warning_notified = n->warning;
     if (!quota_next_refused(lim.msg, lim.rcpt, e->msg_counter, e->rcpt_counter))
         e->full_since = 0;
     else if (e->full_since == 0)
         e->full_since = (uint32_t)(now / 1000000);
     if ((d->rec->notified_set | d->rec->notified_clear) && e->notify_unwritten < UINT8_MAX)
         e->notify_unwritten++;
-    d->blocked = q.blocked;
-    d->first_block = first_block;
-    d->first_warning = first_warning;
+}
+
+/* The sender's decision, a cache_apply() callback: runs under the sender's
+ * stripe lock, so no I/O here. A duplicate gets its first answer; else
+ * decide, queue the record, then count. */
+static void decide_locked(struct cache_entry *e, bool created, void *arg)
+{
+    struct decision *d = arg;
+
+    if (created)
+        e->quota = e->quota_reset = d->rec->quota_default;
+    struct limits lim = limits_resolve(e, d->domain);
+    d->block_action = lim.block_action;
+    if (duplicate_locked(d, e)) {
+        nearest_limit(d, e, lim);
+        return;
+    }
+    /* Stamped under the lock, never before the entry's last reset, so the
+     * writer's bookkeeping of queued counts stays exact. */
+    int64_t now = clock_realtime_us();
+    d->rec->created_us = now > e->reset_us ? now : e->reset_us;
+    struct windows_use w = {.n = windows_usable(d->cfg->quota.windows.count, d->cache->sh->extra_size)};
+    w.counts = w.n ? cache_extra(d->cache, e) : NULL;
+    struct verdict v = verdict_locked(d, e, lim, &w, now);
+    d->rec->blocked = v.q.blocked;
+    d->rec->msg_delta = v.q.msg_delta;
+    d->rec->rcpt_delta = v.q.rcpt_delta;
+    struct notified n = notify_decide_locked(d, e, lim, &v);
+    if (!commit_locked(d, e))
+        return;
+    test_hold_lock(d->rec->sender);
+    count_locked(d, e, lim, &w, &v.q, &n, now);
+    d->blocked = v.q.blocked;
+    d->first_block = n.first_block;
+    d->first_warning = n.first_warning;
     nearest_limit(d, e, lim);
 }
 
+/* "action=ACTION\n\n" into reply; its length. */
 static size_t format_reply(const char *action, char *reply, size_t size)
 {
     int n = snprintf(reply, size, "action=%s\n\n", action);
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
 
+/* An error of ours: counted, answered on_error. */
 static size_t answer_error(struct engine *eng, char *reply, size_t size)
 {
     STAT_ADD(eng->shm, errors, 1);
@@ -331,153 +423,269 @@ static const char *exemption(const struct rg_config *cfg, const struct policy_re
     return NULL;
 }
 
-size_t engine_answer(struct engine *eng, const struct policy_request *req, const char *peer,
-                     char *reply, size_t size)
-{
-    const struct rg_config *cfg = eng->cfg;
-    struct shm *shm = eng->shm;
-    unsigned long rcpt = 0;
+/* Who a counted request is counted as, and the defaults a new entry of it
+ * starts with. name may point into client_counter: not to be copied. */
+struct counted_as {
+    const char *name;
+    uint32_t quota_default;
+    bool has_domain;
+    struct domain_default domain;   /* the sender's domain defaults, if has_domain */
+    char client_counter[64];
+};
 
-    STAT_ADD(shm, requests, 1);
+/* Whether the request is counted at all, and as whom: the SASL user (with
+ * its domain's defaults: sender > domain > global), or an unauthenticated
+ * client inside unauthenticated.networks by its address or network
+ * prefix. Only request=smtpd_access_policy in quota.protocol_state counts. */
+static bool counted_as(const struct rg_config *cfg, struct domain_table *domains,
+                       const struct policy_request *req, struct counted_as *c)
+{
     if (strcmp(req->request, "smtpd_access_policy") != 0 ||
         strcasecmp(req->protocol_state, cfg->quota.protocol_state) != 0)
-        return format_reply(cfg->action_accept, reply, size);
-
-    /* Who is counted: the SASL user, or an unauthenticated client inside
-     * unauthenticated.networks by its address (or network prefix). */
-    const char *who = req->sasl_username;
-    uint32_t quota_default = (uint32_t)cfg->quota.dflt;
-    char client_counter[64];
-    struct domain_default domain;
-    bool has_domain = false;
-    if (who[0] != '\0') {
-        /* sender > domain > global: a new sender starts with its domain's quota */
-        has_domain = domains_lookup(&shm->domains, who, &domain);
-        if (has_domain && domain.has_quota)
-            quota_default = domain.quota;
-    } else {
-        struct sockaddr_storage client;
-        if (cfg->unauth.networks.count == 0 || !sockaddr_parse_host(req->client_address, &client) ||
-            !cidr_list_match(cfg->unauth_nets, cfg->unauth.networks.count, (const struct sockaddr *)&client) ||
-            !client_counter_name(req->client_address, (unsigned)cfg->unauth.ipv4_prefix,
-                                 (unsigned)cfg->unauth.ipv6_prefix, client_counter, sizeof(client_counter)))
-            return format_reply(cfg->action_accept, reply, size);
-        who = client_counter;
-        quota_default = (uint32_t)cfg->unauth.quota;
+        return false;
+    c->name = req->sasl_username;
+    c->quota_default = (uint32_t)cfg->quota.dflt;
+    c->has_domain = false;
+    if (c->name[0] != '\0') {
+        /* a new sender starts with its domain's quota */
+        c->has_domain = domains_lookup(domains, c->name, &c->domain);
+        if (c->has_domain && c->domain.has_quota)
+            c->quota_default = c->domain.quota;
+        return true;
     }
+    struct sockaddr_storage client;
+    if (cfg->unauth.networks.count == 0 || !sockaddr_parse_host(req->client_address, &client) ||
+        !cidr_list_match(cfg->unauth_nets, cfg->unauth.networks.count, (const struct sockaddr *)&client) ||
+        !client_counter_name(req->client_address, (unsigned)cfg->unauth.ipv4_prefix,
+                             (unsigned)cfg->unauth.ipv6_prefix, c->client_counter, sizeof(c->client_counter)))
+        return false;
+    c->name = c->client_counter;
+    c->quota_default = (uint32_t)cfg->unauth.quota;
+    return true;
+}
 
+/* An exempt request is logged and counted in the statistics, never
+ * against a quota: true if the request is exempt. */
+static bool exempt_logged(struct shm *shm, const struct rg_config *cfg, const struct policy_request *req)
+{
     const char *exempt = exemption(cfg, req);
-    if (exempt != NULL) {
-        char qid[64], user[192], caddr[64];
-        STAT_ADD(shm, exempt, 1);
-        log_safe_copy(qid, sizeof(qid), req->queue_id[0] ? req->queue_id : "NOQUEUE", 40);
-        log_safe_copy(user, sizeof(user), req->sasl_username, 160);
-        log_safe_copy(caddr, sizeof(caddr), req->client_address, 45);
-        log_info("%s: client=[%s], sasl_username=%s, status=EXEMPT (%s), not counted", qid, caddr, user, exempt);
-        return format_reply(cfg->action_accept, reply, size);
-    }
+    if (exempt == NULL)
+        return false;
+    char qid[64], user[192], caddr[64];
+    STAT_ADD(shm, exempt, 1);
+    log_safe_copy(qid, sizeof(qid), req->queue_id[0] ? req->queue_id : "NOQUEUE", 40);
+    log_safe_copy(user, sizeof(user), req->sasl_username, 160);
+    log_safe_copy(caddr, sizeof(caddr), req->client_address, 45);
+    log_info("%s: client=[%s], sasl_username=%s, status=EXEMPT (%s), not counted", qid, caddr, user, exempt);
+    return true;
+}
 
+/* Whether the database can store the counted name (valid UTF-8, at most
+ * 255 characters) and it is not a domain pool's ("@..."); if not, an
+ * error of ours is logged. */
+static bool sender_storable(const struct rg_config *cfg, const struct policy_request *req, const char *who,
+                            const char *peer)
+{
     long chars = utf8_chars(who);
-    if (chars < 0 || chars > SENDER_MAX_CHARS || who[0] == '@') {
-        char user[192];
-        log_safe_copy(user, sizeof(user), req->sasl_username, 160);
-        log_error("client %s: sasl_username=%s cannot be %s; answering %s", peer, user,
-                  chars < 0     ? "stored in the database (not valid UTF-8)"
-                  : who[0] == '@' ? "counted (names starting with @ are the domain pools')"
-                                  : "stored in the database (longer than 255 characters)",
-                  cfg->on_error);
-        return answer_error(eng, reply, size);
-    }
-    if (!parse_ulong(req->recipient_count, UINT32_MAX, &rcpt)) {
+    if (chars >= 0 && chars <= SENDER_MAX_CHARS && who[0] != '@')
+        return true;
+    char user[192];
+    log_safe_copy(user, sizeof(user), req->sasl_username, 160);
+    log_error("client %s: sasl_username=%s cannot be %s; answering %s", peer, user,
+              chars < 0       ? "stored in the database (not valid UTF-8)"
+              : who[0] == '@' ? "counted (names starting with @ are the domain pools')"
+                              : "stored in the database (longer than 255 characters)",
+              cfg->on_error);
+    return false;
+}
+
+/* The request's recipient_count into *rcpt: one that is not a number
+ * counts 0 recipients (a warning); one over POLICY_MAX_RECIPIENT_COUNT is
+ * not believed (false: the request is answered on_error). */
+static bool recipient_count(const struct rg_config *cfg, const struct policy_request *req, const char *peer,
+                            unsigned long *rcpt)
+{
+    if (!parse_ulong(req->recipient_count, UINT32_MAX, rcpt)) {
         char raw[64];
         log_safe_copy(raw, sizeof(raw), req->recipient_count, 40);
         log_warning("client %s: queue_id=%s: recipient_count='%s' is not a number, counting 0 recipients",
                     peer, req->queue_id, raw);
-        rcpt = 0;
-    } else if (rcpt > POLICY_MAX_RECIPIENT_COUNT) {
+        *rcpt = 0;
+    } else if (*rcpt > POLICY_MAX_RECIPIENT_COUNT) {
         log_warning("client %s: queue_id=%s: recipient_count=%lu is over %d, not believed; answering %s",
-                    peer, req->queue_id, rcpt, POLICY_MAX_RECIPIENT_COUNT, cfg->on_error);
-        return answer_error(eng, reply, size);
+                    peer, req->queue_id, *rcpt, POLICY_MAX_RECIPIENT_COUNT, cfg->on_error);
+        return false;
     }
+    return true;
+}
 
-    /* The messages row: values made safe for their utf8mb4 columns. */
+/* The messages row's text, made safe for its utf8mb4 columns. The
+ * addresses may be a whole request line long: static, as a worker serves
+ * one request at a time (and the stack stays small). */
+struct row_text {
     char msgid[256 * 4], caddr[46], cname[256 * 4];
-    utf8_sanitize(msgid, sizeof(msgid), req->queue_id, 255);
-    utf8_sanitize(caddr, sizeof(caddr), req->client_address, 45);
-    utf8_sanitize(cname, sizeof(cname), req->client_name, 255);
-    static char from[POLICY_MAX_LINE + 1], to[POLICY_MAX_LINE + 1];
-    utf8_sanitize(from, sizeof(from), req->sender, POLICY_MAX_LINE);
-    utf8_sanitize(to, sizeof(to), req->recipient, POLICY_MAX_LINE);
+};
+static char row_from[POLICY_MAX_LINE + 1], row_to[POLICY_MAX_LINE + 1];
 
-    struct msg_record rec = {
-        .created_us = clock_realtime_us(), .rcpt_count = (uint32_t)rcpt,
-        .quota_default = quota_default, .sender = who, .msgid = msgid,
-        .from_addr = from, .to_addr = to, .client_address = caddr, .client_name = cname,
+/* The write-back record of this message, its text in t and the static
+ * row_from/row_to (overwritten by the next request). */
+static struct msg_record record_make(const struct policy_request *req, const struct counted_as *c, uint32_t rcpt,
+                                     struct row_text *t)
+{
+    utf8_sanitize(t->msgid, sizeof(t->msgid), req->queue_id, 255);
+    utf8_sanitize(t->caddr, sizeof(t->caddr), req->client_address, 45);
+    utf8_sanitize(t->cname, sizeof(t->cname), req->client_name, 255);
+    utf8_sanitize(row_from, sizeof(row_from), req->sender, POLICY_MAX_LINE);
+    utf8_sanitize(row_to, sizeof(row_to), req->recipient, POLICY_MAX_LINE);
+    return (struct msg_record){
+        .created_us = clock_realtime_us(), .rcpt_count = rcpt,
+        .quota_default = c->quota_default, .sender = c->name, .msgid = t->msgid,
+        .from_addr = row_from, .to_addr = row_to, .client_address = t->caddr, .client_name = t->cname,
     };
-    struct decision d = {
-        .rec = &rec, .instance = instance_hash(req->instance), .cfg = cfg, .domain = has_domain ? &domain : NULL,
-        .cache = &shm->cache, .window_hit = -1, .queue = &shm->queue,
-        .notify = shm->notify.sh ? &shm->notify : NULL,
-    };
-    char key[CACHE_KEY_SIZE], pool_key[CACHE_KEY_SIZE];
-    cache_make_key(who, key);
-    struct pool_use pool = {.domain = has_domain && domain.has_pool ? &domain : NULL, .rcpt = (uint32_t)rcpt};
+}
+
+/* Reserve the message in its domain's pool, under the
+ * pool's lock: d->pool_blocked when the pool is used up. */
+static void pool_take(struct cache *cache, struct pool_use *pool, const char pool_key[CACHE_KEY_SIZE],
+                      struct decision *d)
+{
+    if (cache_apply(cache, pool_key, true, pool_take_locked, pool) == CACHE_OK)
+        d->pool_blocked = pool->blocked;
+}
+
+/* Replace the pool's reservation with what the sender's decision counted
+ * (nothing after a duplicate or an error), under the pool's lock. */
+static void pool_settle(struct cache *cache, struct pool_use *pool, const char pool_key[CACHE_KEY_SIZE],
+                        enum cache_result cr, const struct decision *d)
+{
+    bool counted = cr == CACHE_OK && !d->queue_full && !d->duplicate;
+    pool->msg_delta = counted ? d->rec->msg_delta : 0;
+    pool->rcpt_delta = counted ? d->rec->rcpt_delta : 0;
+    if (pool->reserved_msg || pool->msg_delta || pool->rcpt_delta)
+        cache_apply(cache, pool_key, false, pool_settle_locked, pool);
+}
+
+/* Look the sender up (created if new) and decide under its lock; with a
+ * domain pool, taken before and settled after under the pool's own lock
+ * (never nested in the sender's). */
+static enum cache_result decide(struct cache *cache, const char key[CACHE_KEY_SIZE], struct decision *d,
+                                const struct domain_default *pool_domain)
+{
+    char pool_key[CACHE_KEY_SIZE];
+    struct pool_use pool = {.domain = pool_domain, .rcpt = d->rec->rcpt_count};
+
     if (pool.domain) {
         domains_pool_key(pool.domain, pool_key);
-        if (cache_apply(&shm->cache, pool_key, true, pool_take_locked, &pool) == CACHE_OK)
-            d.pool_blocked = pool.blocked;
+        pool_take(cache, &pool, pool_key, d);
     }
+    enum cache_result cr = cache_apply(cache, key, true, decide_locked, d);
+    if (pool.domain)
+        pool_settle(cache, &pool, pool_key, cr, d);
+    return cr;
+}
 
-    enum cache_result cr = cache_apply(&shm->cache, key, true, decide_locked, &d);
-    if (pool.domain) {
-        bool counted = cr == CACHE_OK && !d.queue_full && !d.duplicate;
-        pool.msg_delta = counted ? rec.msg_delta : 0;
-        pool.rcpt_delta = counted ? rec.rcpt_delta : 0;
-        if (pool.reserved_msg || pool.msg_delta || pool.rcpt_delta)
-            cache_apply(&shm->cache, pool_key, false, pool_settle_locked, &pool);
-    }
+/* After the locks: log (once) the shared locks this process found left by
+ * a process that died holding them. */
+static void log_recovered_locks(struct shm *shm)
+{
     if (shm->cache.recovered || shm->queue.recovered) {
         STAT_ADD(shm, locks_recovered, shm->cache.recovered + shm->queue.recovered);
         log_warning("recovered %u shared lock(s) left by a process that died holding them",
                     shm->cache.recovered + shm->queue.recovered);
         shm->cache.recovered = shm->queue.recovered = 0;
     }
+}
+
+/* After the lock: whether a failure of ours (cache full, queue full)
+ * keeps the message from being counted; logs it. */
+static bool decision_failed(const struct engine *eng, enum cache_result cr, const struct decision *d,
+                            const char *key)
+{
+    struct shm *shm = eng->shm;
     if (cr == CACHE_FULL) {
         log_error("cache full: all %u entries have unwritten counts; answering %s for %s",
-                  shm->cache.sh->capacity, cfg->on_error, key);
-        return answer_error(eng, reply, size);
+                  shm->cache.sh->capacity, eng->cfg->on_error, key);
+        return true;
     }
-    if (d.queue_full) {
+    if (d->queue_full) {
         log_error("write-back queue full (%llu records waiting); answering %s",
-                  (unsigned long long)wqueue_depth(&shm->queue), cfg->on_error);
-        return answer_error(eng, reply, size);
+                  (unsigned long long)wqueue_depth(&shm->queue), eng->cfg->on_error);
+        return true;
     }
-    if (d.notify_lost)
+    return false;
+}
+
+/* After the lock: log a lost webhook notification, and for a counted
+ * message wake the writer and add it to the statistics. */
+static void after_decision(struct shm *shm, const struct decision *d, const char *key)
+{
+    if (d->notify_lost)
         log_error("webhook queue full: the notification for %s (%s) is lost", key,
-                  d.first_block ? "first block" : "quota warning");
-    if (!d.duplicate) {
-        wqueue_wake(&shm->queue);
-        STAT_ADD(shm, counted, 1);
-        if (d.blocked)
-            STAT_ADD(shm, blocked, 1);
-        else
-            STAT_ADD(shm, accepted, 1);
-        if (d.would_block)
-            STAT_ADD(shm, would_block, 1);
-        if (d.first_warning)
-            STAT_ADD(shm, warnings, 1);
-    }
-    log_counted(req, &d, (uint32_t)rcpt, cfg, who);
-    if (!d.blocked)
-        return format_reply(cfg->action_accept, reply, size);
-    if (d.block_action == BLOCK_ACTION_DEFAULT || d.block_action >= BLOCK_ACTIONS)
-        return format_reply(cfg->action_blocked, reply, size);
-    /* The sender's own action, with action_blocked's text after it. */
+                  d->first_block ? "first block" : "quota warning");
+    if (d->duplicate)
+        return;
+    wqueue_wake(&shm->queue);
+    STAT_ADD(shm, counted, 1);
+    if (d->blocked)
+        STAT_ADD(shm, blocked, 1);
+    else
+        STAT_ADD(shm, accepted, 1);
+    if (d->would_block)
+        STAT_ADD(shm, would_block, 1);
+    if (d->first_warning)
+        STAT_ADD(shm, warnings, 1);
+}
+
+/* The reply to a decided message: action_accept, action_blocked, or the
+ * sender's own action with action_blocked's text after it. */
+static size_t decision_reply(const struct rg_config *cfg, const struct decision *d, char *reply, size_t size)
+{
     static const char *const names[BLOCK_ACTIONS] = {
         [BLOCK_DEFER_IF_PERMIT] = "DEFER_IF_PERMIT", [BLOCK_DEFER] = "DEFER", [BLOCK_REJECT] = "REJECT",
         [BLOCK_HOLD] = "HOLD", [BLOCK_DISCARD] = "DISCARD"};
+
+    if (!d->blocked)
+        return format_reply(cfg->action_accept, reply, size);
+    if (d->block_action == BLOCK_ACTION_DEFAULT || d->block_action >= BLOCK_ACTIONS)
+        return format_reply(cfg->action_blocked, reply, size);
     const char *text = strchr(cfg->action_blocked, ' ');
     char action[600];
-    snprintf(action, sizeof(action), "%s%s", names[d.block_action], text ? text : "");
+    snprintf(action, sizeof(action), "%s%s", names[d->block_action], text ? text : "");
     return format_reply(action, reply, size);
+}
+
+/* The handler, shaped like nginx's limit_req: who is counted and whether
+ * exempt, validation, the locked decision, then (after the lock) the
+ * failures, the statistics, the log line and the reply. */
+size_t engine_answer(struct engine *eng, const struct policy_request *req, const char *peer,
+                     char *reply, size_t size)
+{
+    const struct rg_config *cfg = eng->cfg;
+    struct shm *shm = eng->shm;
+    struct counted_as who;
+    unsigned long rcpt = 0;
+
+    STAT_ADD(shm, requests, 1);
+    if (!counted_as(cfg, &shm->domains, req, &who) || exempt_logged(shm, cfg, req))
+        return format_reply(cfg->action_accept, reply, size);
+    if (!sender_storable(cfg, req, who.name, peer) || !recipient_count(cfg, req, peer, &rcpt))
+        return answer_error(eng, reply, size);
+
+    struct row_text text;
+    struct msg_record rec = record_make(req, &who, (uint32_t)rcpt, &text);
+    struct decision d = {
+        .rec = &rec, .instance = instance_hash(req->instance), .cfg = cfg,
+        .domain = who.has_domain ? &who.domain : NULL, .cache = &shm->cache, .window_hit = -1,
+        .queue = &shm->queue, .notify = shm->notify.sh ? &shm->notify : NULL,
+    };
+    char key[CACHE_KEY_SIZE];
+    cache_make_key(who.name, key);
+    enum cache_result cr = decide(&shm->cache, key, &d, who.has_domain && who.domain.has_pool ? &who.domain : NULL);
+
+    log_recovered_locks(shm);
+    if (decision_failed(eng, cr, &d, key))
+        return answer_error(eng, reply, size);
+    after_decision(shm, &d, key);
+    log_counted(req, &d, (uint32_t)rcpt, cfg, who.name);
+    return decision_reply(cfg, &d, reply, size);
 }

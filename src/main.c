@@ -22,6 +22,62 @@
 
 #define RG_EXIT_USAGE 64   /* sysexits EX_USAGE: bad command line */
 
+/* The command line's options. */
+struct options {
+    const char *config_path;        /* made absolute before the configuration is read */
+    const char *get_config;         /* --get-config NAME, or NULL */
+    bool foreground, test_only, json, prometheus, locked, to_stdout, quiet;
+};
+
+static int run_daemon(struct rg_config *cfg, char **args, const struct options *o);
+static int run_status(struct rg_config *cfg, char **args, const struct options *o);
+static int run_blocked(struct rg_config *cfg, char **args, const struct options *o);
+static int run_cleanup(struct rg_config *cfg, char **args, const struct options *o);
+static int run_migrate(struct rg_config *cfg, char **args, const struct options *o);
+static int run_report(struct rg_config *cfg, char **args, const struct options *o);
+static int run_reload_cache(struct rg_config *cfg, char **args, const struct options *o);
+static int run_show(struct rg_config *cfg, char **args, const struct options *o);
+static int run_reset(struct rg_config *cfg, char **args, const struct options *o);
+static int run_set_quota(struct rg_config *cfg, char **args, const struct options *o);
+static int run_stop(struct rg_config *cfg, char **args, const struct options *o);
+static int run_reload(struct rg_config *cfg, char **args, const struct options *o);
+static int run_reopen_logs(struct rg_config *cfg, char **args, const struct options *o);
+static bool set_quota_args(char **args);
+
+/* The commands: the usage, the unknown-command message, the argument
+ * check and the dispatch all come from this table. */
+static const struct command {
+    const char *name;
+    const char *synopsis;           /* the name and its arguments, for the usage */
+    int args;                       /* how many arguments it takes */
+    bool daemon;                    /* the daemon: takes the configuration, keeps root */
+    bool (*check)(char **args);     /* arguments checked before the configuration is read, or NULL */
+    int (*run)(struct rg_config *cfg, char **args, const struct options *o);
+    const char *help;               /* continuation lines indented by 16 */
+} commands[] = {
+    {"run", "run", 0, true, NULL, run_daemon, "run the daemon (default); daemonizes unless -f"},
+    {"status", "status", 0, false, NULL, run_status, "print the running daemon's cache and counters"},
+    {"blocked", "blocked", 0, false, NULL, run_blocked, "the senders whose next message is refused, why and since when"},
+    {"cleanup", "cleanup", 0, false, NULL, run_cleanup, "reset the period counters and purge old messages"},
+    {"migrate", "migrate", 0, false, NULL, run_migrate, "create or upgrade the database schema"},
+    {"report", "report", 0, false, NULL, run_report,
+     "send the report of the senders blocked this period (--stdout: print it)"},
+    {"reload-cache", "reload-cache", 0, false, NULL, run_reload_cache,
+     "make the running daemon re-read every sender from the database"},
+    {"show", "show SENDER", 1, false, NULL, run_show, "print one sender's quota, counters and percent used"},
+    {"reset", "reset SENDER", 1, false, NULL, run_reset,
+     "reset one sender's period counters (and quota, unless locked): unblocks it"},
+    {"set-quota", "set-quota SENDER N [--locked]", 2, false, set_quota_args, run_set_quota,
+     "set one sender's quota (--locked: kept across resets);\n"
+     "                unblocks only if its counters are now below N: else `reset` it"},
+    {"stop", "stop", 0, false, NULL, run_stop, "stop the running daemon and wait until it has gone"},
+    {"reload", "reload", 0, false, NULL, run_reload, "make the running daemon re-read its configuration"},
+    {"reopen-logs", "reopen-logs", 0, false, NULL, run_reopen_logs,
+     "make the running daemon reopen its log file (logrotate)"},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* The help: synopsis, the command table, the options, the exit codes. */
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -29,21 +85,11 @@ static void usage(FILE *out)
             "\n"
             "Postfix policy daemon limiting messages and recipients per SASL sender.\n"
             "\n"
-            "Commands:\n"
-            "  run       run the daemon (default); daemonizes unless -f\n"
-            "  status    print the running daemon's cache and counters\n"
-            "  blocked   the senders whose next message is refused, why and since when\n"
-            "  cleanup   reset the period counters and purge old messages\n"
-            "  migrate   create or upgrade the database schema\n"
-            "  report    send the report of the senders blocked this period (--stdout: print it)\n"
-            "  reload-cache  make the running daemon re-read every sender from the database\n"
-            "  show SENDER   print one sender's quota, counters and percent used\n"
-            "  reset SENDER  reset one sender's period counters (and quota, unless locked): unblocks it\n"
-            "  set-quota SENDER N [--locked]  set one sender's quota (--locked: kept across resets);\n"
-            "                unblocks only if its counters are now below N: else `reset` it\n"
-            "  stop      stop the running daemon and wait until it has gone\n"
-            "  reload    make the running daemon re-read its configuration\n"
-            "  reopen-logs  make the running daemon reopen its log file (logrotate)\n"
+            "Commands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-*s  %s\n", strlen(commands[i].synopsis) <= 12 ? 12 : 0, commands[i].synopsis,
+                commands[i].help);
+    fprintf(out,
             "\n"
             "Options:\n"
             "  -c, --config FILE    configuration file (default " RATEGUARD_DEFAULT_CONFIG ")\n"
@@ -65,7 +111,9 @@ static void usage(FILE *out)
             "64 bad command line.\n");
 }
 
-int main(int argc, char **argv)
+/* The options into *o: -1 to go on, else the exit code (help, version,
+ * a bad option). */
+static int parse_options(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -81,140 +129,246 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "c:ftg:qhV", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': o->config_path = optarg; break;
+        case 'f': o->foreground = true; break;
+        case 't': o->test_only = true; break;
+        case 'g': o->get_config = optarg; break;
+        case 'j': o->json = true; break;
+        case 'P': o->prometheus = true; break;
+        case 'L': o->locked = true; break;
+        case 'S': o->to_stdout = true; break;
+        case 'q': o->quiet = true; break;
+        case 'h': usage(stdout); return RG_EXIT_OK;
+        case 'V': printf("rateguard %s\n", RATEGUARD_VERSION); return RG_EXIT_OK;
+        default: usage(stderr); return RG_EXIT_USAGE;
+        }
+    }
+    return -1;
+}
+
+/* The command after the options ("run" if none) with its arguments in
+ * *args, checked against the table; NULL after a message on stderr. */
+static const struct command *parse_command(int argc, char **argv, char ***args)
+{
+    const char *name = optind < argc ? argv[optind++] : "run";
+    const struct command *cmd = NULL;
+    for (size_t i = 0; i < N_COMMANDS && cmd == NULL; i++)
+        if (strcmp(name, commands[i].name) == 0)
+            cmd = &commands[i];
+    if (cmd == NULL) {
+        fprintf(stderr, "rateguard: unknown command '%s' (", name);
+        for (size_t i = 0; i < N_COMMANDS; i++)
+            fprintf(stderr, "%s%s", i ? ", " : "", commands[i].name);
+        fprintf(stderr, ")\n");
+        return NULL;
+    }
+    int want = cmd->args;
+    if (argc - optind != want) {
+        if (argc - optind > want)
+            fprintf(stderr, "rateguard: unexpected argument '%s'\n", argv[optind + want]);
+        else
+            fprintf(stderr, "rateguard: %s needs %d argument%s\n", name, want, want == 1 ? "" : "s");
+        return NULL;
+    }
+    *args = argv + optind;
+    if (cmd->check && !cmd->check(*args))
+        return NULL;
+    return cmd;
+}
+
+/* set-quota's N: a quota from 0 to 4294967295 (false: not one, said on stderr). */
+static bool set_quota_args(char **args)
+{
+    unsigned long n;
+    if (parse_ulong(args[1], UINT32_MAX, &n))
+        return true;
+    fprintf(stderr, "rateguard: set-quota: '%s' is not a quota (0 to 4294967295)\n", args[1]);
+    return false;
+}
+
+/* run: the master owns and frees the configuration. */
+static int run_daemon(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)args;
+    return master_run(cfg, o->foreground, o->config_path);
+}
+
+/* status: text, JSON or Prometheus. */
+static int run_status(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)args;
+    return command_status(cfg, o->prometheus ? STATUS_PROMETHEUS : o->json ? STATUS_JSON : STATUS_TEXT);
+}
+
+/* blocked: text or JSON. */
+static int run_blocked(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)args;
+    return command_status(cfg, o->json ? STATUS_BLOCKED_JSON : STATUS_BLOCKED_TEXT);
+}
+
+/* cleanup: the period reset and the purge. */
+static int run_cleanup(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)args, (void)o;
+    return command_cleanup(cfg);
+}
+
+/* migrate: the database schema. */
+static int run_migrate(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)args, (void)o;
+    return command_migrate(cfg);
+}
+
+/* report: sent, or printed with --stdout. */
+static int run_report(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)args;
+    return report_command(cfg, o->to_stdout);
+}
+
+/* reload-cache: the daemon re-reads every sender. */
+static int run_reload_cache(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)args, (void)o;
+    return command_reload_cache(cfg);
+}
+
+/* show SENDER. */
+static int run_show(struct rg_config *cfg, char **args, const struct options *o)
+{
+    return command_show(cfg, args[0], o->json);
+}
+
+/* reset SENDER. */
+static int run_reset(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)o;
+    return command_reset_sender(cfg, args[0]);
+}
+
+/* set-quota SENDER N (N checked by set_quota_args). */
+static int run_set_quota(struct rg_config *cfg, char **args, const struct options *o)
+{
+    unsigned long n = 0;
+    parse_ulong(args[1], UINT32_MAX, &n);
+    return command_set_quota(cfg, args[0], (uint32_t)n, o->locked);
+}
+
+/* stop: and wait until the daemon has gone. */
+static int run_stop(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)args, (void)o;
+    return command_stop(cfg);
+}
+
+/* reload: SIGHUP to the daemon. */
+static int run_reload(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)args, (void)o;
+    return command_signal(cfg, SIGHUP, "reload");
+}
+
+/* reopen-logs: SIGUSR2 to the daemon. */
+static int run_reopen_logs(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)args, (void)o;
+    return command_signal(cfg, SIGUSR2, "reopen-logs");
+}
+
+/* --get-config NAME: print one effective setting. */
+static int print_config(const struct rg_config *cfg, const char *name)
+{
+    if (strcmp(name, "config_file") == 0)
+        printf("%s\n", cfg->path);
+    else if (!config_print_value(cfg, name, stdout)) {
+        fprintf(stderr, "rateguard: unknown configuration parameter '%s'\n", name);
+        return RG_EXIT_UNKNOWN_PARAM;
+    }
+    return RG_EXIT_OK;
+}
+
+/* An operator command: as the daemon's user, logging to stderr as well. */
+static int operator_command(const struct command *cmd, struct rg_config *cfg, char **args,
+                            const struct options *o)
+{
+    /* Root trusts nothing the daemon's user can write: the pidfile, the
+     * dumps, the process holding the pidfile. Commands run as that user,
+     * so such a file or process can only mislead them about itself. */
+    if (geteuid() == 0) {
+        uid_t uid;
+        gid_t gid;
+        if (!privileges_resolve(cfg->user, cfg->group, &uid, &gid))
+            return RG_EXIT_NO_USER;
+        privileges_drop(uid, gid);
+    }
+    /* Operator commands log to stderr as well as to the configured sinks
+     * (with --quiet only warnings and worse). */
+    if (o->quiet)
+        log_console_quiet();
+    if (!log_open(cfg, true))
+        log_error("%s", log_file_refusal());
+    int rc = cmd->run(cfg, args, o);
+    log_close();
+    return rc;
+}
+
+/* Load the configuration and do what the command line asks: print a
+ * setting, check the configuration, run the daemon or a command. */
+static int load_and_run(const struct options *o, const struct command *cmd, char **args)
+{
+    char err[1024];
+    int exit_code;
+    struct rg_config *cfg = config_load(o->config_path, err, sizeof(err), &exit_code);
+    if (cfg == NULL) {
+        fprintf(stderr, "rateguard: %s\n", err);
+        return exit_code;
+    }
+
+    int rc = RG_EXIT_OK;
+    if (o->get_config) {
+        rc = print_config(cfg, o->get_config);
+    } else if (o->test_only) {
+        printf("%s: configuration OK\n", cfg->path);
+    } else if (cmd->daemon) {
+        rc = cmd->run(cfg, args, o);
+        cfg = NULL;                 /* the master owns and frees it */
+    } else {
+        rc = operator_command(cmd, cfg, args, o);
+    }
+    config_free(cfg);
+    return rc;
+}
+
+/* The command line: options, the command, then the configuration. */
+int main(int argc, char **argv)
+{
     /* Files the daemon and the commands create (dumps, queues, logs) are
      * for the daemon's user and group only. */
     umask(027);
     /* Before the configuration (and its passwords) is read: a process of
      * the same user must not read them out of this one's memory. */
     privileges_no_dump();
-    const char *config_path = RATEGUARD_DEFAULT_CONFIG;
-    const char *get_config = NULL;
-    bool foreground = false, test_only = false, json = false, prometheus = false, locked = false;
-    bool to_stdout = false, quiet = false;
-    int opt;
-
-    while ((opt = getopt_long(argc, argv, "c:ftg:qhV", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'c': config_path = optarg; break;
-        case 'f': foreground = true; break;
-        case 't': test_only = true; break;
-        case 'g': get_config = optarg; break;
-        case 'j': json = true; break;
-        case 'P': prometheus = true; break;
-        case 'L': locked = true; break;
-        case 'S': to_stdout = true; break;
-        case 'q': quiet = true; break;
-        case 'h': usage(stdout); return RG_EXIT_OK;
-        case 'V': printf("rateguard %s\n", RATEGUARD_VERSION); return RG_EXIT_OK;
-        default: usage(stderr); return RG_EXIT_USAGE;
-        }
-    }
-    /* Commands and how many arguments each takes. */
-    static const struct {
-        const char *name;
-        int args;
-    } commands[] = {{"run", 0}, {"status", 0}, {"cleanup", 0}, {"migrate", 0}, {"reload-cache", 0},
-                    {"show", 1}, {"reset", 1}, {"set-quota", 2}, {"stop", 0}, {"reload", 0},
-                    {"reopen-logs", 0}, {"report", 0}, {"blocked", 0}};
-    const char *command = optind < argc ? argv[optind++] : "run";
-    int want = -1;
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (strcmp(command, commands[i].name) == 0)
-            want = commands[i].args;
-    if (want < 0) {
-        fprintf(stderr, "rateguard: unknown command '%s' (run, status, cleanup, migrate, reload-cache, show, "
-                        "reset, set-quota, stop, reload, reopen-logs, report, blocked)\n", command);
+    struct options o = {.config_path = RATEGUARD_DEFAULT_CONFIG};
+    int rc = parse_options(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    char **args = NULL;
+    const struct command *cmd = parse_command(argc, argv, &args);
+    if (cmd == NULL)
         return RG_EXIT_USAGE;
-    }
-    char **args = argv + optind;
-    if (argc - optind != want) {
-        if (argc - optind > want)
-            fprintf(stderr, "rateguard: unexpected argument '%s'\n", argv[optind + want]);
-        else
-            fprintf(stderr, "rateguard: %s needs %d argument%s\n", command, want, want == 1 ? "" : "s");
-        return RG_EXIT_USAGE;
-    }
-    unsigned long new_quota = 0;
-    if (strcmp(command, "set-quota") == 0 && !parse_ulong(args[1], UINT32_MAX, &new_quota)) {
-        fprintf(stderr, "rateguard: set-quota: '%s' is not a quota (0 to 4294967295)\n", args[1]);
-        return RG_EXIT_USAGE;
-    }
 
     /* The absolute path: it survives daemonize()'s chdir and names this
      * instance's state files. */
-    char *absolute = realpath(config_path, NULL);
+    char *absolute = realpath(o.config_path, NULL);
     if (absolute)
-        config_path = absolute;
-
-    char err[1024];
-    int exit_code;
-    struct rg_config *cfg = config_load(config_path, err, sizeof(err), &exit_code);
-    if (cfg == NULL) {
-        fprintf(stderr, "rateguard: %s\n", err);
-        free(absolute);
-        return exit_code;
-    }
-
-    int rc = RG_EXIT_OK;
-    if (get_config) {
-        if (strcmp(get_config, "config_file") == 0)
-            printf("%s\n", cfg->path);
-        else if (!config_print_value(cfg, get_config, stdout)) {
-            fprintf(stderr, "rateguard: unknown configuration parameter '%s'\n", get_config);
-            rc = RG_EXIT_UNKNOWN_PARAM;
-        }
-    } else if (test_only) {
-        printf("%s: configuration OK\n", cfg->path);
-    } else if (strcmp(command, "run") == 0) {
-        rc = master_run(cfg, foreground, config_path);
-        cfg = NULL; /* the master owns and frees it */
-    } else {
-        /* Root trusts nothing the daemon's user can write: the pidfile, the
-         * dumps, the process holding the pidfile. Commands run as that user,
-         * so such a file or process can only mislead them about itself. */
-        uid_t uid;
-        gid_t gid;
-        if (geteuid() == 0) {
-            if (!privileges_resolve(cfg->user, cfg->group, &uid, &gid)) {
-                config_free(cfg);
-                free(absolute);
-                return RG_EXIT_NO_USER;
-            }
-            privileges_drop(uid, gid);
-        }
-        /* Operator commands log to stderr as well as to the configured sinks
-         * (with --quiet only warnings and worse). */
-        if (quiet)
-            log_console_quiet();
-        if (!log_open(cfg, true))
-            log_error("%s", log_file_refusal());
-        if (strcmp(command, "migrate") == 0)
-            rc = command_migrate(cfg);
-        else if (strcmp(command, "cleanup") == 0)
-            rc = command_cleanup(cfg);
-        else if (strcmp(command, "reload-cache") == 0)
-            rc = command_reload_cache(cfg);
-        else if (strcmp(command, "show") == 0)
-            rc = command_show(cfg, args[0], json);
-        else if (strcmp(command, "reset") == 0)
-            rc = command_reset_sender(cfg, args[0]);
-        else if (strcmp(command, "set-quota") == 0)
-            rc = command_set_quota(cfg, args[0], (uint32_t)new_quota, locked);
-        else if (strcmp(command, "stop") == 0)
-            rc = command_stop(cfg);
-        else if (strcmp(command, "reload") == 0)
-            rc = command_signal(cfg, SIGHUP, "reload");
-        else if (strcmp(command, "reopen-logs") == 0)
-            rc = command_signal(cfg, SIGUSR2, "reopen-logs");
-        else if (strcmp(command, "report") == 0)
-            rc = report_command(cfg, to_stdout);
-        else if (strcmp(command, "blocked") == 0)
-            rc = command_status(cfg, json ? STATUS_BLOCKED_JSON : STATUS_BLOCKED_TEXT);
-        else
-            rc = command_status(cfg, prometheus ? STATUS_PROMETHEUS : json ? STATUS_JSON : STATUS_TEXT);
-        log_close();
-    }
-    config_free(cfg);
+        o.config_path = absolute;
+    rc = load_and_run(&o, cmd, args);
     free(absolute);
     return rc;
 }

@@ -36,6 +36,7 @@
 
 static volatile sig_atomic_t stop_requested;
 
+/* SIGTERM: only sets the flag the loops check. */
 static void on_term(int sig)
 {
     (void)sig;
@@ -77,16 +78,19 @@ static bool write_all(int fd, const char *buf, size_t len, int timeout_s)
     return true;
 }
 
+/* This worker's scoreboard state, for the master. */
 static void set_state(const struct worker_ctx *ctx, enum worker_state st)
 {
     __atomic_store_n(&ctx->shm->scoreboard.slot[ctx->slot].state, (uint8_t)st, __ATOMIC_RELEASE);
 }
 
+/* Whether the master asked this worker to retire. */
 static bool retire_requested(const struct worker_ctx *ctx)
 {
     return __atomic_load_n(&ctx->shm->scoreboard.slot[ctx->slot].retire, __ATOMIC_ACQUIRE) != 0;
 }
 
+/* Whether the master declared stress (every worker busy, connections waiting). */
 static bool under_stress(const struct worker_ctx *ctx)
 {
     return __atomic_load_n(&ctx->shm->hdr->stress, __ATOMIC_ACQUIRE) != 0;
@@ -98,6 +102,57 @@ static void on_stress(int sig)
     (void)sig;
 }
 
+/* One connection between waits: what is buffered and since when it waits. */
+struct conn {
+    const struct worker_ctx *ctx;
+    int fd;
+    const char *peer;
+    char *buf;                      /* POLICY_MAX_REQUEST bytes */
+    size_t len;                     /* buffered, not yet answered */
+    struct policy_scanner scanner;
+    bool answered;                  /* at least one reply sent */
+    bool wait_saw_stress;           /* stress was seen during this wait */
+    int64_t wait_since;             /* accepted, last reply, or first byte */
+};
+
+/* Answer every complete request in the buffer (pipelining): false when
+ * the connection is to be closed (a reply that cannot be sent, a
+ * malformed request; both logged). */
+static bool answer_buffered(struct conn *c, struct engine *eng)
+{
+    const struct worker_ctx *ctx = c->ctx;
+    struct worker_slot *slot = &ctx->shm->scoreboard.slot[ctx->slot];
+    size_t reqlen;
+    const char *reason;
+    enum policy_status st;
+
+    while ((st = policy_scan(&c->scanner, c->buf, c->len, &reqlen, &reason)) == POLICY_COMPLETE) {
+        struct policy_request req;
+        char reply[1024];
+        policy_parse(c->buf, reqlen, &req);
+        size_t rlen = engine_answer(eng, &req, c->peer, reply, sizeof(reply));
+        slot->requests++;
+        if (!write_all(c->fd, reply, rlen, (int)ctx->cfg->workers.read_timeout)) {
+            if (connlog_take(ctx->shm, CONNLOG_IO_ERROR, NULL))
+                log_warning("client %s: cannot send reply: %s", c->peer, strerror(errno));
+            return false;
+        }
+        memmove(c->buf, c->buf + reqlen, c->len - reqlen);
+        c->len -= reqlen;
+        policy_scanner_reset(&c->scanner);
+        c->wait_since = clock_monotonic_ms();
+        c->wait_saw_stress = false;
+        c->answered = true;
+    }
+    if (st == POLICY_MALFORMED) {
+        STAT_ADD(ctx->shm, malformed, 1);
+        if (connlog_take(ctx->shm, CONNLOG_MALFORMED, reason))
+            log_warning("client %s: malformed request (%s), disconnecting", c->peer, reason);
+        return false;
+    }
+    return true;
+}
+
 /*
  * Timeouts. Between requests the idle timeout runs, inside one the read
  * timeout. Under stress (every worker busy and connections waiting, see
@@ -106,76 +161,106 @@ static void on_stress(int sig)
  * other wait is cut to workers.stress_read_timeout. A wait that saw stress
  * keeps the short deadline even if the stress ends meanwhile: every
  * connection that held a worker during stress is released in that time.
+ * Returns the current wait's limit in ms; *stress_limit when it is the
+ * stress one.
  */
+static int64_t wait_limit_ms(const struct conn *c, bool idle_after_reply, bool *stress_limit)
+{
+    const struct rg_config *cfg = c->ctx->cfg;
+    int64_t limit_ms = (c->len > 0 ? cfg->workers.read_timeout : cfg->workers.idle_timeout) * 1000;
+    *stress_limit = c->wait_saw_stress && !idle_after_reply && cfg->workers.stress_read_timeout * 1000 < limit_ms;
+    return *stress_limit ? cfg->workers.stress_read_timeout * 1000 : limit_ms;
+}
+
+/* Log why a wait ran out: the stress limit, the read or the idle timeout. */
+static void log_timeout(const struct conn *c, bool stress_limit)
+{
+    const struct worker_ctx *ctx = c->ctx;
+    const struct rg_config *cfg = ctx->cfg;
+    if (stress_limit) {
+        STAT_ADD(ctx->shm, stress_timeouts, 1);
+        if (connlog_take(ctx->shm, CONNLOG_STRESS_TIMEOUT, NULL))
+            log_warning("client %s: no complete request within %ld s while every worker is busy "
+                        "(workers.stress_read_timeout), disconnecting", c->peer,
+                        cfg->workers.stress_read_timeout);
+    } else if (c->len > 0) {
+        if (connlog_take(ctx->shm, CONNLOG_READ_TIMEOUT, NULL))
+            log_warning("client %s: read timeout after %ld s in a request, disconnecting", c->peer,
+                        cfg->workers.read_timeout);
+    } else
+        log_info("client %s: idle for %ld s, disconnecting", c->peer, cfg->workers.idle_timeout);
+}
+
+enum wait_result { WAIT_INTERRUPTED, WAIT_NOTHING, WAIT_READABLE, WAIT_MASTER_GONE };
+
+/* Wait up to wait_ms for the client's data or the master's death; only
+ * wake_mask's signals (SIGUSR1: stress began) interrupt it. */
+static enum wait_result wait_input(const struct conn *c, const sigset_t *wake_mask, int64_t wait_ms)
+{
+    struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000};
+    struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = c->ctx->lifeline_fd, .events = POLLIN}};
+    int ready = ppoll(p, 2, &ts, wake_mask);
+    if (ready < 0 && errno == EINTR)
+        return WAIT_INTERRUPTED;
+    if (ready < 0)
+        log_panic("ppoll: %s", strerror(errno));
+    if (p[1].revents)
+        return WAIT_MASTER_GONE;
+    return ready == 0 ? WAIT_NOTHING : WAIT_READABLE;
+}
+
+/* Read what the client sent into the buffer: false when the connection is
+ * to be closed (an error, or the client closed it; logged). The first
+ * byte of a request starts its read timeout. */
+static bool read_input(struct conn *c)
+{
+    const struct worker_ctx *ctx = c->ctx;
+    ssize_t n = read(c->fd, c->buf + c->len, POLICY_MAX_REQUEST - c->len);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return true;
+    if (n < 0) {
+        if (connlog_take(ctx->shm, CONNLOG_IO_ERROR, NULL))
+            log_warning("client %s: read: %s", c->peer, strerror(errno));
+        return false;
+    }
+    if (n == 0) {
+        if (c->len > 0 && connlog_take(ctx->shm, CONNLOG_CLOSED_IN_REQUEST, NULL))
+            log_warning("client %s: connection closed inside a request", c->peer);
+        return false;
+    }
+    if (c->len == 0) {
+        c->wait_since = clock_monotonic_ms();
+        c->wait_saw_stress = false;
+    }
+    c->len += (size_t)n;
+    return true;
+}
+
+/* One connection: answer what is buffered, then wait (timeouts above) and
+ * read, until the client leaves, a timeout, a retirement or a stop. */
 static void serve_connection(const struct worker_ctx *ctx, int fd, const char *peer, const sigset_t *wake_mask)
 {
-    const struct rg_config *cfg = ctx->cfg;
-    struct worker_slot *slot = &ctx->shm->scoreboard.slot[ctx->slot];
-    struct engine eng = {.cfg = cfg, .shm = ctx->shm};
     static char buf[POLICY_MAX_REQUEST];
-    struct policy_scanner scanner;
-    size_t len = 0;
-    bool answered = false, wait_saw_stress = false;
-    int64_t wait_since = clock_monotonic_ms();     /* accepted, last reply, or first byte */
+    struct engine eng = {.cfg = ctx->cfg, .shm = ctx->shm};
+    struct conn c = {.ctx = ctx, .fd = fd, .peer = peer, .buf = buf, .wait_since = clock_monotonic_ms()};
 
-    policy_scanner_reset(&scanner);
+    policy_scanner_reset(&c.scanner);
     for (;;) {
-        size_t reqlen;
-        const char *reason;
-        enum policy_status st;
-
-        /* Answer every complete request in the buffer (pipelining). */
-        while ((st = policy_scan(&scanner, buf, len, &reqlen, &reason)) == POLICY_COMPLETE) {
-            struct policy_request req;
-            char reply[1024];
-            policy_parse(buf, reqlen, &req);
-            size_t rlen = engine_answer(&eng, &req, peer, reply, sizeof(reply));
-            slot->requests++;
-            if (!write_all(fd, reply, rlen, (int)cfg->workers.read_timeout)) {
-                if (connlog_take(ctx->shm, CONNLOG_IO_ERROR, NULL))
-                    log_warning("client %s: cannot send reply: %s", peer, strerror(errno));
-                return;
-            }
-            memmove(buf, buf + reqlen, len - reqlen);
-            len -= reqlen;
-            policy_scanner_reset(&scanner);
-            wait_since = clock_monotonic_ms();
-            wait_saw_stress = false;
-            answered = true;
-        }
-        if (st == POLICY_MALFORMED) {
-            STAT_ADD(ctx->shm, malformed, 1);
-            if (connlog_take(ctx->shm, CONNLOG_MALFORMED, reason))
-                log_warning("client %s: malformed request (%s), disconnecting", peer, reason);
+        if (!answer_buffered(&c, &eng))
             return;
-        }
         /* Retire between requests, never before the first: the master may
          * have asked just as this connection arrived. */
-        if (stop_requested || (len == 0 && answered && retire_requested(ctx)))
+        if (stop_requested || (c.len == 0 && c.answered && retire_requested(ctx)))
             return;
 
         bool stress = under_stress(ctx);
-        bool idle_after_reply = len == 0 && answered;
-        wait_saw_stress |= stress;
-        int64_t limit_ms = (len > 0 ? cfg->workers.read_timeout : cfg->workers.idle_timeout) * 1000;
-        bool stress_limit = wait_saw_stress && !idle_after_reply &&
-                            cfg->workers.stress_read_timeout * 1000 < limit_ms;
-        if (stress_limit)
-            limit_ms = cfg->workers.stress_read_timeout * 1000;
-        int64_t now = clock_monotonic_ms(), deadline = wait_since + limit_ms;
+        bool idle_after_reply = c.len == 0 && c.answered;
+        bool stress_limit;
+        c.wait_saw_stress |= stress;
+        int64_t limit_ms = wait_limit_ms(&c, idle_after_reply, &stress_limit);
+        int64_t now = clock_monotonic_ms(), deadline = c.wait_since + limit_ms;
         if (now >= deadline) {
-            if (stress_limit) {
-                STAT_ADD(ctx->shm, stress_timeouts, 1);
-                if (connlog_take(ctx->shm, CONNLOG_STRESS_TIMEOUT, NULL))
-                    log_warning("client %s: no complete request within %ld s while every worker is busy "
-                                "(workers.stress_read_timeout), disconnecting", peer,
-                                cfg->workers.stress_read_timeout);
-            } else if (len > 0) {
-                if (connlog_take(ctx->shm, CONNLOG_READ_TIMEOUT, NULL))
-                    log_warning("client %s: read timeout after %ld s in a request, disconnecting", peer,
-                                cfg->workers.read_timeout);
-            } else
-                log_info("client %s: idle for %ld s, disconnecting", peer, cfg->workers.idle_timeout);
+            log_timeout(&c, stress_limit);
             return;
         }
         /* Wake each second to notice a retirement; under stress an idle
@@ -183,43 +268,21 @@ static void serve_connection(const struct worker_ctx *ctx, int fd, const char *p
         int64_t wait_ms = deadline - now < 1000 ? deadline - now : 1000;
         if (stress && idle_after_reply)
             wait_ms = 0;
-        struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000};
-        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = ctx->lifeline_fd, .events = POLLIN}};
-        int ready = ppoll(p, 2, &ts, wake_mask);
-        if (ready < 0 && errno == EINTR)
-            continue;
-        if (ready < 0)
-            log_panic("ppoll: %s", strerror(errno));
-        if (p[1].revents)
+        enum wait_result w = wait_input(&c, wake_mask, wait_ms);
+        if (w == WAIT_MASTER_GONE)
             return;                 /* master gone: stop at once */
-        if (ready == 0 && stress && idle_after_reply) {
+        if (w == WAIT_NOTHING && stress && idle_after_reply) {
             STAT_ADD(ctx->shm, stress_idle_closed, 1);
             log_debug("client %s: idle while every worker is busy, disconnecting (it reconnects)", peer);
             return;
         }
-        if (ready == 0)
-            continue;
-        ssize_t n = read(fd, buf + len, sizeof(buf) - len);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n < 0) {
-            if (connlog_take(ctx->shm, CONNLOG_IO_ERROR, NULL))
-                log_warning("client %s: read: %s", peer, strerror(errno));
+        if (w == WAIT_READABLE && !read_input(&c))
             return;
-        }
-        if (n == 0) {
-            if (len > 0 && connlog_take(ctx->shm, CONNLOG_CLOSED_IN_REQUEST, NULL))
-                log_warning("client %s: connection closed inside a request", peer);
-            return;
-        }
-        if (len == 0) {
-            wait_since = clock_monotonic_ms();
-            wait_saw_stress = false;
-        }
-        len += (size_t)n;
     }
 }
 
+/* A worker's life: accept, admit, serve one connection at a time, until
+ * stopped, retired, max_requests, or the master's death. */
 void worker_main(const struct worker_ctx *ctx)
 {
     const struct rg_config *cfg = ctx->cfg;

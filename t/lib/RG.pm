@@ -9,6 +9,7 @@ use Exporter 'import';
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use IO::Socket::UNIX;
+use IO::Select;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
 use DBI;
@@ -16,7 +17,19 @@ use FindBin;
 
 our @EXPORT_OK = qw(wait_until database_server children_of rateguard build_dir fresh_database migrated_database dbh write_config run_rateguard
                     start_daemon stop_daemon policy_connect policy_request policy_send read_reply
-                    free_port test_dir request_text slurp status_json debian_package db_port);
+                    free_port test_dir request_text slurp status_json debian_package db_port
+                    ask BLOCK_REPLY DUNNO_REPLY kill_family row fields send_n connect_from closed_within hooked);
+
+# The reply to a request over its quota (the default block_action and
+# message), and to one that is let through.
+use constant BLOCK_REPLY => "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+use constant DUNNO_REPLY => "action=DUNNO\n\n";
+
+# Deadlines (seconds), so a daemon that stops answering fails the test
+# instead of hanging the run: a policy reply, a `rateguard` command.
+# Raise them for a test with `local $RG::REPLY_TIMEOUT = 120;`.
+our $REPLY_TIMEOUT = $ENV{RG_REPLY_TIMEOUT} // 30;
+our $RUN_TIMEOUT = $ENV{RG_RUN_TIMEOUT} // 120;
 
 # Bytes read past the end of a reply, per socket (pipelined replies).
 my %pending;
@@ -94,14 +107,21 @@ sub database_server {
     system('sh', $script, $action, build_dir()) == 0 or die "mariadb-server $action failed";
 }
 
-# Poll until $check returns true (then return its value) or $timeout s pass.
+# Poll until $check returns true (then return its value) or $timeout s
+# (default 10) pass, then undef. A $check that dies counts as "not yet"
+# (a status read while the daemon restarts); the last error is shown when
+# the deadline passes.
 sub wait_until {
     my ($check, $timeout) = @_;
     my $deadline = time + ($timeout // 10);
+    my $error;
     while (1) {
-        my $v = $check->();
-        return $v if $v;
-        return undef if time > $deadline;
+        my $v = eval { $check->() };
+        if ($@) { $error = $@ } elsif ($v) { return $v }
+        if (time > $deadline) {
+            print STDERR "# wait_until: last error: $error" if defined $error;
+            return undef;
+        }
         sleep 0.02;
     }
 }
@@ -143,7 +163,9 @@ sub write_config {
              log => "$dir/$name.log", database => $db };
 }
 
-# Run rateguard with arguments; returns (exit code, stdout, stderr).
+# Run rateguard with arguments; returns (exit code, stdout, stderr). One
+# still running after $RG::RUN_TIMEOUT s is killed: exit code 124 (as
+# timeout(1)), and stderr says so.
 sub run_rateguard {
     my (@args) = @_;
     my $dir = test_dir();
@@ -153,16 +175,29 @@ sub run_rateguard {
         open STDERR, '>', "$dir/err.txt" or die;
         exec(rateguard(), @args) or die "exec: $!";
     }
-    waitpid($pid, 0);
+    my $deadline = time + $RUN_TIMEOUT;
+    while (waitpid($pid, WNOHANG) != $pid) {
+        if (time > $deadline) {
+            kill 'KILL', $pid;
+            waitpid($pid, 0);
+            my $why = "run_rateguard: `rateguard @args` killed after $RUN_TIMEOUT s\n";
+            print STDERR "# $why";
+            return (124, slurp("$dir/out.txt"), slurp("$dir/err.txt") . $why);
+        }
+        sleep 0.01;
+    }
     return ($? >> 8, slurp("$dir/out.txt"), slurp("$dir/err.txt"));
 }
 
-# The running daemon's `status --json` as a hash ({} when it gives none).
+# The JSON output of `rateguard --json COMMAND...` (default `status`) as
+# a hash; undef when the command fails or prints no JSON object.
 sub status_json {
-    my ($c) = @_;
-    my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
+    my ($c, @command) = @_;
+    @command = ('status') unless @command;
+    my ($rc, $out) = run_rateguard('-c', $c->{path}, '--json', @command);
     require JSON::PP;
-    return eval { JSON::PP::decode_json($out) } // {};
+    my $j = $rc == 0 ? eval { JSON::PP::decode_json($out) } : undef;
+    return ref $j eq 'HASH' ? $j : undef;
 }
 
 # Daemons started by this test script; any still running when the script
@@ -275,11 +310,30 @@ sub policy_send {
     return read_reply($sock);
 }
 
-sub read_reply {
+# "host:port" (or the socket path) of a socket's peer, for messages.
+sub peer_of {
     my ($sock) = @_;
+    my $name = eval { $sock->can('peerport') && $sock->peerport ? $sock->peerhost . ':' . $sock->peerport
+                      : $sock->can('peerpath') ? $sock->peerpath : undef };
+    return $name // 'the peer';
+}
+
+# Read one reply (up to the blank line; what came before EOF on EOF). Dies
+# naming the peer if none is complete within $timeout s (default
+# $RG::REPLY_TIMEOUT): a daemon that stops answering fails the test.
+sub read_reply {
+    my ($sock, $timeout) = @_;
+    $timeout //= $REPLY_TIMEOUT;
+    my $deadline = time + $timeout;
     my $key = fileno($sock) // -1;
     my $buf = delete $pending{$key} // '';
+    my $sel = IO::Select->new($sock);
     while ($buf !~ /\n\n/) {
+        my $left = $deadline - time;
+        if ($left <= 0 || !$sel->can_read($left)) {
+            die sprintf("read_reply: no reply from %s within %s s (got %d bytes: %s)\n",
+                        peer_of($sock), $timeout, length $buf, $buf =~ s/\n/\\n/gr);
+        }
         my $n = sysread($sock, my $chunk, 4096);
         return $buf if !$n;
         $buf .= $chunk;
@@ -292,6 +346,86 @@ sub read_reply {
 sub policy_request {
     my ($sock, %a) = @_;
     return policy_send($sock, request_text(%a));
+}
+
+# Connect to the daemon of config $c, send one request (attributes %a as
+# request_text's), close; returns the reply.
+sub ask {
+    my ($c, %a) = @_;
+    my $s = policy_connect($c);
+    my $reply = policy_request($s, %a);
+    close $s;
+    return $reply;
+}
+
+# $n requests from $sender (recipient_count 1, %a on top) on one
+# connection; returns the replies (an array ref).
+sub send_n {
+    my ($c, $sender, $n, %a) = @_;
+    my $s = policy_connect($c);
+    my @replies = map { policy_request($s, sasl_username => $sender, recipient_count => 1, %a) } 1 .. $n;
+    close $s;
+    return \@replies;
+}
+
+# A connection to the daemon of $c from local address $from (127.0.0.N);
+# dies if it cannot connect within 5 s.
+sub connect_from {
+    my ($c, $from) = @_;
+    return IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port}, LocalAddr => $from,
+                                 Timeout => 5) || die "connect to 127.0.0.1:$c->{port} from $from: $!";
+}
+
+# True if the peer closes $sock (EOF) within $timeout s; false if it stays
+# silent or sends bytes instead.
+sub closed_within {
+    my ($sock, $timeout) = @_;
+    return 0 unless IO::Select->new($sock)->can_read($timeout);
+    my $n = sysread($sock, my $buf, 1);
+    return !$n;
+}
+
+# SIGNAL (default KILL) the daemon $pid and all its children at once, reap
+# it, and wait up to 10 s until none of them is left; true if none is.
+sub kill_family {
+    my ($pid, $signal) = @_;
+    my @all = ($pid, children_of($pid));
+    kill $signal // 'KILL', @all;
+    waitpid($pid, 0);
+    delete $started{$pid};
+    return wait_until(sub { !grep { kill 0, $_ } @all }, 10);
+}
+
+# The ratelimits row of $sender as a hash ref (undef if none) in database
+# $db (a name, read on a fresh connection, or a handle); dies if the
+# sender has more than one row.
+sub row {
+    my ($db, $sender) = @_;
+    my $h = ref $db ? $db : dbh($db);
+    my $rows = $h->selectall_arrayref('SELECT * FROM ratelimits WHERE sender = ?', { Slice => {} }, $sender);
+    die "row: " . @$rows . " ratelimits rows for $sender\n" if @$rows > 1;
+    return $rows->[0];
+}
+
+# The values of fields @names of hash ref $r, in that order (an array
+# ref), or undef if $r is: is_deeply(fields(row($h, $s), qw(quota ...)), [...]).
+sub fields {
+    my ($r, @names) = @_;
+    return $r ? [@$r{@names}] : undef;
+}
+
+# A config for database $db whose webhook posts to $url. %o: name
+# (default hookN), quota (default 2), secret (default base64 "secret"),
+# webhook (more text for the webhook section), sections (other sections).
+my $hooked = 0;
+sub hooked {
+    my ($db, $url, %o) = @_;
+    $hooked++;
+    my $secret = $o{secret} // 'c2VjcmV0';
+    my %sections = (%{ $o{sections} // {} },
+                    webhook => qq{enabled = true\nurl = "$url"\nsecret = "$secret"\n} . ($o{webhook} // ''));
+    return write_config(database => $db, name => $o{name} // "hook$hooked", quota => $o{quota} // 2,
+                        sections => \%sections);
 }
 
 # The private MariaDB's TCP port now: a restart (t/30's outages) picks a

@@ -10,9 +10,9 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep);
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request
-          migrated_database wait_until slurp database_server dbh status_json children_of test_dir);
+          migrated_database wait_until slurp database_server dbh status_json children_of test_dir BLOCK_REPLY);
 
-my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $BLOCK = BLOCK_REPLY;
 my $db = migrated_database('reload');
 my $h = dbh($db);
 # No refresh (and no snapshot with it) during the test.

@@ -13,11 +13,11 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request migrated_database dbh
-          wait_until slurp database_server test_dir);
+          wait_until slurp database_server test_dir status_json BLOCK_REPLY DUNNO_REPLY);
 
 my $db = migrated_database('outage');
-my $ACCEPT = "action=DUNNO\n\n";
-my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $ACCEPT = DUNNO_REPLY;
+my $BLOCK = BLOCK_REPLY;
 my $ERROR = 'DEFER_IF_PERMIT rateguard on_error';     # a daemon failing open or erring shows apart
 # Quota 60 over three senders taking turns: sender (i % 3) sends its 61st
 # message at i = 181..183, during the outage (101..250): every request
@@ -44,6 +44,8 @@ sub wrong { my ($from_i, $to_i) = @_; return [grep { $reply{$_} ne want($_) } $f
 sub median { my @t = sort { $a <=> $b } @_; return $t[$#t / 2] }
 
 send_batch(1, 100);
+my $db_down = 1;
+END { RG::database_server('start') if $db_down }     # for the tests after this one
 database_server('stop');
 my $down_at = time;
 send_batch(101, 250);
@@ -56,9 +58,10 @@ ok(wait_until(sub { slurp($c->{log}) =~ /warning: writer: database still unavail
    'records moved to the spool file when the queue was half full');
 my $spool = (glob(test_dir() . '/rateguard-*.spool'))[0];
 ok($spool && -s $spool, 'the spool file holds records');
-ok((RG::status_json($c) // {})->{database}{pending} > 0, 'status: records pending while the database is down');
+ok((status_json($c) // {})->{database}{pending} > 0, 'status: records pending while the database is down');
 sleep 5 - (time - $down_at) if time - $down_at < 5;     # the outage lasts 5 s (the writer retries meanwhile)
 database_server('start');
+$db_down = 0;
 send_batch(251, 300);
 
 is_deeply(wrong(1, 300), [], 'every reply as the quota says: 180 accepted, 120 blocked, none an error');
@@ -76,7 +79,7 @@ cmp_ok($slowest, '<', 1, 'no reply waited for the database (all under half of co
 my $h = dbh($db);
 # Settled: the database holds 300 rows and the daemon has nothing left to write.
 ok(wait_until(sub { ($h->selectrow_array('SELECT COUNT(*) FROM messages'))[0] == 300
-                    && ((RG::status_json($c) // {})->{database}{pending} // -1) == 0 }, 30),
+                    && ((status_json($c) // {})->{database}{pending} // -1) == 0 }, 30),
    '300 messages rows once the database is back, nothing pending');
 is(($h->selectrow_array('SELECT COUNT(*) FROM messages'))[0], 300, 'exactly 300 rows: nothing doubled');
 is(($h->selectrow_array('SELECT COUNT(DISTINCT msgid) FROM messages'))[0], 300, 'each message once');

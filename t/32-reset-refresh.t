@@ -12,17 +12,15 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
-use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request migrated_database dbh
-          wait_until slurp run_rateguard);
+          wait_until slurp run_rateguard status_json BLOCK_REPLY DUNNO_REPLY);
 
-my $ACCEPT = "action=DUNNO\n\n";
-my $BLOCK = "action=DEFER_IF_PERMIT Rate limit reached, retry later.\n\n";
+my $ACCEPT = DUNNO_REPLY;
+my $BLOCK = BLOCK_REPLY;
 
 sub cached {
     my ($c, $sender) = @_;
-    my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-    my ($e) = grep { $_->{sender} eq $sender } @{ (eval { decode_json($out) } // {})->{senders} // [] };
+    my ($e) = grep { $_->{sender} eq $sender } @{ (status_json($c) // {})->{senders} // [] };
     return $e;
 }
 
@@ -77,7 +75,7 @@ is(policy_request($s, sasl_username => 'late@example.org', recipient_count => 1,
 $h->do('RENAME TABLE messages_away TO messages');
 ok(wait_until(sub { ($h->selectrow_array(q{SELECT COUNT(*) FROM messages WHERE msgid LIKE 'LATE%'}))[0] == 3 }, 15),
    'the queued records are written once the writer can');
-ok(wait_until(sub { ((RG::status_json($c) // {})->{database}{pending} // -1) == 0 }), 'nothing left to write');
+ok(wait_until(sub { ((status_json($c) // {})->{database}{pending} // -1) == 0 }), 'nothing left to write');
 is_deeply($h->selectrow_arrayref(q{SELECT msg_counter, rcpt_counter, msg_total, rcpt_total FROM ratelimits
           WHERE sender = 'late@example.org'}), [1, 1, 6, 6],
           'records from before the reset count in the totals only; the counters hold the new period');
@@ -128,7 +126,7 @@ $h->do(q{DELETE FROM messages WHERE sender = 'vip@example.org'});
 $h->do(q{DELETE FROM ratelimits WHERE sender = 'vip@example.org'});
 ($rc, $out, $err) = run_rateguard('-c', $c->{path}, 'reload-cache');
 is($rc, 0, 'reload-cache: exit 0') or diag $err;
-my $senders = (RG::status_json($c) // {})->{senders};
+my $senders = (status_json($c) // {})->{senders};
 ok($senders && grep({ $_->{sender} eq 'busy@example.org' } @$senders), 'status lists the cached senders (busy@)');
 is(scalar(grep { $_->{sender} eq 'vip@example.org' } @{ $senders // [] }), 0,
    'a row deleted in the database leaves the cache');

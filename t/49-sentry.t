@@ -91,6 +91,13 @@ sub events {
     }
     return @ev;
 }
+# The master's children now, and a wait until none of them is left (a
+# reload retires every worker and restarts the writer and the notifier).
+sub children_now { return { map { $_ => 1 } children_of($pid) } }
+sub replaced {
+    my ($old) = @_;
+    return wait_until(sub { my @k = children_of($pid); @k && !grep { $old->{$_} } @k }, 10);
+}
 sub errors_logged { return scalar(() = slurp($c->{log}) =~ /^\S+ \S+ rateguard\[\d+\]: error: /mg) }
 # The `sentry:` line of `rateguard status`: {queued sent failed suppressed dropped}, or undef.
 sub sentry_status {
@@ -180,9 +187,10 @@ my $conf = slurp($c->{path}) =~ s/timeout = 2\n/timeout = 2\nrate_limit = 1\n/r;
 open $fh, '>', $c->{path} or die;
 print $fh $conf;
 close $fh;
+my $old = children_now();
 kill 'HUP', $pid;
 ok(wait_until(sub { slurp($c->{log}) =~ /at most one per kind every 1 s/ }, 10), 'reloaded with rate_limit 1');
-sleep 1.5;
+ok(replaced($old), 'every child of the old configuration replaced');
 close $s;
 $s = policy_connect($c);    # workers are recycled by the reload (and two were killed)
 is(policy_request($s, sasl_username => 'burst@example.org', recipient_count => 1, queue_id => 'LONGID51'), $ACCEPT,
@@ -197,9 +205,10 @@ my $hang = Receiver::start(log => "$dir/hang.jsonl", delay => 60);
 open $fh, '>', "$dir/good.dsn" or die;
 print $fh "http://$KEY\@127.0.0.1:$hang->{port}/7\n";
 close $fh;
+$old = children_now();
 kill 'HUP', $pid;
 ok(wait_until(sub { slurp($c->{log}) =~ /127\.0\.0\.1:$hang->{port}\/7/ }, 10), 'reloaded towards the hanging receiver');
-sleep 1.5;
+ok(replaced($old), 'every child of the old configuration replaced');
 close $s;
 $s = policy_connect($c);
 policy_request($s, sasl_username => 'burst@example.org', recipient_count => 1, queue_id => 'LONGID52');

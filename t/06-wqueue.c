@@ -96,8 +96,18 @@ int main(void)
     wqueue_cursor_start(&q, &cur);
     ok(wqueue_next(&q, &cur, buf, sizeof(buf), &out, &used) && out.rcpt_count == expect && out.epoch == epoch,
        "the oldest record is next, with its epoch");
+    /* The ring is full: the two oldest written make room for one more. */
+    ok(wqueue_next(&q, &cur, buf, sizeof(buf), &out, &used), "the second oldest is next");
+    wqueue_release(&q, &cur);
+    is_long((long)wqueue_depth(&q), (long)depth - 2, "two records released");
     struct msg_record y = make("carol@example.org", 1);
-    ok(wqueue_push(&q, &y) || true, "push after reopening");
+    ok(wqueue_push(&q, &y), "push after reopening");
+    is_long((long)wqueue_depth(&q), (long)depth - 1, "... counted in the depth");
+    wqueue_cursor_start(&q, &cur);
+    bool last_is_carol = false;
+    while (wqueue_next(&q, &cur, buf, sizeof(buf), &out, &used))
+        last_is_carol = strcmp(out.sender, "carol@example.org") == 0 && out.rcpt_count == 1 && out.epoch == epoch;
+    ok(last_is_carol, "... and read back last, in the same epoch");
     wqueue_close(&q, path, false);
 
     /* Damage: refused, never trusted. */

@@ -77,6 +77,7 @@ for my $name (qw(user group pidfile state_dir listen socket_mode allowed_clients
                  action_blocked on_error message_retention)) {
     ($rc, $out) = run_rateguard('--get-config', $name, '-c', $shipped);
     chomp(my $first = (split /\n/, $out)[0] // '');
+    ok($rc == 0 && length $first, "--get-config $name: exit 0 and a value") or diag "exit $rc, output '$out'";
     like($text, qr/^#\Q$name\E = .*\Q$first\E/m, "rateguard.conf documents $name with its default");
 }
 for my $section (qw(workers database quota exempt unauthenticated cache log webhook sentry report)) {

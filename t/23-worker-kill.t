@@ -10,9 +10,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep);
-use JSON::PP;
-use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard
-          migrated_database dbh wait_until test_dir slurp build_dir);
+use RG qw(write_config start_daemon stop_daemon policy_connect policy_request status_json children_of
+          migrated_database dbh wait_until test_dir slurp build_dir DUNNO_REPLY);
 
 my $db = migrated_database('workerkill');
 my $h = dbh($db);
@@ -21,11 +20,16 @@ my $holdpid = test_dir() . '/hold.pid';
 my $pid = start_daemon($c, binary => build_dir() . '/rateguard-testhooks',
                        env => { RATEGUARD_TEST_HOLD_LOCK => "victim\@example.org:5000:$holdpid" });
 
-sub status {
-    my (undef, $out) = run_rateguard('-c', $c->{path}, '--json', 'status');
-    return eval { decode_json($out) } // {};
+sub status { return status_json($c) // {} }
+# The workers in the process table: the master's children but the writer.
+sub workers {
+    my $writer = status()->{writer_pid} // 0;
+    return sort { $a <=> $b } grep { $_ != $writer } children_of($pid);
 }
+ok(wait_until(sub { my @w = workers(); @w == 3 }), 'three workers (workers.min) in the process table');
+my @workers_before = workers();
 my $running_before = status()->{workers}{running};
+is($running_before, 3, 'status: 3 running');
 
 # The victim's first message: its worker queues it, then sits on the lock.
 my $a = policy_connect($c);
@@ -41,13 +45,18 @@ close $a;
 # Postfix retries the unanswered request (same instance), then more mail.
 my $b = policy_connect($c);
 is(policy_request($b, sasl_username => 'victim@example.org', recipient_count => 1, instance => 'victim.1',
-                  queue_id => 'VICTIM1'), "action=DUNNO\n\n", 'the retried request is answered');
+                  queue_id => 'VICTIM1'), DUNNO_REPLY, 'the retried request is answered');
 my @replies = map { policy_request($b, sasl_username => 'victim@example.org', recipient_count => 1,
                                    instance => "victim.$_") } 2 .. 6;
-is_deeply(\@replies, [("action=DUNNO\n\n") x 5], 'five more messages of the same sender answered');
+is_deeply(\@replies, [(DUNNO_REPLY) x 5], 'five more messages of the same sender answered');
 
-ok(wait_until(sub { (status()->{workers}{running} // 0) >= $running_before }, 10),
-   'the master replaced the killed worker');
+ok(wait_until(sub { !kill 0, $victim_worker }, 10), "the killed worker $victim_worker is gone from the process table");
+my %before = map { $_ => 1 } @workers_before;
+my @after;
+ok(wait_until(sub { @after = workers(); @after == 3 && grep { !$before{$_} } @after }, 10),
+   'the master forked a new worker: three again, one of them new') or diag "before @workers_before, after @after";
+ok(!grep({ $_ == $victim_worker } @after), '... the killed one not among them');
+is(status()->{workers}{running}, $running_before, "status: $running_before running again");
 ok(wait_until(sub {
     ($h->selectrow_array(q{SELECT COUNT(*) FROM messages WHERE sender = 'victim@example.org'}))[0] == 6 }),
    'six messages rows: the killed one once, the retry not again');

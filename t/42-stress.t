@@ -34,7 +34,7 @@ use IO::Select;
 use IO::Poll qw(POLLIN);
 use Errno qw(EAGAIN EINTR);
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request request_text run_rateguard
-          migrated_database dbh wait_until slurp status_json connect_from closed_within);
+          migrated_database dbh wait_until slurp status_json children_of connect_from closed_within DUNNO_REPLY);
 
 plan skip_all => 'needs 4200 open files (ulimit -n)' if `sh -c 'ulimit -n'` < 4200;
 
@@ -43,14 +43,24 @@ my $db = migrated_database('stress');
 # The shipped defaults: write_config sets only paths, listen, database and log.
 my $c = write_config(database => $db, name => 'stress');
 my $pid = start_daemon($c);
-like(slurp($c->{path}), qr/\A(?!.*\bworkers\b)/s, 'the configuration leaves workers { } at its defaults');
+# The shipped defaults, from the shipped file (not from this daemon): the
+# pool the daemon reports, and (below) the worker processes it forks under
+# the attack.
+my $shipped = "$FindBin::Bin/../rateguard.conf";
+my %default = map { $_ => (run_rateguard('--get-config', "workers.$_", '-c', $shipped))[1] =~ s/\n\z//r } qw(min max);
+is_deeply(\%default, { min => 4, max => 256 }, 'the shipped rateguard.conf: workers.min 4, workers.max 256');
+my $pool = (status_json($c) // {})->{workers} // {};
+is_deeply([@$pool{qw(min max)}], [@default{qw(min max)}], 'the daemon runs with them');
 
 # --- 300 stalled and 300 silent connections ---
 my @stalled = map { connect_from($c, '127.0.0.2') } 1 .. 300;
 syswrite($_, 'r') for @stalled;
 my @silent = map { connect_from($c, '127.0.0.3') } 1 .. 300;
-ok(wait_until(sub { status_json($c)->{stress}{active} ? 1 : undef }, 20),
+ok(wait_until(sub { (status_json($c) // {})->{stress}{active} ? 1 : undef }, 20),
    'every worker taken and connections waiting: stress mode is on');
+# The process table: workers.max worker processes (the children but the writer).
+my $writer = (status_json($c) // {})->{writer_pid} // 0;
+is(scalar(grep { $_ != $writer } children_of($pid)), 256, 'the process table: 256 workers forked (workers.max)');
 
 my (@latency, @replies);
 for my $i (1 .. 20) {
@@ -224,7 +234,7 @@ is(($h->selectrow_array("SELECT SUM(msg_total) FROM ratelimits WHERE sender LIKE
    'their counters add up');
 $h->disconnect;
 unlike(slurp($c->{log}), qr/ (error|panic|fatal):|AddressSanitizer|runtime error/, 'no error in the log');
-my $all_timeouts = status_json($c)->{stress}{timeouts};
+my $all_timeouts = (status_json($c) // {})->{stress}{timeouts};
 is(stop_daemon($pid), 0, 'TERM: exit 0');
 $log = slurp($c->{log});
 my $lines = () = $log =~ /client 127\.0\.0\.\d+:\d+: no complete request within 1 s while every worker is busy/g;

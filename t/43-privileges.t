@@ -99,21 +99,27 @@ if ($liar == 0) {
 }
 close $ready_w;
 <$ready_r>;
-($rc, $out) = run_rateguard('-c', $c2->{path}, 'status');
-isnt($rc, 0, 'status with a pidfile naming a root process: fails');
+my $err;
+# Exit 6 (a runtime error) with the refused signal named: not a crash, not
+# a success.
+($rc, $out, $err) = run_rateguard('-c', $c2->{path}, 'status');
+is($rc, 6, 'status with a pidfile naming a root process: exit 6') or diag $err;
+like($err, qr/^rateguard: kill\($victim\): Operation not permitted$/m, '... the refused signal named');
 ok(kill(0, $victim), 'the root process named by the fake pidfile is alive (not signalled)');
 unlike($out, qr/root secret/, 'nothing of the root file printed');
-($rc) = run_rateguard('-c', $c2->{path}, 'stop');
-isnt($rc, 0, 'stop with that pidfile: fails');
+($rc, $out, $err) = run_rateguard('-c', $c2->{path}, 'stop');
+is($rc, 6, 'stop with that pidfile: exit 6') or diag $err;
+is($err, "rateguard: stop: kill($victim): Operation not permitted\n", '... the refused signal named, nothing else');
 ok(kill(0, $victim), 'the root process is still alive');
 # Now the liar names itself: root's status signals it and gets a link.
 open my $pf, '+<', "$fake/rateguard.pid" or die;
 truncate $pf, 0;
 print $pf "$liar\n";
 close $pf;
-($rc, $out) = run_rateguard('-c', $c2->{path}, 'status');
+($rc, $out, $err) = run_rateguard('-c', $c2->{path}, 'status');
 ok(-l $dump, 'the daemon user\'s process swapped the dump for a link to the root file');
-isnt($rc, 0, 'status refuses the link');
+is($rc, 6, 'status refuses the link: exit 6') or diag $err;
+like($err, qr/^rateguard: pid $liar did not write \S+\.status\.txt within 5 s$/m, '... no dump read from it');
 unlike($out, qr/root secret/, 'and prints nothing of the root file');
 kill 'KILL', $liar, $victim;
 waitpid($_, 0) for $liar, $victim;

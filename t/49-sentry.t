@@ -91,7 +91,23 @@ sub events {
     }
     return @ev;
 }
+# The master's children now, and a wait until none of them is left (a
+# reload retires every worker and restarts the writer and the notifier).
+sub children_now { return { map { $_ => 1 } children_of($pid) } }
+sub replaced {
+    my ($old) = @_;
+    return wait_until(sub { my @k = children_of($pid); @k && !grep { $old->{$_} } @k }, 10);
+}
 sub errors_logged { return scalar(() = slurp($c->{log}) =~ /^\S+ \S+ rateguard\[\d+\]: error: /mg) }
+# The `sentry:` line of `rateguard status`: {queued sent failed suppressed dropped}, or undef.
+sub sentry_status {
+    my (undef, $text) = run_rateguard('-c', $c->{path}, 'status');
+    my @n = $text =~ /^sentry: (\d+) event\(s\) queued, (\d+) sent, (\d+) failed, (\d+) repeat\(s\) suppressed, (\d+) dropped/m
+        or return undef;
+    my %st;
+    @st{qw(queued sent failed suppressed dropped)} = @n;
+    return \%st;
+}
 
 # 50 records the database refuses: 50 identical errors, one event.
 my $s = policy_connect($c);
@@ -100,7 +116,10 @@ is(policy_request($s, sasl_username => 'burst@example.org', recipient_count => 1
 ok(wait_until(sub { (() = slurp("$dir/rejected.log") =~ /sentry|msgid=LONGID/g) >= 50 }, 30), '50 records set aside');
 ok(wait_until(sub { grep { $_->{event}{message}{formatted} =~ /refused by the database/ } events() }, 10),
    'an event arrives');
-sleep 2;    # anything more would come now
+# Settled: the notifier has dealt with all 50 (the 49 repeats counted) and
+# sent all it queued, so the receiver has everything it will get of them.
+ok(wait_until(sub { my $st = sentry_status(); $st && $st->{suppressed} >= 49 && $st->{queued} == $st->{sent} + $st->{failed} + $st->{dropped} }, 10),
+   'the notifier has nothing left to send') or diag explain sentry_status();
 my @refused = grep { $_->{event}{message}{formatted} =~ /refused by the database/ } events();
 is(scalar @refused, 1, '50 identical errors: exactly one event');
 my $ev = $refused[0];
@@ -128,14 +147,13 @@ is_deeply($e->{fingerprint}, [$e->{message}{message}], 'grouped by template');
 is($e->{tags}{process}, 'writer', 'tag process');
 like($e->{tags}{instance}, qr/^rateguard-[0-9a-f]{16}$/, 'tag instance');
 is($e->{extra}{suppressed_repeats}, 0, 'the first of its kind: nothing suppressed before it');
-my (undef, $status) = run_rateguard('-c', $c->{path}, 'status');
-my ($suppressed) = $status =~ /^sentry: \d+ event\(s\) queued, \d+ sent, 0 failed, (\d+) repeat\(s\) suppressed, 0 dropped/m;
-cmp_ok($suppressed // 0, '>=', 49, "status counts the suppressed repeats ($suppressed)");
-# Every error line of the log is an event or a counted repeat.
-my $sent_events = () = events();
-(undef, $status) = run_rateguard('-c', $c->{path}, 'status');
-($suppressed) = $status =~ /(\d+) repeat\(s\) suppressed/;
-is($sent_events + $suppressed, errors_logged(), 'events + suppressed repeats = error lines logged');
+my $st = sentry_status() // {};
+is($st->{suppressed}, 49, 'status: the 49 repeats suppressed');
+# What status says was sent is what the receiver got; every error line of
+# the log is an event the receiver got or a counted repeat.
+my $received = () = events();
+is_deeply([@$st{qw(sent failed dropped)}], [$received, 0, 0], "status: $received sent (the receiver's count), none failed or dropped");
+is($received + $st->{suppressed}, errors_logged(), 'events received + suppressed repeats = error lines logged');
 
 # Workers killed by signals: reported by the master with the signal.
 my $writer = status_json($c)->{writer_pid};
@@ -147,7 +165,8 @@ kill 'KILL', $workers[0];
 ok(wait_until(sub { grep { ($_->{event}{tags}{signal} // '') eq '9' } events() }, 10), 'SIGKILL: an event');
 kill 'SEGV', $workers[1];
 ok(wait_until(sub { grep { ($_->{event}{tags}{signal} // '') eq '11' } events() }, 10), 'SIGSEGV: an event');
-sleep 1;
+ok(wait_until(sub { my $st = sentry_status(); $st && $st->{queued} == $st->{sent} + $st->{failed} + $st->{dropped} }, 10),
+   'the notifier has nothing left to send');
 my @new = (events())[$before .. $#{ [events()] }];
 is(scalar @new, 2, 'exactly two events for the two deaths');
 my ($k9) = grep { $_->{event}{tags}{signal} eq '9' } @new;
@@ -167,9 +186,10 @@ my $conf = slurp($c->{path}) =~ s/timeout = 2\n/timeout = 2\nrate_limit = 1\n/r;
 open $fh, '>', $c->{path} or die;
 print $fh $conf;
 close $fh;
+my $old = children_now();
 kill 'HUP', $pid;
 ok(wait_until(sub { slurp($c->{log}) =~ /at most one per kind every 1 s/ }, 10), 'reloaded with rate_limit 1');
-sleep 1.5;
+ok(replaced($old), 'every child of the old configuration replaced');
 close $s;
 $s = policy_connect($c);    # workers are recycled by the reload (and two were killed)
 is(policy_request($s, sasl_username => 'burst@example.org', recipient_count => 1, queue_id => 'LONGID51'), $ACCEPT,
@@ -184,9 +204,10 @@ my $hang = Receiver::start(log => "$dir/hang.jsonl", delay => 60);
 open $fh, '>', "$dir/good.dsn" or die;
 print $fh "http://$KEY\@127.0.0.1:$hang->{port}/7\n";
 close $fh;
+$old = children_now();
 kill 'HUP', $pid;
 ok(wait_until(sub { slurp($c->{log}) =~ /127\.0\.0\.1:$hang->{port}\/7/ }, 10), 'reloaded towards the hanging receiver');
-sleep 1.5;
+ok(replaced($old), 'every child of the old configuration replaced');
 close $s;
 $s = policy_connect($c);
 policy_request($s, sasl_username => 'burst@example.org', recipient_count => 1, queue_id => 'LONGID52');

@@ -36,8 +36,19 @@ for my $tool (qw(dpkg-buildpackage dh lintian apt-get unshare)) {
     plan skip_all => "$tool is missing (make deps installs the packaging tools)"
         unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
 }
-plan skip_all => 'a rateguard package is already installed on this machine: not touching it'
-    if `dpkg-query -W -f='\${Status}' rateguard 2>/dev/null` =~ /installed|config-files/;
+# A rateguard package this test did not install: the test fails (CI
+# machines have none, and a skip would hide that it never ran) and leaves the
+# package alone (see $ours). RG_SKIP_PACKAGE=1 skips instead.
+my $foreign = `dpkg-query -W -f='\${Status} \${Version}' rateguard 2>/dev/null`;
+if ($foreign =~ /installed|config-files/) {
+    plan tests => 1;
+    fail("this machine has a rateguard package (dpkg: $foreign): the test would replace and purge it; "
+         . 'remove it (dpkg --purge rateguard) or set RG_SKIP_PACKAGE=1 to skip this test');
+    exit 1;
+}
+# From here the machine's rateguard package, if any, is this test's: the END
+# below cleans up only then (not after a skip or the failure above).
+our $ours = 1;
 
 my $repo = "$FindBin::Bin/..";
 my $dir = test_dir();
@@ -52,6 +63,7 @@ my $account_existed = defined getpwnam('rateguard');
 # Whatever happens, no package, no daemon and no account of ours are left behind.
 END {
     local $?;    # the exit status of the test, not of the commands below
+    return unless $main::ours;    # skipped, or a package not ours: nothing touched
     if (-x '/usr/sbin/rateguard' && -e $conf) { system("/usr/sbin/rateguard stop >/dev/null 2>&1") }
     if (`dpkg-query -W -f='\${Status}' rateguard 2>/dev/null` =~ /installed|config-files/) {
         system("dpkg --purge rateguard >/dev/null 2>&1");
@@ -220,7 +232,7 @@ SKIP: {
     my @steps = ('useradd --system --user-group --home-dir /var/lib/rateguard --no-create-home --shell /usr/sbin/nologin rateguard',
                  'dpkg-statoverride --update --add root rateguard 0640 /etc/rateguard/rateguard.conf',
                  'chown -R rateguard:rateguard /var/lib/rateguard',
-                 'chown rateguard:adm /var/log/rateguard',
+                 'chown -R rateguard:adm /var/log/rateguard',
                  'install -d -o rateguard -g rateguard -m 0755 /run/rateguard');
     my @missing = grep { index($doc, "    $_\n") < 0 } @steps, 'user = "rateguard"', 'group = "rateguard"';
     is_deeply(\@missing, [], 'README.Debian gives these commands and settings word for word');

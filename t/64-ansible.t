@@ -36,11 +36,23 @@ for my $tool (qw(ansible-playbook dpkg-buildpackage dh postconf)) {
     plan skip_all => "$tool is missing (make deps installs ansible-core and the packaging tools)"
         unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
 }
-plan skip_all => 'a rateguard package is already installed on this machine: not touching it'
-    if `dpkg-query -W -f='\${Status}' rateguard 2>/dev/null` =~ /installed|config-files/;
+# A rateguard package this test did not install: the test fails (CI
+# machines have none, and a skip would hide that it never ran) and leaves the
+# package alone (see $ours). RG_SKIP_PACKAGE=1 skips instead.
+my $foreign = `dpkg-query -W -f='\${Status} \${Version}' rateguard 2>/dev/null`;
+if ($foreign =~ /installed|config-files/) {
+    plan tests => 1;
+    fail("this machine has a rateguard package (dpkg: $foreign): the test would replace and purge it; "
+         . 'remove it (dpkg --purge rateguard) or set RG_SKIP_PACKAGE=1 to skip this test');
+    exit 1;
+}
 plan skip_all => 'an account or group rateguard exists on this machine: not touching it'
     if defined getpwnam('rateguard') || defined getgrnam('rateguard');
 plan skip_all => '/var/spool/postfix/rateguard exists: not touching it' if -e '/var/spool/postfix/rateguard';
+# From here the machine's rateguard package, account and folders, if any,
+# are this test's: the END below cleans up only then (not after a skip or
+# the failure above).
+our $ours = 1;
 
 my $repo = "$FindBin::Bin/..";
 my $dir = test_dir();
@@ -65,6 +77,7 @@ sub drop_all {
 my $sampler;
 END {
     local $?;
+    return unless $main::ours;    # skipped, or a package not ours: nothing touched
     if ($sampler) { kill 'TERM', $sampler; waitpid $sampler, 0 }
     if (-x '/usr/sbin/rateguard' && -e '/etc/rateguard/rateguard.conf') {
         system('/usr/sbin/rateguard stop >/dev/null 2>&1');

@@ -158,13 +158,16 @@ for my $rate (100, 500) {
     diag("B: quota 50, 300 messages round-robin through 3 hosts at $rate/s: $accepted accepted, $blocked blocked");
     is($accepted + $blocked, 300, "B at $rate/s: every request answered");
     cmp_ok($accepted, '>=', 50, "B at $rate/s: the quota itself was granted");
-    # The bound (README): each other host may accept what it is sent while
-    # its view of the row is behind: (hosts - 1) / hosts x rate x the time
-    # from one host's commit to the others' read-back (a write round, the
-    # replication, a round of the others: ~0.1 s measured here; 0.5 s
-    # allowed, for a loaded machine).
-    my $bound = int(2 / 3 * $rate * 0.5) + 5;
-    cmp_ok($accepted, '<=', 50 + $bound, "B at $rate/s: accepted <= quota + $bound");
+    # The bound (README, "One quota across the hosts"): accepted - quota <=
+    # (H - 1) / H x R x L, L the time from one host's commit to the others'
+    # read-back (a write round, the replication, a round of the others).
+    # The README measured L at 30-160 ms; 250 ms is allowed here (a loaded
+    # machine). It must stay below what three hosts sharing nothing would
+    # accept (3 x 50), or the check could not fail.
+    my $L = 0.25;
+    my $bound = int(2 / 3 * $rate * $L + 0.999);
+    cmp_ok(50 + $bound, '<', 3 * 50, "B at $rate/s: the bound (quota + $bound) is below three unshared quotas (150)");
+    cmp_ok($accepted, '<=', 50 + $bound, "B at $rate/s: accepted <= quota + $bound ((H - 1) / H x R x L, L = $L s)");
 }
 ok(settled($total + 600), 'B: written on every node');
 my $h1 = node_dbh(1);

@@ -124,6 +124,13 @@ void config_free(struct rg_config *cfg);
  */
 bool config_print_value(const struct rg_config *cfg, const char *name, FILE *out);
 
+/*
+ * Print every parameter with its built-in default, one "name<TAB>default"
+ * line each in params[] order, the default spelled as in rateguard.conf
+ * ("text", { "a", "b" }, {}, 42, true): what --list-config prints.
+ */
+void config_print_defaults(FILE *out);
+
 /* The name this configuration's files carry ("rateguard-<hash of the
  * config file's path>"), so that two instances on one host never share a
  * queue, spool or state file. */

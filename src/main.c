@@ -77,6 +77,9 @@ int main(int argc, char **argv)
         {"stdout", no_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        /* Not in --help: every setting with its default, for the test
+         * that holds rateguard.conf and rateguard.conf(5) to the table. */
+        {"list-config", no_argument, NULL, 'D'},
         {NULL, 0, NULL, 0},
     };
     /* Files the daemon and the commands create (dumps, queues, logs) are
@@ -103,6 +106,7 @@ int main(int argc, char **argv)
         case 'S': to_stdout = true; break;
         case 'h': usage(stdout); return RG_EXIT_OK;
         case 'V': printf("rateguard %s\n", RATEGUARD_VERSION); return RG_EXIT_OK;
+        case 'D': config_print_defaults(stdout); return RG_EXIT_OK;
         default: usage(stderr); return RG_EXIT_USAGE;
         }
     }

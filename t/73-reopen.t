@@ -2,7 +2,8 @@
 # 73-reopen.t - `rateguard reopen-logs` (SIGUSR2, logrotate's postrotate)
 # reaches every process: after the log file is moved away, the master, a
 # worker, the writer and the notifier each write their next line to the
-# new file, and the old file does not grow any more.
+# new file, and the old file does not grow any more. Started as root,
+# each of them runs as the configured user (t/27 has no notifier).
 #
 # Each process is made to log something of its own, told apart by the pid
 # in the line: the master ("log file reopened"), a worker (a request's
@@ -36,6 +37,20 @@ my $notifier = wait_until(sub { slurp($log) =~ /rateguard\[(\d+)\]: debug: notif
 ok($notifier, "the notifier's pid from its start line");
 my %child = map { $_ => 1 } children_of($pid);
 ok($child{$writer} && $child{$notifier}, 'both are children of the master');
+
+sub uid_of {
+    my ($p) = @_;
+    my ($uid) = slurp("/proc/$p/status") =~ /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m;
+    return $1 == $2 && $2 == $3 ? $1 : "mixed $1/$2/$3";
+}
+SKIP: {
+    skip 'the privilege drop needs root', 1 if $> != 0;
+    my $nobody = getpwnam('nobody');
+    my %uids = map { $_ => uid_of($_) } $pid, $writer, $notifier, children_of($pid);
+    is_deeply([grep { $uids{$_} ne $nobody } sort keys %uids], [],
+              'master, writer, notifier and workers run as the configured user (real, effective, saved uid)')
+        or diag explain \%uids;
+}
 
 # Lines of $file written by $who matching $re.
 sub lines_of {

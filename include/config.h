@@ -136,6 +136,13 @@ bool config_print_value(const struct rg_config *cfg, const char *name, FILE *out
 size_t config_keep_restart_only(struct rg_config *fresh, struct rg_config *running,
                                 void (*changed)(const char *name, void *arg), void *arg);
 
+/*
+ * Print every parameter with its built-in default, one "name<TAB>default"
+ * line each in params[] order, the default spelled as in rateguard.conf
+ * ("text", { "a", "b" }, {}, 42, true): what --list-config prints.
+ */
+void config_print_defaults(FILE *out);
+
 /* The name this configuration's files carry ("rateguard-<hash of the
  * config file's path>"), so that two instances on one host never share a
  * queue, spool or state file. */

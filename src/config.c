@@ -2,10 +2,11 @@
  * config.c - the parameter table and everything driven by it: building
  * libconfuse's option arrays, validating values as they are parsed (so an
  * error names file, line and key), copying them into struct rg_config,
- * deriving parsed forms, cross-checks, and --get-config.
+ * deriving parsed forms, cross-checks, --get-config and --list-config.
  *
  * To add a parameter: add a field to struct rg_config, a row to params[],
- * and document it in rateguard.conf (a test checks the file lists them all).
+ * and document it in rateguard.conf and rateguard.conf(5) with its default
+ * (t/75-settings-documented.t checks both against --list-config).
  * The row's last column says whether a reload applies it (LIVE) or the
  * running daemon was built around it (RESTART: sockets, accounts, paths,
  * sizes of shared memory); config_keep_restart_only() reads that column.
@@ -812,6 +813,32 @@ size_t config_keep_restart_only(struct rg_config *fresh, struct rg_config *runni
         n++;
     }
     return n;
+}
+
+void config_print_defaults(FILE *out)
+{
+    char name[128];
+    for (size_t i = 0; i < N_PARAMS; i++) {
+        const struct param *p = &params[i];
+        qualified_name(p, name, sizeof(name));
+        switch (p->type) {
+        case P_INT:
+        case P_BOOL:
+            fprintf(out, "%s\t%s\n", name, p->def);
+            break;
+        case P_STR:
+            /* No default holds a quote or a backslash to escape. */
+            fprintf(out, "%s\t\"%s\"\n", name, p->def);
+            break;
+        case P_LIST:
+            /* The table's {"a", "b"} as the file spells it: { "a", "b" } */
+            if (strcmp(p->def, "{}") == 0)
+                fprintf(out, "%s\t{}\n", name);
+            else
+                fprintf(out, "%s\t{ %.*s }\n", name, (int)strlen(p->def) - 2, p->def + 1);
+            break;
+        }
+    }
 }
 
 void config_instance_name(const struct rg_config *cfg, char *buf, size_t size)

@@ -125,8 +125,12 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"locked", no_argument, NULL, 'L'},
         {"stdout", no_argument, NULL, 'S'},
         {"quiet", no_argument, NULL, 'q'},
+        {"list-config", no_argument, NULL, 'D'},     /* every setting's default (t/75); not in --help */
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        /* Not in --help: every setting with its default, for the test
+         * that holds rateguard.conf and rateguard.conf(5) to the table. */
+        {"list-config", no_argument, NULL, 'D'},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -144,6 +148,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'q': o->quiet = true; break;
         case 'h': usage(stdout); return RG_EXIT_OK;
         case 'V': printf("rateguard %s\n", RATEGUARD_VERSION); return RG_EXIT_OK;
+        case 'D': config_print_defaults(stdout); return RG_EXIT_OK;
         default: usage(stderr); return RG_EXIT_USAGE;
         }
     }

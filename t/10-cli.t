@@ -71,36 +71,6 @@ like($out, qr/migrate/, '--help lists the commands');
 is($rc, 64, 'unknown command: exit 64');
 like($err, qr/unknown command 'frobnicate'/, 'unknown command: message');
 
-# Every parameter the code knows is documented in the shipped file with its default.
-my $text = RG::slurp($shipped);
-for my $name (qw(user group pidfile state_dir listen socket_mode allowed_clients action_accept
-                 action_blocked on_error message_retention)) {
-    ($rc, $out) = run_rateguard('--get-config', $name, '-c', $shipped);
-    chomp(my $first = (split /\n/, $out)[0] // '');
-    ok($rc == 0 && length $first, "--get-config $name: exit 0 and a value") or diag "exit $rc, output '$out'";
-    like($text, qr/^#\Q$name\E = .*\Q$first\E/m, "rateguard.conf documents $name with its default");
-}
-for my $section (qw(workers database quota exempt unauthenticated cache log webhook sentry report)) {
-    my ($body) = $text =~ /^$section \{\n(.*?)^\}/ms;
-    ok(defined $body, "rateguard.conf has section $section");
-    for my $line (split /\n/, $body // '') {
-        next unless $line =~ /^\s*#(\w+) = (.*)$/;
-        my ($key, $value) = ($1, $2);
-        $value =~ s/^"(.*)"$/$1/;
-        ($rc, $out) = run_rateguard('--get-config', "$section.$key", '-c', $shipped);
-        is($out, $value eq '{}' ? '' : "$value\n", "rateguard.conf: $section.$key default is $value");
-    }
-}
-
-# The Sentry and report settings are in rateguard.conf(5) too.
-my $man = RG::slurp("$FindBin::Bin/../src/man/rateguard.conf.5");
-for my $key (qw(dsn dsn_file environment release timeout rate_limit ca_file)) {
-    like($man, qr/^\.B sentry\.$key$/m, "rateguard.conf(5) documents sentry.$key");
-}
-for my $key (qw(enabled from to subject smtp_server starttls user password password_file ca_file timeout)) {
-    like($man, qr/^\.B report\.$key$/m, "rateguard.conf(5) documents report.$key");
-}
-
 # A user that does not exist: exit 2 at start.
 my $cfg = write_config();
 my $nouser = conf_file('nouser.conf', RG::slurp($cfg->{path}) =~ s/^user = .*$/user = "no-such-user-rg"/mr);

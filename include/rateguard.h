@@ -3,8 +3,7 @@
  * form rateguard's contract with init scripts and administrators.
  *
  * The exit codes follow policyd-rate-limit's man page so that tooling
- * written for it keeps working; they are documented in README.md and
- * rateguard(8).
+ * written for it keeps working; they are documented in rateguard(8).
  */
 #ifndef RATEGUARD_H
 #define RATEGUARD_H

@@ -8,7 +8,7 @@
  *
  * "Webhook" comes from state_dir/<instance>.webhook-sent, one line per
  * QUOTA_LIMIT_REACHED notification the notifier of this host finished
- * ("<unix time> notified|failed <sender>"): see README "The report".
+ * ("<unix time> notified|failed <sender>"): see docs/notifications.md, "The report".
  *
  * Ownership: report_collect() fills a struct the caller frees with
  * report_free(); report_message() returns a string the caller frees.

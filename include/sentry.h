@@ -65,7 +65,7 @@ struct sentry_event {
 /* A fresh random event id. */
 void sentry_event_id(char out[33]);
 
-/* The event's JSON payload (see README "Sentry" for the exact fields). */
+/* The event's JSON payload (see docs/notifications.md, "Sentry", for the exact fields). */
 bool sentry_event_json(const struct sentry_event *ev, char *out, size_t size);
 
 /* The whole envelope: header line {"event_id","dsn","sent_at"}, item

@@ -1,7 +1,7 @@
 /*
  * main.c - command line: options, loading the configuration, and
  * dispatching to the daemon or an operator command. Exit codes are the
- * contract documented in rateguard.h, README.md and rateguard(8).
+ * contract documented in rateguard.h and rateguard(8).
  */
 #include "commands.h"
 #include "config.h"

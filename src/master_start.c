@@ -127,7 +127,7 @@ void master_start(struct master *m)
     if (!privileges_resolve(cfg->user, cfg->group, &uid, &gid))
         log_fatal(RG_EXIT_NO_USER, "cannot start: user or group missing");
     /* The unix socket's group: Postfix's, when the daemon has an account
-     * of its own (README, Security). */
+     * of its own (docs/security.md). */
     gid_t socket_gid = gid;
     if (cfg->socket_group[0] && !privileges_resolve(cfg->user, cfg->socket_group, &uid, &socket_gid))
         log_fatal(RG_EXIT_NO_USER, "cannot start: socket_group missing");

@@ -76,7 +76,7 @@ my @sorted = sort { $a <=> $b } @latency;
 my $median = ($sorted[9] + $sorted[10]) / 2;
 diag(sprintf('legitimate requests during the attack: median %.1f ms, slowest %.1f ms (of 20)',
              $median * 1000, $sorted[-1] * 1000));
-# The figure itself belongs in the README and `make bench`; this bound
+# The figure itself belongs in docs/operation.md and `make bench`; this bound
 # catches a pool that leaves the attack connections their 10 s read_timeout
 # or 600 s idle_timeout (a legitimate request would then wait that long), so
 # it is half the read_timeout, far above the measured median (a few ms).

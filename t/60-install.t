@@ -128,7 +128,7 @@ SKIP: {
     is(($? >> 8) . " $msg", '0 ', 'systemd-analyze verify accepts the units without a warning: exit 0, no output');
 }
 
-# The unit's exposure score as systemd rates it (README, *Hardening*).
+# The unit's exposure score as systemd rates it (docs/security.md, *Hardening*).
 SKIP: {
     skip 'systemd-analyze is not installed', 2 unless -x '/usr/bin/systemd-analyze';
     my $unit = test_dir() . '/verify/lib/systemd/system/rateguard.service';

@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # 63-package.t - the Debian package, as an administrator meets it (root
 # only): `make deb` builds it, lintian finds no error and only the warning
-# the README explains; `apt-get install ./rateguard_*.deb` installs it without
+# docs/install.md explains; `apt-get install ./rateguard_*.deb` installs it without
 # a database and without starting anything; `rateguard -t`; the configuration
 # edited for the suite's private MariaDB, `rateguard migrate`, the SysV
 # script starts it (systemd is not PID 1 here) and it answers; an upgrade to
@@ -114,7 +114,7 @@ my ($rc, $out);
 ($rc, $out) = run("lintian $tree/../rateguard_${version}_amd64.changes");
 my @tags = sort grep { /^[EW]: / } split /\n/, $out;
 is_deeply(\@tags, ['W: rateguard: non-standard-file-perm 0640 != 0644 [etc/rateguard/rateguard.conf]'],
-          'lintian: no error, only the warning the README explains') or diag $out;
+          'lintian: no error, only the warning docs/install.md explains') or diag $out;
 
 # --- install -----------------------------------------------------------
 ($rc, $out) = apt("install $deb");

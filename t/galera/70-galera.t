@@ -158,10 +158,10 @@ for my $rate (100, 500) {
     diag("B: quota 50, 300 messages round-robin through 3 hosts at $rate/s: $accepted accepted, $blocked blocked");
     is($accepted + $blocked, 300, "B at $rate/s: every request answered");
     cmp_ok($accepted, '>=', 50, "B at $rate/s: the quota itself was granted");
-    # The bound (README, "One quota across the hosts"): accepted - quota <=
+    # The bound (docs/several-hosts.md, "One quota across the hosts"): accepted - quota <=
     # (H - 1) / H x R x L, L the time from one host's commit to the others'
     # read-back (a write round, the replication, a round of the others).
-    # The README measured L at 30-160 ms; 250 ms is allowed here (a loaded
+    # docs/several-hosts.md measured L at 30-160 ms; 250 ms is allowed here (a loaded
     # machine). It must stay below what three hosts sharing nothing would
     # accept (3 x 50), or the check could not fail.
     my $L = 0.25;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * admission.h - whether an accepted connection is served: the client must
  * be inside allowed_clients, a peer on this host must belong to an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * cache.h - the shared-memory hash table of sender counters: fixed-size
  * slots addressed by index (no allocator in shared memory), chained

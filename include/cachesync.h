@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * cachesync.h - keeping the shared cache and the database in agreement:
  * the start-up preload, the writer's refresh of rows (after each commit,

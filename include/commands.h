@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * commands.h - the operator commands behind `rateguard COMMAND`, each
  * returning a documented exit code (rateguard.h). The daemon itself

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * config.h - rateguard.conf: the one place that knows every parameter's
  * name, type, default and bounds (the table in config.c), parsing with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * connlog.h - the shared, rate-limited log of connection problems
  * (refusals, timeouts, malformed input): one line per kind a minute

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * db.h - opening a MariaDB/MySQL connection from the [database] section
  * and running plain statements. Only the writer, the preloader and the

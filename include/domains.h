@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * domains.h - the per-domain defaults of table domain_quotas, held in
  * shared memory, and the resolution of a sender's limits: its own row's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * engine.h - what happens to one well-formed policy request: which
  * requests count, the quota decision against the shared cache, the

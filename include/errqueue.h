@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * errqueue.h - the daemon's own errors on their way to Sentry: a small
  * ring of pending events in an anonymous shared mapping (made by the

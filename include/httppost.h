@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * httppost.h - one HTTP POST as rateguard sends them (webhooks, Sentry
  * events): http or https only, no redirects, a bound on the whole call,

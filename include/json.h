@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * json.h - writing JSON strings with full escaping (quotes, backslashes,
  * control characters, the C1 range too, which terminals obey; bytes that

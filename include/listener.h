@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * listener.h - opening the configured listening sockets (TCP over IPv4 and
  * IPv6, unix sockets with their mode and owner). Done by the master before

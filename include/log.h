@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * log.h - the severity ladder and its sinks (syslog, an optional file,
  * the console). Levels: info and notice (normal events), warning (a peer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * master.h - the master process: start-up (config, pidfile, listeners,
  * privilege drop), the worker pool, and the signal-driven main loop

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * master_int.h - what the master's files share, and nobody else: struct
  * master (the running daemon's state) and each file's entry points.

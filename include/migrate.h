@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * migrate.h - schema migrations. The numbered files in sql/ are compiled
  * into the binary (src/gen-migrations.sh); `rateguard migrate` applies

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * netaddr.h - pure parsing of the address forms the configuration uses:
  * listen endpoints ("127.0.0.1:10033", "[::1]:10033", "unix:/path") and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * notifier.h - the notifier process: sends the webhook notifications that
  * workers queue (state_dir/<instance>.webhook, a file like the write-back

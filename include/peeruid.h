@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * peeruid.h - who owns the other end of a TCP connection made on this
  * host: one exact NETLINK_SOCK_DIAG lookup of the peer's socket by its

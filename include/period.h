@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * period.h - calendar arithmetic for quota.reset_schedule (pure: the time
  * is passed in). Boundaries are in local time, as the Perl ancestor had

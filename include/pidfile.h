@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * pidfile.h - the pidfile, locked with flock() for as long as the daemon
  * runs: a lock held means "running"; a pidfile without a lock is stale

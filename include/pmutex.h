@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * pmutex.h - the mutexes of the shared segment: process-shared and robust,
  * so that a process killed while holding one never wedges the others.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * policy.h - the Postfix policy delegation protocol, pure: an incremental
  * scanner that finds the end of one request in a byte buffer and enforces

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * privileges.h - resolving the configured user and group and dropping root
  * for good (setgroups, setgid, setuid, then proving root cannot come back).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * quota.h - the quota rules, pure (PolicydRateGuard compatible): count
  * first, then block when msg_counter > quota or rcpt_counter > quota.

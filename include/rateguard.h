@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * rateguard.h - project-wide constants: version and the exit codes that
  * form rateguard's contract with init scripts and administrators.

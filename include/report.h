@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * report.h - the e-mail report of the senders blocked in the period that
  * ends (policyd-rate-limit's `report`): who, quota, messages, recipients,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * safedir.h - the directories the master makes as root (run, state and
  * socket directories), walked from "/" one component at a time through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * scoreboard.h - one slot per possible worker in shared memory (as Apache
  * prefork): the master reads it to keep workers.min_spare..max_spare idle

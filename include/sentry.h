@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * sentry.h - what a Sentry event consists of, pure: the DSN parsed and
  * checked (scheme, public key, host, optional port and path, numeric

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * sentrysend.h - the notifier's side of Sentry: take the pending events
  * from errqueue.c and POST each as an envelope (sentry.h) to the DSN's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * shm.h - the shared-memory segment every rateguard process maps: a header
  * (magic, version, sizes, offsets, statistics) followed by the worker

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * smtp.h - handing one message to an SMTP server with libcurl: plain SMTP
  * or STARTTLS (then required: no fallback to clear text), optional AUTH,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * snapshot.h - the counter snapshot: the cache's senders (counters as
  * committed to the database, totals, quotas, lock, last reset, notified

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * spool.h - the spool file (state_dir/rateguard-<instance>.spool): records
  * moved out of a queue more than half full while the database is away,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * status.h - the status dump: on SIGUSR1 the master writes the cache
  * table and the daemon's counters to state_dir/<instance>.status.txt,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * stress.h - the worker pool's stress mode, after Postfix's (STRESS_README):
  * when no worker is idle, none can be added and connections wait in the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * util.h - small helpers every module uses: allocation that never returns
  * NULL (it aborts with a message instead), bounded string copies and

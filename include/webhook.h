@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * webhook.h - what a webhook call consists of, pure: the JSON payload,
  * the URL with its {placeholders} filled in (URL-encoded), the simple

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * windows.h - sliding windows ("100 messages per hour and 1000 per day"),
  * alongside the period counters, as policyd-rate-limit's `limits`. Each

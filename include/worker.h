@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * worker.h - a pre-forked worker: accepts one connection at a time on the
  * inherited listening sockets and answers any number of policy requests

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * wqueue.h - the write-back queue: a byte ring of variable-length records
  * in a file-backed shared mapping (state_dir/rateguard-<instance>.queue),

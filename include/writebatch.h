@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * writebatch.h - a lane's batch: the records of one round for one lane
  * (copies of their headers; the strings stay in the round's arena), and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * writelane.h - the writer's database connections, one per lane, and what
  * each writes of a round in its own transaction. struct lanes owns the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * writer.h - the writer process: the only holder of database connections
  * (one per lane) while the daemon runs. It drains the write-back queue in transactions

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * writeround.h - one round of the writer: the oldest records (the spool
  * first, then the queue) into the lanes' batches, written, the cache

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-3.0-or-later
 -- 001: PolicydRateGuard's tables, so that an existing PolicydRateGuard
 -- database is taken over in place and a new one looks the same.
 -- Every statement is idempotent: on an existing installation it only adds

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-3.0-or-later
 -- 003: what rateguard needs beyond PolicydRateGuard's tables.
 -- reset_at: when the period was last reset; a message counted before it
 -- but written after it (the database was down, the write was in flight)

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-3.0-or-later
 -- 004: limits beyond PolicydRateGuard's single quota, per sender.
 -- msg_quota / rcpt_quota: messages and recipients per period; NULL keeps
 -- `quota` for that count, as PolicydRateGuard does for both.

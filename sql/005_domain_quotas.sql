@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-3.0-or-later
 -- 005: per-domain defaults. A sender without a row of its own starts with
 -- its domain's quota (else quota.default); a sender whose row has no
 -- msg_quota, rcpt_quota or block_action uses its domain's (else quota and

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-3.0-or-later
 -- 006: a quota shared by all senders of a domain (a pool): messages and
 -- recipients per period of the domain's senders together. NULL: no pool.
 ALTER TABLE `domain_quotas`

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-3.0-or-later
 -- 007: whether the sender's webhook notifications of the current period
 -- were sent, so that no restart, crash or second host sends them again.
 -- A bit mask: 1 = the first block (QUOTA_LIMIT_REACHED) was notified,

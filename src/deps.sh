@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-3.0-or-later
 # src/deps.sh PACKAGE... - what `make deps` and `make deps-build` run: as
 # root, installs the Debian packages of the list that are missing; as a
 # normal user, prints the apt-get line to run instead (exit 1).

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-3.0-or-later
 # gen-migrations.sh - embed sql/NNN_name.sql files into a C source so that
 # `rateguard migrate` needs no files at run time. Usage: gen-migrations.sh FILE...
 set -eu

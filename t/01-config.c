@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * 01-config.c - configuration parsing: defaults, every kind of bad value
  * reported with file, line and key, exit codes, cross-checks.

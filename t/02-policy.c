@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * 02-policy.c - the policy protocol scanner and parser: complete, split,
  * pipelined and CRLF requests; every malformed case with its reason; the

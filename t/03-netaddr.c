@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * 03-netaddr.c - listen endpoints and CIDR networks: parsing, formatting,
  * matching (IPv4, IPv6, IPv4-mapped IPv6); which hosts are this machine

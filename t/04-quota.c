@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * 04-quota.c - the quota rules (PolicydRateGuard's vectors), saturation,
  * count_blocked, and when the first-block notification fires.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * 05-cache.c - the shared hash table: keys folded to lower case, one entry
  * per sender, long names hashed, eviction of idle written entries only,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * 06-wqueue.c - the write-back queue file: records come out as they went
  * in, in order, across the wrap-around; a full ring refuses; released

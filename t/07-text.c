@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * 07-text.c - text helpers: UTF-8 validation and sanitising, log-safe
  * copies, JSON escaping, and what root prints of a dump it did not write.

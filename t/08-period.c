@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * 08-period.c - reset boundaries in local time, including the days the
  * clocks change (Europe/Zurich) and the turn of the year; the last

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * 09-webhook.c - the webhook's pure parts against PolicydRateGuard's
  * vectors (reference/facts.md): simple token, JWT, payload, URL expansion

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 10-cli.t - command line: -t, --get-config, --help, --version, exit codes
 # and the messages that go with them.
 use strict;

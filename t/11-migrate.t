@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 11-migrate.t - `rateguard migrate`: a new database gets PolicydRateGuard's
 # tables and the schema version; a second run changes nothing; an existing
 # PolicydRateGuard database (an early version without totals) is upgraded in

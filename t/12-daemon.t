@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 12-daemon.t - the daemon's life cycle and the protocol basics: it starts,
 # answers requests on a persistent connection (also pipelined and split
 # over several writes), closes malformed connections without a reply,

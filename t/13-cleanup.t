@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 13-cleanup.t - `rateguard cleanup` in the database, with PolicydRateGuard's
 # vectors: counters to 0; quota back to quota_reset unless quota_locked;
 # totals and updated_at kept; messages older than midnight N days ago purged.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * 14-sentry.c - the pure parts of Sentry reporting: DSN parsing (good and
  * bad vectors, table-driven), the masked DSN, the envelope URL, the auth

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * 15-child-exit.c - the exit-code protocol between the master and its
  * children (rateguard.h): 0 retired (no back-off, no log), 5 fatal (no

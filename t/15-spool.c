@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * 15-spool.c - the spool file behind struct spool (spool.c): a spill moves
  * the oldest records of a half-full queue there, down to a quarter; a

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 20-quota.t - the quota rules end to end, with PolicydRateGuard's vectors:
 # replies, the ratelimits row, the messages rows, the log lines.
 use strict;

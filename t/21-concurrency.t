@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 21-concurrency.t - PolicydRateGuard's lost counts under concurrency, fixed:
 # 16 connections x 10 messages of one sender with quota 5 give exactly 5
 # accepted and counters of exactly 160; 16 simultaneous first messages of a

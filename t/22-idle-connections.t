@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 22-idle-connections.t - Postfix keeps one persistent policy connection per
 # smtpd process. With 200 connections open and idle, a new connection must
 # be served at once (the pool keeps spare workers ahead of demand), and the

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 23-worker-kill.t - a worker killed with SIGKILL while it holds a sender's
 # cache lock (held on purpose by the test-hooks build) does not wedge the
 # table: the next requests of that sender are answered, the master replaces

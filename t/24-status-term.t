@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 24-status-term.t - `rateguard status` (text and --json) shows the senders
 # just used with their counters and the daemon's figures; TERM while the
 # database is blocked still writes every queued record before exiting.

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 25-reload.t - HUP re-reads the configuration: new settings reach new
 # connections, the cache and its counters are kept (proved with the
 # database down across the HUP: nothing could be re-read); a broken file is

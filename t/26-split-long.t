@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 26-split-long.t - PolicydRateGuard's quota bypass, fixed: it read one
 # 2048-byte chunk, so a request split over two writes, or one whose long
 # helo_name and sender pushed sasl_username past 2048 bytes, was answered

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 27-process.t - the process model: privileges dropped (when started as
 # root), one database connection however many workers, unix and IPv6
 # listeners, allowed_clients, idle timeout, max_requests, log reopening on

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 28-hostile.t - hostile input and clients: a corpus of malformed requests,
 # each with its documented outcome while the daemon keeps serving others;
 # an IPv6-only allow-list; the warning about a world-readable configuration

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 29-slowloris.t - hostile clients against the worker pool. 300 connections
 # that send one byte and stall must not starve the legitimate client
 # (workers.max_per_client caps what one address can hold; read_timeout

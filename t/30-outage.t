@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 30-outage.t - 300 requests across a database outage: the server is
 # stopped mid-run and started again 5 s later. Decisions continue from the
 # cache (the quota is reached during the outage: blocks there, not the

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 31-crash.t - the whole daemon (master, workers, writer) killed with
 # SIGKILL: a restarted rateguard writes everything the killed one had
 # answered for, exactly once, and counts it in its cache. A queue file of

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 32-reset-refresh.t - the period reset and operator edits reach a running
 # daemon: `rateguard cleanup` unblocks a blocked sender at once (totals and
 # locked quotas kept, old messages purged, and records still queued from

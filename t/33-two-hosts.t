@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 33-two-hosts.t - two rateguard instances (think: two mail servers) on one
 # database enforce one quota per sender: each writes increments and reads
 # the row back after writing, so one instance learns the other's counts

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 34-refused.t - a record the database refuses for good (here: a msgid too
 # long for a column an administrator narrowed) must not block the queue:
 # the batch is retried record by record, the refused record is tried once

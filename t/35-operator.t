@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 35-operator.t - the operator commands on one sender (show, reset,
 # set-quota), each coherent with the running daemon's cache: the next
 # request is decided on the new values; and `status --prometheus`.

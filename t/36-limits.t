@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 36-limits.t - the limits beyond PolicydRateGuard's single quota:
 # exemptions (SASL user, domain of the user name, client network, IPv4 and
 # IPv6) answered without counting; the per-message recipient cap; the

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 36-windows.t - sliding windows (quota.windows) alongside the period
 # quota: a short window blocks a burst and lets the sender go again once
 # it has slid past; a longer one holds the total; blocked messages count

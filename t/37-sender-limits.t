@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 37-sender-limits.t - a sender's own limits (migration 004): separate
 # message and recipient quotas (NULL keeps the one quota of
 # PolicydRateGuard for both) and the Postfix action used when it is

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 38-unauthenticated.t - limits for clients that do not authenticate,
 # counted by client address inside unauthenticated.networks (IPv6 by
 # prefix, /64 by default) as policyd-rate-limit does; each counter is a

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 39-domains.t - per-domain defaults (table domain_quotas, migration 005):
 # a new sender starts with its domain's quota; a sender whose row has no
 # msg_quota, rcpt_quota or block_action uses its domain's; a sender's own

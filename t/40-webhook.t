@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 40-webhook.t - the webhook against a real HTTP receiver: one call on the
 # first block, payload and simple token exactly right, placeholders
 # URL-encoded; JWT mode checked by signature and claims; a slow receiver

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 41-writer-lanes.t - the writer's two lanes (database connections), each
 # writing its share of the senders in its own transaction with its own
 # progress row (while the workers answer, a round goes in one transaction

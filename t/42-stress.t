@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 42-stress.t - the worker pool under overload with the shipped defaults
 # (workers.max = 256, max_per_client = 0): stress mode (stress.c,
 # worker.c). 300 connections from one address that send one byte and

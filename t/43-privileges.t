@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 43-privileges.t - root never trusts what the daemon's user owns (as root:
 # the daemon runs as nobody, the attacker is a process of nobody).
 #   - a pidfile swapped for a symbolic link to a root file: the file is

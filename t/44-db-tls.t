@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 44-db-tls.t - TLS to the database (database { tls tls_ca tls_cert tls_key
 # tls_verify_server }) against the suite's private MariaDB, which serves
 # TLS with a test CA made by t/mariadb-server with openssl. A user that the

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 45-untrusted-input.t - request fields are data, whatever bytes they
 # hold: control characters reach no log line or terminal (escaped as \xNN,
 # one helper for all), a recipient_count beyond belief is answered on_error

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 46-notified-once.t - the quota-reached webhook is sent once per sender and
 # period, whatever happens to the daemon: a graceful restart, a SIGKILL of
 # every process, a second host on the same database. A period reset

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 47-snapshot.t - the counter snapshot: a sender blocked, the database
 # stopped, the whole daemon SIGKILLed and started while the database is
 # still down: the cache comes from the snapshot, so the sender stays

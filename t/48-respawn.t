@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 48-respawn.t - respawning a helper that died: 1, 2, 4 ... 30 s apart
 # while deaths follow each other (a crash loop must not fork-loop), and
 # from 1 s again once a helper had lived 10 s (the soak found the delay

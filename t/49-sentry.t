@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 49-sentry.t - the daemon's own errors reach Sentry through the envelope
 # endpoint of a real HTTP receiver: bad DSNs refused at -t naming the key;
 # a refused record and workers killed by SIGKILL and SIGSEGV give exactly

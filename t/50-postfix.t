@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 50-postfix.t - end to end with a real Postfix: a private instance with
 # SASL, rateguard in smtpd_data_restrictions via check_policy_service, swaks
 # authenticating as a user with quota 3. Messages 1-3 get 250, the 4th

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 51-report.t - the report of the senders blocked in a period, delivered
 # by a real Postfix: `rateguard cleanup` sends it before its reset (read
 # back from the mailbox: headers and body lines, the webhook column from

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 52-write-rounds.t - under a steady load the writer gathers records for a
 # round until the oldest is 10 ms old (or a full batch waits), and while
 # the workers answer a round is one transaction for both lanes, so that the

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 60-install.t - deployment: `make install` with DESTDIR puts every file in
 # place, where Debian and Postfix keep them (configuration, SysV script and
 # logrotate under /etc, units in /lib/systemd/system, whatever PREFIX is),

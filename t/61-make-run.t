@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 61-make-run.t - `make run` stops cleanly on a signal: TERM or INT to
 # make's own pid (a supervisor's stop, `kill PID`), INT to its process group
 # (Ctrl-C), as well as TERM to t/run-dev itself. Each time

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 63-package.t - the Debian package, as an administrator meets it (root
 # only): `make deb` builds it, lintian finds no error and only the warning
 # docs/install.md explains; `apt-get install ./rateguard_*.deb` installs it without

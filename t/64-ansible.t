@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 64-ansible.t - the Ansible role (contrib/ansible/roles/rateguard) with
 # Debian's ansible-core against this machine (--connection=local, as root):
 # it installs the package built by `make deb`, creates a database on the

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 65-local-users.t - only the accounts in allowed_users may talk to
 # rateguard over TCP from this host (issue 25). As root: the daemon runs as
 # nobody, and user daemon plays the unprivileged local user.

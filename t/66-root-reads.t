@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 66-root-reads.t - root reads nothing raw from the daemon's user (issue
 # 25), each attack done as the security review did it:
 #   a. a process of the daemon's user holds the pidfile and answers root's

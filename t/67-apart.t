@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 67-apart.t - rateguard and Postfix kept apart (issue 25), as root:
 #   - every process of the daemon is non-dumpable, whoever starts it: root
 #     (the drop), or its own user directly, as the systemd unit does: a

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 68-admin-path.t - the administrator's path from the package (issue 26):
 # the installation checklist of debian/README.Debian (the README's, word
 # for word: t/69-docs.t), followed on a SysV host, its commands taken from

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 69-docs.t - the manual agrees with the tree (any user, no daemon):
 #   - the installation checklist is the same text in the README and in the
 #     package's README.Debian (t/68-admin-path.t follows it);

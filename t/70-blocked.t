@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 66-blocked.t - "who is blocked right now?" (issue 26): `rateguard
 # blocked` lists exactly the senders whose next message would be refused,
 # with the reason and since when, and `status` shows a sender at exactly

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 71-log-nowhere.t - logs that land somewhere (issue 26): a daemon started
 # where nothing would read its log (syslog off, or its socket /dev/log not
 # answering, and no log file) says so once on stderr, while someone can

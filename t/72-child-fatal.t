@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 72-child-fatal.t - the child exit-code protocol (issue 28, rateguard.h):
 # a child that exits 5 (RG_CHILD_FATAL: its configuration or environment
 # is unusable, a new one would fail alike) is not replaced: the master

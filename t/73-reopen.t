@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 73-reopen.t - `rateguard reopen-logs` (SIGUSR2, logrotate's postrotate)
 # reaches every process: after the log file is moved away, the master, a
 # worker, the writer and the notifier each write their next line to the

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 74-manual.t - the manual holds together (any user, no daemon):
 #   - every relative link in README.md and docs/*.md names a file that
 #     exists and, with a #fragment into a Markdown file, a heading of it

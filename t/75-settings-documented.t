@@ -1,9 +1,10 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 75-settings-documented.t - every setting the binary knows is documented,
 # with the default the binary has (any user, no daemon, no database).
 #
 # The list comes from the binary itself (`rateguard --list-config`: one
-# "name<TAB>default" line per row of params[] in src/config.c), not from
+# "name<TAB>default" line per row of params[] in src/global/config.c), not from
 # the documentation, so a setting added to the table and to nothing else
 # fails here. For each one:
 #   - rateguard.conf shows it commented, in its section, as

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 76-log-symlink.t - a symbolic link planted at the log path by the
 # daemon's user (as root: the daemon runs as nobody, the log directory is
 # nobody's) is refused at start: root does not append to the file it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * tap.h - a tiny Test Anything Protocol producer for the C unit tests
  * (in the spirit of c-tap-harness). Header-only: each t/NN-name.c is one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * bench.c - rateguard-bench: the load generator and the bare reference
  * server used by `make bench`.

@@ -1,7 +1,8 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * fuzz_check.h - what the json and webhook fuzz targets use to judge
  * rateguard's JSON: a strict UTF-8 check and a small JSON reader, written
- * apart from src/util.c and src/json.c so that the code under test is
+ * apart from src/lib/util.c and src/lib/json.c so that the code under test is
  * checked against a second opinion, not against itself. A violation
  * aborts, which libFuzzer reports as a crash with the input that caused it.
  */

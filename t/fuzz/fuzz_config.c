@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * fuzz_config.c - libFuzzer target for the configuration reader: any text
  * either loads or is refused with a message and an exit code, never more.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * fuzz_json.c - libFuzzer target for JSON string escaping (json.c), which
  * carries senders, addresses and host names from Postfix into the webhook

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * fuzz_netaddr.c - libFuzzer target for the address forms of the
  * configuration (netaddr.c): the input, as one string, goes to the CIDR

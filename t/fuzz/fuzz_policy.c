@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * fuzz_policy.c - libFuzzer target for the policy protocol: the input is
  * fed to the scanner in random-sized reads, as a worker would see it, and

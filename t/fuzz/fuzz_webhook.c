@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * fuzz_webhook.c - libFuzzer target for the webhook's pure parts
  * (webhook.c): the URL template expansion, the JSON payload, the simple

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * fuzz_wqueue.c - libFuzzer target for the write-back records read from
  * disk (wqueue.c): the spool file, decoded record by record at start and

@@ -1,4 +1,5 @@
 #!/usr/bin/perl
+# SPDX-License-Identifier: GPL-3.0-or-later
 # 70-galera.t - three rateguards, each writing through its own node of a
 # real 3-node MariaDB Galera cluster (t/galera-cluster), senders shared
 # between the hosts (run by `make test-galera`):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # PrivatePostfix.pm - a private Postfix instance for the end-to-end test:
 # its own config, queue and data directories under a temporary folder,
 # smtpd on 127.0.0.1:<port> with Cyrus SASL (a sasldb file of its own), no

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # RG.pm - helpers for rateguard's integration tests: a fresh database on
 # the private MariaDB (started by t/run-suite), config files, starting and
 # stopping the real daemon, speaking the policy protocol.

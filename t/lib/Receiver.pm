@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Receiver.pm - a real HTTP receiver for the webhook tests: a forked
 # server on 127.0.0.1 that records every request (method, target, headers,
 # body) as a JSON line and answers with the statuses it is told, after an

@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/*
+ * status.c - formats the status dump. The cache is copied entry by entry
+ * under each stripe lock, then sorted and written with no lock held.
+ */
+#include "status.h"
+#include "errqueue.h"
+#include "cache.h"
+#include "config.h"
+#include "json.h"
+#include "log.h"
+#include "quota.h"
+#include "rateguard.h"
+#include "shm.h"
+#include "snapshot.h"
+#include "util.h"
+#include "windows.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A sender as copied under its lock, with its sliding windows' counts. */
+struct sender_copy {
+    struct cache_entry e;
+    uint32_t windows[WINDOWS_MAX];
+};
+
+struct snapshot {
+    struct sender_copy *rows;
+    size_t count, size;
+    struct cache *cache;
+    const struct rg_config *cfg;
+    size_t n_windows;
+    int64_t now_us;
+};
+
+static void collect(struct cache_entry *e, bool created, void *arg)
+{
+    struct snapshot *s = arg;
+    (void)created;
+    if (s->count == s->size) {
+        s->size = s->size ? s->size * 2 : 256;
+        s->rows = xrealloc(s->rows, s->size * sizeof(*s->rows));
+    }
+    struct sender_copy *c = &s->rows[s->count++];
+    c->e = *e;
+    struct window_counts *w = s->n_windows ? cache_extra(s->cache, e) : NULL;
+    for (size_t i = 0; i < s->n_windows; i++)
+        c->windows[i] = window_count(&w[i], &s->cfg->window_specs[i], s->now_us);
+}
+
+static int by_key(const void *a, const void *b)
+{
+    return strcmp(((const struct sender_copy *)a)->e.key, ((const struct sender_copy *)b)->e.key);
+}
+
+static struct limits limits_of(struct shm *shm, const struct cache_entry *e)
+{
+    struct domain_default dom;
+    return limits_resolve(e, domains_lookup(&shm->domains, e->key, &dom) ? &dom : NULL);
+}
+
+/* A message was refused in this period: the counters passed a limit. */
+static bool is_blocked(struct shm *shm, const struct cache_entry *e)
+{
+    struct limits l = limits_of(shm, e);
+    return e->msg_counter > l.msg || e->rcpt_counter > l.rcpt;
+}
+
+/* Why the sender's next message (one recipient) would be refused, or NULL:
+ * "locked" (quota 0 kept across resets: an operator's lock), "quota", or
+ * "window" (one of quota.windows is full). A domain pool that is full is
+ * not seen here: it is decided against the pool's own entry. */
+static const char *refusal_reason(struct shm *shm, const struct rg_config *cfg, const struct sender_copy *c,
+                                  size_t n_windows)
+{
+    const struct cache_entry *e = &c->e;
+    struct limits l = limits_of(shm, e);
+    if (quota_next_refused(l.msg, l.rcpt, e->msg_counter, e->rcpt_counter))
+        return e->locked && l.msg == 0 ? "locked" : "quota";
+    for (size_t i = 0; i < n_windows; i++)
+        if (quota_sat_add(c->windows[i], 1) > cfg->window_specs[i].limit)
+            return "window";
+    return NULL;
+}
+
+/* The status column: "ok", "full" (the next message is refused, none was
+ * yet), "BLOCKED" (messages were refused in this period). */
+static const char *state_of(struct shm *shm, const struct rg_config *cfg, const struct sender_copy *c,
+                            size_t n_windows)
+{
+    return is_blocked(shm, &c->e) ? "BLOCKED" : refusal_reason(shm, cfg, c, n_windows) ? "full" : "ok";
+}
+
+struct pool_counts {
+    unsigned busy, idle, running;
+};
+
+static struct pool_counts count_workers(struct shm *shm)
+{
+    struct pool_counts p = {0, 0, 0};
+    for (uint32_t i = 0; i < shm->scoreboard.sh->slots; i++) {
+        uint8_t st = __atomic_load_n(&shm->scoreboard.slot[i].state, __ATOMIC_RELAXED);
+        if (st == SLOT_BUSY)
+            p.busy++;
+        else if (st == SLOT_IDLE || st == SLOT_STARTING)
+            p.idle++;
+        if (st != SLOT_FREE)
+            p.running++;
+    }
+    return p;
+}
+
+/* The request figures, named as both dumps show them. */
+static const struct {
+    const char *name;
+    size_t offset;
+} request_stats[] = {
+    {"served", offsetof(struct shm_stats, requests)}, {"counted", offsetof(struct shm_stats, counted)},
+    {"accepted", offsetof(struct shm_stats, accepted)}, {"blocked", offsetof(struct shm_stats, blocked)},
+    {"would_block", offsetof(struct shm_stats, would_block)}, {"exempt", offsetof(struct shm_stats, exempt)},
+    {"warnings", offsetof(struct shm_stats, warnings)},
+    {"errors", offsetof(struct shm_stats, errors)}, {"malformed", offsetof(struct shm_stats, malformed)},
+    {"refused", offsetof(struct shm_stats, refused)},
+    {"over_client_limit", offsetof(struct shm_stats, over_client_limit)},
+    {"refused_user", offsetof(struct shm_stats, refused_user)},
+};
+
+static unsigned long long request_stat(struct shm *shm, size_t i)
+{
+    const uint64_t *v = (const uint64_t *)((const char *)&shm->hdr->stats + request_stats[i].offset);
+    return (unsigned long long)__atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
+#define N_REQUEST_STATS (sizeof(request_stats) / sizeof(request_stats[0]))
+
+/* Stress mode (stress.c): whether it is on, and what it has done since start. */
+static void write_stress_text(FILE *f, struct shm *shm)
+{
+    int64_t since = shm->hdr->stress_since;
+    if (__atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) && since)
+        fprintf(f, "stress: ON for %ld s", (long)(time(NULL) - since));
+    else
+        fputs("stress: off", f);
+    fprintf(f, "; %llu episode(s), %llu idle connection(s) closed, %llu timed out\n",
+            (unsigned long long)STAT_GET(shm, stress_episodes), (unsigned long long)STAT_GET(shm, stress_idle_closed),
+            (unsigned long long)STAT_GET(shm, stress_timeouts));
+}
+
+static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                       struct pool_counts p, time_t started)
+{
+    fprintf(f, "rateguard %s, pid %ld, up %ld s\n", RATEGUARD_VERSION, (long)getpid(),
+            (long)(time(NULL) - started));
+    fprintf(f, "%-40s %10s %10s %10s %10s %10s %-8s %s\n", "sender", "quota", "messages", "recipients",
+            "msg_total", "rcpt_total", "state", "unwritten");
+    for (size_t i = 0; i < s->count; i++) {
+        const struct cache_entry *e = &s->rows[i].e;
+        char key[4 * CACHE_KEY_SIZE];
+        text_escape(key, sizeof(key), e->key, CACHE_KEY_SIZE);     /* the terminal obeys no sender */
+        fprintf(f, "%-40s %10u %10u %10u %10u %10u %-8s %u/%u\n", key, e->quota, e->msg_counter,
+                e->rcpt_counter, e->msg_total, e->rcpt_total, state_of(shm, cfg, &s->rows[i], s->n_windows),
+                e->unwritten_msg, e->unwritten_rcpt);
+    }
+    fprintf(f, "workers: %u busy, %u idle, %u running (min %ld, max %ld)\n", p.busy, p.idle, p.running,
+            cfg->workers.min, cfg->workers.max);
+    fputs("requests:", f);
+    for (size_t i = 0; i < N_REQUEST_STATS; i++)
+        fprintf(f, "%s %llu %s", i ? "," : "", request_stat(shm, i), request_stats[i].name);
+    fputc('\n', f);
+    fprintf(f, "database: %llu writes pending, %llu written, %llu failed transactions, %llu conflicts retried\n",
+            (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
+            (unsigned long long)STAT_GET(shm, db_errors), (unsigned long long)STAT_GET(shm, db_conflicts));
+    fprintf(f, "cache: %u of %u entries used\n", cache_used(&shm->cache), shm->cache.sh->capacity);
+    snapshot_status_text(f, shm);
+    struct errqueue_stats es;
+    if (cfg->sentry_dsn.key[0] && errqueue_stats(&es))
+        fprintf(f, "sentry: %llu event(s) queued, %llu sent, %llu failed, %llu repeat(s) suppressed, "
+                "%llu dropped (queue full)\n", (unsigned long long)es.queued, (unsigned long long)es.sent,
+                (unsigned long long)es.failed, (unsigned long long)es.suppressed, (unsigned long long)es.dropped);
+    write_stress_text(f, shm);
+}
+
+static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                       struct pool_counts p, time_t started)
+{
+    fprintf(f, "{\"version\":\"%s\",\"pid\":%ld,\"uptime\":%ld,\"senders\":[", RATEGUARD_VERSION,
+            (long)getpid(), (long)(time(NULL) - started));
+    for (size_t i = 0; i < s->count; i++) {
+        const struct cache_entry *e = &s->rows[i].e;
+        fprintf(f, "%s{\"sender\":", i ? "," : "");
+        json_write_string(f, e->key);
+        fprintf(f, ",\"quota\":%u,\"quota_reset\":%u,\"quota_locked\":%s,\"msg_counter\":%u,"
+                   "\"rcpt_counter\":%u,\"msg_total\":%u,\"rcpt_total\":%u,\"blocked\":%s,"
+                   "\"unwritten_msg\":%u,\"unwritten_rcpt\":%u,\"next_refused\":%s",
+                e->quota, e->quota_reset, e->locked ? "true" : "false", e->msg_counter, e->rcpt_counter,
+                e->msg_total, e->rcpt_total, is_blocked(shm, e) ? "true" : "false", e->unwritten_msg,
+                e->unwritten_rcpt, refusal_reason(shm, cfg, &s->rows[i], s->n_windows) ? "true" : "false");
+        /* The limits of migration 004, after PolicydRateGuard's fields. */
+        if (e->quota_own & QUOTA_OWN_MSG)
+            fprintf(f, ",\"msg_quota\":%u", e->msg_quota);
+        if (e->quota_own & QUOTA_OWN_RCPT)
+            fprintf(f, ",\"rcpt_quota\":%u", e->rcpt_quota);
+        if (e->block_action != BLOCK_ACTION_DEFAULT)
+            fprintf(f, ",\"block_action\":%u", e->block_action);
+        for (size_t w = 0; w < s->n_windows; w++)
+            fprintf(f, "%s%u%s", w ? "," : ",\"windows\":[", s->rows[i].windows[w], w + 1 == s->n_windows ? "]" : "");
+        fputc('}', f);
+    }
+    fprintf(f, "],\"workers\":{\"busy\":%u,\"idle\":%u,\"running\":%u,\"min\":%ld,\"max\":%ld},", p.busy,
+            p.idle, p.running, cfg->workers.min, cfg->workers.max);
+    fputs("\"requests\":{", f);
+    for (size_t i = 0; i < N_REQUEST_STATS; i++)
+        fprintf(f, "%s\"%s\":%llu", i ? "," : "", request_stats[i].name, request_stat(shm, i));
+    fputs("},", f);
+    fprintf(f, "\"database\":{\"pending\":%llu,\"written\":%llu,\"failed_transactions\":%llu,\"conflicts\":%llu},",
+            (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
+            (unsigned long long)STAT_GET(shm, db_errors), (unsigned long long)STAT_GET(shm, db_conflicts));
+    fprintf(f, "\"stress\":{\"active\":%s,\"episodes\":%llu,\"idle_closed\":%llu,\"timeouts\":%llu},",
+            __atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) ? "true" : "false",
+            (unsigned long long)STAT_GET(shm, stress_episodes), (unsigned long long)STAT_GET(shm, stress_idle_closed),
+            (unsigned long long)STAT_GET(shm, stress_timeouts));
+    fprintf(f, "\"cache\":{\"used\":%u,\"entries\":%u}", cache_used(&shm->cache), shm->cache.sh->capacity);
+    snapshot_status_json(f, shm);
+    fprintf(f, ",\"writer_pid\":%ld}\n", (long)shm->hdr->writer_pid);
+}
+
+/* Prometheus text format (for node_exporter's textfile collector):
+ * figures only, no per-sender series (their number is unbounded). */
+static void write_prometheus(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                             struct pool_counts p, time_t started)
+{
+    (void)cfg;
+    (void)s;
+    int64_t oldest = wqueue_oldest_us(&shm->queue);
+    int64_t lag_us = oldest ? clock_realtime_us() - oldest : 0;
+
+    fputs("# HELP rateguard_requests_total Policy requests and connections by outcome.\n"
+          "# TYPE rateguard_requests_total counter\n", f);
+    for (size_t i = 0; i < N_REQUEST_STATS; i++)
+        fprintf(f, "rateguard_requests_total{result=\"%s\"} %llu\n", request_stats[i].name, request_stat(shm, i));
+    fprintf(f, "# HELP rateguard_db_written_total Records committed to the database.\n"
+               "# TYPE rateguard_db_written_total counter\n"
+               "rateguard_db_written_total %llu\n"
+               "# HELP rateguard_db_failed_transactions_total Writer transactions rolled back.\n"
+               "# TYPE rateguard_db_failed_transactions_total counter\n"
+               "rateguard_db_failed_transactions_total %llu\n"
+               "# HELP rateguard_db_conflicts_total Write rounds retried after a deadlock or Galera certification conflict.\n"
+               "# TYPE rateguard_db_conflicts_total counter\n"
+               "rateguard_db_conflicts_total %llu\n"
+               "# HELP rateguard_queue_depth Records waiting to be written to the database.\n"
+               "# TYPE rateguard_queue_depth gauge\n"
+               "rateguard_queue_depth %llu\n"
+               "# HELP rateguard_db_write_lag_seconds Age of the oldest record waiting in the queue.\n"
+               "# TYPE rateguard_db_write_lag_seconds gauge\n"
+               "rateguard_db_write_lag_seconds %.3f\n",
+            (unsigned long long)STAT_GET(shm, db_written), (unsigned long long)STAT_GET(shm, db_errors),
+            (unsigned long long)STAT_GET(shm, db_conflicts), (unsigned long long)wqueue_depth(&shm->queue),
+            lag_us > 0 ? (double)lag_us / 1e6 : 0.0);
+    static const char *const kinds[DB_KINDS] = {"lock_read", "read_back", "create", "upsert", "messages",
+                                                 "progress", "commit", "one_by_one"};
+    fputs("# HELP rateguard_db_statements_total Writer statements executed, by kind.\n"
+          "# TYPE rateguard_db_statements_total counter\n", f);
+    for (int k = 0; k < DB_KINDS; k++)
+        fprintf(f, "rateguard_db_statements_total{kind=\"%s\"} %llu\n", kinds[k],
+                (unsigned long long)STAT_GET(shm, db_statements[k]));
+    fputs("# HELP rateguard_db_statement_seconds_total Time the writer waited for its statements, by kind.\n"
+          "# TYPE rateguard_db_statement_seconds_total counter\n", f);
+    for (int k = 0; k < DB_KINDS; k++)
+        fprintf(f, "rateguard_db_statement_seconds_total{kind=\"%s\"} %.6f\n", kinds[k],
+                (double)STAT_GET(shm, db_statement_us[k]) / 1e6);
+    fprintf(f, "# HELP rateguard_workers Worker processes by state.\n"
+               "# TYPE rateguard_workers gauge\n"
+               "rateguard_workers{state=\"busy\"} %u\n"
+               "rateguard_workers{state=\"idle\"} %u\n"
+               "# HELP rateguard_cache_entries Sender cache entries in use and available.\n"
+               "# TYPE rateguard_cache_entries gauge\n"
+               "rateguard_cache_entries{state=\"used\"} %u\n"
+               "rateguard_cache_entries{state=\"capacity\"} %u\n"
+               "# HELP rateguard_uptime_seconds Seconds since the daemon started.\n"
+               "# TYPE rateguard_uptime_seconds gauge\n"
+               "rateguard_uptime_seconds %ld\n",
+            p.busy, p.idle, cache_used(&shm->cache), shm->cache.sh->capacity, (long)(time(NULL) - started));
+    fprintf(f, "# HELP rateguard_stress 1 while every worker is busy and connections wait (stress mode).\n"
+               "# TYPE rateguard_stress gauge\n"
+               "rateguard_stress %d\n"
+               "# HELP rateguard_stress_episodes_total Times the worker pool went into stress mode.\n"
+               "# TYPE rateguard_stress_episodes_total counter\n"
+               "rateguard_stress_episodes_total %llu\n"
+               "# HELP rateguard_stress_closed_total Connections closed by stress mode, by reason.\n"
+               "# TYPE rateguard_stress_closed_total counter\n"
+               "rateguard_stress_closed_total{reason=\"idle\"} %llu\n"
+               "rateguard_stress_closed_total{reason=\"timeout\"} %llu\n",
+            __atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) ? 1 : 0,
+            (unsigned long long)STAT_GET(shm, stress_episodes), (unsigned long long)STAT_GET(shm, stress_idle_closed),
+            (unsigned long long)STAT_GET(shm, stress_timeouts));
+    snapshot_status_prometheus(f, shm);
+}
+
+/* `rateguard blocked`: the senders whose next message would be refused,
+ * why, and since when (the moment this daemon saw the quota filled; "-"
+ * when it did not: a quota lowered by an operator, or counts read back
+ * from the database at start). */
+static void write_blocked_text(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                               struct pool_counts p, time_t started)
+{
+    (void)p;
+    (void)started;
+    size_t n = 0;
+    fprintf(f, "%-40s %-7s %12s %12s %s\n", "sender", "reason", "messages", "recipients", "since");
+    for (size_t i = 0; i < s->count; i++) {
+        const struct cache_entry *e = &s->rows[i].e;
+        const char *why = refusal_reason(shm, cfg, &s->rows[i], s->n_windows);
+        if (why == NULL)
+            continue;
+        struct limits l = limits_of(shm, e);
+        char key[4 * CACHE_KEY_SIZE], msgs[24], rcpts[24], since[32] = "-";
+        text_escape(key, sizeof(key), e->key, CACHE_KEY_SIZE);
+        snprintf(msgs, sizeof(msgs), "%u/%u", e->msg_counter, l.msg);
+        snprintf(rcpts, sizeof(rcpts), "%u/%u", e->rcpt_counter, l.rcpt);
+        time_t t = (time_t)e->full_since;
+        struct tm tm;
+        if (t && strcmp(why, "window") != 0 && localtime_r(&t, &tm))
+            strftime(since, sizeof(since), "%Y-%m-%d %H:%M:%S", &tm);
+        fprintf(f, "%-40s %-7s %12s %12s %s\n", key, why, msgs, rcpts, since);
+        n++;
+    }
+    fprintf(f, "%zu of %zu cached sender(s) would be refused now\n", n, s->count);
+}
+
+static void write_blocked_json(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                               struct pool_counts p, time_t started)
+{
+    (void)p;
+    (void)started;
+    size_t n = 0;
+    fputs("{\"blocked\":[", f);
+    for (size_t i = 0; i < s->count; i++) {
+        const struct cache_entry *e = &s->rows[i].e;
+        const char *why = refusal_reason(shm, cfg, &s->rows[i], s->n_windows);
+        if (why == NULL)
+            continue;
+        struct limits l = limits_of(shm, e);
+        fprintf(f, "%s{\"sender\":", n++ ? "," : "");
+        json_write_string(f, e->key);
+        fprintf(f, ",\"reason\":\"%s\",\"msg_counter\":%u,\"msg_limit\":%u,\"rcpt_counter\":%u,"
+                   "\"rcpt_limit\":%u,\"quota_locked\":%s,\"refused_this_period\":%s,\"since\":",
+                why, e->msg_counter, l.msg, e->rcpt_counter, l.rcpt, e->locked ? "true" : "false",
+                is_blocked(shm, e) ? "true" : "false");
+        if (e->full_since && strcmp(why, "window") != 0)
+            fprintf(f, "%u}", e->full_since);
+        else
+            fputs("null}", f);
+    }
+    fprintf(f, "],\"senders\":%zu}\n", s->count);
+}
+
+/* Write to a temporary file, then rename over the old dump. */
+typedef void (*status_format_fn)(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                              struct pool_counts p, time_t started);
+
+static bool write_file(const char *suffix, status_format_fn format, const struct rg_config *cfg, struct shm *shm,
+                       const struct snapshot *s, struct pool_counts p, time_t started)
+{
+    char path[4200], tmp[4300];
+    config_state_path(cfg, suffix, path, sizeof(path));
+    snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        log_error("status: fopen(%s): %s", tmp, strerror(errno));
+        return false;
+    }
+    format(f, cfg, shm, s, p, started);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        log_error("status: writing %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return false;
+    }
+    return true;
+}
+
+static const struct {
+    const char *suffix;
+    status_format_fn write;
+} formats[STATUS_FORMATS] = {
+    [STATUS_TEXT] = {".status.txt", write_text},
+    [STATUS_JSON] = {".status.json", write_json},
+    [STATUS_PROMETHEUS] = {".status.prom", write_prometheus},
+    [STATUS_BLOCKED_TEXT] = {".blocked.txt", write_blocked_text},
+    [STATUS_BLOCKED_JSON] = {".blocked.json", write_blocked_json},
+};
+
+const char *status_suffix(enum status_format format)
+{
+    return formats[format].suffix;
+}
+
+bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started, const bool wanted[STATUS_FORMATS])
+{
+    struct snapshot s = {.cache = &shm->cache, .cfg = cfg, .now_us = clock_realtime_us(),
+                         .n_windows = windows_usable(cfg->quota.windows.count, shm->cache.sh->extra_size)};
+    bool ok = true;
+
+    /* The metrics need no per-sender copy of the cache. */
+    bool senders = wanted[STATUS_TEXT] || wanted[STATUS_JSON] || wanted[STATUS_BLOCKED_TEXT] ||
+                   wanted[STATUS_BLOCKED_JSON];
+    if (senders) {
+        cache_foreach(&shm->cache, collect, &s);
+        if (s.count > 1)
+            qsort(s.rows, s.count, sizeof(*s.rows), by_key);
+    }
+    struct pool_counts p = count_workers(shm);
+    for (int i = 0; i < STATUS_FORMATS && ok; i++)
+        if (wanted[i])
+            ok = write_file(formats[i].suffix, formats[i].write, cfg, shm, &s, p, started);
+    free(s.rows);
+    /* Debug: an operator's look is not an event of the mail system. */
+    if (ok && senders)
+        log_debug("status: %zu cached sender(s) written to %s", s.count, cfg->state_dir);
+    return ok;
+}

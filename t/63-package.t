@@ -30,33 +30,14 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use RG qw(db_port debian_package fresh_database wait_until slurp test_dir build_dir policy_connect policy_request dbh free_port
           children_of ask);
+use Package qw(apt run pkg_status daemon_pid);
 
-plan skip_all => 'the package test runs as root (it installs a package)' if $> != 0;
-plan skip_all => 'RG_SKIP_PACKAGE is set' if $ENV{RG_SKIP_PACKAGE};
-for my $tool (qw(dpkg-buildpackage dh lintian apt-get unshare)) {
-    plan skip_all => "$tool is missing (make deps installs the packaging tools)"
-        unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
-}
-# A rateguard package this test did not install: the test fails (CI
-# machines have none, and a skip would hide that it never ran) and leaves the
-# package alone (see $ours). RG_SKIP_PACKAGE=1 skips instead.
-my $foreign = `dpkg-query -W -f='\${Status} \${Version}' rateguard 2>/dev/null`;
-if ($foreign =~ /installed|config-files/) {
-    plan tests => 1;
-    fail("this machine has a rateguard package (dpkg: $foreign): the test would replace and purge it; "
-         . 'remove it (dpkg --purge rateguard) or set RG_SKIP_PACKAGE=1 to skip this test');
-    exit 1;
-}
-# From here the machine's rateguard package, if any, is this test's: the END
-# below cleans up only then (not after a skip or the failure above).
-our $ours = 1;
+Package::preflight('the package test', qw(dpkg-buildpackage dh lintian apt-get unshare));
 
 my $repo = "$FindBin::Bin/..";
 my $dir = test_dir();
 my $conf = '/etc/rateguard/rateguard.conf';
 my ($version) = slurp("$repo/include/rateguard.h") =~ /RATEGUARD_VERSION "([^"]+)"/;
-my @apt = ('apt-get', '-y', '-q', '-o', 'DPkg::Lock::Timeout=300', '-o', 'Dpkg::Options::=--force-confold');
-local $ENV{DEBIAN_FRONTEND} = 'noninteractive';
 
 # The dedicated account's section makes a user rateguard, unless one exists.
 my $account_existed = defined getpwnam('rateguard');
@@ -64,45 +45,11 @@ my $account_existed = defined getpwnam('rateguard');
 # Whatever happens, no package, no daemon and no account of ours are left behind.
 END {
     local $?;    # the exit status of the test, not of the commands below
-    return unless $main::ours;    # skipped, or a package not ours: nothing touched
-    if (-x '/usr/sbin/rateguard' && -e $conf) { system("/usr/sbin/rateguard stop >/dev/null 2>&1") }
-    if (`dpkg-query -W -f='\${Status}' rateguard 2>/dev/null` =~ /installed|config-files/) {
-        system("dpkg --purge rateguard >/dev/null 2>&1");
-    }
-    if (!$account_existed) {
+    Package::cleanup();
+    if (defined $account_existed && !$account_existed) {     # the test got that far, and made it
         system("dpkg-statoverride --remove /etc/rateguard/rateguard.conf >/dev/null 2>&1");
         system("userdel rateguard >/dev/null 2>&1; groupdel rateguard >/dev/null 2>&1");
     }
-}
-
-sub run {
-    my ($cmd) = @_;
-    my $out = `$cmd 2>&1`;
-    return ($? >> 8, $out);
-}
-
-# apt-get in a mount namespace where services may be acted on (see the top).
-my $runlevel = "$dir/runlevel";
-my $policy = "$dir/policy-rc.d";
-for ([$runlevel, "echo 'N 2'"], [$policy, 'exit 0']) {
-    open my $fh, '>', $_->[0] or die;
-    print $fh "#!/bin/sh\n$_->[1]\n";
-    close $fh;
-    chmod 0755, $_->[0];
-}
-my $binds = join ' && ', "mount --bind $runlevel /sbin/runlevel",
-    -e '/usr/sbin/policy-rc.d' ? "mount --bind $policy /usr/sbin/policy-rc.d" : ();
-sub apt {
-    my ($args) = @_;
-    return run(qq{unshare -m sh -c '$binds && @apt $args'});
-}
-
-sub pkg_status { return scalar `dpkg-query -W -f='\${Status} \${Version}' rateguard 2>/dev/null` }
-
-# The daemon's pid from a running `rateguard status`, or '' when none runs.
-sub daemon_pid {
-    my ($rc, $out) = run('/usr/sbin/rateguard status');
-    return $rc == 0 && $out =~ /^rateguard \S+, pid (\d+),/m ? $1 : '';
 }
 
 # --- build -------------------------------------------------------------

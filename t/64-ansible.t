@@ -30,29 +30,15 @@ use IO::Socket::UNIX;
 use POSIX ();
 use Time::HiRes ();
 use RG qw(db_port debian_package slurp test_dir policy_connect policy_request dbh free_port BLOCK_REPLY);
+use Package qw(run);
 
-plan skip_all => 'the role test runs as root (it installs a package)' if $> != 0;
-plan skip_all => 'RG_SKIP_PACKAGE is set' if $ENV{RG_SKIP_PACKAGE};
-for my $tool (qw(ansible-playbook dpkg-buildpackage dh postconf)) {
-    plan skip_all => "$tool is missing (make deps installs ansible-core and the packaging tools)"
-        unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
-}
-# A rateguard package this test did not install: the test fails (CI
-# machines have none, and a skip would hide that it never ran) and leaves the
-# package alone (see $ours). RG_SKIP_PACKAGE=1 skips instead.
-my $foreign = `dpkg-query -W -f='\${Status} \${Version}' rateguard 2>/dev/null`;
-if ($foreign =~ /installed|config-files/) {
-    plan tests => 1;
-    fail("this machine has a rateguard package (dpkg: $foreign): the test would replace and purge it; "
-         . 'remove it (dpkg --purge rateguard) or set RG_SKIP_PACKAGE=1 to skip this test');
-    exit 1;
-}
+Package::preflight('the role test', qw(ansible-playbook dpkg-buildpackage dh postconf));
 plan skip_all => 'an account or group rateguard exists on this machine: not touching it'
     if defined getpwnam('rateguard') || defined getgrnam('rateguard');
 plan skip_all => '/var/spool/postfix/rateguard exists: not touching it' if -e '/var/spool/postfix/rateguard';
-# From here the machine's rateguard package, account and folders, if any,
-# are this test's: the END below cleans up only then (not after a skip or
-# the failure above).
+# From here the machine's rateguard account and folders, if any, are this
+# test's: the END below cleans up only then (not after a skip or a failure
+# of the preflight). Package::cleanup() does the package.
 our $ours = 1;
 
 my $repo = "$FindBin::Bin/..";
@@ -80,23 +66,13 @@ END {
     local $?;
     return unless $main::ours;    # skipped, or a package not ours: nothing touched
     if ($sampler) { kill 'TERM', $sampler; waitpid $sampler, 0 }
-    if (-x '/usr/sbin/rateguard' && -e '/etc/rateguard/rateguard.conf') {
-        system('/usr/sbin/rateguard stop >/dev/null 2>&1');
-    }
-    if (`dpkg-query -W -f='\${Status}' rateguard 2>/dev/null` =~ /installed|config-files/) {
-        system('dpkg --purge rateguard >/dev/null 2>&1');
-    }
+    Package::cleanup();
     system('userdel rateguard >/dev/null 2>&1') if defined getpwnam('rateguard');
     system('groupdel rateguard >/dev/null 2>&1') if defined getgrnam('rateguard');
     system('rm', '-rf', $spool_dir, '/var/lib/rateguard', '/var/log/rateguard', '/run/rateguard');
     eval { drop_all() };
 }
 
-sub run {
-    my ($cmd) = @_;
-    my $out = `$cmd 2>&1`;
-    return ($? >> 8, $out);
-}
 
 # Secrets of this run: a random word in each, what the searches look for
 # (escaped or quoted, a leak still carries it whole), with characters that

@@ -47,23 +47,17 @@ use Test::More;
 use JSON::PP;
 use Time::HiRes qw(time);
 use RG qw(db_port debian_package wait_until slurp test_dir free_port dbh);
+use Package qw(apt run daemon_pid);
 
 my $t_start = time;
-plan skip_all => 'the administrator\'s path runs as root (it installs a package)' if $> != 0;
-plan skip_all => 'RG_SKIP_PACKAGE is set' if $ENV{RG_SKIP_PACKAGE};
-for my $tool (qw(dpkg-buildpackage dh lintian apt-get unshare mariadb postfix postconf saslpasswd2 swaks)) {
-    plan skip_all => "$tool is missing (make deps installs the packaging tools, Postfix and swaks)"
-        unless grep { -x "$_/$tool" } split /:/, "$ENV{PATH}:/usr/sbin:/sbin";
-}
-plan skip_all => 'a rateguard package is already installed on this machine: not touching it'
-    if `dpkg-query -W -f='\${Status}' rateguard 2>/dev/null` =~ /installed|config-files/;
+Package::preflight('the administrator\'s path', qw(dpkg-buildpackage dh lintian apt-get unshare mariadb postfix
+                                                   postconf saslpasswd2 swaks));
 require PrivatePostfix;
 
 my $repo = "$FindBin::Bin/..";
 my $dir = test_dir();
 my $conf = '/etc/rateguard/rateguard.conf';
 my $log = '/var/log/rateguard/rateguard.log';
-local $ENV{DEBIAN_FRONTEND} = 'noninteractive';
 local $ENV{PATH} = "/usr/sbin:/usr/bin:/sbin:/bin:$ENV{PATH}";
 
 # The checklist, and its numbered steps.
@@ -94,39 +88,12 @@ my $spool_existed = -d '/var/spool/postfix/rateguard';
 # Whatever happens: no daemon, no package, no database nor user of ours.
 END {
     local $?;    # the exit status of the test, not of the commands below
-    if (-x '/usr/sbin/rateguard' && -e $conf) { system("/usr/sbin/rateguard stop >/dev/null 2>&1") }
-    if (`dpkg-query -W -f='\${Status}' rateguard 2>/dev/null` =~ /installed|config-files/) {
-        system("dpkg --purge rateguard >/dev/null 2>&1");
-    }
-    if ($ENV{RG_DB_SOCKET}) {
+    Package::cleanup();
+    if ($ENV{RG_DB_SOCKET} && defined $db) {
         open my $m, '|-', "@admin 2>/dev/null" or return;
         print $m "DROP DATABASE IF EXISTS `$db`;\nDROP USER IF EXISTS '$db_user'\@'localhost';\n";
         close $m;
     }
-}
-
-sub run {
-    my ($cmd) = @_;
-    my $out = `$cmd 2>&1`;
-    return ($? >> 8, $out);
-}
-
-# apt-get in a mount namespace where services may be acted on, as on a
-# SysV mail server (copied from t/63-package.t, which explains it).
-my @apt = ('apt-get', '-y', '-q', '-o', 'DPkg::Lock::Timeout=300', '-o', 'Dpkg::Options::=--force-confold');
-my $runlevel = "$dir/runlevel";
-my $policy = "$dir/policy-rc.d";
-for ([$runlevel, "echo 'N 2'"], [$policy, 'exit 0']) {
-    open my $fh, '>', $_->[0] or die;
-    print $fh "#!/bin/sh\n$_->[1]\n";
-    close $fh;
-    chmod 0755, $_->[0];
-}
-my $binds = join ' && ', "mount --bind $runlevel /sbin/runlevel",
-    -e '/usr/sbin/policy-rc.d' ? "mount --bind $policy /usr/sbin/policy-rc.d" : ();
-sub apt {
-    my ($args) = @_;
-    return run(qq{unshare -m sh -c '$binds && @apt $args'});
 }
 
 sub mode_owner {
@@ -225,10 +192,6 @@ is($sysv, 'update-rc.d rateguard enable && service rateguard start', 'step 4 for
 ($rc, $out) = run($sysv);
 is($rc, 0, "$sysv: exit 0 (service(8) runs /etc/init.d/rateguard)") or diag $out;
 ok(-l '/etc/rc2.d/S01rateguard' || glob('/etc/rc2.d/S[0-9][0-9]rateguard'), 'enabled in runlevel 2');
-sub daemon_pid {
-    my ($r, $o) = run('rateguard status');
-    return $r == 0 && $o =~ /^rateguard \S+, pid (\d+),/m ? $1 : '';
-}
 my $pid = daemon_pid();
 ok($pid, "running (pid $pid)");
 ($rc, $out) = run('service rateguard status');

@@ -15,6 +15,7 @@ use Time::HiRes qw(sleep);
 use RG qw(write_config start_daemon stop_daemon migrated_database wait_until slurp status_json);
 
 plan skip_all => 'gdb not installed' unless grep { -x "$_/gdb" } split /:/, $ENV{PATH};
+plan skip_all => 'needs root (gdb attaches to the writer, which is not dumpable: CAP_SYS_PTRACE)' if $> != 0;
 
 my $db = migrated_database('childfatal');
 my $c = write_config(database => $db, name => 'childfatal');

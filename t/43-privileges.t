@@ -25,7 +25,7 @@ use IO::Socket::UNIX;
 use Socket qw(SOCK_STREAM);
 use Fcntl qw(:flock);
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request policy_send request_text read_reply
-          run_rateguard migrated_database wait_until slurp test_dir rateguard);
+          run_rateguard migrated_database wait_until slurp test_dir rateguard as_user user_dir start_as_user);
 
 plan skip_all => 'needs root (the daemon\'s user and root are two users)' if $> != 0;
 my ($nobody, $nogroup) = ((getpwnam 'nobody')[2], (getgrnam 'nogroup')[2]);
@@ -42,16 +42,10 @@ sub write_secret {
 write_secret();
 
 # A directory owned by the daemon's user, as /run/rateguard is.
-sub user_dir {
-    my ($name) = @_;
-    my $d = test_dir() . "/$name";
-    mkdir $d, 0755;
-    chown $nobody, $nogroup, $d;
-    return $d;
-}
+sub nobody_dir { return user_dir($_[0], $nobody, $nogroup) }
 
 # --- 1. a symlinked pidfile ---
-my $run = user_dir('run');
+my $run = nobody_dir('run');
 my $c = write_config(database => $db, name => 'pid', extra => qq{pidfile = "$run/rateguard.pid"\n});
 symlink $secret_file, "$run/rateguard.pid" or die "symlink: $!";
 my $pid = start_daemon($c);
@@ -79,7 +73,7 @@ like($rout . $rerr, qr/its directory must be writable by user nobody/, 'and what
 # --- 2. a fake pidfile locked by a process of the daemon's user ---
 my $victim = fork // die;
 if ($victim == 0) { exec 'sleep', '60' or die }
-my $fake = user_dir('fake');
+my $fake = nobody_dir('fake');
 my $c2 = write_config(database => $db, name => 'fake', extra => qq{pidfile = "$fake/rateguard.pid"\n});
 my $dump = test_dir() . '/' . instance_name($c2->{path}) . '.status.txt';
 pipe(my $ready_r, my $ready_w) or die;
@@ -132,12 +126,12 @@ my $pid3 = start_daemon_unix($c3, "$sockdir/rateguard");
 my @sst = stat "$sockdir/rateguard";
 is(sprintf('%04o', $sst[2] & 07777), '0660', 'socket mode 0660');
 is("$sst[4]:$sst[5]", "$nobody:$nogroup", 'owned by the daemon\'s user and group');
-is(as_user(1, 1, "$sockdir/rateguard"), 'refused', 'a local user outside the group cannot connect');
-is(as_user($nobody, $nogroup, "$sockdir/rateguard"), "action=DUNNO\n\n", 'the daemon\'s group (Postfix) is served');
+is(unix_request_as(1, 1, "$sockdir/rateguard"), 'refused', 'a local user outside the group cannot connect');
+is(unix_request_as($nobody, $nogroup, "$sockdir/rateguard"), "action=DUNNO\n\n", 'the daemon\'s group (Postfix) is served');
 is(stop_daemon($pid3), 0, 'TERM: exit 0');
 
 # --- 7. started as its user, as the systemd unit does ---
-my $sd = user_dir('systemd');
+my $sd = nobody_dir('systemd');
 mkdir "$sd/$_", 0755 for qw(run state log);
 chown $nobody, $nogroup, "$sd/$_" for qw(run state log);
 my $c7 = write_config(database => $db, name => 'unit',
@@ -145,13 +139,7 @@ my $c7 = write_config(database => $db, name => 'unit',
                       sections => { log => qq{file = "$sd/log/rateguard.log"\n} });
 chown 0, $nogroup, $c7->{path};
 chmod 0640, $c7->{path};
-my $pid7 = fork // die;
-if ($pid7 == 0) {
-    open STDOUT, '>>', "$sd/stdout";
-    open STDERR, '>&', \*STDOUT;
-    exec('setpriv', "--reuid=$nobody", "--regid=$nogroup", '--clear-groups', rateguard(), '-f', '-c', $c7->{path},
-         'run') or die;
-}
+my $pid7 = start_as_user($c7, $nobody, $nogroup, "$sd/stdout");
 ok(wait_until(sub { slurp("$sd/log/rateguard.log") =~ /started \(pid $pid7,/ }, 10),
    'started as nobody in directories systemd would create for User=') or diag slurp("$sd/stdout");
 my $s7 = policy_connect($c7);
@@ -192,21 +180,10 @@ sub start_daemon_unix {
 }
 
 # One request over the unix socket as uid:gid: the reply, or 'refused'.
-sub as_user {
+sub unix_request_as {
     my ($uid, $gid, $path) = @_;
-    pipe(my $r, my $w) or die;
-    my $p = fork // die;
-    if ($p == 0) {
-        close $r;
-        POSIX::setgid($gid);
-        POSIX::setuid($uid) or POSIX::_exit(2);
+    return as_user($uid, $gid, sub {
         my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $path);
-        print $w $s ? policy_send($s, request_text(sasl_username => 'local@example.org')) : 'refused';
-        close $w;
-        POSIX::_exit(0);
-    }
-    close $w;
-    my $got = do { local $/; <$r> };
-    waitpid($p, 0);
-    return $got;
+        return $s ? policy_send($s, request_text(sasl_username => 'local@example.org')) : 'refused';
+    });
 }

@@ -22,7 +22,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request policy_send request_text
-          run_rateguard migrated_database wait_until slurp status_json);
+          run_rateguard migrated_database wait_until slurp status_json as_user);
 
 plan skip_all => 'needs root (the daemon, root and another user are three accounts)' if $> != 0;
 my ($other, $other_gid) = (getpwnam 'daemon')[2, 3];
@@ -35,21 +35,10 @@ my $db = migrated_database('localusers');
 # One request over TCP as uid:gid: the reply ('' when closed without one).
 sub request_as {
     my ($uid, $gid, $c, $sender) = @_;
-    pipe(my $r, my $w) or die;
-    my $p = fork // die;
-    if ($p == 0) {
-        close $r;
-        POSIX::setgid($gid);
-        POSIX::setuid($uid) or POSIX::_exit(2);
+    return as_user($uid, $gid, sub {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $c->{port}, Timeout => 5);
-        print $w $s ? policy_send($s, request_text(sasl_username => $sender)) : 'no connection';
-        close $w;
-        POSIX::_exit(0);
-    }
-    close $w;
-    my $got = do { local $/; <$r> };
-    waitpid($p, 0);
-    return $got;
+        return $s ? policy_send($s, request_text(sasl_username => $sender)) : 'no connection';
+    });
 }
 
 sub refused_user { return status_json($_[0])->{requests}{refused_user} }

@@ -23,7 +23,7 @@ use Time::HiRes qw(sleep time);
 use Fcntl qw(:flock);
 use JSON::PP;
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request run_rateguard migrated_database dbh
-          wait_until slurp test_dir rateguard status_json);
+          wait_until slurp test_dir rateguard status_json user_dir);
 
 plan skip_all => 'needs root (the daemon\'s user and root are two users)' if $> != 0;
 my ($nobody, $nogroup) = ((getpwnam 'nobody')[2], (getgrnam 'nogroup')[2]);
@@ -37,13 +37,7 @@ close $sfh;
 chmod 0600, $secret_file;
 
 # A directory owned by the daemon's user, as /var/log/rateguard is.
-sub user_dir {
-    my ($name) = @_;
-    my $d = test_dir() . "/$name";
-    mkdir $d, 0755;
-    chown $nobody, $nogroup, $d;
-    return $d;
-}
+sub nobody_dir { return user_dir($_[0], $nobody, $nogroup) }
 
 # `rateguard -f run` as root with a deadline: (exit code or 'hung', output).
 sub start_bounded {
@@ -65,7 +59,7 @@ sub start_bounded {
 
 # --- a. a forged dump printed by root's status and show ---
 my $evil = "evil\e]0;owned\a\e]52;c;cm0glxjmic8=\a\\x0a\\b\@example.org";
-my $state = user_dir('forged');
+my $state = nobody_dir('forged');
 my $c = write_config(database => $db, name => 'forged',
                      extra => qq{pidfile = "$state/rateguard.pid"\nstate_dir = "$state"\n});
 # A real daemon first, to learn the dump names (and pin the escaping of a
@@ -153,7 +147,7 @@ waitpid($liar, 0);
 $h->disconnect;
 
 # --- b. a FIFO at the log path ---
-my $logs = user_dir('log-fifo');
+my $logs = nobody_dir('log-fifo');
 POSIX::mkfifo("$logs/rateguard.log", 0640) or die "mkfifo: $!";
 chown $nobody, $nogroup, "$logs/rateguard.log";
 my $cb = write_config(database => $db, name => 'fifo', sections => { log => qq{file = "$logs/rateguard.log"\n} });
@@ -165,7 +159,7 @@ like($out, qr/fatal: cannot start: refusing log file \Q$logs\E\/rateguard\.log: 
      'refused: not a regular file');
 
 # --- c. a hard link at the log path to a root-only file ---
-my $logl = user_dir('log-link');
+my $logl = nobody_dir('log-link');
 link $secret_file, "$logl/rateguard.log" or die "link: $!";
 my $cc = write_config(database => $db, name => 'hlink', sections => { log => qq{file = "$logl/rateguard.log"\n} });
 ($rc, $out) = start_bounded($cc, 10);
@@ -177,7 +171,7 @@ my @st = stat $secret_file;
 is(sprintf('%d:%04o', $st[4], $st[2] & 07777), '0:0600', 'still root\'s, mode 0600');
 
 # --- c2. the log file log.c creates takes its directory's group ---
-my $logg = user_dir('log-group');
+my $logg = nobody_dir('log-group');
 chown $nobody, 4, $logg;        # adm, as /var/log/rateguard is postfix:adm
 my $cg = write_config(database => $db, name => 'group', sections => { log => qq{file = "$logg/rateguard.log"\n} });
 $pid = start_daemon({ %$cg, log => "$logg/rateguard.log" });
@@ -187,7 +181,7 @@ is(sprintf('%d:%d:%04o', @st[4, 5], $st[2] & 07777), "$nobody:4:0640",
 is(stop_daemon($pid), 0, 'stopped');
 
 # --- d. a symbolic link swapped in below a directory of the daemon's user ---
-my $ud = user_dir('swap');
+my $ud = nobody_dir('swap');
 my $rootdir = test_dir() . '/root-owned';
 mkdir $rootdir, 0755;
 mkdir "$ud/sub", 0755;

@@ -20,7 +20,7 @@ use POSIX ();
 use IO::Socket::UNIX;
 use Socket qw(SOCK_STREAM);
 use RG qw(write_config start_daemon stop_daemon policy_connect policy_request policy_send request_text
-          migrated_database wait_until slurp test_dir rateguard children_of);
+          migrated_database wait_until slurp test_dir rateguard children_of as_user start_as_user);
 
 plan skip_all => 'needs root (the daemon\'s user, a group and root are distinct)' if $> != 0;
 my ($nobody, $nogroup) = ((getpwnam 'nobody')[2], (getgrnam 'nogroup')[2]);
@@ -29,32 +29,11 @@ plan skip_all => 'needs user nobody and groups nogroup and mail' unless defined 
                                                                       && defined $mailgid;
 my $db = migrated_database('apart');
 
-# In a child as uid:gid (with supplementary groups), run code; its output.
-sub as_user {
-    my ($uid, $gid, $groups, $code) = @_;
-    pipe(my $r, my $w) or die;
-    my $p = fork // die;
-    if ($p == 0) {
-        close $r;
-        $) = "$gid $groups";
-        $( = $gid;
-        POSIX::setgid($gid);
-        POSIX::setuid($uid) or POSIX::_exit(2);
-        print $w $code->();
-        close $w;
-        POSIX::_exit(0);
-    }
-    close $w;
-    my $got = do { local $/; <$r> };
-    waitpid($p, 0);
-    return $got;
-}
-
 # What a process of the daemon's user can read of pid's memory and
 # environment: "environ:ERRNO mem:ERRNO".
 sub peek {
     my ($pid) = @_;
-    return as_user($nobody, $nogroup, $nogroup, sub {
+    return as_user($nobody, $nogroup, sub {
         my @r;
         for my $f (qw(environ mem)) {
             my $ok = open(my $fh, '<', "/proc/$pid/$f");
@@ -83,13 +62,7 @@ my $cu = write_config(database => $db, name => 'unit', extra => qq{state_dir = "
                       sections => { log => qq{file = "$sd/rateguard.log"\n} });
 chown 0, $nogroup, $cu->{path};
 chmod 0640, $cu->{path};
-my $upid = fork // die;
-if ($upid == 0) {
-    open STDOUT, '>>', "$sd/stdout";
-    open STDERR, '>&', \*STDOUT;
-    exec('setpriv', "--reuid=$nobody", "--regid=$nogroup", '--clear-groups', rateguard(), '-f', '-c', $cu->{path},
-         'run') or die;
-}
+my $upid = start_as_user($cu, $nobody, $nogroup, "$sd/stdout");
 ok(wait_until(sub { slurp("$sd/rateguard.log") =~ /started \(pid $upid,/ }, 10), 'started as nobody')
     or diag slurp("$sd/stdout");
 my $s = policy_connect($cu);
@@ -120,11 +93,11 @@ my @dt = stat(test_dir() . '/spool/rateguard');
 is(sprintf('%04o %d:%d', $dt[2] & 07777, $dt[4], $dt[5]), sprintf('0750 %d:%d', $nobody, $mailgid),
    'its directory: 0750, the daemon\'s user, group mail');
 sub ask_unix {
-    my ($uid, $gid, $groups) = @_;
-    return as_user($uid, $gid, $groups, sub {
+    my ($uid, $gid, @groups) = @_;
+    return as_user($uid, $gid, sub {
         my $u = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $sock);
         return $u ? policy_send($u, request_text(sasl_username => 'sock@example.org')) : "refused: $!";
-    });
+    }, @groups);
 }
 is(ask_unix(1, $mailgid, $mailgid), "action=DUNNO\n\n", 'a process of group mail (Postfix) is served');
 like(ask_unix(1, $nogroup, $nogroup), qr/^refused: Permission denied/, 'another user of the daemon\'s group is refused');
@@ -137,13 +110,7 @@ my $cs2 = write_config(database => $db, name => 'sock2', listen => qq{"unix:$soc
                        sections => { log => qq{file = "$sd/sock2.log"\n} });
 chown 0, $nogroup, $cs2->{path};
 chmod 0640, $cs2->{path};
-my $spid2 = fork // die;
-if ($spid2 == 0) {
-    open STDOUT, '>>', "$sd/sock2.stdout";
-    open STDERR, '>&', \*STDOUT;
-    exec('setpriv', "--reuid=$nobody", "--regid=$nogroup", "--groups=$mailgid", rateguard(), '-f', '-c',
-         $cs2->{path}, 'run') or die;
-}
+my $spid2 = start_as_user($cs2, $nobody, $nogroup, "$sd/sock2.stdout", $mailgid);
 ok(wait_until(sub { slurp("$sd/sock2.log") =~ /started \(pid $spid2,/ }, 10), 'started as nobody, member of mail')
     or diag slurp("$sd/sock2.stdout");
 @st = stat $sock2;

@@ -19,7 +19,8 @@ use FindBin;
 our @EXPORT_OK = qw(wait_until database_server children_of rateguard build_dir fresh_database migrated_database dbh write_config run_rateguard
                     start_daemon stop_daemon policy_connect policy_request policy_send read_reply
                     free_port test_dir request_text slurp status_json debian_package db_port
-                    ask BLOCK_REPLY DUNNO_REPLY kill_family row fields send_n connect_from closed_within hooked);
+                    ask BLOCK_REPLY DUNNO_REPLY kill_family row fields send_n connect_from closed_within hooked
+                    as_user user_dir start_as_user);
 
 # The reply to a request over its quota (the default block_action and
 # message), and to one that is let through.
@@ -212,6 +213,53 @@ END {
         for (1 .. 100) { last if waitpid($pid, WNOHANG) == $pid; sleep 0.05; }
         if (kill 0, $pid) { kill 'KILL', $pid; waitpid($pid, 0); }
     }
+}
+
+# Run code in a child as uid:gid (supplementary groups @groups, none by
+# default) and return what it returned (as text): another local account.
+sub as_user {
+    my ($uid, $gid, $code, @groups) = @_;
+    pipe(my $r, my $w) or die "pipe: $!";
+    my $p = fork // die "fork: $!";
+    if ($p == 0) {
+        close $r;
+        $) = join ' ', $gid, @groups ? @groups : $gid;
+        POSIX::setgid($gid);
+        POSIX::setuid($uid) or POSIX::_exit(2);
+        print $w $code->() // '';
+        close $w;
+        POSIX::_exit(0);
+    }
+    close $w;
+    my $got = do { local $/; <$r> };
+    waitpid($p, 0);
+    return $got;
+}
+
+# A directory in the test's folder owned by uid:gid (as /run/rateguard is
+# the daemon's user's).
+sub user_dir {
+    my ($name, $uid, $gid) = @_;
+    my $d = test_dir() . "/$name";
+    mkdir $d, 0755;
+    chown $uid, $gid, $d;
+    return $d;
+}
+
+# Start the daemon in the foreground as uid:gid from the start (as the
+# systemd unit does with User=), its output to $out; @groups are its
+# supplementary groups (none by default). Returns its pid at once.
+sub start_as_user {
+    my ($conf, $uid, $gid, $out, @groups) = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>>', $out or die "$out: $!";
+        open STDERR, '>&', \*STDOUT;
+        exec('setpriv', "--reuid=$uid", "--regid=$gid", @groups ? '--groups=' . join(',', @groups) : '--clear-groups',
+             rateguard(), '-f', '-c', $conf->{path}, 'run') or die "exec: $!";
+    }
+    $started{$pid} = 1;
+    return $pid;
 }
 
 # Start the daemon in the foreground (as a child) and wait until it

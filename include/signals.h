@@ -5,6 +5,11 @@
  * login was seen from in a sliding window, and its rate against an
  * exponentially weighted average of its own past windows.
  *
+ * Groundwork: not yet used by the daemon. Issue 29 wires it into the
+ * engine (cache_extra, the decision, the episodes, the database's
+ * baseline); t/16-signals.c and the traces of t/traces/ (t/replay) are
+ * its measure until then.
+ *
  * Pure: no I/O, no globals; the caller passes the time (unix
  * microseconds, realtime, as windows.h) and owns the state. One
  * struct signals_state per login is meant to live beside the login's

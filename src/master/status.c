@@ -302,32 +302,52 @@ static void write_prometheus(FILE *f, const struct rg_config *cfg, struct shm *s
 }
 
 /* `rateguard blocked`: the senders whose next message would be refused,
- * why, and since when (the moment this daemon saw the quota filled; "-"
- * when it did not: a quota lowered by an operator, or counts read back
- * from the database at start). */
+ * why, and since when (the moment this daemon saw the quota filled; 0
+ * when it did not: a quota lowered by an operator, counts read back from
+ * the database at start, or a sliding window, whose fill has no moment). */
+struct refused {
+    const struct cache_entry *e;
+    const char *why;
+    struct limits limits;
+    uint32_t since;
+};
+
+/* The next refused sender from row *i on (advancing *i past it), or false. */
+static bool next_refused(struct shm *shm, const struct rg_config *cfg, const struct snapshot *s, size_t *i,
+                         struct refused *r)
+{
+    for (; *i < s->count; (*i)++) {
+        const struct sender_copy *c = &s->rows[*i];
+        r->why = refusal_reason(shm, cfg, c, s->n_windows);
+        if (r->why == NULL)
+            continue;
+        r->e = &c->e;
+        r->limits = limits_of(shm, r->e);
+        r->since = strcmp(r->why, "window") != 0 ? r->e->full_since : 0;
+        (*i)++;
+        return true;
+    }
+    return false;
+}
+
 static void write_blocked_text(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
                                struct pool_counts p, time_t started)
 {
     (void)p;
     (void)started;
     size_t n = 0;
+    struct refused r;
     fprintf(f, "%-40s %-7s %12s %12s %s\n", "sender", "reason", "messages", "recipients", "since");
-    for (size_t i = 0; i < s->count; i++) {
-        const struct cache_entry *e = &s->rows[i].e;
-        const char *why = refusal_reason(shm, cfg, &s->rows[i], s->n_windows);
-        if (why == NULL)
-            continue;
-        struct limits l = limits_of(shm, e);
+    for (size_t i = 0; next_refused(shm, cfg, s, &i, &r); n++) {
         char key[4 * CACHE_KEY_SIZE], msgs[24], rcpts[24], since[32] = "-";
-        text_escape(key, sizeof(key), e->key, CACHE_KEY_SIZE);
-        snprintf(msgs, sizeof(msgs), "%u/%u", e->msg_counter, l.msg);
-        snprintf(rcpts, sizeof(rcpts), "%u/%u", e->rcpt_counter, l.rcpt);
-        time_t t = (time_t)e->full_since;
+        text_escape(key, sizeof(key), r.e->key, CACHE_KEY_SIZE);
+        snprintf(msgs, sizeof(msgs), "%u/%u", r.e->msg_counter, r.limits.msg);
+        snprintf(rcpts, sizeof(rcpts), "%u/%u", r.e->rcpt_counter, r.limits.rcpt);
+        time_t t = (time_t)r.since;
         struct tm tm;
-        if (t && strcmp(why, "window") != 0 && localtime_r(&t, &tm))
+        if (t && localtime_r(&t, &tm))
             strftime(since, sizeof(since), "%Y-%m-%d %H:%M:%S", &tm);
-        fprintf(f, "%-40s %-7s %12s %12s %s\n", key, why, msgs, rcpts, since);
-        n++;
+        fprintf(f, "%-40s %-7s %12s %12s %s\n", key, r.why, msgs, rcpts, since);
     }
     fprintf(f, "%zu of %zu cached sender(s) would be refused now\n", n, s->count);
 }
@@ -338,21 +358,17 @@ static void write_blocked_json(FILE *f, const struct rg_config *cfg, struct shm 
     (void)p;
     (void)started;
     size_t n = 0;
+    struct refused r;
     fputs("{\"blocked\":[", f);
-    for (size_t i = 0; i < s->count; i++) {
-        const struct cache_entry *e = &s->rows[i].e;
-        const char *why = refusal_reason(shm, cfg, &s->rows[i], s->n_windows);
-        if (why == NULL)
-            continue;
-        struct limits l = limits_of(shm, e);
-        fprintf(f, "%s{\"sender\":", n++ ? "," : "");
-        json_write_string(f, e->key);
+    for (size_t i = 0; next_refused(shm, cfg, s, &i, &r); n++) {
+        fprintf(f, "%s{\"sender\":", n ? "," : "");
+        json_write_string(f, r.e->key);
         fprintf(f, ",\"reason\":\"%s\",\"msg_counter\":%u,\"msg_limit\":%u,\"rcpt_counter\":%u,"
                    "\"rcpt_limit\":%u,\"quota_locked\":%s,\"refused_this_period\":%s,\"since\":",
-                why, e->msg_counter, l.msg, e->rcpt_counter, l.rcpt, e->locked ? "true" : "false",
-                is_blocked(shm, e) ? "true" : "false");
-        if (e->full_since && strcmp(why, "window") != 0)
-            fprintf(f, "%u}", e->full_since);
+                r.why, r.e->msg_counter, r.limits.msg, r.e->rcpt_counter, r.limits.rcpt,
+                r.e->locked ? "true" : "false", is_blocked(shm, r.e) ? "true" : "false");
+        if (r.since)
+            fprintf(f, "%u}", r.since);
         else
             fputs("null}", f);
     }

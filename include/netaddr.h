@@ -56,6 +56,10 @@ bool sockaddr_parse_host(const char *text, struct sockaddr_storage *out);
  * credential over a clear-text connection (SMTP report, Sentry http). */
 bool netaddr_host_is_loopback(const char *host);
 
+/* An address of 127.0.0.0/8, ::1, or 127.0.0.0/8 mapped into IPv6; false
+ * for any other family. */
+bool netaddr_is_loopback(const struct sockaddr *sa);
+
 /* The counter name of an unauthenticated client: its address, or the
  * network of the given prefix it lies in ("[192.0.2.7]",
  * "[2001:db8:1:2::]/64"); false when addr is not a numeric address. */

@@ -217,9 +217,16 @@ bool netaddr_host_is_loopback(const char *host)
     struct sockaddr_storage ss;
     if (!sockaddr_parse_host(host, &ss))
         return false;       /* a name other than localhost: resolved elsewhere, not ours to trust */
-    if (ss.ss_family == AF_INET)
-        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
-    const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    return netaddr_is_loopback((const struct sockaddr *)&ss);
+}
+
+bool netaddr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family != AF_INET6)
+        return false;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
     return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 }
 

@@ -67,16 +67,6 @@ static unsigned connections_from(struct shm *shm, const struct client_id *id)
     return n;
 }
 
-/* 127.0.0.0/8, ::1 and 127.0.0.0/8 mapped into IPv6: a peer that must
- * be on this host even when its owner cannot be looked up. */
-static bool is_loopback(const struct sockaddr_storage *ss)
-{
-    if (ss->ss_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
-    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-}
-
 /* The daemon's own user is always allowed: it owns the shared memory and
  * could do anything a request can. */
 static bool user_allowed(const struct rg_config *cfg, uid_t uid)
@@ -131,7 +121,9 @@ static bool local_user_admitted(struct shm *shm, const struct rg_config *cfg, in
         return false;
     case PEERUID_FAILED:
     default:
-        if (!is_loopback(ss))
+        /* 127.0.0.0/8 or ::1: the peer must be on this host even though
+         * its owner could not be looked up. */
+        if (!netaddr_is_loopback((const struct sockaddr *)ss))
             return true;
         STAT_ADD(shm, refused_user, 1);
         if (connlog_take(shm, CONNLOG_PEER_LOOKUP, NULL))

@@ -64,10 +64,10 @@ static struct limits limits_of(struct shm *shm, const struct cache_entry *e)
     return limits_resolve(e, domains_lookup(&shm->domains, e->key, &dom) ? &dom : NULL);
 }
 
-/* A message was refused in this period: the counters passed a limit. */
-static bool is_blocked(struct shm *shm, const struct cache_entry *e)
+/* A message was refused in this period: the counters passed its limits
+ * (limits_of the entry, looked up once by the caller). */
+static bool is_blocked(const struct cache_entry *e, struct limits l)
 {
-    struct limits l = limits_of(shm, e);
     return e->msg_counter > l.msg || e->rcpt_counter > l.rcpt;
 }
 
@@ -75,11 +75,10 @@ static bool is_blocked(struct shm *shm, const struct cache_entry *e)
  * "locked" (quota 0 kept across resets: an operator's lock), "quota", or
  * "window" (one of quota.windows is full). A domain pool that is full is
  * not seen here: it is decided against the pool's own entry. */
-static const char *refusal_reason(struct shm *shm, const struct rg_config *cfg, const struct sender_copy *c,
-                                  size_t n_windows)
+static const char *refusal_reason(const struct rg_config *cfg, const struct sender_copy *c, size_t n_windows,
+                                  struct limits l)
 {
     const struct cache_entry *e = &c->e;
-    struct limits l = limits_of(shm, e);
     if (quota_next_refused(l.msg, l.rcpt, e->msg_counter, e->rcpt_counter))
         return e->locked && l.msg == 0 ? "locked" : "quota";
     for (size_t i = 0; i < n_windows; i++)
@@ -93,7 +92,8 @@ static const char *refusal_reason(struct shm *shm, const struct rg_config *cfg, 
 static const char *state_of(struct shm *shm, const struct rg_config *cfg, const struct sender_copy *c,
                             size_t n_windows)
 {
-    return is_blocked(shm, &c->e) ? "BLOCKED" : refusal_reason(shm, cfg, c, n_windows) ? "full" : "ok";
+    struct limits l = limits_of(shm, &c->e);
+    return is_blocked(&c->e, l) ? "BLOCKED" : refusal_reason(cfg, c, n_windows, l) ? "full" : "ok";
 }
 
 struct pool_counts {
@@ -192,14 +192,15 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
             (long)getpid(), (long)(time(NULL) - started));
     for (size_t i = 0; i < s->count; i++) {
         const struct cache_entry *e = &s->rows[i].e;
+        struct limits l = limits_of(shm, e);
         fprintf(f, "%s{\"sender\":", i ? "," : "");
         json_write_string(f, e->key);
         fprintf(f, ",\"quota\":%u,\"quota_reset\":%u,\"quota_locked\":%s,\"msg_counter\":%u,"
                    "\"rcpt_counter\":%u,\"msg_total\":%u,\"rcpt_total\":%u,\"blocked\":%s,"
                    "\"unwritten_msg\":%u,\"unwritten_rcpt\":%u,\"next_refused\":%s",
                 e->quota, e->quota_reset, e->locked ? "true" : "false", e->msg_counter, e->rcpt_counter,
-                e->msg_total, e->rcpt_total, is_blocked(shm, e) ? "true" : "false", e->unwritten_msg,
-                e->unwritten_rcpt, refusal_reason(shm, cfg, &s->rows[i], s->n_windows) ? "true" : "false");
+                e->msg_total, e->rcpt_total, is_blocked(e, l) ? "true" : "false", e->unwritten_msg,
+                e->unwritten_rcpt, refusal_reason(cfg, &s->rows[i], s->n_windows, l) ? "true" : "false");
         /* The limits of migration 004, after PolicydRateGuard's fields. */
         if (e->quota_own & QUOTA_OWN_MSG)
             fprintf(f, ",\"msg_quota\":%u", e->msg_quota);
@@ -318,11 +319,11 @@ static bool next_refused(struct shm *shm, const struct rg_config *cfg, const str
 {
     for (; *i < s->count; (*i)++) {
         const struct sender_copy *c = &s->rows[*i];
-        r->why = refusal_reason(shm, cfg, c, s->n_windows);
-        if (r->why == NULL)
-            continue;
         r->e = &c->e;
         r->limits = limits_of(shm, r->e);
+        r->why = refusal_reason(cfg, c, s->n_windows, r->limits);
+        if (r->why == NULL)
+            continue;
         r->since = strcmp(r->why, "window") != 0 ? r->e->full_since : 0;
         (*i)++;
         return true;
@@ -366,7 +367,7 @@ static void write_blocked_json(FILE *f, const struct rg_config *cfg, struct shm 
         fprintf(f, ",\"reason\":\"%s\",\"msg_counter\":%u,\"msg_limit\":%u,\"rcpt_counter\":%u,"
                    "\"rcpt_limit\":%u,\"quota_locked\":%s,\"refused_this_period\":%s,\"since\":",
                 r.why, r.e->msg_counter, r.limits.msg, r.e->rcpt_counter, r.limits.rcpt,
-                r.e->locked ? "true" : "false", is_blocked(shm, r.e) ? "true" : "false");
+                r.e->locked ? "true" : "false", is_blocked(r.e, r.limits) ? "true" : "false");
         if (r.since)
             fprintf(f, "%u}", r.since);
         else

@@ -60,7 +60,9 @@ enum block_action { BLOCK_ACTION_DEFAULT, BLOCK_DEFER_IF_PERMIT, BLOCK_DEFER, BL
 struct cache_shared {
     pthread_mutex_t alloc_lock;     /* free list and used count */
     uint32_t capacity, buckets, stripes;
-    uint32_t extra_size;            /* bytes of companion state per entry (sliding windows) */
+    uint32_t extra_size;            /* bytes of companion state per entry: the sliding windows,
+                                     * then watch_size bytes of the login's watch (watch.h) */
+    uint32_t watch_size;            /* 0: no watch */
     uint32_t free_head;             /* index + 1, 0 = none */
     uint32_t used;
     uint32_t clock_hand;
@@ -73,7 +75,7 @@ struct cache {
     uint32_t *bucket;               /* index + 1 of the chain head */
     struct cache_entry *entry;
     unsigned char *extra;           /* extra_size bytes per entry, same index */
-    bool (*extra_in_use)(const void *extra, uint32_t size);  /* such an entry is kept longest */
+    bool (*extra_in_use)(const struct cache *c, const struct cache_entry *e);  /* such an entry is kept longest */
     unsigned recovered;             /* locks recovered by this process, not yet logged */
 };
 
@@ -89,6 +91,12 @@ void cache_layout(struct cache *c, struct cache_shared *sh, void *region, uint32
 static inline void *cache_extra(const struct cache *c, const struct cache_entry *e)
 {
     return c->extra + (size_t)(e - c->entry) * c->sh->extra_size;
+}
+
+/* The bytes of sliding windows per entry (before the watch). */
+static inline uint32_t cache_windows_size(const struct cache *c)
+{
+    return c->sh->extra_size - c->sh->watch_size;
 }
 
 /* Fold a SASL username into a cache key: ASCII lower case; names that do

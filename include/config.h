@@ -18,6 +18,7 @@
 
 #include "netaddr.h"
 #include "sentry.h"
+#include "signals.h"
 #include "windows.h"
 
 struct str_list {
@@ -82,6 +83,13 @@ struct rg_config {
         long timeout, rate_limit;
     } sentry;
     struct {
+        bool enabled;
+        long window, ipv4_prefix, ipv6_prefix, spread, countries, rate_multiple, min_history, probation;
+        char *country_database, *reply;
+        char *spread_action, *countries_action, *rate_action, *probation_action;
+        struct str_list allow_networks, exempt_logins;
+    } signals;
+    struct {
         bool enabled, starttls;
         char *from, *subject, *smtp_server, *user, *password, *password_file, *ca_file;
         struct str_list to;
@@ -96,6 +104,10 @@ struct rg_config {
     bool allowed_users_any;             /* allowed_users = { "*" }: no check */
     struct cidr *exempt_nets;           /* exempt.networks.count entries */
     struct cidr *unauth_nets;           /* unauth.networks.count entries */
+    struct cidr *signal_allow_nets;     /* signals.allow_networks.count entries */
+    struct signals_params signal_params; /* signals.window, rate_multiple, min_history, probation */
+    unsigned char signal_actions[4];    /* enum watch_action of spread, countries, rate, probation */
+    struct geo *geo;                    /* signals.country_database opened, NULL when none */
     struct window_spec window_specs[WINDOWS_MAX];   /* quota.windows.count entries */
     unsigned socket_mode;
     int syslog_facility;                /* LOG_MAIL, ... */

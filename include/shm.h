@@ -62,6 +62,11 @@ struct shm_stats {
     uint64_t stress_episodes;   /* times the pool went into stress (master.c) */
     uint64_t stress_idle_closed; /* idle connections closed to free their worker */
     uint64_t stress_timeouts;   /* connections closed by workers.stress_read_timeout */
+    uint64_t signal_held;       /* messages answered HOLD by a signal (watch.h) */
+    uint64_t signal_refused;    /* ... refused by one (DEFER_IF_PERMIT, REJECT, lock) */
+    uint64_t signal_bad_address;    /* counted requests whose client_address counts toward no signal */
+    uint64_t signal_episodes[4];    /* episodes this host claimed, by the signal that opened them */
+    uint64_t signal_ended;      /* ... that ended (a window without a trip, or cleared) */
     uint64_t db_statements[DB_KINDS];   /* executed, by kind */
     uint64_t db_statement_us[DB_KINDS]; /* their time as the writer waited for them (prepare, execute, rows) */
 };
@@ -74,6 +79,7 @@ struct shm_header {
     unsigned log_generation;    /* bumped on SIGUSR2: every process reopens its log */
     uint64_t off_scoreboard, off_cache;
     uint32_t refresh_requests;  /* bumped to make the writer re-read every row */
+    uint32_t watch_pending;     /* bumped by a worker that opened an episode: the writer claims it */
     uint8_t stress;             /* 1 while every worker is busy and connections wait (master.c) */
     int64_t stress_since;       /* CLOCK_REALTIME seconds the current stress began, 0 = none */
     /* The rate-limited log of connection problems (connlog.c). */
@@ -106,8 +112,10 @@ struct shm {
 /* Create (anonymous shared mapping) and lay out a fresh segment. Returns
  * false with a logged error when the memory cannot be had. The queue is
  * opened separately with wqueue_open(). */
-/* extra_size: companion bytes per cache entry (cache_extra()). */
-bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint32_t extra_size, uint32_t domains);
+/* extra_size: companion bytes per cache entry (cache_extra()), of which
+ * the last watch_size are the login's watch (watch.h). */
+bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint32_t extra_size, uint32_t watch_size,
+                uint32_t domains);
 
 void shm_destroy(struct shm *shm);
 

@@ -5,10 +5,8 @@
  * login was seen from in a sliding window, and its rate against an
  * exponentially weighted average of its own past windows.
  *
- * Groundwork: not yet used by the daemon. Issue 29 wires it into the
- * engine (cache_extra, the decision, the episodes, the database's
- * baseline); t/16-signals.c and the traces of t/traces/ (t/replay) are
- * its measure until then.
+ * The daemon keeps one state per login in the shared cache (watch.h);
+ * t/16-signals.c tests this core alone.
  *
  * Pure: no I/O, no globals; the caller passes the time (unix
  * microseconds, realtime, as windows.h) and owns the state. One
@@ -73,7 +71,10 @@
  *                                    per window x 256 (saturating)
  *      212    2  history             active windows folded into it (saturating)
  *      214    2  spare               zero
- *                                    = 216 bytes
+ *      216    4  feed_cur            messages of every host in the current
+ *                                    window, as the database's feed told it
+ *      220    4  feed_prev           ... in the window before it
+ *                                    = 224 bytes
  *
  * The rate windows are tumbling windows aligned on multiples of the
  * window length since 1970. Only active windows (at least one message)
@@ -83,7 +84,18 @@
  * history the number of such windows. The rate reported for now is the
  * current window's count plus the previous window's prorated to the part
  * of it still inside a sliding window (cur + prev * (window - elapsed) /
- * window), so a burst across a boundary is not halved.
+ * window), so a burst across a boundary is not halved. Each window's count
+ * is the larger of this host's own (cur_count, prev_count) and the
+ * database feed's (feed_cur, feed_prev: every host's committed messages,
+ * signals_feed): exact on one host, a lower bound lagging by the feed's
+ * delay on several.
+ *
+ * What a window folds: a window that was a jump (over baseline x
+ * multiple and over probation, with min_history) is not folded, so an
+ * attack never teaches the login its own rate; on probation, a window
+ * folds at most `probation` messages. The database's fold (the writer,
+ * signalsync.c) applies the same rules, and its result replaces this
+ * host's at every read (signals_set_baseline).
  *
  * Stamps are unix seconds and minutes in 32 bits: good until 2106.
  */
@@ -99,10 +111,12 @@ struct signals_state {
     uint32_t baseline_q8;
     uint16_t history;
     uint16_t spare;
+    uint32_t feed_cur;
+    uint32_t feed_prev;
 };
 
-#define SIGNALS_STATE_SIZE 216
-_Static_assert(sizeof(struct signals_state) == SIGNALS_STATE_SIZE, "struct signals_state is 216 bytes");
+#define SIGNALS_STATE_SIZE 224
+_Static_assert(sizeof(struct signals_state) == SIGNALS_STATE_SIZE, "struct signals_state is 224 bytes");
 
 /* The settings, one set for all logins (the configuration will hold their
  * names and bounds; out-of-range values are clamped here). */
@@ -133,6 +147,19 @@ uint32_t signals_network_key(const struct sockaddr *sa, unsigned v4_prefix, unsi
  * countries start afresh (the rate windows likewise, the baseline stays). */
 void signals_observe(struct signals_state *s, const struct signals_params *p, int64_t now_us, uint32_t net_key,
                      const char *country);
+
+/* One message of the login as the database's feed reports it (any host's,
+ * this host's included), made at at_us: its network and country count
+ * as in signals_observe (a set: seeing a message twice changes nothing),
+ * and it counts toward feed_cur or feed_prev, whichever window holds
+ * at_us (older: not counted). The feed reads each row once. */
+void signals_feed(struct signals_state *s, const struct signals_params *p, int64_t at_us, uint32_t net_key,
+                  const char *country);
+
+/* Fold a completed window of count messages into a baseline (x 256) of
+ * history windows, by the rules above (a jump is not folded, probation
+ * caps): false when it is not folded. The database's fold uses it too. */
+bool signals_fold_window(const struct signals_params *p, uint32_t count, uint32_t *baseline_q8, uint32_t *history);
 
 /* Distinct networks seen in the window at now_us: 0..SIGNALS_NETS, where
  * SIGNALS_NETS means at least that many. */

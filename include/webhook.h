@@ -21,12 +21,14 @@ struct webhook_event {
     const char *msgid, *sender, *client_address, *client_name, *from_addr, *to_addr;
     uint32_t rcpt_count, quota, quota_reset, used;
     int64_t time_us;            /* when the message was blocked */
+    const char *signals, *action, *evidence;   /* SUSPECTED_HIJACK: what tripped, what was done; else NULL */
 };
 
 /* {"msgid": ..., "sender": ..., ..., "used": N} in PolicydRateGuard's key
  * order; numbers as JSON numbers, timestamp "YYYY-MM-DD HH:MM:SS" local.
  * A QUOTA_LIMIT_REACHED payload is PolicydRateGuard's exactly; any other
- * event adds "event": NAME last. */
+ * event adds "event": NAME last (SUSPECTED_HIJACK: then "signals",
+ * "action" and "evidence"). */
 bool webhook_payload(const struct webhook_event *ev, char *out, size_t size);
 
 /* Hex SHA-256 of secret followed by sender (64 characters + NUL). */

@@ -59,8 +59,14 @@ struct msg_record {
      * the writer applies them to ratelimits.notified. Records of queue
      * files written before they existed read as 0: no change. */
     uint8_t notified_set, notified_clear;
+    /* Webhook queue only: 0, a quota event (blocked says which), or
+     * NOTIFY_EPISODE, a hijacked-account episode (watch.h), whose signals,
+     * action and evidence travel in from_addr, client_name and to_addr. */
+    uint8_t event;
     const char *sender, *msgid, *from_addr, *to_addr, *client_address, *client_name;
 };
+
+#define NOTIFY_EPISODE 1
 
 enum wqueue_open_result { WQUEUE_CREATED, WQUEUE_RECOVERED, WQUEUE_FAILED };
 

@@ -56,7 +56,7 @@ static void test_keys(void)
 static void test_table(void)
 {
     struct shm shm;
-    ok(shm_create(&shm, 4, 16, 0, 16), "segment with 16 cache entries");
+    ok(shm_create(&shm, 4, 16, 0, 0, 16), "segment with 16 cache entries");
     struct cache *c = &shm.cache;
     int created = 0, zero = 0;
     char key[CACHE_KEY_SIZE];
@@ -103,7 +103,7 @@ static void test_table(void)
 static void test_shared_by_processes(void)
 {
     struct shm shm;
-    shm_create(&shm, 4, 1000, 0, 16);
+    shm_create(&shm, 4, 1000, 0, 0, 16);
     int zero = 0;
     for (int p = 0; p < 4; p++)
         if (fork() == 0) {

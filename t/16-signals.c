@@ -315,8 +315,9 @@ static void test_baseline(void)
             is_long(first_prob, 7000 + 46, "probation: window 8, the 46th message (46 + 20 x 1/4 prorated = 51)");
         if (w == 8) {
             is_long(r.history, 8, "probation over: 8 windows");
-            is_long(r.baseline_q8, 6400, "probation over: baseline 20 x 7/8 + 60 x 1/8 = 25 (x 256)");
-            is_long(r.verdict, SIGNALS_RATE_OK, "probation over: 60 an hour is under 5 x 25");
+            is_long(r.baseline_q8, 6080, "probation over: the window of 60 folds as 50 (probation caps it): "
+                                         "20 x 7/8 + 50 x 1/8 = 23.75 (x 256)");
+            is_long(r.verdict, SIGNALS_RATE_OK, "probation over: 60 an hour is under 5 x 23.75");
         }
     }
     is_long(first_prob, 7046, "probation: nothing reported in window 9 (history 8)");

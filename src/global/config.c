@@ -14,6 +14,7 @@
  */
 #include "config.h"
 #include "db.h"
+#include "geo.h"
 #include "log.h"
 #include "windows.h"
 #include "rateguard.h"
@@ -67,6 +68,8 @@ static bool check_dsn(const char *v, char *err, size_t n);
 static bool check_smtp_server(const char *v, char *err, size_t n);
 static bool check_mailbox(const char *v, char *err, size_t n);
 static bool check_optional_mailbox(const char *v, char *err, size_t n);
+static bool check_signal_action(const char *v, char *err, size_t n);
+static int signal_action_index(const char *v);
 
 #define F(field) offsetof(struct rg_config, field)
 #define EC RG_EXIT_CONFIG
@@ -133,6 +136,24 @@ static const struct param params[] = {
     {"exempt", "users", P_LIST, "{}", 0, 0, check_no_controls, F(exempt.users), EC, LIVE},
     {"exempt", "domains", P_LIST, "{}", 0, 0, check_no_controls, F(exempt.domains), EC, LIVE},
     {"exempt", "networks", P_LIST, "{}", 0, 0, check_cidr, F(exempt.networks), EC, LIVE},
+
+    {"signals", "enabled", P_BOOL, "true", 0, 0, NULL, F(signals.enabled), EC, RESTART},
+    {"signals", "window", P_INT, "3600", SIGNALS_WINDOW_MIN_S, SIGNALS_WINDOW_MAX_S, NULL, F(signals.window), EC, LIVE},
+    {"signals", "ipv4_prefix", P_INT, "24", 1, 32, NULL, F(signals.ipv4_prefix), EC, LIVE},
+    {"signals", "ipv6_prefix", P_INT, "64", 1, 128, NULL, F(signals.ipv6_prefix), EC, LIVE},
+    {"signals", "spread", P_INT, "12", 0, SIGNALS_NETS, NULL, F(signals.spread), EC, LIVE},
+    {"signals", "spread_action", P_STR, "HOLD", 0, 0, check_signal_action, F(signals.spread_action), EC, LIVE},
+    {"signals", "countries", P_INT, "4", 0, SIGNALS_COUNTRIES, NULL, F(signals.countries), EC, LIVE},
+    {"signals", "countries_action", P_STR, "HOLD", 0, 0, check_signal_action, F(signals.countries_action), EC, LIVE},
+    {"signals", "country_database", P_STR, "", 0, 0, check_optional_path, F(signals.country_database), EC, LIVE},
+    {"signals", "rate_multiple", P_INT, "10", 0, 1000, NULL, F(signals.rate_multiple), EC, LIVE},
+    {"signals", "min_history", P_INT, "8", 1, 65535, NULL, F(signals.min_history), EC, LIVE},
+    {"signals", "probation", P_INT, "100", 0, 4294967295L, NULL, F(signals.probation), EC, LIVE},
+    {"signals", "rate_action", P_STR, "HOLD", 0, 0, check_signal_action, F(signals.rate_action), EC, LIVE},
+    {"signals", "probation_action", P_STR, "HOLD", 0, 0, check_signal_action, F(signals.probation_action), EC, LIVE},
+    {"signals", "allow_networks", P_LIST, "{}", 0, 0, check_cidr, F(signals.allow_networks), EC, LIVE},
+    {"signals", "exempt_logins", P_LIST, "{}", 0, 0, check_no_controls, F(signals.exempt_logins), EC, LIVE},
+    {"signals", "reply", P_STR, "Held for review: this login looks hijacked", 0, 0, check_no_controls, F(signals.reply), EC, LIVE},
 
     {"cache", "entries", P_INT, "100000", 16, 100000000, NULL, F(cache.entries), EC, RESTART},
     {"cache", "domains", P_INT, "4096", 1, 1000000, NULL, F(cache.domains), EC, RESTART},
@@ -567,6 +588,30 @@ static bool resolve_allowed_users(struct rg_config *c)
     return true;
 }
 
+/* The signals of a hijacked account (watch.h): the core's parameters, the
+ * actions, the allowlist, and the country database opened (and checked)
+ * here, so that a bad one is refused by -t and by a reload. */
+static bool derive_signals(struct rg_config *c)
+{
+    const char *const actions[4] = {c->signals.spread_action, c->signals.countries_action, c->signals.rate_action,
+                                    c->signals.probation_action};
+    char why[512];
+
+    c->signal_params = (struct signals_params){
+        .window_s = (uint32_t)c->signals.window, .alpha_q16 = SIGNALS_PARAMS_DEFAULT.alpha_q16,
+        .min_history = (uint32_t)c->signals.min_history, .multiple_pct = (uint32_t)c->signals.rate_multiple * 100,
+        .probation = (uint32_t)c->signals.probation};
+    for (int i = 0; i < 4; i++)
+        c->signal_actions[i] = (unsigned char)signal_action_index(actions[i]);
+    if (!parse_networks(&c->signals.allow_networks, "signals.allow_networks", &c->signal_allow_nets))
+        return false;
+    if (c->signals.country_database[0] && (c->geo = geo_open(c->signals.country_database, why, sizeof(why))) == NULL) {
+        record_error(line_of("signals.country_database"), EC, "signals.country_database: %s", why);
+        return false;
+    }
+    return true;
+}
+
 /* Derive parsed forms (already validated value by value) and check the
  * relations between values. Returns false after recording an error. */
 static bool derive_and_cross_check(struct rg_config *c)
@@ -589,6 +634,8 @@ static bool derive_and_cross_check(struct rg_config *c)
         window_parse(c->quota.windows.items[i], &c->window_specs[i], why, sizeof(why));
     if (!parse_networks(&c->unauth.networks, "unauthenticated.networks", &c->unauth_nets) ||
         !parse_networks(&c->exempt.networks, "exempt.networks", &c->exempt_nets))
+        return false;
+    if (!derive_signals(c))
         return false;
     c->socket_mode = (unsigned)strtoul(c->socket_mode_text, NULL, 8);
     LOOKUP(facilities, c->log.facility_text, c->syslog_facility);
@@ -712,6 +759,8 @@ void config_free(struct rg_config *c)
     free(c->allowed_uids);
     free(c->exempt_nets);
     free(c->unauth_nets);
+    free(c->signal_allow_nets);
+    geo_close(c->geo);
     free(c->path);
     free(c);
 }
@@ -959,6 +1008,25 @@ static bool check_action(const char *v, char *err, size_t n)
             return true;
     snprintf(err, n, "'%s' does not start with a Postfix access action (DUNNO, OK, "
              "DEFER_IF_PERMIT, REJECT, HOLD, 4NN, 5NN, ...)", v);
+    return false;
+}
+
+/* The actions of a signal, weakest first (enum watch_action's order). */
+static const char *const signal_actions[] = {"log", "HOLD", "DEFER_IF_PERMIT", "REJECT", "lock"};
+
+static int signal_action_index(const char *v)
+{
+    for (size_t i = 0; i < sizeof(signal_actions) / sizeof(signal_actions[0]); i++)
+        if (strcasecmp(v, signal_actions[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+static bool check_signal_action(const char *v, char *err, size_t n)
+{
+    if (signal_action_index(v) >= 0)
+        return true;
+    snprintf(err, n, "'%s' is not a signal's action (log, HOLD, DEFER_IF_PERMIT, REJECT or lock)", v);
     return false;
 }
 

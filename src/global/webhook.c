@@ -51,6 +51,14 @@ bool webhook_payload(const struct webhook_event *ev, char *out, size_t size)
         fputs(", \"event\": ", f);
         json_write_string(f, ev->event);
     }
+    const struct {
+        const char *key, *value;
+    } strings2[] = {{"signals", ev->signals}, {"action", ev->action}, {"evidence", ev->evidence}};
+    for (size_t i = 0; i < 3; i++)
+        if (strings2[i].value) {
+            fprintf(f, ", \"%s\": ", strings2[i].key);
+            json_write_string(f, strings2[i].value);
+        }
     fputc('}', f);
     fclose(f);
     bool ok = len < size;

@@ -139,19 +139,41 @@ static uint32_t country_key(const char *cc)
     return (uint32_t)a << 8 | b;
 }
 
-/* Fold one completed window of count messages into the baseline. */
-static void fold(struct signals_state *s, const struct signals_params *p, uint32_t count)
+/* How many of a window's count messages fold (0: the window is not folded). */
+static uint32_t fold_count(const struct signals_params *p, uint32_t count, uint32_t baseline_q8, uint32_t history)
 {
+    if (history < p->min_history)
+        return count < p->probation ? count : p->probation;
+    if (count > p->probation &&
+        (uint64_t)count * 100 * SIGNALS_BASELINE_ONE > (uint64_t)p->multiple_pct * baseline_q8)
+        return 0;
+    return count;
+}
+
+bool signals_fold_window(const struct signals_params *p, uint32_t count, uint32_t *baseline_q8, uint32_t *history)
+{
+    count = fold_count(p, count, *baseline_q8, *history);
+    if (count == 0)
+        return false;
     uint64_t x = (uint64_t)count * SIGNALS_BASELINE_ONE;
     uint64_t a = p->alpha_q16 == 0 ? 1 : p->alpha_q16 > SIGNALS_ALPHA_ONE ? SIGNALS_ALPHA_ONE : p->alpha_q16;
     /* The first window seeds the average: starting from 0 would take
      * some 1/alpha windows to forget a zero the login never sent. */
-    uint64_t e = s->history == 0 ? x
-                                 : ((uint64_t)s->baseline_q8 * (SIGNALS_ALPHA_ONE - a) + x * a +
-                                    SIGNALS_ALPHA_ONE / 2) / SIGNALS_ALPHA_ONE;
-    s->baseline_q8 = e > UINT32_MAX ? UINT32_MAX : (uint32_t)e;
-    if (s->history < UINT16_MAX)
-        s->history++;
+    uint64_t e = *history == 0 ? x
+                               : ((uint64_t)*baseline_q8 * (SIGNALS_ALPHA_ONE - a) + x * a + SIGNALS_ALPHA_ONE / 2) /
+                                     SIGNALS_ALPHA_ONE;
+    *baseline_q8 = e > UINT32_MAX ? UINT32_MAX : (uint32_t)e;
+    if (*history < UINT16_MAX)
+        (*history)++;
+    return true;
+}
+
+/* Fold one completed window of count messages into the state's baseline. */
+static void fold(struct signals_state *s, const struct signals_params *p, uint32_t count)
+{
+    uint32_t b = s->baseline_q8, h = s->history;
+    if (signals_fold_window(p, count, &b, &h))
+        signals_set_baseline(s, b, h);
 }
 
 /* Move the rate windows to the one holding now: fold what completed. */
@@ -162,26 +184,27 @@ static void roll(struct signals_state *s, const struct signals_params *p, uint32
     if (s->cur_start == 0 || (start < s->cur_start && s->cur_start - now >= w)) {
         /* First use, or a clock set back by a window or more: start afresh. */
         s->cur_start = start ? start : w;   /* 0 means unused: 1970's first window joins the second */
-        s->cur_count = 0;
-        s->prev_count = 0;
+        s->cur_count = s->prev_count = 0;
+        s->feed_cur = s->feed_prev = 0;
         return;
     }
     if (start <= s->cur_start)      /* the same window, or the clock set back a little */
         return;
-    if (s->cur_count > 0)           /* idle windows are not folded (signals.h) */
-        fold(s, p, s->cur_count);
-    s->prev_count = start - s->cur_start == w ? s->cur_count : 0;
-    s->cur_count = 0;
+    uint32_t done = s->cur_count > s->feed_cur ? s->cur_count : s->feed_cur;
+    if (done > 0)                   /* idle windows are not folded (signals.h) */
+        fold(s, p, done);
+    bool next = start - s->cur_start == w;
+    s->prev_count = next ? s->cur_count : 0;
+    s->feed_prev = next ? s->feed_cur : 0;
+    s->cur_count = s->feed_cur = 0;
     s->cur_start = start;
 }
 
-void signals_observe(struct signals_state *s, const struct signals_params *p, int64_t now_us, uint32_t net_key,
-                     const char *country)
+/* The network and the country seen at unix second now_s. */
+static void seen(struct signals_state *s, const struct signals_params *p, uint32_t now_s, uint32_t net_key,
+                 const char *country)
 {
-    uint32_t now_s = unix_s(now_us), now = now_s / 60, w = window_min(p);
-
-    roll(s, p, now_s);
-    s->cur_count = sat_add32(s->cur_count, 1);
+    uint32_t now = now_s / 60, w = window_min(p);
 
     if (s->last_minute != 0 && now < s->last_minute) {
         if (s->last_minute - now < w) {
@@ -215,6 +238,28 @@ void signals_observe(struct signals_state *s, const struct signals_params *p, in
         s->country[i][1] = (char)(ckey & 0xff);
         s->country_minute[i] = (uint16_t)now;
     }
+}
+
+void signals_observe(struct signals_state *s, const struct signals_params *p, int64_t now_us, uint32_t net_key,
+                     const char *country)
+{
+    uint32_t now_s = unix_s(now_us);
+    roll(s, p, now_s);
+    s->cur_count = sat_add32(s->cur_count, 1);
+    seen(s, p, now_s, net_key, country);
+}
+
+void signals_feed(struct signals_state *s, const struct signals_params *p, int64_t at_us, uint32_t net_key,
+                  const char *country)
+{
+    uint32_t at = unix_s(at_us), w = window_s(p), start = at - at % w;
+    if (s->cur_start == 0 || start > s->cur_start)
+        roll(s, p, at);
+    if (start == s->cur_start)
+        s->feed_cur = sat_add32(s->feed_cur, 1);
+    else if (start + w == s->cur_start)
+        s->feed_prev = sat_add32(s->feed_prev, 1);
+    seen(s, p, at, net_key, country);
 }
 
 /* The minute to count from, or 0 when nothing can be in the window. */
@@ -259,7 +304,9 @@ struct signals_rate signals_rate(struct signals_state *s, const struct signals_p
     uint32_t elapsed = now > s->cur_start ? now - s->cur_start : 0;
     if (elapsed > w)
         elapsed = w;
-    uint64_t rate = s->cur_count + (uint64_t)s->prev_count * (w - elapsed) / w;
+    uint32_t cur = s->cur_count > s->feed_cur ? s->cur_count : s->feed_cur;
+    uint32_t prev = s->prev_count > s->feed_prev ? s->prev_count : s->feed_prev;
+    uint64_t rate = cur + (uint64_t)prev * (w - elapsed) / w;
     r.rate = rate > UINT32_MAX ? UINT32_MAX : (uint32_t)rate;
     r.baseline_q8 = s->baseline_q8;
     r.history = s->history;

@@ -17,6 +17,7 @@
 #include "safedir.h"
 #include "sentry.h"
 #include "sentrysend.h"
+#include "watch.h"
 #include "windows.h"
 
 #include <errno.h>
@@ -196,10 +197,11 @@ void master_open_state(struct master *m)
     /* Room for the sliding windows configured at start (a reload cannot
      * add more: the engine uses no more than there is room for). */
     uint32_t window_bytes = (uint32_t)(cfg->quota.windows.count * sizeof(struct window_counts));
-    if (!shm_create(&m->shm, (uint32_t)cfg->workers.max, (uint32_t)cfg->cache.entries, window_bytes,
-                    (uint32_t)cfg->cache.domains))
+    uint32_t watch_bytes = cfg->signals.enabled ? WATCH_SIZE : 0;
+    if (!shm_create(&m->shm, (uint32_t)cfg->workers.max, (uint32_t)cfg->cache.entries, window_bytes + watch_bytes,
+                    watch_bytes, (uint32_t)cfg->cache.domains))
         log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
-    m->shm.cache.extra_in_use = windows_in_use;     /* inherited by every child */
+    m->shm.cache.extra_in_use = watch_entry_in_use;     /* inherited by every child */
     if (!errqueue_create(cfg->sentry.rate_limit))
         log_fatal(RG_EXIT_RUNTIME, "cannot create shared memory");
     master_sentry_announce(cfg);

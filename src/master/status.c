@@ -419,7 +419,7 @@ const char *status_suffix(enum status_format format)
 bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started, const bool wanted[STATUS_FORMATS])
 {
     struct snapshot s = {.cache = &shm->cache, .cfg = cfg, .now_us = clock_realtime_us(),
-                         .n_windows = windows_usable(cfg->quota.windows.count, shm->cache.sh->extra_size)};
+                         .n_windows = windows_usable(cfg->quota.windows.count, cache_windows_size(&shm->cache))};
     bool ok = true;
 
     /* The metrics need no per-sender copy of the cache. */

@@ -82,6 +82,26 @@ static enum outcome deliver(CURL *curl, const struct rg_config *cfg, const struc
     return status >= 400 && status < 500 && status != 408 && status != 429 ? REFUSED : RETRY;
 }
 
+/* The webhook event of a queued record (wqueue.h says where an episode's
+ * fields travel). */
+static struct webhook_event event_of(const struct msg_record *rec)
+{
+    struct webhook_event ev = {
+        .event = rec->blocked ? NULL : "QUOTA_WARNING", .msgid = rec->msgid, .sender = rec->sender,
+        .client_address = rec->client_address, .client_name = rec->client_name, .from_addr = rec->from_addr,
+        .to_addr = rec->to_addr, .rcpt_count = rec->rcpt_count, .quota = rec->quota,
+        .quota_reset = rec->quota_reset, .used = rec->used, .time_us = rec->created_us,
+    };
+    if (rec->event == NOTIFY_EPISODE) {
+        ev.event = "SUSPECTED_HIJACK";
+        ev.signals = rec->from_addr;
+        ev.action = rec->client_name;
+        ev.evidence = rec->to_addr;
+        ev.from_addr = ev.to_addr = ev.client_name = ev.msgid = "";
+    }
+    return ev;
+}
+
 static void set_aside(const struct rg_config *cfg, const struct webhook_event *ev, const char *why)
 {
     char path[4200], body[65536];
@@ -142,12 +162,7 @@ void notifier_main(const struct notifier_ctx *ctx)
             pause_for(ctx, 1);
             continue;
         }
-        struct webhook_event ev = {
-            .event = rec.blocked ? NULL : "QUOTA_WARNING", .msgid = rec.msgid, .sender = rec.sender, .client_address = rec.client_address,
-            .client_name = rec.client_name, .from_addr = rec.from_addr, .to_addr = rec.to_addr,
-            .rcpt_count = rec.rcpt_count, .quota = rec.quota, .quota_reset = rec.quota_reset,
-            .used = rec.used, .time_us = rec.created_us,
-        };
+        struct webhook_event ev = event_of(&rec);
         for (long attempt = 0;; attempt++) {
             enum outcome o = deliver(curl, cfg, &ev, why, sizeof(why));
             if (o == DELIVERED) {

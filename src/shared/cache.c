@@ -143,7 +143,7 @@ static void free_entry(struct cache *c, uint32_t i)
 static bool precious(const struct cache *c, const struct cache_entry *e)
 {
     return e->msg_counter > e->quota || e->rcpt_counter > e->quota || e->quota != e->quota_reset ||
-           e->locked || (c->extra_in_use && c->extra_in_use(cache_extra(c, e), c->sh->extra_size));
+           e->locked || (c->extra_in_use && c->extra_in_use(c, e));
 }
 
 /* Clock sweep: give every entry a second chance, evict idle entries whose

@@ -269,7 +269,7 @@ static void rebuild_locked(struct cache_entry *e, bool created, void *arg)
 
 bool cachesync_rebuild_windows(MYSQL *db, struct shm *shm, const struct rg_config *cfg, char *err, size_t errsize)
 {
-    size_t n = windows_usable(cfg->quota.windows.count, shm->cache.sh->extra_size);
+    size_t n = windows_usable(cfg->quota.windows.count, cache_windows_size(&shm->cache));
     for (size_t i = 0; i < n; i++) {
         const struct window_spec *s = &cfg->window_specs[i];
         int64_t bucket_us = window_bucket_us(s);
@@ -428,7 +428,7 @@ static void replay_locked(struct cache_entry *e, bool created, void *arg)
     const struct msg_record *r = rp->rec;
     /* The sliding windows were rebuilt from the messages rows; this record
      * has none yet. */
-    size_t n = windows_usable(rp->cfg->quota.windows.count, rp->cache->sh->extra_size);
+    size_t n = windows_usable(rp->cfg->quota.windows.count, cache_windows_size(rp->cache));
     struct window_counts *w = n ? cache_extra(rp->cache, e) : NULL;
     for (size_t i = 0; i < n && r->msg_delta; i++)
         window_add(&w[i], &rp->cfg->window_specs[i], r->created_us, r->msg_delta);

@@ -18,7 +18,8 @@ static size_t align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
-bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint32_t extra_size, uint32_t domains)
+bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint32_t extra_size, uint32_t watch_size,
+                uint32_t domains)
 {
     size_t off_scoreboard = align64(sizeof(struct shm_header));
     size_t off_cache = align64(off_scoreboard + (size_t)workers * sizeof(struct worker_slot));
@@ -44,6 +45,7 @@ bool shm_create(struct shm *shm, uint32_t workers, uint32_t cache_entries, uint3
     shm->scoreboard.sh = &h->scoreboard;
     shm->scoreboard.slot = (struct worker_slot *)((char *)p + off_scoreboard);
     cache_layout(&shm->cache, &h->cache, (char *)p + off_cache, cache_entries, extra_size, true);
+    h->cache.watch_size = watch_size;
     h->off_domains = off_domains;
     domains_layout(&shm->domains, &h->domains, (char *)p + off_domains, domains, true);
     return true;

@@ -32,7 +32,8 @@ struct record_header {
     uint32_t quota, quota_reset, used;
     uint8_t blocked;
     uint8_t notified_set, notified_clear;   /* were padding (always 0) before: old files read as no change */
-    uint8_t pad[5];
+    uint8_t event;                          /* likewise: old files read as quota events */
+    uint8_t pad[4];
 };
 
 #define N_STRINGS 6
@@ -216,7 +217,7 @@ size_t wqueue_encode(const struct msg_record *rec, char *buf)
         .created_us = rec->created_us, .msg_delta = rec->msg_delta, .rcpt_delta = rec->rcpt_delta,
         .quota_default = rec->quota_default, .quota = rec->quota, .quota_reset = rec->quota_reset,
         .used = rec->used, .blocked = rec->blocked, .notified_set = rec->notified_set,
-        .notified_clear = rec->notified_clear,
+        .notified_clear = rec->notified_clear, .event = rec->event,
     };
     memcpy(buf, &h, sizeof(h));
     size_t off = sizeof(h);
@@ -260,6 +261,7 @@ size_t wqueue_decode(char *buf, size_t len, struct msg_record *rec)
     rec->blocked = h.blocked;
     rec->notified_set = h.notified_set & (NOTIFIED_BLOCK | NOTIFIED_WARNING);
     rec->notified_clear = h.notified_clear & (NOTIFIED_BLOCK | NOTIFIED_WARNING);
+    rec->event = h.event == NOTIFY_EPISODE ? NOTIFY_EPISODE : 0;
     return h.size;
 }
 

@@ -32,6 +32,7 @@
 #include "quota.h"
 #include "shm.h"
 #include "util.h"
+#include "watch.h"
 #include "windows.h"
 
 #include <stdio.h>
@@ -59,6 +60,10 @@ struct decision {
     bool first_warning;         /* first message past quota.warning_percent */
     int window_hit;             /* index of the sliding window that blocked, -1 none */
     bool pool_blocked;          /* the domain's pool is used up (decided before) */
+    bool watched;               /* the login's signals are kept (watch.h) */
+    const struct watch_origin *origin;  /* where it came from; NULL: toward no signal */
+    struct watch_eval watch;    /* the signals after this message */
+    bool signal_hold, signal_blocked;   /* a signal's action held or refused it */
     uint8_t block_action;       /* the sender's own action when blocked */
     uint32_t used, limit;       /* the count nearest its limit, for the log line */
 };
@@ -222,10 +227,35 @@ static int window_check_locked(const struct decision *d, const struct windows_us
     return -1;
 }
 
+/* The login's signals (watch.h): count the message, and apply the
+ * episode's action unless a rule already blocked it. A lock sets the
+ * quota to 0 at once; the writer makes it the row's. */
+static void watch_locked(struct decision *d, struct cache_entry *e, struct quota_decision *q, int64_t now)
+{
+    struct login_watch *w = watch_of(d->cache, e);
+    if (w == NULL)
+        return;
+    d->watch = watch_message(w, d->cfg, now, d->origin);
+    if (d->watch.action == WATCH_LOG || q->blocked)
+        return;
+    if (d->watch.action == WATCH_HOLD) {
+        d->signal_hold = true;
+        return;
+    }
+    if (d->watch.action == WATCH_LOCK) {
+        w->locked = 1;
+        e->quota = 0;
+        e->locked = 1;
+    }
+    d->signal_blocked = true;
+    block_by_rule(q, d->cfg->quota.count_blocked, d->rec->rcpt_count);
+}
+
 /* Every rule against the entry's counts: the quota, the sliding windows,
- * the domain pool (decided before), the recipient cap; then dry run turns
- * a block into the counted accept it is. Sets the decision's reasons. */
-static struct verdict verdict_locked(struct decision *d, const struct cache_entry *e, struct limits lim,
+ * the domain pool (decided before), the recipient cap, the signals; then
+ * dry run turns a block or a hold into the counted accept it is. Sets the
+ * decision's reasons. */
+static struct verdict verdict_locked(struct decision *d, struct cache_entry *e, struct limits lim,
                                      const struct windows_use *w, int64_t now)
 {
     const struct rg_config *cfg = d->cfg;
@@ -240,9 +270,12 @@ static struct verdict verdict_locked(struct decision *d, const struct cache_entr
     d->too_many_recipients = cfg->quota.max_recipients > 0 && rcpt > (unsigned long)cfg->quota.max_recipients;
     if (d->too_many_recipients)
         block_by_rule(&v.q, cfg->quota.count_blocked, rcpt);
-    if (cfg->quota.dry_run && v.q.blocked) {
+    if (d->watched)
+        watch_locked(d, e, &v.q, now);
+    if (cfg->quota.dry_run && (v.q.blocked || d->signal_hold)) {
         /* Monitor mode: what passes is counted as the accept it is. */
         d->would_block = true;
+        d->signal_hold = d->signal_blocked = false;
         v.quota_blocked = v.q.blocked = false;
         v.q.msg_delta = 1;
         v.q.rcpt_delta = rcpt;
@@ -346,7 +379,7 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
      * writer's bookkeeping of queued counts stays exact. */
     int64_t now = clock_realtime_us();
     d->rec->created_us = now > e->reset_us ? now : e->reset_us;
-    struct windows_use w = {.n = windows_usable(d->cfg->quota.windows.count, d->cache->sh->extra_size)};
+    struct windows_use w = {.n = windows_usable(d->cfg->quota.windows.count, cache_windows_size(d->cache))};
     w.counts = w.n ? cache_extra(d->cache, e) : NULL;
     struct verdict v = verdict_locked(d, e, lim, &w, now);
     d->rec->blocked = v.q.blocked;
@@ -392,18 +425,21 @@ static void log_counted(const struct policy_request *req, const struct decision 
     log_safe_copy(user, sizeof(user), req->sasl_username, 160);
     log_safe_copy(from, sizeof(from), req->sender, 160);
     log_safe_copy(to, sizeof(to), req->recipient, 160);
-    char warning[48] = "", window[64] = "";
+    char warning[48] = "", window[64] = "", signal[96] = "", names[64];
+    if (d->watch.episode)
+        snprintf(signal, sizeof(signal), " (SIGNAL %s: %s)", watch_names(d->watch.episode, names, sizeof(names)),
+                 d->would_block || d->watch.action == WATCH_LOG ? "log" : watch_action_names[d->watch.action]);
     if (d->window_hit >= 0)
         snprintf(window, sizeof(window), " (WINDOW %.40s)", cfg->quota.windows.items[d->window_hit]);
     if (d->first_warning && !d->first_block)
         snprintf(warning, sizeof(warning), " (QUOTA_WARNING %ld%%)", cfg->quota.warning_percent);
     log_info("%s: client=%s[%s], helo=%s, sasl_method=%s, sasl_username=%s, from=%s, to=%s, "
-             "recipient_count=%u, curr_count=%u/%u, status=%s%s%s%s%s%s%s%s%s%s",
+             "recipient_count=%u, curr_count=%u/%u, status=%s%s%s%s%s%s%s%s%s%s%s",
              qid, cname, caddr, helo, method, user, from, to, rcpt, d->used, d->limit,
-             d->blocked ? "BLOCKED" : "ACCEPTED", d->first_block ? " (QUOTA_LIMIT_REACHED)" : "",
+             d->blocked ? "BLOCKED" : d->signal_hold ? "HELD" : "ACCEPTED", d->first_block ? " (QUOTA_LIMIT_REACHED)" : "",
              window, d->pool_blocked ? " (DOMAIN_POOL)" : "", d->too_many_recipients ? " (TOO_MANY_RECIPIENTS)" : "",
              d->would_block ? " (DRY_RUN: WOULD_BLOCK)" : "", warning, d->duplicate ? " (ALREADY_COUNTED)" : "",
-             req->sasl_username[0] ? "" : ", unauthenticated, counted as ", req->sasl_username[0] ? "" : who);
+             signal, req->sasl_username[0] ? "" : ", unauthenticated, counted as ", req->sasl_username[0] ? "" : who);
 }
 
 /* Why this request is exempt from counting, or NULL: its SASL user, the
@@ -625,6 +661,8 @@ static void after_decision(struct shm *shm, const struct decision *d, const char
                   d->first_block ? "first block" : "quota warning");
     if (d->duplicate)
         return;
+    if (d->watch.opened)        /* the writer claims the episode (watchsync.c) */
+        __atomic_add_fetch(&shm->hdr->watch_pending, 1, __ATOMIC_RELEASE);
     wqueue_wake(&shm->queue);
     STAT_ADD(shm, counted, 1);
     if (d->blocked)
@@ -635,6 +673,10 @@ static void after_decision(struct shm *shm, const struct decision *d, const char
         STAT_ADD(shm, would_block, 1);
     if (d->first_warning)
         STAT_ADD(shm, warnings, 1);
+    if (d->signal_hold)
+        STAT_ADD(shm, signal_held, 1);
+    if (d->signal_blocked)
+        STAT_ADD(shm, signal_refused, 1);
 }
 
 /* The reply to a decided message: action_accept, action_blocked, or the
@@ -645,12 +687,20 @@ static size_t decision_reply(const struct rg_config *cfg, const struct decision 
         [BLOCK_DEFER_IF_PERMIT] = "DEFER_IF_PERMIT", [BLOCK_DEFER] = "DEFER", [BLOCK_REJECT] = "REJECT",
         [BLOCK_HOLD] = "HOLD", [BLOCK_DISCARD] = "DISCARD"};
 
+    char action[600], names_buf[64];
+    if (d->signal_hold || d->signal_blocked) {
+        /* A signal's action, its text naming the signals (a lock answers
+         * with action_blocked's action: the quota is 0). */
+        const char *verb = d->watch.action == WATCH_LOCK ? cfg->action_blocked : watch_action_names[d->watch.action];
+        snprintf(action, sizeof(action), "%.*s %s (%s: %s)", (int)strcspn(verb, " "), verb, cfg->signals.reply,
+                 d->watch.action == WATCH_LOCK ? "locked" : "signal", watch_names(d->watch.episode, names_buf, sizeof(names_buf)));
+        return format_reply(action, reply, size);
+    }
     if (!d->blocked)
         return format_reply(cfg->action_accept, reply, size);
     if (d->block_action == BLOCK_ACTION_DEFAULT || d->block_action >= BLOCK_ACTIONS)
         return format_reply(cfg->action_blocked, reply, size);
     const char *text = strchr(cfg->action_blocked, ' ');
-    char action[600];
     snprintf(action, sizeof(action), "%s%s", names[d->block_action], text ? text : "");
     return format_reply(action, reply, size);
 }
@@ -679,6 +729,14 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
         .domain = who.has_domain ? &who.domain : NULL, .cache = &shm->cache, .window_hit = -1,
         .queue = &shm->queue, .notify = shm->notify.sh ? &shm->notify : NULL,
     };
+    struct watch_origin origin;
+    d.watched = cfg->signals.enabled && req->sasl_username[0] != '\0' && !watch_exempt(cfg, req->sasl_username);
+    if (d.watched) {
+        if (watch_origin(cfg, req->client_address, &origin))
+            d.origin = &origin;
+        else
+            STAT_ADD(shm, signal_bad_address, 1);
+    }
     char key[CACHE_KEY_SIZE];
     cache_make_key(who.name, key);
     enum cache_result cr = decide(&shm->cache, key, &d, who.has_domain && who.domain.has_pool ? &who.domain : NULL);

@@ -14,7 +14,8 @@
  * The top of the write path: it owns struct writer (the loop's state:
  * backoff, outage, schedule) and the parts below it, and calls down only:
  * writeround.c (a round, which says what happened), writelane.c (the
- * connections), spool.c, wqueue.c (the wake-up protocol).
+ * connections), spool.c, wqueue.c (the wake-up protocol), watchsync.c
+ * (the signals' share of the housekeeping).
  */
 #include "writer.h"
 #include "report.h"
@@ -26,6 +27,7 @@
 #include "snapshot.h"
 #include "spool.h"
 #include "util.h"
+#include "watchsync.h"
 #include "writeround.h"
 
 #include <errno.h>
@@ -48,6 +50,7 @@ struct writer {
     time_t next_refresh;
     time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
     uint32_t refresh_seen;          /* refresh_requests already served */
+    struct watchsync watch;         /* the signals' feed, episodes and fold */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -174,6 +177,7 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
             acknowledge(w);
         }
     }
+    watchsync_step(&w->watch, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg);
     return true;
 }
 
@@ -195,6 +199,7 @@ static void writer_init(struct writer *w, const struct writer_ctx *ctx)
     lanes_init(&w->lanes, ctx->cfg, shm, ctx->name);
     round_init(&w->round, ctx);
     spool_init(&w->spool, ctx->spool_path);
+    watchsync_init(&w->watch, ctx->name);
     w->refresh_seen = __atomic_load_n(&shm->hdr->refresh_requests, __ATOMIC_ACQUIRE);
     w->next_refresh = time(NULL) + ctx->cfg->cache.refresh_interval;
     w->next_reset = period_next_boundary(ctx->cfg->reset_schedule, time(NULL));

@@ -62,6 +62,10 @@ struct policy_request {
     const char *recipient;
     const char *recipient_count;
     const char *size;
+    /* rateguard_test_now (unix microseconds): the decision's clock in the
+     * test build (rateguard-testhooks) only, so that t/replay replays a
+     * day of a trace in seconds; the daemon ignores it. */
+    const char *rateguard_test_now;
     unsigned attr_count;
 };
 

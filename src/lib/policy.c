@@ -75,6 +75,7 @@ static const struct {
     ATTR(request), ATTR(protocol_state), ATTR(sasl_username), ATTR(sasl_method),
     ATTR(queue_id), ATTR(instance), ATTR(client_address), ATTR(client_name),
     ATTR(helo_name), ATTR(sender), ATTR(recipient), ATTR(recipient_count), ATTR(size),
+    ATTR(rateguard_test_now),
 #undef ATTR
 };
 

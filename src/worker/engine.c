@@ -63,6 +63,7 @@ struct decision {
     bool watched;               /* the login's signals are kept (watch.h) */
     const struct watch_origin *origin;  /* where it came from; NULL: toward no signal */
     struct watch_eval watch;    /* the signals after this message */
+    const char *test_now;       /* rateguard_test_now, used by test builds only */
     bool signal_hold, signal_blocked;   /* a signal's action held or refused it */
     uint8_t block_action;       /* the sender's own action when blocked */
     uint32_t used, limit;       /* the count nearest its limit, for the log line */
@@ -121,8 +122,16 @@ static void test_hold_lock(const char *sender)
     fclose(f);
     usleep((useconds_t)ms * 1000);
 }
+/* Test builds only: the request's rateguard_test_now is the decision's
+ * clock (t/replay --clock: a day of a trace in seconds). */
+static int64_t decision_clock(const struct decision *d)
+{
+    long long t = d->test_now ? strtoll(d->test_now, NULL, 10) : 0;
+    return t > 0 ? (int64_t)t : clock_realtime_us();
+}
 #else
 #define test_hold_lock(sender) ((void)0)
+#define decision_clock(d) clock_realtime_us()
 #endif
 
 /* A domain pool: its counters are a cache entry of their own ("@domain"),
@@ -377,7 +386,7 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     }
     /* Stamped under the lock, never before the entry's last reset, so the
      * writer's bookkeeping of queued counts stays exact. */
-    int64_t now = clock_realtime_us();
+    int64_t now = decision_clock(d);
     d->rec->created_us = now > e->reset_us ? now : e->reset_us;
     struct windows_use w = {.n = windows_usable(d->cfg->quota.windows.count, cache_windows_size(d->cache))};
     w.counts = w.n ? cache_extra(d->cache, e) : NULL;
@@ -728,6 +737,7 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
         .rec = &rec, .instance = instance_hash(req->instance), .cfg = cfg,
         .domain = who.has_domain ? &who.domain : NULL, .cache = &shm->cache, .window_hit = -1,
         .queue = &shm->queue, .notify = shm->notify.sh ? &shm->notify : NULL,
+        .test_now = req->rateguard_test_now[0] ? req->rateguard_test_now : NULL,
     };
     struct watch_origin origin;
     d.watched = cfg->signals.enabled && req->sasl_username[0] != '\0' && !watch_exempt(cfg, req->sasl_username);

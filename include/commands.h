@@ -25,6 +25,11 @@ int command_reset_sender(const struct rg_config *cfg, const char *sender);
 /* quota = quota_reset = n (the row is created when missing); locked sets
  * quota_locked, otherwise it is cleared. */
 int command_set_quota(const struct rg_config *cfg, const char *sender, uint32_t n, bool locked);
+
+/* End a login's hijacked-account episode (signals): its networks,
+ * countries and current rate forgotten on every host, and a quota the
+ * lock action set to 0 given back (quota_reset, unlocked). */
+int command_clear(const struct rg_config *cfg, const char *login);
 int command_reload_cache(const struct rg_config *cfg);
 /* Send sig to the running daemon (reload: HUP, reopen-logs: USR2); exit 3
  * when none runs. */

@@ -257,7 +257,75 @@ struct sender_view {
     unsigned long unwritten_msg, unwritten_rcpt;
     size_t n_windows;                   /* sliding-window counts from the daemon */
     unsigned long windows[WINDOWS_MAX];
+    bool has_signals;                   /* a login_signals row (signals { }) */
+    unsigned long baseline, history, episode, since, last, sig_locked, cleared;
+    char episode_host[256], evidence[256];
 };
+
+/* The login's row of login_signals (migration 008), if any. */
+static bool read_signals_row(MYSQL *db, const char *sender, struct sender_view *v, char *err, size_t errsize)
+{
+    char cols[9][256], key[CACHE_KEY_SIZE];
+    char *out[9];
+    for (int i = 0; i < 9; i++)
+        out[i] = cols[i];
+    cache_make_key(sender, key);
+    const char *params[] = {key};
+    int found = db_query_row_params(db,
+                                    "SELECT `baseline`, `history`, `episode`, `episode_since`, `episode_last`, "
+                                    "`locked`, `cleared_at`, `episode_host`, `evidence` FROM `login_signals` "
+                                    "WHERE `sender` = ?", params, 1, out, 9, sizeof(cols[0]), err, errsize);
+    if (found <= 0)
+        return found == 0;
+    v->has_signals = true;
+    unsigned long *nums[] = {&v->baseline, &v->history, &v->episode, &v->since, &v->last, &v->sig_locked, &v->cleared};
+    for (int i = 0; i < 7; i++)
+        *nums[i] = strtoul(cols[i], NULL, 10);
+    str_copy(v->episode_host, cols[7], sizeof(v->episode_host));
+    str_copy(v->evidence, cols[8], sizeof(v->evidence));
+    return true;
+}
+
+/* "2026-12-06 10:00:00" local time of a unix second. */
+static const char *unix_text(unsigned long t, char buf[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    localtime_r(&tt, &tm);
+    strftime(buf, 32, "%Y-%m-%d %H:%M:%S", &tm);
+    return buf;
+}
+
+/* show's lines about the signals: the baseline, the last episode, the lock. */
+static void print_signals(const struct rg_config *cfg, const struct sender_view *v, bool json)
+{
+    char names[64] = "", since[32], last[32], shown[1024];
+    bool open = v->episode && (unsigned long)time(NULL) < v->last + (unsigned long)cfg->signals.window;
+    for (int i = 0, n = 0; i < 4; i++)
+        if (v->episode & (1u << i))
+            n += snprintf(names + n, sizeof(names) - (size_t)n, "%s%s", n ? "+" : "",
+                          (const char *const[]){"spread", "countries", "rate", "probation"}[i]);
+    if (json) {
+        printf(",\"signals\":{\"baseline\":%.2f,\"history\":%lu,\"episode\":", v->baseline / 256.0, v->history);
+        json_write_string(stdout, names);
+        printf(",\"episode_open\":%s,\"since\":%lu,\"last_trip\":%lu,\"claimed_by\":", open ? "true" : "false",
+               v->since, v->last);
+        json_write_string(stdout, v->episode_host);
+        fputs(",\"evidence\":", stdout);
+        json_write_string(stdout, v->evidence);
+        printf(",\"locked\":%s,\"cleared_at\":%lu}", v->sig_locked ? "true" : "false", v->cleared);
+        return;
+    }
+    printf("baseline:    %.2f messages per %ld-second window over %lu window(s)%s\n", v->baseline / 256.0,
+           cfg->signals.window, v->history, v->history < (unsigned long)cfg->signals.min_history ? " (probation)" : "");
+    if (v->episode) {
+        text_escape(shown, sizeof(shown), v->evidence, sizeof(v->evidence));
+        printf("episode:     %s %s since %s, last trip %s (%s)\n", names, open ? "OPEN" : "ended",
+               unix_text(v->since, since), unix_text(v->last, last), shown);
+    }
+    if (v->sig_locked)
+        printf("locked:      quota 0 by the signals' lock action, until `rateguard clear`\n");
+}
 
 static bool read_sender_row(MYSQL *db, const char *sender, struct sender_view *v, char *err, size_t errsize)
 {
@@ -353,7 +421,7 @@ int command_show(const struct rg_config *cfg, const char *sender, bool json)
         log_error("show: %s", err);
         return RG_EXIT_RUNTIME;
     }
-    bool ok = read_sender_row(db, sender, &v, err, sizeof(err));
+    bool ok = read_sender_row(db, sender, &v, err, sizeof(err)) && read_signals_row(db, sender, &v, err, sizeof(err));
     mysql_close(db);
     if (!ok) {
         log_error("show: %s", err);
@@ -398,7 +466,10 @@ int command_show(const struct rg_config *cfg, const char *sender, bool json)
         for (size_t i = 0; i < v.n_windows && i < cfg->quota.windows.count; i++)
             printf("%s{\"limit\":%u,\"seconds\":%u,\"count\":%lu}", i ? "," : "", cfg->window_specs[i].limit,
                    cfg->window_specs[i].seconds, v.windows[i]);
-        fputs("]}\n", stdout);
+        fputs("]", stdout);
+        if (v.has_signals)
+            print_signals(cfg, &v, true);
+        fputs("}\n", stdout);
         return RG_EXIT_OK;
     }
     char shown[4 * sizeof(v.sender)];
@@ -421,6 +492,8 @@ int command_show(const struct rg_config *cfg, const char *sender, bool json)
                sec % 86400 == 0 ? sec / 86400 : sec % 3600 == 0 ? sec / 3600 : sec % 60 == 0 ? sec / 60 : sec,
                sec % 86400 == 0 ? "d" : sec % 3600 == 0 ? "h" : sec % 60 == 0 ? "min" : "s");
     }
+    if (v.has_signals)
+        print_signals(cfg, &v, false);
     printf("last reset:  %s\n", v.reset_at[0] ? v.reset_at : "never");
     if (v.in_cache)
         printf("daemon:      cached, %lu message(s) and %lu recipient(s) not yet in the database\n",
@@ -475,6 +548,39 @@ int command_reset_sender(const struct rg_config *cfg, const char *sender)
     if (rc == RG_EXIT_OK)
         log_info("reset: %s: period counters reset", sender);
     return rc;
+}
+
+int command_clear(const struct rg_config *cfg, const char *login)
+{
+    char key[CACHE_KEY_SIZE], err[1024];
+    unsigned long long cleared = 0;
+    cache_make_key(login, key);
+    const char *both[] = {login, key}, *one[] = {key};
+    MYSQL *db = db_connect(cfg, err, sizeof(err));
+
+    if (db == NULL) {
+        log_error("clear: %s", err);
+        return RG_EXIT_RUNTIME;
+    }
+    /* Only a lock the signals set is undone: an operator's own stays. */
+    bool ok = db_exec_params(db, "UPDATE `ratelimits` SET `quota` = `quota_reset`, `quota_locked` = 0 "
+                             "WHERE `sender` = ? AND `quota` = 0 AND EXISTS (SELECT 1 FROM `login_signals` "
+                             "WHERE `sender` = ? AND `locked` = 1)", both, 2, NULL, err, sizeof(err)) &&
+              db_exec_params(db, "UPDATE `login_signals` SET `episode` = 0, `locked` = 0, "
+                             "`cleared_at` = UNIX_TIMESTAMP() WHERE `sender` = ?", one, 1, &cleared, err, sizeof(err)) &&
+              (mysql_commit(db) == 0 || (snprintf(err, sizeof(err), "commit: %s", mysql_error(db)), false));
+    mysql_close(db);
+    if (!ok) {
+        log_error("clear: %s", err);
+        return RG_EXIT_RUNTIME;
+    }
+    if (cleared == 0) {
+        fprintf(stderr, "rateguard: clear: no signals kept for '%s' (it never had an episode or a baseline)\n", login);
+        return RG_EXIT_UNKNOWN_PARAM;
+    }
+    log_info("clear: %s: hijacked-account episode and lock cleared", key);
+    int rc = refresh_running_daemon(cfg, "clear", RG_EXIT_RUNTIME);
+    return rc < 0 ? RG_EXIT_OK : rc;
 }
 
 int command_set_quota(const struct rg_config *cfg, const char *sender, uint32_t n, bool locked)

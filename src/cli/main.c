@@ -40,6 +40,7 @@ static int run_reload_cache(struct rg_config *cfg, char **args, const struct opt
 static int run_show(struct rg_config *cfg, char **args, const struct options *o);
 static int run_reset(struct rg_config *cfg, char **args, const struct options *o);
 static int run_set_quota(struct rg_config *cfg, char **args, const struct options *o);
+static int run_clear(struct rg_config *cfg, char **args, const struct options *o);
 static int run_stop(struct rg_config *cfg, char **args, const struct options *o);
 static int run_reload(struct rg_config *cfg, char **args, const struct options *o);
 static int run_reopen_logs(struct rg_config *cfg, char **args, const struct options *o);
@@ -71,6 +72,8 @@ static const struct command {
     {"set-quota", "set-quota SENDER N [--locked]", 2, false, set_quota_args, run_set_quota,
      "set one sender's quota (--locked: kept across resets);\n"
      "                unblocks only if its counters are now below N: else `reset` it"},
+    {"clear", "clear LOGIN", 1, false, NULL, run_clear,
+     "end a login's hijacked-account episode (signals) and undo its lock"},
     {"stop", "stop", 0, false, NULL, run_stop, "stop the running daemon and wait until it has gone"},
     {"reload", "reload", 0, false, NULL, run_reload, "make the running daemon re-read its configuration"},
     {"reopen-logs", "reopen-logs", 0, false, NULL, run_reopen_logs,
@@ -246,6 +249,12 @@ static int run_reload_cache(struct rg_config *cfg, char **args, const struct opt
 }
 
 /* show SENDER. */
+static int run_clear(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)o;
+    return command_clear(cfg, args[0]);
+}
+
 static int run_show(struct rg_config *cfg, char **args, const struct options *o)
 {
     return command_show(cfg, args[0], o->json);

@@ -151,6 +151,52 @@ static void write_stress_text(FILE *f, struct shm *shm)
             (unsigned long long)STAT_GET(shm, stress_timeouts));
 }
 
+/* The hijacked-account signals (watch.h): episodes this host claimed, by
+ * the signal that opened them, and the messages their actions took. */
+static const char *const signal_stat_names[4] = {"spread", "countries", "rate", "probation"};
+
+static void write_signals_text(FILE *f, struct shm *shm)
+{
+    fputs("signals: episodes", f);
+    for (int i = 0; i < 4; i++)
+        fprintf(f, " %s %llu", signal_stat_names[i], (unsigned long long)STAT_GET(shm, signal_episodes[i]));
+    fprintf(f, ", %llu ended; %llu message(s) held, %llu refused; %llu without a usable client_address\n",
+            (unsigned long long)STAT_GET(shm, signal_ended), (unsigned long long)STAT_GET(shm, signal_held),
+            (unsigned long long)STAT_GET(shm, signal_refused), (unsigned long long)STAT_GET(shm, signal_bad_address));
+}
+
+static void write_signals_json(FILE *f, struct shm *shm)
+{
+    fputs("\"signals\":{\"episodes\":{", f);
+    for (int i = 0; i < 4; i++)
+        fprintf(f, "%s\"%s\":%llu", i ? "," : "", signal_stat_names[i],
+                (unsigned long long)STAT_GET(shm, signal_episodes[i]));
+    fprintf(f, "},\"ended\":%llu,\"held\":%llu,\"refused\":%llu,\"bad_address\":%llu},",
+            (unsigned long long)STAT_GET(shm, signal_ended), (unsigned long long)STAT_GET(shm, signal_held),
+            (unsigned long long)STAT_GET(shm, signal_refused), (unsigned long long)STAT_GET(shm, signal_bad_address));
+}
+
+static void write_signals_prometheus(FILE *f, struct shm *shm)
+{
+    fputs("# HELP rateguard_signal_episodes_total Hijacked-account episodes this host claimed, by the signal that "
+          "opened them.\n# TYPE rateguard_signal_episodes_total counter\n", f);
+    for (int i = 0; i < 4; i++)
+        fprintf(f, "rateguard_signal_episodes_total{signal=\"%s\"} %llu\n", signal_stat_names[i],
+                (unsigned long long)STAT_GET(shm, signal_episodes[i]));
+    fprintf(f, "# HELP rateguard_signal_episodes_ended_total Episodes this host claimed that ended.\n"
+               "# TYPE rateguard_signal_episodes_ended_total counter\n"
+               "rateguard_signal_episodes_ended_total %llu\n"
+               "# HELP rateguard_signal_messages_total Messages a signal's action took, by action.\n"
+               "# TYPE rateguard_signal_messages_total counter\n"
+               "rateguard_signal_messages_total{action=\"hold\"} %llu\n"
+               "rateguard_signal_messages_total{action=\"refuse\"} %llu\n"
+               "# HELP rateguard_signal_bad_address_total Counted requests whose client_address counts toward no signal.\n"
+               "# TYPE rateguard_signal_bad_address_total counter\n"
+               "rateguard_signal_bad_address_total %llu\n",
+            (unsigned long long)STAT_GET(shm, signal_ended), (unsigned long long)STAT_GET(shm, signal_held),
+            (unsigned long long)STAT_GET(shm, signal_refused), (unsigned long long)STAT_GET(shm, signal_bad_address));
+}
+
 static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
                        struct pool_counts p, time_t started)
 {
@@ -183,6 +229,7 @@ static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, co
                 "%llu dropped (queue full)\n", (unsigned long long)es.queued, (unsigned long long)es.sent,
                 (unsigned long long)es.failed, (unsigned long long)es.suppressed, (unsigned long long)es.dropped);
     write_stress_text(f, shm);
+    write_signals_text(f, shm);
 }
 
 static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
@@ -225,6 +272,7 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
             __atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) ? "true" : "false",
             (unsigned long long)STAT_GET(shm, stress_episodes), (unsigned long long)STAT_GET(shm, stress_idle_closed),
             (unsigned long long)STAT_GET(shm, stress_timeouts));
+    write_signals_json(f, shm);
     fprintf(f, "\"cache\":{\"used\":%u,\"entries\":%u}", cache_used(&shm->cache), shm->cache.sh->capacity);
     snapshot_status_json(f, shm);
     fprintf(f, ",\"writer_pid\":%ld}\n", (long)shm->hdr->writer_pid);
@@ -299,6 +347,7 @@ static void write_prometheus(FILE *f, const struct rg_config *cfg, struct shm *s
             __atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) ? 1 : 0,
             (unsigned long long)STAT_GET(shm, stress_episodes), (unsigned long long)STAT_GET(shm, stress_idle_closed),
             (unsigned long long)STAT_GET(shm, stress_timeouts));
+    write_signals_prometheus(f, shm);
     snapshot_status_prometheus(f, shm);
 }
 

@@ -245,16 +245,15 @@ static void watch_locked(struct decision *d, struct cache_entry *e, struct quota
     if (w == NULL)
         return;
     d->watch = watch_message(w, d->cfg, now, d->origin);
-    if (d->watch.action == WATCH_LOG || q->blocked)
-        return;
-    if (d->watch.action == WATCH_HOLD) {
-        d->signal_hold = true;
-        return;
-    }
-    if (d->watch.action == WATCH_LOCK) {
+    if (d->watch.action == WATCH_LOCK) {     /* refused with the lock's reason, whatever else */
         w->locked = 1;
         e->quota = 0;
         e->locked = 1;
+    } else if (d->watch.action == WATCH_LOG || q->blocked) {
+        return;
+    } else if (d->watch.action == WATCH_HOLD) {
+        d->signal_hold = true;
+        return;
     }
     d->signal_blocked = true;
     block_by_rule(q, d->cfg->quota.count_blocked, d->rec->rcpt_count);

@@ -182,7 +182,7 @@ struct walk_item {
     enum item_kind kind;
     char key[CACHE_KEY_SIZE];
     uint8_t bits, claimed;
-    uint32_t since, last;
+    uint32_t since, last, quota_reset;
     enum watch_action action;
     char evidence[200];
 };
@@ -217,6 +217,7 @@ static void walk_locked(struct cache_entry *e, bool created, void *arg)
     it->claimed = w->claimed;
     it->since = w->episode_since;
     it->last = w->episode_last;
+    it->quota_reset = e->quota_reset;
     it->action = w->locked ? WATCH_LOCK : watch_action_of(k->cfg, w->episode);
     if (it->kind == ITEM_CLAIM) {
         struct watch_eval ev = watch_peek(w, k->cfg, (int64_t)k->now * 1000000);
@@ -303,9 +304,14 @@ static bool claim(struct watchsync *ws, MYSQL *db, const struct rg_config *cfg, 
                         "`evidence` = VALUES(`evidence`), `locked` = GREATEST(`locked`, VALUES(`locked`))",
                         p, 7, NULL, err, errsize))
         return false;
-    /* The lock: the row's quota to 0 until an operator clears it. */
+    /* The lock: the row's quota to 0 until an operator clears it (the row
+     * made here if the records that make it are not written yet). */
+    char quota_reset[16];
+    snprintf(quota_reset, sizeof(quota_reset), "%u", it->quota_reset);
+    const char *q[] = {it->key, quota_reset};
     return it->action != WATCH_LOCK ||
-           db_exec_params(db, "UPDATE `ratelimits` SET `quota` = 0, `quota_locked` = 1 WHERE `sender` = ?", key, 1,
+           db_exec_params(db, "INSERT INTO `ratelimits` (`sender`, `quota`, `quota_reset`, `quota_locked`) "
+                          "VALUES (?, 0, ?, 1) ON DUPLICATE KEY UPDATE `quota` = 0, `quota_locked` = 1", q, 2,
                           NULL, err, errsize);
 }
 

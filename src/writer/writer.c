@@ -172,12 +172,14 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
         __atomic_store_n(&h->db_read, 1, __ATOMIC_RELEASE);
         write_snapshot(w);
         w->next_refresh = time(NULL) + w->ctx->cfg->cache.refresh_interval;
+        w->watch.next_adopt = 0;    /* an operator's `clear` is taken before the command hears back */
+        watchsync_step(&w->watch, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg);
         if (asked != w->refresh_seen) {
             w->refresh_seen = asked;
             acknowledge(w);
         }
-    }
-    watchsync_step(&w->watch, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg);
+    } else
+        watchsync_step(&w->watch, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg);
     return true;
 }
 

@@ -62,6 +62,14 @@ for my $case (['HOLD', "action=HOLD $TEXT (signal: spread)\n\n"],
        "$action: the episode logged once, with its evidence");
     like(slurp($c->{log}), qr/S\d+: .*sasl_username=\Q$login\E.*status=\w+ \(SIGNAL spread: \Q$action\E\)/,
          "$action: the request's line names the signal and the action");
+    my ($entry) = grep { $_->{sender} eq $login } @{ status_json($c)->{senders} // [] };
+    is_deeply([$entry->{signal}, $entry->{signal_action}], $action eq 'log' ? ['spread', 'log'] : ['spread', $action],
+              "$action: status names the episode's signal and action");
+    my (undef, $listed) = run_rateguard('-c', $c->{path}, '--json', 'blocked');
+    # (the logins of the cases before share the database: their episodes are adopted too)
+    my @refused = map { "$_->{sender} $_->{reason}" } grep { $_->{sender} eq $login } @{ decode_json($listed)->{blocked} };
+    is_deeply(\@refused, $action =~ /^(HOLD|log)$/ ? [] : ["$login signal"],
+              "$action: blocked lists the login " . ($action =~ /^(HOLD|log)$/ ? 'not (it is not refused)' : 'as refused by a signal'));
     my ($blocked) = $h->selectrow_array("SELECT SUM(blocked) FROM messages WHERE sender = ?", undef, $login);
     is($blocked, $action =~ /^(HOLD|log)$/ ? 0 : 2, "$action: messages rows: " . ($action =~ /^(HOLD|log)$/ ? 'accepted' : 'blocked'));
     if ($action eq 'lock') {

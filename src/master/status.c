@@ -13,6 +13,7 @@
 #include "rateguard.h"
 #include "shm.h"
 #include "snapshot.h"
+#include "watch.h"
 #include "util.h"
 #include "windows.h"
 
@@ -27,6 +28,9 @@
 struct sender_copy {
     struct cache_entry e;
     uint32_t windows[WINDOWS_MAX];
+    uint8_t episode;            /* the signals of an open hijacked-account episode (watch.h), 0 none */
+    uint8_t action;             /* its enum watch_action (WATCH_LOCK while locked) */
+    uint32_t episode_since;
 };
 
 struct snapshot {
@@ -51,6 +55,11 @@ static void collect(struct cache_entry *e, bool created, void *arg)
     struct window_counts *w = s->n_windows ? cache_extra(s->cache, e) : NULL;
     for (size_t i = 0; i < s->n_windows; i++)
         c->windows[i] = window_count(&w[i], &s->cfg->window_specs[i], s->now_us);
+    const struct login_watch *lw = watch_of(s->cache, e);
+    bool open = lw && watch_episode_open(lw, s->cfg, (uint32_t)(s->now_us / 1000000));
+    c->episode = open ? lw->episode : 0;
+    c->action = lw && lw->locked ? WATCH_LOCK : watch_action_of(s->cfg, c->episode);
+    c->episode_since = open ? lw->episode_since : 0;
 }
 
 static int by_key(const void *a, const void *b)
@@ -79,6 +88,8 @@ static const char *refusal_reason(const struct rg_config *cfg, const struct send
                                   struct limits l)
 {
     const struct cache_entry *e = &c->e;
+    if (c->action >= WATCH_DEFER_IF_PERMIT)     /* an episode's refusing action, or its lock */
+        return "signal";
     if (quota_next_refused(l.msg, l.rcpt, e->msg_counter, e->rcpt_counter))
         return e->locked && l.msg == 0 ? "locked" : "quota";
     for (size_t i = 0; i < n_windows; i++)
@@ -88,11 +99,14 @@ static const char *refusal_reason(const struct rg_config *cfg, const struct send
 }
 
 /* The status column: "ok", "full" (the next message is refused, none was
- * yet), "BLOCKED" (messages were refused in this period). */
+ * yet), "BLOCKED" (messages were refused in this period), "SIGNAL" (in a
+ * hijacked-account episode, whatever its action). */
 static const char *state_of(struct shm *shm, const struct rg_config *cfg, const struct sender_copy *c,
                             size_t n_windows)
 {
     struct limits l = limits_of(shm, &c->e);
+    if (c->episode || c->action == WATCH_LOCK)
+        return "SIGNAL";
     return is_blocked(&c->e, l) ? "BLOCKED" : refusal_reason(cfg, c, n_windows, l) ? "full" : "ok";
 }
 
@@ -257,6 +271,11 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
             fprintf(f, ",\"block_action\":%u", e->block_action);
         for (size_t w = 0; w < s->n_windows; w++)
             fprintf(f, "%s%u%s", w ? "," : ",\"windows\":[", s->rows[i].windows[w], w + 1 == s->n_windows ? "]" : "");
+        if (s->rows[i].episode || s->rows[i].action == WATCH_LOCK) {
+            char names[64];
+            fprintf(f, ",\"signal\":\"%s\",\"signal_action\":\"%s\"",
+                    watch_names(s->rows[i].episode, names, sizeof(names)), watch_action_names[s->rows[i].action]);
+        }
         fputc('}', f);
     }
     fprintf(f, "],\"workers\":{\"busy\":%u,\"idle\":%u,\"running\":%u,\"min\":%ld,\"max\":%ld},", p.busy,
@@ -373,7 +392,9 @@ static bool next_refused(struct shm *shm, const struct rg_config *cfg, const str
         r->why = refusal_reason(cfg, c, s->n_windows, r->limits);
         if (r->why == NULL)
             continue;
-        r->since = strcmp(r->why, "window") != 0 ? r->e->full_since : 0;
+        r->since = strcmp(r->why, "signal") == 0   ? c->episode_since
+                   : strcmp(r->why, "window") != 0 ? r->e->full_since
+                                                   : 0;
         (*i)++;
         return true;
     }

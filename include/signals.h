@@ -152,7 +152,9 @@ void signals_observe(struct signals_state *s, const struct signals_params *p, in
  * this host's included), made at at_us: its network and country count
  * as in signals_observe (a set: seeing a message twice changes nothing),
  * and it counts toward feed_cur or feed_prev, whichever window holds
- * at_us (older: not counted). The feed reads each row once. */
+ * at_us (older: not counted); a message older than the window behind the
+ * newest seen counts toward no network or country. The feed reads each
+ * row once. */
 void signals_feed(struct signals_state *s, const struct signals_params *p, int64_t at_us, uint32_t net_key,
                   const char *country);
 

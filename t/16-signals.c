@@ -361,6 +361,43 @@ static void test_baseline(void)
     ok(r.rate == 0 && r.history == 65535 && r.baseline_q8 == 5120, "clock a day back: counts afresh, baseline kept");
 }
 
+/* The fold's rules, as the database's fold uses them too: probation caps,
+ * a jump is not folded, an ordinary window is. */
+static void test_fold_rules(void)
+{
+    struct signals_params p = SIGNALS_PARAMS_DEFAULT;   /* min_history 8, x10, probation 100 */
+    uint32_t b = 0, h = 0;
+    ok(signals_fold_window(&p, 500, &b, &h) && b == 100 * 256 && h == 1,
+       "fold: a newcomer's first window of 500 seeds the baseline with probation's 100");
+    b = 20 * 256, h = 8;
+    ok(!signals_fold_window(&p, 201, &b, &h) && b == 20 * 256 && h == 8,
+       "fold: 201 against a baseline of 20 (over 10x and over probation) is a jump, not folded");
+    ok(signals_fold_window(&p, 100, &b, &h) && b == (20 * 256 * 7 + 100 * 256 + 4) / 8 && h == 9,
+       "fold: 100 (not over probation) is folded: 20 x 7/8 + 100 x 1/8");
+}
+
+/* The feed: every host's messages as the database tells them. */
+static void test_feed(void)
+{
+    struct signals_params p = SIGNALS_PARAMS_DEFAULT;
+    struct signals_state s;
+    memset(&s, 0, sizeof(s));
+    for (int i = 0; i < 5; i++)
+        signals_observe(&s, &p, US(T0 + 100 + i), key("192.0.2.1", 24, 64), NULL);
+    for (int i = 0; i < 12; i++)    /* this host's 5 among them, and other hosts' */
+        signals_feed(&s, &p, US(T0 + 100 + i), key(i < 5 ? "192.0.2.1" : "198.51.100.1", 24, 64), NULL);
+    signals_feed(&s, &p, US(T0 - 10), key("203.0.113.1", 24, 64), NULL);      /* the previous window */
+    signals_feed(&s, &p, US(T0 - 3600 - 10), key("203.0.114.1", 24, 64), NULL);  /* older: no count */
+    struct signals_rate r = signals_rate(&s, &p, US(T0 + 200));
+    is_long(r.rate, 12 + 1 * (3600 - 200) / 3600, "feed: the window's count is the feed's 12 (over this host's 5), "
+                                                  "plus the previous window's prorated");
+    is_long(signals_spread(&s, &p, US(T0 + 200)), 3, "feed: its networks count, each once (seen twice: a set)");
+    for (int i = 0; i < 20; i++)
+        signals_observe(&s, &p, US(T0 + 300 + i), key("192.0.2.1", 24, 64), NULL);
+    r = signals_rate(&s, &p, US(T0 + 400));
+    is_long(r.rate, 25, "feed: this host's own 25 count once the feed lags behind them");
+}
+
 int main(void)
 {
     is_long(sizeof(struct signals_state), SIGNALS_STATE_SIZE, "struct signals_state is %d bytes", SIGNALS_STATE_SIZE);
@@ -371,5 +408,7 @@ int main(void)
     test_eviction();
     test_countries();
     test_baseline();
+    test_fold_rules();
+    test_feed();
     return done_testing();
 }

@@ -259,7 +259,10 @@ void signals_feed(struct signals_state *s, const struct signals_params *p, int64
         s->feed_cur = sat_add32(s->feed_cur, 1);
     else if (start + w == s->cur_start)
         s->feed_prev = sat_add32(s->feed_prev, 1);
-    seen(s, p, at, net_key, country);
+    /* A row older than the window counts toward no network: unlike a
+     * clock set back, it must not make the tables start afresh. */
+    if (s->last_minute == 0 || at / 60 + window_min(p) > s->last_minute)
+        seen(s, p, at, net_key, country);
 }
 
 /* The minute to count from, or 0 when nothing can be in the window. */

@@ -69,7 +69,7 @@ static bool feed(struct watchsync *ws, MYSQL *db, struct shm *shm, const struct 
     MYSQL_ROW row;
     snprintf(sql, sizeof(sql),
              "SELECT `sender`, `client_address`, UNIX_TIMESTAMP(`created_at`) FROM `messages` "
-             "WHERE `created_at` >= FROM_UNIXTIME(%lld) AND `created_at` < FROM_UNIXTIME(%lld)",
+             "WHERE `created_at` >= FROM_UNIXTIME(%lld) AND `created_at` < FROM_UNIXTIME(%lld) ORDER BY `created_at`",
              (long long)ws->feed_from, (long long)to);
     if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_use_result(db)) == NULL) {
         snprintf(err, errsize, "%s", mysql_error(db));

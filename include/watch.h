@@ -44,7 +44,8 @@ struct login_watch {
     uint8_t unclaimed;          /* ... not yet told to the database (the writer's job) */
     uint8_t claimed;            /* this host claimed it: it logs and notifies its start and end */
     uint8_t locked;             /* a `lock` action: refused until an operator clears it */
-    uint32_t spare;
+    uint8_t baseline_read;      /* the writer has looked for the login's row (a new entry: not yet) */
+    uint8_t spare[3];
 };
 
 #define WATCH_SIZE 248

@@ -112,6 +112,7 @@ static void adopt_locked(struct cache_entry *e, bool created, void *arg)
     struct login_watch *w = watch_of(a->cache, e);
     if (w == NULL)
         return;
+    w->baseline_read = 1;
     if (a->cleared > w->cleared_at) {
         watch_clear(w);
         w->cleared_at = a->cleared;
@@ -137,17 +138,16 @@ static void adopt_locked(struct cache_entry *e, bool created, void *arg)
         w->written_last = a->last;
 }
 
-static bool adopt(struct watchsync *ws, MYSQL *db, struct shm *shm, const struct rg_config *cfg, char *err,
-                  size_t errsize)
+#define ADOPT_COLUMNS                                                                                     \
+    "`sender`, `baseline`, `history`, `episode`, `episode_since`, `episode_last`, `episode_host`, `locked`, " \
+    "`cleared_at`"
+
+/* Adopt the login_signals rows a query (of ADOPT_COLUMNS) returns. */
+static bool adopt_rows(struct watchsync *ws, MYSQL *db, struct shm *shm, const struct rg_config *cfg,
+                       const char *sql, int64_t now, char *err, size_t errsize)
 {
-    char sql[400];
     MYSQL_RES *res;
     MYSQL_ROW row;
-    int64_t now = time(NULL);
-    snprintf(sql, sizeof(sql),
-             "SELECT `sender`, `baseline`, `history`, `episode`, `episode_since`, `episode_last`, `episode_host`, "
-             "`locked`, `cleared_at` FROM `login_signals` WHERE `updated_at` >= FROM_UNIXTIME(%lld)",
-             (long long)(ws->adopt_from > 2 ? ws->adopt_from - 2 : 0));
     if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_use_result(db)) == NULL) {
         snprintf(err, errsize, "%s", mysql_error(db));
         return false;
@@ -169,8 +169,62 @@ static bool adopt(struct watchsync *ws, MYSQL *db, struct shm *shm, const struct
         snprintf(err, errsize, "%s", mysql_error(db));
     mysql_free_result(res);
     mysql_commit(db);
-    if (ok)
-        ws->adopt_from = now;
+    return ok;
+}
+
+/* The rows changed since the last look (all of them the first time). */
+static bool adopt(struct watchsync *ws, MYSQL *db, struct shm *shm, const struct rg_config *cfg, char *err,
+                  size_t errsize)
+{
+    char sql[400];
+    int64_t now = time(NULL);
+    snprintf(sql, sizeof(sql), "SELECT " ADOPT_COLUMNS " FROM `login_signals` WHERE `updated_at` >= FROM_UNIXTIME(%lld)",
+             (long long)(ws->adopt_from > 2 ? ws->adopt_from - 2 : 0));
+    if (!adopt_rows(ws, db, shm, cfg, sql, now, err, errsize))
+        return false;
+    ws->adopt_from = now;
+    return true;
+}
+
+/* Logins cached since the last look (a worker made their entry, or one
+ * evicted came back): their rows, so that a login with history is not
+ * taken for a newcomer. */
+struct unread {
+    struct cache *cache;
+    char (*keys)[CACHE_KEY_SIZE];
+    size_t n;
+};
+
+static void unread_locked(struct cache_entry *e, bool created, void *arg)
+{
+    struct unread *u = arg;
+    (void)created;
+    struct login_watch *w = watch_of(u->cache, e);
+    if (w == NULL || w->baseline_read || u->n >= FOLD_ROWS || e->key[0] == '@')
+        return;
+    w->baseline_read = 1;       /* looked for now: a login without a row is a newcomer */
+    memcpy(u->keys[u->n++], e->key, CACHE_KEY_SIZE);
+}
+
+static bool read_unread(struct watchsync *ws, MYSQL *db, struct shm *shm, const struct rg_config *cfg, char *err,
+                        size_t errsize)
+{
+    static char keys[FOLD_ROWS][CACHE_KEY_SIZE];
+    struct unread u = {.cache = &shm->cache, .keys = keys};
+    cache_foreach(&shm->cache, unread_locked, &u);
+    if (u.n == 0)
+        return true;
+    size_t cap = 200 + u.n * (2 * CACHE_KEY_SIZE + 4), len;
+    char *sql = xmalloc(cap);
+    len = (size_t)snprintf(sql, cap, "SELECT " ADOPT_COLUMNS " FROM `login_signals` WHERE `sender` IN (");
+    for (size_t i = 0; i < u.n; i++) {
+        len += (size_t)snprintf(sql + len, cap - len, "%s'", i ? "," : "");
+        len += mysql_real_escape_string(db, sql + len, keys[i], (unsigned long)strlen(keys[i]));
+        len += (size_t)snprintf(sql + len, cap - len, "'");
+    }
+    snprintf(sql + len, cap - len, ")");
+    bool ok = adopt_rows(ws, db, shm, cfg, sql, time(NULL), err, errsize);
+    free(sql);
     return ok;
 }
 
@@ -476,6 +530,8 @@ void watchsync_step(struct watchsync *ws, MYSQL *db, struct shm *shm, const stru
     }
     if (pending != ws->pending_seen || now >= ws->next_walk) {
         ws->pending_seen = pending;
+        if (!read_unread(ws, db, shm, cfg, err, sizeof(err)))
+            failed(ws, db, "baselines", err);
         walk(ws, db, shm, cfg);
         ws->next_walk = now + cfg->cache.refresh_interval;
     }

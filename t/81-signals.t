@@ -128,7 +128,7 @@ my $pidb = start_daemon($b);
 my $two = 'split@example.org';
 is_deeply([msg($a, $two, '192.0.2.1'), msg($b, $two, '192.0.3.1'), msg($a, $two, '192.0.4.1')], [($DUNNO) x 3],
           'three networks over two hosts: accepted');
-sleep 3.5;  # the feed reads rows 2 s old, every second
+sleep 5;    # the feed reads every second the rows made up to 2 s ago, created_at rounded to the second: at most 4 s
 is(msg($b, $two, '192.0.5.1'), "action=HOLD $TEXT (signal: spread)\n\n",
    'host B trips on the fourth: it sees host A\'s networks');
 ok(wait_until(sub { (lines_matching($a, qr/\Q$two\E looks hijacked/) + lines_matching($b, qr/\Q$two\E looks hijacked/)) == 1 }),

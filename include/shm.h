@@ -80,6 +80,7 @@ struct shm_header {
     uint64_t off_scoreboard, off_cache;
     uint32_t refresh_requests;  /* bumped to make the writer re-read every row */
     uint32_t watch_pending;     /* bumped by a worker that opened an episode: the writer claims it */
+    int64_t watch_feed_from;    /* unix s the writer's feed goes on from (set by the start's preload), 0: its own */
     uint8_t stress;             /* 1 while every worker is busy and connections wait (master.c) */
     int64_t stress_since;       /* CLOCK_REALTIME seconds the current stress began, 0 = none */
     /* The rate-limited log of connection problems (connlog.c). */

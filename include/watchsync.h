@@ -47,6 +47,14 @@ struct watchsync {
 
 void watchsync_init(struct watchsync *ws, const char *host);
 
+/* At start, before the workers answer: the signals of the current and the
+ * previous window rebuilt from every host's rows, and every login's
+ * baseline and open episode read, so that the first message after a
+ * restart is decided as the last before it. The writer's feed goes on
+ * from where this one stopped (shm watch_feed_from). */
+bool watchsync_preload(MYSQL *db, struct shm *shm, const struct rg_config *cfg, const char *host, char *err,
+                       size_t errsize);
+
 /* One step: whatever is due. db is the writer's connection (autocommit
  * off: every unit is committed or rolled back here). */
 void watchsync_step(struct watchsync *ws, MYSQL *db, struct shm *shm, const struct rg_config *cfg);

@@ -17,6 +17,7 @@
 #include "rateguard.h"
 #include "snapshot.h"
 #include "util.h"
+#include "watchsync.h"
 
 #include <stdio.h>
 #include <sys/stat.h>
@@ -89,6 +90,8 @@ void master_recover_sync(struct master *m, struct progress done[WRITER_LANES])
         m->shm.hdr->db_read = 1;
     if (!cachesync_rebuild_windows(db, &m->shm, m->cfg, err, sizeof(err)))
         log_error("preload: %s; the windows start empty", err);
+    if (!watchsync_preload(db, &m->shm, m->cfg, m->writer_name, err, sizeof(err)))
+        log_error("preload: signals: %s; the writer rebuilds them", err);
     mysql_close(db);
 }
 

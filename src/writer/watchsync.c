@@ -495,6 +495,29 @@ static bool fold(MYSQL *db, const struct rg_config *cfg, int64_t start, char *er
     return ok;
 }
 
+/* ---- the start ---- */
+
+/* Where a fresh feed starts: the previous window's beginning. */
+static int64_t rebuild_from(const struct rg_config *cfg, time_t now)
+{
+    return ((int64_t)now / cfg->signals.window) * cfg->signals.window - cfg->signals.window;
+}
+
+bool watchsync_preload(MYSQL *db, struct shm *shm, const struct rg_config *cfg, const char *host, char *err,
+                       size_t errsize)
+{
+    struct watchsync ws;
+    time_t now = time(NULL);
+    if (shm->cache.sh->watch_size < WATCH_SIZE)
+        return true;
+    watchsync_init(&ws, host);
+    ws.feed_from = rebuild_from(cfg, now);
+    if (!feed(&ws, db, shm, cfg, now - FEED_LAG_S, err, errsize) || !adopt(&ws, db, shm, cfg, err, errsize))
+        return false;
+    shm->hdr->watch_feed_from = ws.feed_from;
+    return true;
+}
+
 /* ---- the step ---- */
 
 void watchsync_step(struct watchsync *ws, MYSQL *db, struct shm *shm, const struct rg_config *cfg)
@@ -506,8 +529,9 @@ void watchsync_step(struct watchsync *ws, MYSQL *db, struct shm *shm, const stru
     if (db == NULL || shm->cache.sh->watch_size < WATCH_SIZE)
         return;
     if (!ws->started) {
-        /* Rebuild the current and the previous window from every host's rows. */
-        ws->feed_from = (now / window) * window - window;
+        /* Go on from the start's preload; without one, rebuild the current
+         * and the previous window from every host's rows. */
+        ws->feed_from = shm->hdr->watch_feed_from ? shm->hdr->watch_feed_from : rebuild_from(cfg, now);
         ws->started = true;
     }
     if (now >= ws->next_feed) {

@@ -89,6 +89,23 @@ for my $case (['HOLD', "action=HOLD $TEXT (signal: spread)\n\n"],
     is(stop_daemon($pid), 0, "$action: stopped");
 }
 
+# --- monitor mode: quota.dry_run turns every action into log, even lock ---
+{
+    my $c = write_config(database => $db, name => 'dry', quota => 1000,
+                         sections => { %{ signals_section(spread => 2, spread_action => '"lock"') },
+                                       quota => "dry_run = true\n" });
+    my $pid = start_daemon($c);
+    is_deeply([map { msg($c, 'dry@example.org', "198.51.$_.9") } 1 .. 3], [($DUNNO) x 3],
+              'dry run: a lock episode answers the accept action');
+    like(slurp($c->{log}), qr/sasl_username=dry\@example\.org.*status=ACCEPTED \(DRY_RUN: WOULD_BLOCK\) \(SIGNAL spread: log\)/,
+         'dry run: logged as what would have been done');
+    ok(wait_until(sub { slurp($c->{log}) =~ /dry\@example\.org looks hijacked: spread tripped .*; action log until/ }),
+       'dry run: the episode is logged with the action log');
+    is(join(',', $h->selectrow_array("SELECT quota, quota_locked FROM ratelimits WHERE sender = 'dry\@example.org'")),
+       '1000,0', 'dry run: the quota is not locked');
+    is(stop_daemon($pid), 0, 'dry run: stopped');
+}
+
 # --- one episode: one log line, one webhook event, one metric; a restart ---
 my $r = Receiver::start(log => "$dir/hook.log");
 my $hookurl = "http://127.0.0.1:$r->{port}/hook";

@@ -245,6 +245,10 @@ static void watch_locked(struct decision *d, struct cache_entry *e, struct quota
     if (w == NULL)
         return;
     d->watch = watch_message(w, d->cfg, now, d->origin);
+    if (d->cfg->quota.dry_run && d->watch.action != WATCH_LOG) {
+        d->would_block = true;      /* monitor mode: no hold, no refusal, no lock */
+        return;
+    }
     if (d->watch.action == WATCH_LOCK) {     /* refused with the lock's reason, whatever else */
         w->locked = 1;
         e->quota = 0;

@@ -272,7 +272,7 @@ static void walk_locked(struct cache_entry *e, bool created, void *arg)
     it->since = w->episode_since;
     it->last = w->episode_last;
     it->quota_reset = e->quota_reset;
-    it->action = w->locked ? WATCH_LOCK : watch_action_of(k->cfg, w->episode);
+    it->action = w->locked ? WATCH_LOCK : k->cfg->quota.dry_run ? WATCH_LOG : watch_action_of(k->cfg, w->episode);
     if (it->kind == ITEM_CLAIM) {
         struct watch_eval ev = watch_peek(w, k->cfg, (int64_t)k->now * 1000000);
         watch_evidence(&ev, k->cfg, it->evidence, sizeof(it->evidence));

@@ -84,7 +84,7 @@ struct rg_config {
     } sentry;
     struct {
         bool enabled;
-        long window, ipv4_prefix, ipv6_prefix, spread, countries, rate_multiple, min_history, probation;
+        long window, ipv4_prefix, ipv6_prefix, spread, countries, rate_multiple, rate_floor, min_history, probation;
         char *country_database, *reply;
         char *spread_action, *countries_action, *rate_action, *probation_action;
         struct str_list allow_networks, exempt_logins;

@@ -91,7 +91,7 @@
  * delay on several.
  *
  * What a window folds: a window that was a jump (over baseline x
- * multiple and over probation, with min_history) is not folded, so an
+ * multiple and over jump_floor, with min_history) is not folded, so an
  * attack never teaches the login its own rate; on probation, a window
  * folds at most `probation` messages. The database's fold (the writer,
  * signalsync.c) applies the same rules, and its result replaces this
@@ -125,13 +125,14 @@ struct signals_params {
     uint32_t alpha_q16;     /* EWMA weight of the newest window in 1/65536, 1..65536 (8192 = 1/8) */
     uint32_t min_history;   /* active windows before the baseline applies; fewer: probation */
     uint32_t multiple_pct;  /* a rate above baseline x multiple_pct/100 is a jump (1000 = 10x) */
-    uint32_t probation;     /* messages per window allowed on probation, and the floor of a
-                             * jump: a login with history is never held below a newcomer */
+    uint32_t probation;     /* messages per window allowed on probation */
+    uint32_t jump_floor;    /* a jump is also more than this many messages in the window: a login
+                             * going from 1 to 11 an hour is no attack */
 };
 
 #define SIGNALS_PARAMS_DEFAULT                                                                        \
     ((struct signals_params){.window_s = 3600, .alpha_q16 = 8192, .min_history = 8, .multiple_pct = 1000, \
-                             .probation = 100})
+                             .probation = 100, .jump_floor = 100})
 
 /* The network of a client address as a key for signals_observe:
  * AF_INET masked to v4_prefix bits, AF_INET6 to v6_prefix bits (an
@@ -173,7 +174,7 @@ unsigned signals_countries(const struct signals_state *s, const struct signals_p
 enum signals_verdict {
     SIGNALS_RATE_OK,
     SIGNALS_RATE_PROBATION,     /* history < min_history and rate > probation */
-    SIGNALS_RATE_JUMP,          /* rate > baseline x multiple and > probation */
+    SIGNALS_RATE_JUMP,          /* history >= min_history, rate > baseline x multiple and > jump_floor */
 };
 
 struct signals_rate {

@@ -146,7 +146,8 @@ static const struct param params[] = {
     {"signals", "countries", P_INT, "4", 0, SIGNALS_COUNTRIES, NULL, F(signals.countries), EC, LIVE},
     {"signals", "countries_action", P_STR, "HOLD", 0, 0, check_signal_action, F(signals.countries_action), EC, LIVE},
     {"signals", "country_database", P_STR, "", 0, 0, check_optional_path, F(signals.country_database), EC, LIVE},
-    {"signals", "rate_multiple", P_INT, "10", 0, 1000, NULL, F(signals.rate_multiple), EC, LIVE},
+    {"signals", "rate_multiple", P_INT, "5", 0, 1000, NULL, F(signals.rate_multiple), EC, LIVE},
+    {"signals", "rate_floor", P_INT, "10", 0, 4294967295L, NULL, F(signals.rate_floor), EC, LIVE},
     {"signals", "min_history", P_INT, "8", 1, 65535, NULL, F(signals.min_history), EC, LIVE},
     {"signals", "probation", P_INT, "100", 0, 4294967295L, NULL, F(signals.probation), EC, LIVE},
     {"signals", "rate_action", P_STR, "HOLD", 0, 0, check_signal_action, F(signals.rate_action), EC, LIVE},
@@ -600,7 +601,7 @@ static bool derive_signals(struct rg_config *c)
     c->signal_params = (struct signals_params){
         .window_s = (uint32_t)c->signals.window, .alpha_q16 = SIGNALS_PARAMS_DEFAULT.alpha_q16,
         .min_history = (uint32_t)c->signals.min_history, .multiple_pct = (uint32_t)c->signals.rate_multiple * 100,
-        .probation = (uint32_t)c->signals.probation};
+        .probation = (uint32_t)c->signals.probation, .jump_floor = (uint32_t)c->signals.rate_floor};
     for (int i = 0; i < 4; i++)
         c->signal_actions[i] = (unsigned char)signal_action_index(actions[i]);
     if (!parse_networks(&c->signals.allow_networks, "signals.allow_networks", &c->signal_allow_nets))

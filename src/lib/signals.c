@@ -144,7 +144,7 @@ static uint32_t fold_count(const struct signals_params *p, uint32_t count, uint3
 {
     if (history < p->min_history)
         return count < p->probation ? count : p->probation;
-    if (count > p->probation &&
+    if (count > p->jump_floor &&
         (uint64_t)count * 100 * SIGNALS_BASELINE_ONE > (uint64_t)p->multiple_pct * baseline_q8)
         return 0;
     return count;
@@ -317,11 +317,10 @@ struct signals_rate signals_rate(struct signals_state *s, const struct signals_p
         uint64_t ratio = (uint64_t)r.rate * 100 * SIGNALS_BASELINE_ONE / s->baseline_q8;
         r.ratio_pct = ratio > UINT32_MAX ? UINT32_MAX : (uint32_t)ratio;
     }
-    if (r.rate <= p->probation)
-        r.verdict = SIGNALS_RATE_OK;
-    else if (s->history < p->min_history)
-        r.verdict = SIGNALS_RATE_PROBATION;
-    else if ((uint64_t)r.rate * 100 * SIGNALS_BASELINE_ONE > (uint64_t)p->multiple_pct * s->baseline_q8)
+    if (s->history < p->min_history)
+        r.verdict = r.rate > p->probation ? SIGNALS_RATE_PROBATION : SIGNALS_RATE_OK;
+    else if (r.rate > p->jump_floor &&
+             (uint64_t)r.rate * 100 * SIGNALS_BASELINE_ONE > (uint64_t)p->multiple_pct * s->baseline_q8)
         r.verdict = SIGNALS_RATE_JUMP;
     else
         r.verdict = SIGNALS_RATE_OK;

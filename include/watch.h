@@ -88,8 +88,9 @@ struct watch_eval {
 struct watch_eval watch_message(struct login_watch *w, const struct rg_config *cfg, int64_t now_us,
                                 const struct watch_origin *origin);
 
-/* The signals as they stand, without a message (status, show, the writer). */
-struct watch_eval watch_peek(struct login_watch *w, const struct rg_config *cfg, int64_t now_us);
+/* The signals as they stand, without a message (the writer's evidence):
+ * the state is left as it is. */
+struct watch_eval watch_peek(const struct login_watch *w, const struct rg_config *cfg, int64_t now_us);
 
 /* Whether the episode is still open at now (a window since its last trip). */
 bool watch_episode_open(const struct login_watch *w, const struct rg_config *cfg, uint32_t now_s);

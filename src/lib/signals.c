@@ -142,8 +142,8 @@ static uint32_t country_key(const char *cc)
 /* How many of a window's count messages fold (0: the window is not folded). */
 static uint32_t fold_count(const struct signals_params *p, uint32_t count, uint32_t baseline_q8, uint32_t history)
 {
-    if (history < p->min_history)
-        return count < p->probation ? count : p->probation;
+    if (history < p->min_history)    /* probation 0 is off: nothing to cap */
+        return p->probation == 0 || count < p->probation ? count : p->probation;
     if (count > p->jump_floor &&
         (uint64_t)count * 100 * SIGNALS_BASELINE_ONE > (uint64_t)p->multiple_pct * baseline_q8)
         return 0;

@@ -88,9 +88,14 @@ is_deeply($r->{flagged},
 my $n = @rows;
 my $rcpts = 0;
 $rcpts += $_->[3] for @rows;
-is_deeply($r->{totals}, { messages => $n, recipients => $rcpts, logins => 8, flagged => 2,
+is_deeply($r->{totals}, { messages => $n, recipients => $rcpts, logins => 8, flagged => 2, episodes => 2,
                           replies => { DUNNO => $n - 3, $BLOCK_ACTION => 3 } },
-          "totals: $n messages, 8 logins, 2 flagged, 3 blocked replies");
+          "totals: $n messages, 8 logins, 2 flagged, 2 episodes, 3 blocked replies");
+is_deeply($r->{episodes}, $r->{flagged}, 'episodes: one per flagged login (a block lasts the period)');
+is_deeply([map { [@{ $r->{logins}{$_} }{qw(episodes flagged_replies before_flag)}] } qw(heavy@example.org wide@example.org light1@example.org)],
+          [[1, 2, 10], [1, 1, 2], [0, 0, undef]],
+          'per login: episodes, flagged replies, messages before the first flag');
+is($r->{clock}, undef, 'no --clock: clock null');
 is_deeply([map { $r->{logins}{$_}{messages} } qw(heavy@example.org wide@example.org light1@example.org webmail@example.net)],
           [12, 3, 10, 30], 'messages per login');
 
@@ -117,6 +122,8 @@ is_deeply([grep { /^flagged/ } @lines],
           'text report: one line per flagged login, simulated time, login, action, text, message number');
 is($lines[2], "messages $n, recipients $rcpts, logins 8, flagged 2", 'text report: totals');
 is($lines[3], "replies $BLOCK_ACTION 3, DUNNO " . ($n - 3), 'text report: replies by action (sorted by name)');
+is($lines[4], 'episodes 2 in 2 logins, 3 flagged replies; sent before the first flag: heavy@example.org 10, wide@example.org 2',
+   'text report: episodes, flagged replies, messages before each first flag');
 stop_daemon($pid);
 
 # --- bad input ---
@@ -178,9 +185,12 @@ $day{int($_->[0] / 86400)}++ for grep { $_->[1] eq 'ramp@example.com' } @$ramp;
 ok($day{8} >= 7 * $day{5} && $day{9} >= 7 * $day{6}, "ramp: $day{5}, $day{6} messages a day, then $day{8}, $day{9}");
 
 # --- the botnet trace's head replays: nothing flagged under a high quota ---
+# The signals off: on the real clock the hijacked login's six hours of
+# networks come within a second (t/80-traces.t replays it with --clock).
 my $db2 = migrated_database('replay_botnet');
 my $h2 = dbh($db2);
-my $c2 = write_config(database => $db2, name => 'botnet', quota => 1_000_000);
+my $c2 = write_config(database => $db2, name => 'botnet', quota => 1_000_000,
+                      sections => { signals => "enabled = false\n" });
 $pid = start_daemon($c2);
 my $head = 800;
 ($rc, $out) = replay('--json', '--speed', 0, '--head', $head, '--port', $c2->{port}, "$top/t/traces/botnet.csv.gz");
@@ -191,11 +201,71 @@ my ($head_rcpts, %head_logins) = (0);
 for (@first) { $head_rcpts += $_->[3]; $head_logins{$_->[1]} = 1 }
 is_deeply([$r->{flagged}, $r->{totals}],
           [[], { messages => $head, recipients => $head_rcpts, logins => scalar keys %head_logins, flagged => 0,
-                 replies => { DUNNO => $head } }],
+                 episodes => 0, replies => { DUNNO => $head } }],
           'botnet head: nothing flagged, every reply DUNNO');
 is_deeply(db_counts($h2, $head),
           { messages => $head, recipients => $head_rcpts, logins => scalar keys %head_logins, stored => $head, blocked => 0 },
           "botnet head: the database counted the replay's messages, recipients and logins");
+is(stop_daemon($pid), 0, 'daemon stopped');
+
+# --- --clock: the test build decides at the trace's time; episodes ---
+# Only the spread signal (3 networks in the hour): roam trips it at its
+# 3rd message, stays held while it trips, is let through once an hour
+# passes without a trip, and trips again: two episodes. slow uses a new
+# network every two hours: never 3 in an hour of the trace's time, but
+# within a second of the real clock.
+my $db3 = migrated_database('replay_clock');
+my $c3 = write_config(database => $db3, name => 'clock', quota => 1_000_000,
+                      sections => { signals => "spread = 3\nrate_multiple = 0\nprobation = 0\n" });
+my @roam = ([0, '10.1.1.1'], [60, '10.1.2.1'], [120, '10.1.3.1'], [600, '10.1.1.1'],
+            [8000, '10.1.4.1'], [8060, '10.1.5.1'], [8120, '10.1.6.1']);
+my @clock_rows = ((map { [$_->[0], 'roam@example.org', $_->[1], 1] } @roam),
+                  (map { [7200 * $_, 'slow@example.org', "10.2.$_.1", 1] } 0 .. 5));
+write_trace("$dir/clock.csv", @clock_rows);
+my $hour = (int(time / 3600) + 2) * 3600;
+my $testhooks = "$ENV{RG_BUILD}/rateguard-testhooks";
+$pid = start_daemon($c3, binary => $testhooks);
+($rc, $out, $err) = replay('--json', '--clock', $hour, '--port', $c3->{port}, "$dir/clock.csv");
+is($rc, 0, 'replay --clock: exit 0') or diag($err);
+$r = eval { decode_json($out) } // {};
+my $held = qr/^Held for review: this login looks hijacked \(signal: spread\)\z/;
+is_deeply([map { [@$_{qw(offset login action messages)}] } @{ $r->{episodes} }],
+          [[120, 'roam@example.org', 'HOLD', 3], [8120, 'roam@example.org', 'HOLD', 7]],
+          'roam: an episode at its 3rd message, another at its 7th after an hour without a trip; slow none');
+ok(!grep({ $_->{text} !~ $held } @{ $r->{episodes} }), '... held, naming the spread signal');
+is_deeply([map { [@{ $r->{logins}{$_} }{qw(episodes flagged_replies before_flag)}] } qw(roam@example.org slow@example.org)],
+          [[2, 3, 2], [0, 0, undef]], 'per login: episodes, flagged replies, messages before the first flag');
+is_deeply([@{ $r->{totals} }{qw(flagged episodes)}, $r->{totals}{replies}, $r->{clock}],
+          [1, 2, { DUNNO => 10, HOLD => 3 }, $hour], 'totals and the clock T0');
+stop_daemon($pid);
+
+# The text report names each episode after the first.
+my $db4 = migrated_database('replay_clock2');
+$c3 = write_config(database => $db4, name => 'clock2', quota => 1_000_000,
+                   sections => { signals => "spread = 3\nrate_multiple = 0\nprobation = 0\n" });
+$pid = start_daemon($c3, binary => $testhooks);
+($rc, $out) = replay('--clock', 'now', '--port', $c3->{port}, "$dir/clock.csv");
+is($rc, 0, 'replay --clock now: exit 0');
+@lines = split /\n/, $out;
+like($lines[0], qr/^flagged 0d00:02:00 \(120 s\) roam\@example\.org HOLD "Held for review[^"]*" at message 3\z/,
+     'text report: the first flag');
+like($lines[1], qr/^episode 0d02:15:20 \(8120 s\) roam\@example\.org HOLD "Held for review[^"]*" at message 7 \(episode 2\)\z/,
+     'text report: the second episode');
+my ($t0) = $out =~ /^clock T0 (\d+) /m;
+ok($t0 && $t0 % 3600 == 0 && $t0 > time - 5 && $t0 <= time + 3600, '--clock now: the next whole hour');
+stop_daemon($pid);
+
+# Without --clock the daemon's real clock counts: slow's networks come
+# within a second, and roam's episode never ends.
+my $db5 = migrated_database('replay_noclock');
+$c3 = write_config(database => $db5, name => 'noclock', quota => 1_000_000,
+                   sections => { signals => "spread = 3\nrate_multiple = 0\nprobation = 0\n" });
+$pid = start_daemon($c3, binary => $testhooks);
+($rc, $out) = replay('--json', '--port', $c3->{port}, "$dir/clock.csv");
+$r = eval { decode_json($out) } // {};
+is_deeply([map { [@$_{qw(offset login messages)}] } @{ $r->{episodes} }],
+          [[120, 'roam@example.org', 3], [14400, 'slow@example.org', 3]],
+          'without --clock: roam one episode from its 3rd message, slow flagged at its 3rd');
 is(stop_daemon($pid), 0, 'daemon stopped');
 
 done_testing();

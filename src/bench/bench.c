@@ -6,7 +6,7 @@
  *   rateguard-bench --connect HOST:PORT|unix:/path -n CONNS -s SENDERS
  *                   (--requests R | --duration SECONDS) [--json]
  *                   [--rate R] [--reconnect] [--log FILE] [--rcpt-max N]
- *                   [--seed S] [--timeout S] [--serial N]
+ *                   [--seed S] [--timeout S] [--serial N] [--networks K]
  *       N persistent connections, each with one request outstanding
  *       (Postfix's smtpd waits for each answer), full Postfix 3.7 DATA
  *       requests from a pool of S senders; prints requests/s and latency
@@ -19,17 +19,24 @@
  *       one line per request outcome; --rcpt-max N sends recipient_count
  *       1..N; --seed picks the senders' sequence; --serial N numbers the
  *       queue ids and instances from N (default: the time in microseconds),
- *       so that several clients started together never share one.
+ *       so that several clients started together never share one;
+ *       --networks K sends each sender's requests from K client networks
+ *       of its own (bench_client_address below; default 0: every request
+ *       from 127.0.0.1). The JSON counts the replies that were HOLD ("held").
  *   rateguard-bench --echo-server --listen HOST:PORT --workers W
  *       The same prefork shape as rateguard (W processes, one connection
  *       each, the same request scanner) answering action=DUNNO with no cache
  *       and no database: the physical limit of the design on this machine.
  *   rateguard-bench --sizes ENTRIES
- *       Shared memory per cached sender for a cache of ENTRIES.
+ *       Shared memory per cached sender for a cache of ENTRIES, without and
+ *       with the login's signals (WATCH_SIZE more per entry), and what a
+ *       sliding window adds.
  */
 #include "cache.h"
 #include "netaddr.h"
 #include "policy.h"
+#include "watch.h"
+#include "windows.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -154,6 +161,7 @@ struct load_opts {
     unsigned rcpt_max;      /* recipient_count 1..rcpt_max */
     unsigned seed;
     unsigned long serial;   /* first queue id number (0: from the clock) */
+    unsigned networks;      /* client networks per sender (0: all from 127.0.0.1) */
     bool reconnect;         /* a closed connection is opened again instead of ending the run */
     bool json;
     FILE *log;              /* one line per request outcome, or NULL */
@@ -177,7 +185,7 @@ struct load_state {
     struct conn *c;
     int ep;
     double *lat;
-    long cap, sent, done, unanswered, errors, reconnects;
+    long cap, sent, done, unanswered, errors, reconnects, held;
     unsigned long serial;
     unsigned seed;
 };
@@ -189,18 +197,51 @@ static double wall_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int build_request(char *buf, size_t size, unsigned sender, unsigned rcpt, unsigned long serial)
+/* A 32-bit mix (murmur3's finaliser). */
+static uint32_t mix32(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+/*
+ * The client address of a request of sender from its network j (of
+ * --networks K) and a host number: each (sender, j) is a /24 of its own in
+ * one of four ranges, 10.0.0.0/8, 172.16.0.0/12, 100.64.0.0/10 and
+ * 192.168.0.0/16 (the range picked by the hash too, so a sender's networks
+ * are usually in different ranges), the host 1..254. t/bench-run's
+ * country database gives each /16 of these ranges a country.
+ */
+static void bench_client_address(char *buf, size_t size, unsigned sender, unsigned j, unsigned host)
+{
+    uint32_t h = mix32(sender * 2654435761u + j * 40503u + 1u);
+    unsigned a = (h >> 8) & 0xff, b = (h >> 16) & 0xff;
+    host = 1 + host % 254;
+    switch (h & 3) {
+    case 0: snprintf(buf, size, "10.%u.%u.%u", a, b, host); break;
+    case 1: snprintf(buf, size, "172.%u.%u.%u", 16 + (a & 15), b, host); break;
+    case 2: snprintf(buf, size, "100.%u.%u.%u", 64 + (a & 63), b, host); break;
+    default: snprintf(buf, size, "192.168.%u.%u", b, host); break;
+    }
+}
+
+static int build_request(char *buf, size_t size, unsigned sender, unsigned rcpt, unsigned long serial,
+                         const char *client_address)
 {
     return snprintf(buf, size,
                     "request=smtpd_access_policy\nprotocol_state=DATA\nprotocol_name=ESMTP\n"
-                    "client_address=127.0.0.1\nclient_name=localhost\nclient_port=53080\n"
+                    "client_address=%s\nclient_name=localhost\nclient_port=53080\n"
                     "reverse_client_name=localhost\nserver_address=127.0.0.1\nserver_port=25\n"
                     "helo_name=client.example.org\nsender=user%u@bench.example.org\nrecipient=\n"
                     "recipient_count=%u\nqueue_id=B%010lX\ninstance=bench.%lu.0\nsize=0\netrn_domain=\nstress=\n"
                     "sasl_method=PLAIN\nsasl_username=user%u@bench.example.org\nsasl_sender=\nccert_subject=\n"
                     "ccert_issuer=\nccert_fingerprint=\nccert_pubkey_fingerprint=\nencryption_protocol=\n"
                     "encryption_cipher=\nencryption_keysize=0\npolicy_context=\n\n",
-                    sender, rcpt, serial, serial, sender);
+                    client_address, sender, rcpt, serial, serial, sender);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -257,7 +298,12 @@ static void conn_send(struct load_state *ls, int i)
     cn->sender = (unsigned)rand_r(&ls->seed) % ls->o->senders;
     cn->rcpt = 1 + (ls->o->rcpt_max > 1 ? (unsigned)rand_r(&ls->seed) % ls->o->rcpt_max : 0);
     cn->serial = ls->serial++;
-    int n = build_request(req, sizeof(req), cn->sender, cn->rcpt, cn->serial);
+    char addr[48] = "127.0.0.1";
+    if (ls->o->networks > 0) {
+        unsigned j = (unsigned)rand_r(&ls->seed) % ls->o->networks;
+        bench_client_address(addr, sizeof(addr), cn->sender, j, (unsigned)rand_r(&ls->seed));
+    }
+    int n = build_request(req, sizeof(req), cn->sender, cn->rcpt, cn->serial, addr);
     cn->sent_at = now_s();
     cn->wall_at = wall_s();
     cn->busy = true;
@@ -295,6 +341,8 @@ static bool conn_read(struct load_state *ls, int i)
     if (ls->done - ls->unanswered < ls->cap)
         ls->lat[ls->done - ls->unanswered] = t - cn->sent_at;
     ls->done++;
+    if (strncmp(cn->reply, "action=HOLD", 11) == 0)
+        ls->held++;
     cn->busy = false;
     cn->got = 0;
     if (ls->o->log) {
@@ -385,14 +433,14 @@ static int load(const struct listen_addr *la, const struct load_opts *o)
     if (o->json)
         printf("{\"connections\":%d,\"senders\":%u,\"requests\":%ld,\"seconds\":%.3f,\"rps\":%.0f,"
                "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%ld,"
-               "\"unanswered\":%ld,\"reconnects\":%ld}\n",
+               "\"unanswered\":%ld,\"reconnects\":%ld,\"held\":%ld}\n",
                o->nconn, o->senders, answered, elapsed, (double)answered / elapsed, PCT(0.5), PCT(0.9), PCT(0.99),
-               PCT(0.999), ls.lat[kept - 1] * 1000.0, ls.errors, ls.unanswered, ls.reconnects);
+               PCT(0.999), ls.lat[kept - 1] * 1000.0, ls.errors, ls.unanswered, ls.reconnects, ls.held);
     else
         printf("%d connections, %u senders: %ld requests in %.2f s = %.0f requests/s; latency ms p50 %.3f "
-               "p90 %.3f p99 %.3f p99.9 %.3f max %.3f; %ld unanswered, %ld reconnects\n",
+               "p90 %.3f p99 %.3f p99.9 %.3f max %.3f; %ld unanswered, %ld reconnects, %ld held\n",
                o->nconn, o->senders, answered, elapsed, (double)answered / elapsed, PCT(0.5), PCT(0.9), PCT(0.99),
-               PCT(0.999), ls.lat[kept - 1] * 1000.0, ls.unanswered, ls.reconnects);
+               PCT(0.999), ls.lat[kept - 1] * 1000.0, ls.unanswered, ls.reconnects, ls.held);
     for (int i = 0; i < o->nconn; i++)
         if (ls.c[i].fd >= 0)
             close(ls.c[i].fd);
@@ -415,7 +463,8 @@ int main(int argc, char **argv)
         {"rate", required_argument, NULL, 'R'}, {"reconnect", no_argument, NULL, 'C'},
         {"log", required_argument, NULL, 'L'}, {"rcpt-max", required_argument, NULL, 'm'},
         {"seed", required_argument, NULL, 'S'}, {"timeout", required_argument, NULL, 'T'},
-        {"serial", required_argument, NULL, 'N'}, {NULL, 0, NULL, 0},
+        {"serial", required_argument, NULL, 'N'}, {"networks", required_argument, NULL, 'K'},
+        {NULL, 0, NULL, 0},
     };
     const char *addr = NULL, *log_path = NULL;
     int workers = 140, opt;
@@ -439,18 +488,22 @@ int main(int argc, char **argv)
         case 'S': o.seed = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'T': o.timeout = atof(optarg); break;
         case 'N': o.serial = strtoul(optarg, NULL, 10); break;
+        case 'K': o.networks = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'z': {
             uint32_t entries = (uint32_t)atol(optarg);
+            size_t plain = cache_region_size(entries, 0), watched = cache_region_size(entries, WATCH_SIZE);
             printf("cache of %u entries: %zu bytes of shared memory, %.1f bytes per sender (entry %zu)\n",
-                   entries, cache_region_size(entries, 0), (double)cache_region_size(entries, 0) / entries,
-                   sizeof(struct cache_entry));
+                   entries, plain, (double)plain / entries, sizeof(struct cache_entry));
+            printf("with signals: %zu bytes of shared memory, %.1f bytes per login (entry %zu + watch %d)\n",
+                   watched, (double)watched / entries, sizeof(struct cache_entry), WATCH_SIZE);
+            printf("each sliding window: %zu bytes more per sender\n", sizeof(struct window_counts));
             return 0;
         }
         default:
             fprintf(stderr, "usage: rateguard-bench --connect ADDR -n CONNS -s SENDERS (--requests R | "
                             "--duration S) [--json]\n"
                             "           [--rate R] [--reconnect] [--log FILE] [--rcpt-max N] [--seed S] "
-                            "[--timeout S]\n"
+                            "[--timeout S] [--networks K]\n"
                             "       rateguard-bench --echo-server --listen ADDR [--workers W]\n"
                             "       rateguard-bench --sizes ENTRIES\n");
             return 64;

@@ -70,6 +70,8 @@ for my $case (['HOLD', "action=HOLD $TEXT (signal: spread)\n\n"],
     my @refused = map { "$_->{sender} $_->{reason}" } grep { $_->{sender} eq $login } @{ decode_json($listed)->{blocked} };
     is_deeply(\@refused, $action =~ /^(HOLD|log)$/ ? [] : ["$login signal"],
               "$action: blocked lists the login " . ($action =~ /^(HOLD|log)$/ ? 'not (it is not refused)' : 'as refused by a signal'));
+    # (the writer is asynchronous: wait for the four rows, then add them up)
+    wait_until(sub { ($h->selectrow_array("SELECT COUNT(*) FROM messages WHERE sender = ?", undef, $login))[0] == 4 });
     my ($blocked) = $h->selectrow_array("SELECT SUM(blocked) FROM messages WHERE sender = ?", undef, $login);
     is($blocked, $action =~ /^(HOLD|log)$/ ? 0 : 2, "$action: messages rows: " . ($action =~ /^(HOLD|log)$/ ? 'accepted' : 'blocked'));
     if ($action eq 'lock') {
@@ -101,8 +103,10 @@ for my $case (['HOLD', "action=HOLD $TEXT (signal: spread)\n\n"],
          'dry run: logged as what would have been done');
     ok(wait_until(sub { slurp($c->{log}) =~ /dry\@example\.org looks hijacked: spread tripped .*; action log until/ }),
        'dry run: the episode is logged with the action log');
-    is(join(',', $h->selectrow_array("SELECT quota, quota_locked FROM ratelimits WHERE sender = 'dry\@example.org'")),
-       '1000,0', 'dry run: the quota is not locked');
+    # (the writer may not have written the row yet: wait for it, then look)
+    my $row = sub { join(',', $h->selectrow_array("SELECT quota, quota_locked FROM ratelimits WHERE sender = 'dry\@example.org'")) };
+    wait_until(sub { $row->() ne '' });
+    is($row->(), '1000,0', 'dry run: the quota is not locked');
     is(stop_daemon($pid), 0, 'dry run: stopped');
 }
 

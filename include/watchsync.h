@@ -42,6 +42,7 @@ struct watchsync {
     int64_t adopt_from;         /* unix s: rows updated from here are adopted */
     time_t next_feed, next_adopt, next_walk, last_error_log;
     time_t last_walk;           /* unix s of the last walk: one a second at most for opened episodes */
+    bool walk_more;             /* the last walk was full (WALK_MAX): walk again the next second */
     int64_t folded;             /* the last window this host folded (its start) */
     uint32_t pending_seen;      /* shm watch_pending already served */
 };

@@ -413,7 +413,9 @@ static bool handle(struct watchsync *ws, MYSQL *db, struct shm *shm, const struc
     return true;
 }
 
-static void walk(struct watchsync *ws, MYSQL *db, struct shm *shm, const struct rg_config *cfg)
+/* One walk: true when it found WALK_MAX items and handled them all (there
+ * may be more: the next second walks again). */
+static bool walk(struct watchsync *ws, MYSQL *db, struct shm *shm, const struct rg_config *cfg)
 {
     static struct walk_item items[WALK_MAX];
     struct walk k = {.cfg = cfg, .cache = &shm->cache, .items = items, .now = (uint32_t)time(NULL)};
@@ -423,8 +425,9 @@ static void walk(struct watchsync *ws, MYSQL *db, struct shm *shm, const struct 
     for (size_t i = 0; i < k.n; i++)
         if (!handle(ws, db, shm, cfg, &items[i], k.now, err, sizeof(err))) {
             failed(ws, db, "episode", err);
-            return;
+            return false;
         }
+    return k.n == WALK_MAX;
 }
 
 /* ---- the fold of the baselines ---- */
@@ -555,12 +558,13 @@ void watchsync_step(struct watchsync *ws, MYSQL *db, struct shm *shm, const stru
     /* A walk visits every bucket of the cache under its lock (some 10-30
      * ms with 200000 entries): one opened episode asks for one, but while
      * many open (every busy login on probation at start) at most one a
-     * second, not one per round. */
-    if ((pending != ws->pending_seen && now != ws->last_walk) || now >= ws->next_walk) {
+     * second, not one per round; and again the next second while a walk
+     * finds WALK_MAX. */
+    if (((pending != ws->pending_seen || ws->walk_more) && now != ws->last_walk) || now >= ws->next_walk) {
         ws->pending_seen = pending;
         if (!read_unread(ws, db, shm, cfg, err, sizeof(err)))
             failed(ws, db, "baselines", err);
-        walk(ws, db, shm, cfg);
+        ws->walk_more = walk(ws, db, shm, cfg);
         ws->last_walk = now;
         ws->next_walk = now + cfg->cache.refresh_interval;
     }

@@ -72,4 +72,15 @@ struct policy_request {
 /* Split a complete request (as found by policy_scan) in place. */
 void policy_parse(char *buf, size_t reqlen, struct policy_request *req);
 
+/* What a refusing reply asks of Postfix, for the blocks' metric: the
+ * action's word ("DEFER_IF_PERMIT ...", or a 4xx/5xx code: defer,
+ * reject); OTHER for anything else an administrator may have configured
+ * (WARN, OK, ...). */
+enum policy_refusal { REFUSAL_DEFER_IF_PERMIT, REFUSAL_DEFER, REFUSAL_REJECT, REFUSAL_HOLD, REFUSAL_DISCARD,
+                      REFUSAL_OTHER, POLICY_REFUSALS };
+extern const char *const policy_refusal_names[POLICY_REFUSALS];    /* "defer_if_permit", ... */
+
+/* The kind of an action text (without "action="). */
+enum policy_refusal policy_refusal_of(const char *action);
+
 #endif

@@ -21,6 +21,7 @@
 #include "cache.h"
 #include "connlog.h"
 #include "domains.h"
+#include "policy.h"
 #include "scoreboard.h"
 #include "wqueue.h"
 
@@ -69,6 +70,9 @@ struct shm_stats {
     uint64_t signal_ended;      /* ... that ended (a window without a trip, or cleared) */
     uint64_t db_statements[DB_KINDS];   /* executed, by kind */
     uint64_t db_statement_us[DB_KINDS]; /* their time as the writer waited for them (prepare, execute, rows) */
+    uint64_t blocks_by_refusal[POLICY_REFUSALS]; /* blocked answers by what they asked of Postfix (policy.h) */
+    uint64_t metrics_scrapes;   /* /metrics answered (metricsd.c) */
+    uint64_t metrics_refused;   /* connections to it from outside metrics.allowed_clients */
 };
 
 struct shm_header {
@@ -76,11 +80,13 @@ struct shm_header {
     uint32_t version;
     uint64_t total_size;
     pid_t writer_pid;             /* shown by status --json */
+    int64_t started;            /* unix s the master began serving (the uptime) */
     unsigned log_generation;    /* bumped on SIGUSR2: every process reopens its log */
     uint64_t off_scoreboard, off_cache;
     uint32_t refresh_requests;  /* bumped to make the writer re-read every row */
     uint32_t watch_pending;     /* bumped by a worker that opened an episode: the writer claims it */
     int64_t watch_feed_from;    /* unix s the writer's feed goes on from (set by the start's preload), 0: its own */
+    uint8_t db_up;              /* 1 while the writer's last connection or statement worked */
     uint8_t stress;             /* 1 while every worker is busy and connections wait (master.c) */
     int64_t stress_since;       /* CLOCK_REALTIME seconds the current stress began, 0 = none */
     /* The rate-limited log of connection problems (connlog.c). */

@@ -7,6 +7,7 @@
 #include "policy.h"
 
 #include <string.h>
+#include <strings.h>
 
 void policy_scanner_reset(struct policy_scanner *s)
 {
@@ -109,4 +110,25 @@ void policy_parse(char *buf, size_t reqlen, struct policy_request *req)
         }
         line = next;
     }
+}
+
+const char *const policy_refusal_names[POLICY_REFUSALS] = {"defer_if_permit", "defer", "reject", "hold",
+                                                           "discard", "other"};
+
+enum policy_refusal policy_refusal_of(const char *action)
+{
+    static const struct {
+        const char *word;
+        enum policy_refusal kind;
+    } words[] = {{"DEFER_IF_PERMIT", REFUSAL_DEFER_IF_PERMIT}, {"DEFER", REFUSAL_DEFER}, {"REJECT", REFUSAL_REJECT},
+                 {"HOLD", REFUSAL_HOLD}, {"DISCARD", REFUSAL_DISCARD}};
+    size_t len = strcspn(action, " \t\n");
+
+    if (len == 3 && (action[0] == '4' || action[0] == '5') && action[1] >= '0' && action[1] <= '9' &&
+        action[2] >= '0' && action[2] <= '9')
+        return action[0] == '4' ? REFUSAL_DEFER : REFUSAL_REJECT;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strlen(words[i].word) == len && strncasecmp(action, words[i].word, len) == 0)
+            return words[i].kind;
+    return REFUSAL_OTHER;
 }

@@ -166,6 +166,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     replay_previous_run(&m, done);
     master_open_pipes(&m);
     m.started = time(NULL);
+    m.shm.hdr->started = (int64_t)m.started;
     m.next_reset = period_next_boundary(cfg->reset_schedule, m.started);
     log_notice("rateguard %s started (pid %ld, workers %ld..%ld, cache %ld entries)", RATEGUARD_VERSION,
                (long)getpid(), cfg->workers.min, cfg->workers.max, cfg->cache.entries);

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "quota.h"
 #include "rateguard.h"
 #include "shm.h"
@@ -110,48 +111,6 @@ static const char *state_of(struct shm *shm, const struct rg_config *cfg, const 
     return is_blocked(&c->e, l) ? "BLOCKED" : refusal_reason(cfg, c, n_windows, l) ? "full" : "ok";
 }
 
-struct pool_counts {
-    unsigned busy, idle, running;
-};
-
-static struct pool_counts count_workers(struct shm *shm)
-{
-    struct pool_counts p = {0, 0, 0};
-    for (uint32_t i = 0; i < shm->scoreboard.sh->slots; i++) {
-        uint8_t st = __atomic_load_n(&shm->scoreboard.slot[i].state, __ATOMIC_RELAXED);
-        if (st == SLOT_BUSY)
-            p.busy++;
-        else if (st == SLOT_IDLE || st == SLOT_STARTING)
-            p.idle++;
-        if (st != SLOT_FREE)
-            p.running++;
-    }
-    return p;
-}
-
-/* The request figures, named as both dumps show them. */
-static const struct {
-    const char *name;
-    size_t offset;
-} request_stats[] = {
-    {"served", offsetof(struct shm_stats, requests)}, {"counted", offsetof(struct shm_stats, counted)},
-    {"accepted", offsetof(struct shm_stats, accepted)}, {"blocked", offsetof(struct shm_stats, blocked)},
-    {"would_block", offsetof(struct shm_stats, would_block)}, {"exempt", offsetof(struct shm_stats, exempt)},
-    {"warnings", offsetof(struct shm_stats, warnings)},
-    {"errors", offsetof(struct shm_stats, errors)}, {"malformed", offsetof(struct shm_stats, malformed)},
-    {"refused", offsetof(struct shm_stats, refused)},
-    {"over_client_limit", offsetof(struct shm_stats, over_client_limit)},
-    {"refused_user", offsetof(struct shm_stats, refused_user)},
-};
-
-static unsigned long long request_stat(struct shm *shm, size_t i)
-{
-    const uint64_t *v = (const uint64_t *)((const char *)&shm->hdr->stats + request_stats[i].offset);
-    return (unsigned long long)__atomic_load_n(v, __ATOMIC_RELAXED);
-}
-
-#define N_REQUEST_STATS (sizeof(request_stats) / sizeof(request_stats[0]))
-
 /* Stress mode (stress.c): whether it is on, and what it has done since start. */
 static void write_stress_text(FILE *f, struct shm *shm)
 {
@@ -167,13 +126,11 @@ static void write_stress_text(FILE *f, struct shm *shm)
 
 /* The hijacked-account signals (watch.h): episodes this host claimed, by
  * the signal that opened them, and the messages their actions took. */
-static const char *const signal_stat_names[4] = {"spread", "countries", "rate", "probation"};
-
 static void write_signals_text(FILE *f, struct shm *shm)
 {
     fputs("signals: episodes", f);
     for (int i = 0; i < 4; i++)
-        fprintf(f, " %s %llu", signal_stat_names[i], (unsigned long long)STAT_GET(shm, signal_episodes[i]));
+        fprintf(f, " %s %llu", metrics_signal_names[i], (unsigned long long)STAT_GET(shm, signal_episodes[i]));
     fprintf(f, ", %llu ended; %llu message(s) held, %llu refused; %llu without a usable client_address\n",
             (unsigned long long)STAT_GET(shm, signal_ended), (unsigned long long)STAT_GET(shm, signal_held),
             (unsigned long long)STAT_GET(shm, signal_refused), (unsigned long long)STAT_GET(shm, signal_bad_address));
@@ -183,30 +140,9 @@ static void write_signals_json(FILE *f, struct shm *shm)
 {
     fputs("\"signals\":{\"episodes\":{", f);
     for (int i = 0; i < 4; i++)
-        fprintf(f, "%s\"%s\":%llu", i ? "," : "", signal_stat_names[i],
+        fprintf(f, "%s\"%s\":%llu", i ? "," : "", metrics_signal_names[i],
                 (unsigned long long)STAT_GET(shm, signal_episodes[i]));
     fprintf(f, "},\"ended\":%llu,\"held\":%llu,\"refused\":%llu,\"bad_address\":%llu},",
-            (unsigned long long)STAT_GET(shm, signal_ended), (unsigned long long)STAT_GET(shm, signal_held),
-            (unsigned long long)STAT_GET(shm, signal_refused), (unsigned long long)STAT_GET(shm, signal_bad_address));
-}
-
-static void write_signals_prometheus(FILE *f, struct shm *shm)
-{
-    fputs("# HELP rateguard_signal_episodes_total Hijacked-account episodes this host claimed, by the signal that "
-          "opened them.\n# TYPE rateguard_signal_episodes_total counter\n", f);
-    for (int i = 0; i < 4; i++)
-        fprintf(f, "rateguard_signal_episodes_total{signal=\"%s\"} %llu\n", signal_stat_names[i],
-                (unsigned long long)STAT_GET(shm, signal_episodes[i]));
-    fprintf(f, "# HELP rateguard_signal_episodes_ended_total Episodes this host claimed that ended.\n"
-               "# TYPE rateguard_signal_episodes_ended_total counter\n"
-               "rateguard_signal_episodes_ended_total %llu\n"
-               "# HELP rateguard_signal_messages_total Messages a signal's action took, by action.\n"
-               "# TYPE rateguard_signal_messages_total counter\n"
-               "rateguard_signal_messages_total{action=\"hold\"} %llu\n"
-               "rateguard_signal_messages_total{action=\"refuse\"} %llu\n"
-               "# HELP rateguard_signal_bad_address_total Counted requests whose client_address counts toward no signal.\n"
-               "# TYPE rateguard_signal_bad_address_total counter\n"
-               "rateguard_signal_bad_address_total %llu\n",
             (unsigned long long)STAT_GET(shm, signal_ended), (unsigned long long)STAT_GET(shm, signal_held),
             (unsigned long long)STAT_GET(shm, signal_refused), (unsigned long long)STAT_GET(shm, signal_bad_address));
 }
@@ -229,8 +165,8 @@ static void write_text(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     fprintf(f, "workers: %u busy, %u idle, %u running (min %ld, max %ld)\n", p.busy, p.idle, p.running,
             cfg->workers.min, cfg->workers.max);
     fputs("requests:", f);
-    for (size_t i = 0; i < N_REQUEST_STATS; i++)
-        fprintf(f, "%s %llu %s", i ? "," : "", request_stat(shm, i), request_stats[i].name);
+    for (size_t i = 0; i < metrics_request_count(); i++)
+        fprintf(f, "%s %llu %s", i ? "," : "", metrics_request_value(shm, i), metrics_request_name(i));
     fputc('\n', f);
     fprintf(f, "database: %llu writes pending, %llu written, %llu failed transactions, %llu conflicts retried\n",
             (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
@@ -281,8 +217,8 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     fprintf(f, "],\"workers\":{\"busy\":%u,\"idle\":%u,\"running\":%u,\"min\":%ld,\"max\":%ld},", p.busy,
             p.idle, p.running, cfg->workers.min, cfg->workers.max);
     fputs("\"requests\":{", f);
-    for (size_t i = 0; i < N_REQUEST_STATS; i++)
-        fprintf(f, "%s\"%s\":%llu", i ? "," : "", request_stats[i].name, request_stat(shm, i));
+    for (size_t i = 0; i < metrics_request_count(); i++)
+        fprintf(f, "%s\"%s\":%llu", i ? "," : "", metrics_request_name(i), metrics_request_value(shm, i));
     fputs("},", f);
     fprintf(f, "\"database\":{\"pending\":%llu,\"written\":%llu,\"failed_transactions\":%llu,\"conflicts\":%llu},",
             (unsigned long long)wqueue_depth(&shm->queue), (unsigned long long)STAT_GET(shm, db_written),
@@ -297,77 +233,16 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     fprintf(f, ",\"writer_pid\":%ld}\n", (long)shm->hdr->writer_pid);
 }
 
-/* Prometheus text format (for node_exporter's textfile collector):
- * figures only, no per-sender series (their number is unbounded). */
+/* Prometheus text format (for node_exporter's textfile collector): what
+ * /metrics serves, without its senders. */
 static void write_prometheus(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
                              struct pool_counts p, time_t started)
 {
     (void)cfg;
     (void)s;
-    int64_t oldest = wqueue_oldest_us(&shm->queue);
-    int64_t lag_us = oldest ? clock_realtime_us() - oldest : 0;
-
-    fputs("# HELP rateguard_requests_total Policy requests and connections by outcome.\n"
-          "# TYPE rateguard_requests_total counter\n", f);
-    for (size_t i = 0; i < N_REQUEST_STATS; i++)
-        fprintf(f, "rateguard_requests_total{result=\"%s\"} %llu\n", request_stats[i].name, request_stat(shm, i));
-    fprintf(f, "# HELP rateguard_db_written_total Records committed to the database.\n"
-               "# TYPE rateguard_db_written_total counter\n"
-               "rateguard_db_written_total %llu\n"
-               "# HELP rateguard_db_failed_transactions_total Writer transactions rolled back.\n"
-               "# TYPE rateguard_db_failed_transactions_total counter\n"
-               "rateguard_db_failed_transactions_total %llu\n"
-               "# HELP rateguard_db_conflicts_total Write rounds retried after a deadlock or Galera certification conflict.\n"
-               "# TYPE rateguard_db_conflicts_total counter\n"
-               "rateguard_db_conflicts_total %llu\n"
-               "# HELP rateguard_queue_depth Records waiting to be written to the database.\n"
-               "# TYPE rateguard_queue_depth gauge\n"
-               "rateguard_queue_depth %llu\n"
-               "# HELP rateguard_db_write_lag_seconds Age of the oldest record waiting in the queue.\n"
-               "# TYPE rateguard_db_write_lag_seconds gauge\n"
-               "rateguard_db_write_lag_seconds %.3f\n",
-            (unsigned long long)STAT_GET(shm, db_written), (unsigned long long)STAT_GET(shm, db_errors),
-            (unsigned long long)STAT_GET(shm, db_conflicts), (unsigned long long)wqueue_depth(&shm->queue),
-            lag_us > 0 ? (double)lag_us / 1e6 : 0.0);
-    static const char *const kinds[DB_KINDS] = {"lock_read", "read_back", "create", "upsert", "messages",
-                                                 "progress", "commit", "one_by_one"};
-    fputs("# HELP rateguard_db_statements_total Writer statements executed, by kind.\n"
-          "# TYPE rateguard_db_statements_total counter\n", f);
-    for (int k = 0; k < DB_KINDS; k++)
-        fprintf(f, "rateguard_db_statements_total{kind=\"%s\"} %llu\n", kinds[k],
-                (unsigned long long)STAT_GET(shm, db_statements[k]));
-    fputs("# HELP rateguard_db_statement_seconds_total Time the writer waited for its statements, by kind.\n"
-          "# TYPE rateguard_db_statement_seconds_total counter\n", f);
-    for (int k = 0; k < DB_KINDS; k++)
-        fprintf(f, "rateguard_db_statement_seconds_total{kind=\"%s\"} %.6f\n", kinds[k],
-                (double)STAT_GET(shm, db_statement_us[k]) / 1e6);
-    fprintf(f, "# HELP rateguard_workers Worker processes by state.\n"
-               "# TYPE rateguard_workers gauge\n"
-               "rateguard_workers{state=\"busy\"} %u\n"
-               "rateguard_workers{state=\"idle\"} %u\n"
-               "# HELP rateguard_cache_entries Sender cache entries in use and available.\n"
-               "# TYPE rateguard_cache_entries gauge\n"
-               "rateguard_cache_entries{state=\"used\"} %u\n"
-               "rateguard_cache_entries{state=\"capacity\"} %u\n"
-               "# HELP rateguard_uptime_seconds Seconds since the daemon started.\n"
-               "# TYPE rateguard_uptime_seconds gauge\n"
-               "rateguard_uptime_seconds %ld\n",
-            p.busy, p.idle, cache_used(&shm->cache), shm->cache.sh->capacity, (long)(time(NULL) - started));
-    fprintf(f, "# HELP rateguard_stress 1 while every worker is busy and connections wait (stress mode).\n"
-               "# TYPE rateguard_stress gauge\n"
-               "rateguard_stress %d\n"
-               "# HELP rateguard_stress_episodes_total Times the worker pool went into stress mode.\n"
-               "# TYPE rateguard_stress_episodes_total counter\n"
-               "rateguard_stress_episodes_total %llu\n"
-               "# HELP rateguard_stress_closed_total Connections closed by stress mode, by reason.\n"
-               "# TYPE rateguard_stress_closed_total counter\n"
-               "rateguard_stress_closed_total{reason=\"idle\"} %llu\n"
-               "rateguard_stress_closed_total{reason=\"timeout\"} %llu\n",
-            __atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) ? 1 : 0,
-            (unsigned long long)STAT_GET(shm, stress_episodes), (unsigned long long)STAT_GET(shm, stress_idle_closed),
-            (unsigned long long)STAT_GET(shm, stress_timeouts));
-    write_signals_prometheus(f, shm);
-    snapshot_status_prometheus(f, shm);
+    (void)p;
+    (void)started;
+    metrics_write_prometheus(f, shm, 0);
 }
 
 /* `rateguard blocked`: the senders whose next message would be refused,
@@ -500,7 +375,7 @@ bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started, 
         if (s.count > 1)
             qsort(s.rows, s.count, sizeof(*s.rows), by_key);
     }
-    struct pool_counts p = count_workers(shm);
+    struct pool_counts p = metrics_pool_counts(shm);
     for (int i = 0; i < STATUS_FORMATS && ok; i++)
         if (wanted[i])
             ok = write_file(formats[i].suffix, formats[i].write, cfg, shm, &s, p, started);

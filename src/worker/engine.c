@@ -759,5 +759,8 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
         return answer_error(eng, reply, size);
     after_decision(shm, &d, key);
     log_counted(req, &d, (uint32_t)rcpt, cfg, who.name);
-    return decision_reply(cfg, &d, reply, size);
+    size_t n = decision_reply(cfg, &d, reply, size);
+    if ((d.blocked || d.signal_blocked) && !d.duplicate && n > 7)     /* after "action=" */
+        STAT_ADD(shm, blocks_by_refusal[policy_refusal_of(reply + 7)], 1);
+    return n;
 }

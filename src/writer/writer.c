@@ -244,6 +244,7 @@ static bool back_off(struct writer *w, const char *err)
     struct shm *shm = w->ctx->shm;
 
     STAT_ADD(shm, db_errors, 1);
+    __atomic_store_n(&shm->hdr->db_up, 0, __ATOMIC_RELEASE);
     if (!w->outage_logged) {
         log_error("writer: database unavailable, %llu record(s) kept queued: %s",
                   (unsigned long long)wqueue_depth(&shm->queue), err);
@@ -305,6 +306,7 @@ void writer_main(const struct writer_ctx *ctx)
             w.outage_logged = false;
         }
         w.backoff_ms = 0;
+        __atomic_store_n(&ctx->shm->hdr->db_up, 1, __ATOMIC_RELEASE);
         if (n > 0)
             continue;           /* more may be waiting */
         if (stop_requested)

@@ -61,7 +61,8 @@ struct master {
     int writer_backoff_s;
     struct helper_proc notifier;    /* none runs when the webhook, Sentry and the report are off */
     struct helper_proc metricsd;    /* none runs without metrics_fd */
-    int metrics_fd;                 /* metrics.listen bound by the start, -1: none */
+    int metrics_fd;                 /* metrics.listen bound, -1: none (off, or tried again each few s) */
+    time_t metrics_retry_at;
     time_t spawn_backoff_until;     /* workers crashing: no spawning before this */
     int spawn_backoff_s;
     time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */

@@ -9,6 +9,8 @@
 #ifndef RG_METRICSD_H
 #define RG_METRICSD_H
 
+#include <stdbool.h>
+
 struct rg_config;
 struct shm;
 
@@ -21,9 +23,10 @@ struct metricsd_ctx {
 
 __attribute__((noreturn)) void metricsd_main(const struct metricsd_ctx *ctx);
 
-/* Bind and listen on metrics.listen (by the master, before the drop of
- * privileges). Returns the socket, or -1 when there is none: off, or it
- * failed (logged: the policy service runs on without /metrics). */
-int metricsd_listen(const struct rg_config *cfg);
+/* Bind and listen on metrics.listen (by the master: at start before the
+ * drop of privileges, then again every few seconds while it failed).
+ * Returns the socket, or -1 when there is none: off, or it failed
+ * (logged unless quiet: the policy service runs on without /metrics). */
+int metricsd_listen(const struct rg_config *cfg, bool quiet);
 
 #endif

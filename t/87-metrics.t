@@ -187,11 +187,13 @@ my $holder = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $mport
 $pid = start_daemon($c2);
 is(ask($c2, sasl_username => 'ok2@example.org', recipient_count => 1), DUNNO_REPLY,
    'metrics.listen in use: the daemon answers policy requests all the same');
-like(slurp($c2->{log}), qr/metrics: cannot listen on 127\.0\.0\.1:$mport: Address already in use; \/metrics is not served/,
+like(slurp($c2->{log}), qr/metrics: cannot listen on 127\.0\.0\.1:$mport: Address already in use; \/metrics is not served until it can/,
      '... and logs why /metrics is not served');
 is(status_json($c2)->{metrics_pid}, 0, '... no metrics process');
-is(stop_daemon($pid), 0, 'stopped');
 close $holder;
+ok(wait_until(sub { defined scrape() }, 15), 'the port freed: the master binds it at its next try (5 s) and /metrics answers');
+is(scalar(() = slurp($c2->{log}) =~ /cannot listen on/g), 1, 'the failed tries logged once');
+is(stop_daemon($pid), 0, 'stopped');
 
 # --- a unix socket is refused by the configuration check ---
 my ($rc, undef, $err) = run_rateguard('-t', '-c', write_config(database => $db, name => 'm3',

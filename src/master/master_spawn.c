@@ -34,6 +34,7 @@
 #define WORKER_STOP_DEADLINE_S 10   /* TERM to workers, then KILL */
 #define WRITER_STOP_DEADLINE_S 60   /* time the writer gets to drain the queue */
 #define BACKOFF_RESET_S 10          /* a helper that lived this long was no crash loop */
+#define METRICS_RETRY_S 5           /* metrics.listen not bound: the next try */
 
 /* In a fresh child: drop what only the master may hold. */
 static void child_setup(struct master *m)
@@ -199,6 +200,12 @@ void master_pool_maintain(struct master *m)
         spawn_writer(m);
     if (m->shm.notify.sh || notifier_wanted(m->cfg))
         spawn_kept(m, &m->notifier, run_notifier);
+    /* The port may be held a moment by the metrics process of a master
+     * that was killed, or by another program: tried again, quietly. */
+    if (m->metrics_fd < 0 && m->cfg->metrics_listen.salen && time(NULL) >= m->metrics_retry_at) {
+        m->metrics_retry_at = time(NULL) + METRICS_RETRY_S;
+        m->metrics_fd = metricsd_listen(m->cfg, true);
+    }
     if (m->metrics_fd >= 0) {
         spawn_kept(m, &m->metricsd, run_metricsd);
         m->shm.hdr->metrics_pid = m->metricsd.pid;

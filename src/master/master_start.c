@@ -147,7 +147,7 @@ void master_start(struct master *m)
         log_fatal(RG_EXIT_RUNNING, "already running (pid %ld, pidfile %s)", (long)other, cfg->pidfile);
     if (!listeners_open(cfg, uid, socket_gid, &m->listeners))
         log_fatal(RG_EXIT_BAD_LISTEN, "cannot listen on the configured addresses");
-    m->metrics_fd = metricsd_listen(cfg);
+    m->metrics_fd = metricsd_listen(cfg, false);
     if (!log_file_owner(uid))
         log_fatal(RG_EXIT_RUNTIME, "cannot start: %s", log_file_refusal());
     privileges_drop(uid, gid);

@@ -50,7 +50,7 @@ static void on_term(int sig)
     stop_requested = 1;
 }
 
-int metricsd_listen(const struct rg_config *cfg)
+int metricsd_listen(const struct rg_config *cfg, bool quiet)
 {
     const struct listen_addr *la = &cfg->metrics_listen;
     char name[128];
@@ -61,7 +61,8 @@ int metricsd_listen(const struct rg_config *cfg)
     listen_addr_format(la, name, sizeof(name));
     int fd = socket(la->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        log_error("metrics: socket(%s): %s; /metrics is not served", name, strerror(errno));
+        if (!quiet)
+            log_error("metrics: socket(%s): %s; /metrics is not served", name, strerror(errno));
         return -1;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -69,8 +70,9 @@ int metricsd_listen(const struct rg_config *cfg)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, (const struct sockaddr *)&la->sa, la->salen) < 0 || listen(fd, METRICS_BACKLOG) < 0) {
         /* The policy service matters more than its figures: it runs on. */
-        log_error("metrics: cannot listen on %s: %s; /metrics is not served (metrics.listen)", name,
-                  strerror(errno));
+        if (!quiet)
+            log_error("metrics: cannot listen on %s: %s; /metrics is not served until it can (metrics.listen)",
+                      name, strerror(errno));
         close(fd);
         return -1;
     }

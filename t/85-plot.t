@@ -102,6 +102,8 @@ SKIP: {
     like($out, qr{t/plot: \Q$dir\E/bench\.svg}, 'and names the picture');
     ok(-s "$dir/bench.svg", 'bench.svg written');
     ok(!-e "$dir/bench.svg.tmp", 'no temporary file left');
+    like(do { local (@ARGV, $/) = ("$dir/bench.svg"); <> }, qr{\A<\?xml[^>]*\?>\n<!-- SPDX-License-Identifier: GPL-3.0-or-later -->\n<!-- rateguard: drawn by t/plot bench from bench.dat -->\n},
+         'it carries its licence and origin after the XML declaration');
     my ($texts) = svg_texts("$dir/bench.svg");
     my %have = map { ($_ => 1) } @$texts;
     for my $want ('requests/s', 'latency (ms)', 'connections (N)', 'S = 1000 senders', 'S = 100000 senders',

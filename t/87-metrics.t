@@ -69,8 +69,12 @@ my $tmp = test_dir() . "/metrics.txt";
 my $lint = `promtool check metrics < $tmp 2>&1`;
 is($?, 0, 'promtool check metrics: exit 0') or diag($lint);
 is($lint, '', '... and no complaint');
+# Bounded: more senders add no series; the number is the one documented.
 my $series = () = $text =~ /^rateguard_\S+ \S+$/mg;
-note("series with the defaults: $series");
+msg("more$_\@example.org") for 1 .. 20;
+is(scalar(() = scrape() =~ /^rateguard_\S+ \S+$/mg), $series, "20 more senders: still $series series");
+my ($documented) = slurp("$FindBin::Bin/../docs/operation.md") =~ /the exposition has (\d+) series/;
+is($series, $documented, "docs/operation.md states the number of series with the defaults ($series)");
 
 # The same counters as the status dump.
 my (undef, $prom) = run_rateguard('-c', $c->{path}, '--prometheus', 'status');
@@ -106,7 +110,7 @@ ok($mpid && $mpid != $pid && kill(0, $mpid), 'status --json names the metrics pr
 kill 'KILL', $mpid;
 ok(wait_until(sub { my $n = status_json($c)->{metrics_pid}; $n && $n != $mpid }), 'the master starts another');
 ok(wait_until(sub { defined scrape() }), '/metrics answers again');
-is(value(scrape(), 'rateguard_requests_total{result="served"}'), 12, '... with the same counts');
+is(value(scrape(), 'rateguard_requests_total{result="served"}'), 32, '... with the same counts');
 is(msg('bob@example.org'), DUNNO_REPLY, 'the policy service never noticed');
 
 # --- a silent scraper and 200 scrapers at once: policy answers unchanged ---

@@ -90,6 +90,12 @@ struct rg_config {
         struct str_list allow_networks, exempt_logins;
     } signals;
     struct {
+#define METRICS_BLOCKED_SENDERS_MAX 100 /* the cap of metrics.blocked_senders */
+        char *listen;                   /* "" : no /metrics */
+        struct str_list allowed_clients;
+        long blocked_senders;           /* series of the most blocked senders, 0: none */
+    } metrics;
+    struct {
         bool enabled, starttls;
         char *from, *subject, *smtp_server, *user, *password, *password_file, *ca_file;
         struct str_list to;
@@ -108,6 +114,8 @@ struct rg_config {
     struct signals_params signal_params; /* signals.window, rate_multiple, min_history, probation */
     unsigned char signal_actions[4];    /* enum watch_action of spread, countries, rate, probation */
     struct geo *geo;                    /* signals.country_database opened, NULL when none */
+    struct listen_addr metrics_listen;  /* metrics.listen parsed; salen 0 when off */
+    struct cidr *metrics_allowed_nets;  /* metrics.allowed_clients.count entries */
     struct window_spec window_specs[WINDOWS_MAX];   /* quota.windows.count entries */
     unsigned socket_mode;
     int syslog_facility;                /* LOG_MAIL, ... */

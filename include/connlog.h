@@ -25,6 +25,7 @@ enum connlog_kind {
     CONNLOG_STRESS_TIMEOUT,         /* workers.stress_read_timeout */
     CONNLOG_CLOSED_IN_REQUEST,
     CONNLOG_IO_ERROR,               /* read or write failed */
+    CONNLOG_METRICS_REFUSED,        /* /metrics: outside metrics.allowed_clients (metricsd.c) */
     CONNLOG_MALFORMED,              /* last: one slot per reason (hashed), see below */
     CONNLOG_KINDS
 };

@@ -10,7 +10,8 @@
  *                     listeners, privilege drop, pidfile, shared memory,
  *                     queues, pipes) and the final release of it all
  *   master_sig.c      signal handlers, the self-pipe, the pending events
- *   master_spawn.c    the pool: spawning workers, writer and notifier,
+ *   master_spawn.c    the pool: spawning workers, writer, notifier and
+ *                     the metrics process,
  *                     reaping (the child exit-code protocol, rateguard.h),
  *                     back-off, stopping the children
  *   master_reload.c   HUP: a new configuration built from the old
@@ -35,6 +36,14 @@
 
 struct rg_config;
 
+/* A helper process the master keeps running (a new one after a
+ * back-off when it dies). */
+struct helper_proc {
+    pid_t pid;                      /* 0 when none runs */
+    time_t started, backoff_until;
+    int backoff_s;
+};
+
 struct master {
     struct rg_config *cfg;
     const char *config_path;
@@ -50,9 +59,10 @@ struct master {
     pid_t writer_pid;
     time_t writer_started, writer_backoff_until;
     int writer_backoff_s;
-    pid_t notifier_pid;             /* 0 when none runs (or the webhook is off) */
-    time_t notifier_started, notifier_backoff_until;
-    int notifier_backoff_s;
+    struct helper_proc notifier;    /* none runs when the webhook, Sentry and the report are off */
+    struct helper_proc metricsd;    /* none runs without metrics_fd */
+    int metrics_fd;                 /* metrics.listen bound, -1: none (off, or tried again each few s) */
+    time_t metrics_retry_at;
     time_t spawn_backoff_until;     /* workers crashing: no spawning before this */
     int spawn_backoff_s;
     time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "config.h"      /* METRICS_BLOCKED_SENDERS_MAX */
+
 struct shm;
 
 /* The worker slots by state. */
@@ -28,9 +30,6 @@ unsigned long long metrics_request_value(struct shm *shm, size_t i);
 
 /* The signals' names in the order of shm_stats.signal_episodes. */
 extern const char *const metrics_signal_names[4];
-
-/* The most blocked senders one exposition may list (metrics.blocked_senders). */
-#define METRICS_BLOCKED_SENDERS_MAX 100
 
 /* The Prometheus text format (0.0.4): HELP and TYPE for every family, no
  * label per sender except, when blocked_senders > 0, that many senders

@@ -80,6 +80,7 @@ struct shm_header {
     uint32_t version;
     uint64_t total_size;
     pid_t writer_pid;             /* shown by status --json */
+    pid_t metrics_pid;          /* the metrics process (metricsd.c), 0 when none; shown likewise */
     int64_t started;            /* unix s the master began serving (the uptime) */
     unsigned log_generation;    /* bumped on SIGUSR2: every process reopens its log */
     uint64_t off_scoreboard, off_cache;

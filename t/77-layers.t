@@ -1,10 +1,10 @@
 #!/usr/bin/perl
 # 77-layers.t - the house's layers hold (issue 28): src/ is one folder per
-# layer, lib < global < shared < worker, writer, notify < master < cli, and
+# layer, lib < global < shared < worker, writer, notify, metrics < master < cli, and
 # a source file includes the header of another module only when that
-# module lives in its own folder or a layer below (worker, writer and
-# notify, side by side, use none of each other). Every source carries its
-# licence line. Any user, nothing to run.
+# module lives in its own folder or a layer below (worker, writer,
+# notify and metrics, side by side, use none of each other). Every source
+# carries its licence line. Any user, nothing to run.
 use strict;
 use warnings;
 use FindBin;
@@ -12,7 +12,7 @@ use File::Basename qw(basename dirname);
 use Test::More;
 
 my $src = "$FindBin::Bin/../src";
-my %rank = (lib => 0, global => 1, shared => 2, worker => 3, writer => 3, notify => 3, master => 4, cli => 5);
+my %rank = (lib => 0, global => 1, shared => 2, worker => 3, writer => 3, notify => 3, metrics => 3, master => 4, cli => 5);
 my (%folder_of, @sources);
 for my $file (sort glob "$src/*/*.c") {
     my $folder = basename(dirname($file));

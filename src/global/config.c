@@ -69,6 +69,7 @@ static bool check_smtp_server(const char *v, char *err, size_t n);
 static bool check_mailbox(const char *v, char *err, size_t n);
 static bool check_optional_mailbox(const char *v, char *err, size_t n);
 static bool check_signal_action(const char *v, char *err, size_t n);
+static bool check_metrics_listen(const char *v, char *err, size_t n);
 static int signal_action_index(const char *v);
 
 #define F(field) offsetof(struct rg_config, field)
@@ -154,6 +155,9 @@ static const struct param params[] = {
     {"signals", "probation_action", P_STR, "HOLD", 0, 0, check_signal_action, F(signals.probation_action), EC, LIVE},
     {"signals", "allow_networks", P_LIST, "{}", 0, 0, check_cidr, F(signals.allow_networks), EC, LIVE},
     {"signals", "exempt_logins", P_LIST, "{}", 0, 0, check_no_controls, F(signals.exempt_logins), EC, LIVE},
+    {"metrics", "listen", P_STR, "127.0.0.1:10034", 0, 0, check_metrics_listen, F(metrics.listen), EC, RESTART_WITH(metrics_listen)},
+    {"metrics", "allowed_clients", P_LIST, "{\"127.0.0.0/8\", \"::1/128\"}", 0, 0, check_cidr, F(metrics.allowed_clients), EC, LIVE},
+    {"metrics", "blocked_senders", P_INT, "0", 0, METRICS_BLOCKED_SENDERS_MAX, NULL, F(metrics.blocked_senders), EC, LIVE},
     {"signals", "reply", P_STR, "Held for review: this login looks hijacked", 0, 0, check_no_controls, F(signals.reply), EC, LIVE},
 
     {"cache", "entries", P_INT, "100000", 16, 100000000, NULL, F(cache.entries), EC, RESTART},
@@ -638,6 +642,10 @@ static bool derive_and_cross_check(struct rg_config *c)
         return false;
     if (!derive_signals(c))
         return false;
+    if (c->metrics.listen[0])
+        listen_addr_parse(c->metrics.listen, &c->metrics_listen, why, sizeof(why));
+    if (!parse_networks(&c->metrics.allowed_clients, "metrics.allowed_clients", &c->metrics_allowed_nets))
+        return false;
     c->socket_mode = (unsigned)strtoul(c->socket_mode_text, NULL, 8);
     LOOKUP(facilities, c->log.facility_text, c->syslog_facility);
     LOOKUP(levels, c->log.level_text, c->log_level);
@@ -761,6 +769,7 @@ void config_free(struct rg_config *c)
     free(c->exempt_nets);
     free(c->unauth_nets);
     free(c->signal_allow_nets);
+    free(c->metrics_allowed_nets);
     geo_close(c->geo);
     free(c->path);
     free(c);
@@ -966,6 +975,22 @@ static bool check_listen(const char *v, char *err, size_t n)
 {
     struct listen_addr la;
     return listen_addr_parse(v, &la, err, n);
+}
+
+/* An address and port for /metrics, or "" for none; not a unix socket
+ * (Prometheus scrapes over TCP). */
+static bool check_metrics_listen(const char *v, char *err, size_t n)
+{
+    struct listen_addr la;
+    if (v[0] == '\0')
+        return true;
+    if (!listen_addr_parse(v, &la, err, n))
+        return false;
+    if (la.kind != LISTEN_INET) {
+        snprintf(err, n, "'%s': /metrics is served over TCP (an address and port, or \"\" for none)", v);
+        return false;
+    }
+    return true;
 }
 
 static bool check_window(const char *v, char *err, size_t n)

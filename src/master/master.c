@@ -157,7 +157,7 @@ static void main_loop(struct master *m)
 
 int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
 {
-    struct master m = {.cfg = cfg, .config_path = config_path, .pidfile_fd = -1, .foreground = foreground};
+    struct master m = {.cfg = cfg, .config_path = config_path, .pidfile_fd = -1, .metrics_fd = -1, .foreground = foreground};
     struct progress done[WRITER_LANES] = {{0, 0}};
 
     master_start(&m);

@@ -33,8 +33,10 @@ static void recycle_children(struct master *m)
             m->shm.scoreboard.slot[i].retire = 1;
     if (m->writer_pid > 0)
         kill(m->writer_pid, SIGTERM);
-    if (m->notifier_pid > 0)
-        kill(m->notifier_pid, SIGTERM);
+    if (m->notifier.pid > 0)
+        kill(m->notifier.pid, SIGTERM);
+    if (m->metricsd.pid > 0)
+        kill(m->metricsd.pid, SIGTERM);
 }
 
 void master_reload(struct master *m)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * master_spawn.c - the master's children: forking workers (one per
- * scoreboard slot), the writer and the notifier; keeping the worker pool
+ * scoreboard slot), the writer, the notifier and the metrics process; keeping the worker pool
  * between workers.min and workers.max with min_spare..max_spare idle (a
  * worker that turns busy pokes the master, so a new spare is forked at
  * once); reaping, with the back-off that keeps a crash loop from
@@ -17,6 +17,7 @@
 #include "config.h"
 #include "errqueue.h"
 #include "log.h"
+#include "metricsd.h"
 #include "notifier.h"
 #include "rateguard.h"
 #include "worker.h"
@@ -33,6 +34,7 @@
 #define WORKER_STOP_DEADLINE_S 10   /* TERM to workers, then KILL */
 #define WRITER_STOP_DEADLINE_S 60   /* time the writer gets to drain the queue */
 #define BACKOFF_RESET_S 10          /* a helper that lived this long was no crash loop */
+#define METRICS_RETRY_S 5           /* metrics.listen not bound: the next try */
 
 /* In a fresh child: drop what only the master may hold. */
 static void child_setup(struct master *m)
@@ -40,6 +42,13 @@ static void child_setup(struct master *m)
     close(m->lifeline[1]);
     close(master_sig_read_fd());
     close(m->pidfile_fd);
+}
+
+/* The metrics socket is the metrics process's alone. */
+static void close_metrics_fd(struct master *m)
+{
+    if (m->metrics_fd >= 0)
+        close(m->metrics_fd);
 }
 
 static void spawn_worker(struct master *m, uint32_t slot)
@@ -55,6 +64,7 @@ static void spawn_worker(struct master *m, uint32_t slot)
     }
     if (pid == 0) {
         child_setup(m);
+        close_metrics_fd(m);
         errqueue_set_process("worker");
         struct worker_ctx ctx = {.cfg = m->cfg, .listeners = &m->listeners, .shm = &m->shm,
                                  .slot = slot, .lifeline_fd = m->lifeline[0],
@@ -80,6 +90,14 @@ static __attribute__((noreturn)) void run_notifier(struct master *m)
     notifier_main(&ctx);
 }
 
+static __attribute__((noreturn)) void run_metricsd(struct master *m)
+{
+    errqueue_set_process("metrics");
+    struct metricsd_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .listen_fd = m->metrics_fd,
+                               .lifeline_fd = m->lifeline[0]};
+    metricsd_main(&ctx);
+}
+
 /* Fork a helper process (writer, notifier): it serves no client, so it
  * holds neither the listening sockets nor the master's pipe. Returns its
  * pid, 0 if fork failed (logged; the pool loop tries again). */
@@ -95,6 +113,8 @@ static pid_t spawn_helper(struct master *m, void (*run)(struct master *))
         close(master_sig_write_fd());
         for (size_t i = 0; i < m->listeners.count; i++)
             close(m->listeners.fds[i]);
+        if (run != run_metricsd)
+            close_metrics_fd(m);
         run(m);
         _exit(RG_EXIT_RUNTIME);
     }
@@ -107,10 +127,12 @@ static void spawn_writer(struct master *m)
     m->writer_started = time(NULL);
 }
 
-static void spawn_notifier(struct master *m)
+static void spawn_kept(struct master *m, struct helper_proc *h, void (*run)(struct master *))
 {
-    m->notifier_pid = spawn_helper(m, run_notifier);
-    m->notifier_started = time(NULL);
+    if (h->pid == 0 && time(NULL) >= h->backoff_until) {
+        h->pid = spawn_helper(m, run);
+        h->started = time(NULL);
+    }
 }
 
 /* Sentry and the scheduled report need the notifier even without the
@@ -176,9 +198,18 @@ void master_pool_maintain(struct master *m)
     }
     if (m->writer_pid == 0 && time(NULL) >= m->writer_backoff_until)
         spawn_writer(m);
-    if ((m->shm.notify.sh || notifier_wanted(m->cfg)) && m->notifier_pid == 0 &&
-        time(NULL) >= m->notifier_backoff_until)
-        spawn_notifier(m);
+    if (m->shm.notify.sh || notifier_wanted(m->cfg))
+        spawn_kept(m, &m->notifier, run_notifier);
+    /* The port may be held a moment by the metrics process of a master
+     * that was killed, or by another program: tried again, quietly. */
+    if (m->metrics_fd < 0 && m->cfg->metrics_listen.salen && time(NULL) >= m->metrics_retry_at) {
+        m->metrics_retry_at = time(NULL) + METRICS_RETRY_S;
+        m->metrics_fd = metricsd_listen(m->cfg, true);
+    }
+    if (m->metrics_fd >= 0) {
+        spawn_kept(m, &m->metricsd, run_metricsd);
+        m->shm.hdr->metrics_pid = m->metricsd.pid;
+    }
 }
 
 /* The delay before the next spawn: 1, 2, 4 ... 30 s while deaths follow
@@ -213,14 +244,13 @@ enum child_verdict master_child_verdict(int status)
 /* A child that died sick or crashed: the delay before its successor. A
  * child dying before it did any work is a crash loop in the making: slow
  * respawning down (1, 2, 4 ... 30 s). */
-static int respawn_delay(struct master *m, bool is_writer, bool is_notifier, bool served)
+static int respawn_delay(struct master *m, bool is_writer, struct helper_proc *helper, bool served)
 {
     time_t now = time(NULL);
     if (is_writer)
         return backoff(&m->writer_backoff_s, &m->writer_backoff_until, now - m->writer_started >= BACKOFF_RESET_S);
-    if (is_notifier)
-        return backoff(&m->notifier_backoff_s, &m->notifier_backoff_until,
-                       now - m->notifier_started >= BACKOFF_RESET_S);
+    if (helper)
+        return backoff(&helper->backoff_s, &helper->backoff_until, now - helper->started >= BACKOFF_RESET_S);
     if (!served)
         return backoff(&m->spawn_backoff_s, &m->spawn_backoff_until, false);
     m->spawn_backoff_s = 0;
@@ -230,19 +260,23 @@ static int respawn_delay(struct master *m, bool is_writer, bool is_notifier, boo
 void master_child_exited(struct master *m, pid_t pid, int status)
 {
     struct scoreboard *sb = &m->shm.scoreboard;
-    bool is_writer = pid == m->writer_pid, is_notifier = pid == m->notifier_pid;
+    bool is_writer = pid == m->writer_pid;
+    struct helper_proc *helper = pid == m->notifier.pid ? &m->notifier : pid == m->metricsd.pid ? &m->metricsd : NULL;
     bool served = false;
 
     if (is_writer)
         m->writer_pid = 0;
-    if (is_notifier)
-        m->notifier_pid = 0;
+    if (helper)
+        helper->pid = 0;
     for (uint32_t i = 0; i < sb->sh->slots; i++)
         if (sb->slot[i].pid == pid) {
             served = sb->slot[i].connections > 0;
             memset(&sb->slot[i], 0, sizeof(sb->slot[i]));
         }
-    const char *who = is_writer ? "writer" : is_notifier ? "notifier" : "worker";
+    const char *who = is_writer                  ? "writer"
+                      : helper == &m->notifier   ? "notifier"
+                      : helper == &m->metricsd   ? "metrics process"
+                                                 : "worker";
     char how[64];
     switch (master_child_verdict(status)) {
     case CHILD_RETIRED:
@@ -261,7 +295,7 @@ void master_child_exited(struct master *m, pid_t pid, int status)
         snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
         break;
     }
-    int delay = respawn_delay(m, is_writer, is_notifier, served);
+    int delay = respawn_delay(m, is_writer, helper, served);
     if (delay > 0)
         log_error("%s %ld %s; the next one starts in %d s", who, (long)pid, how, delay);
     else
@@ -285,7 +319,7 @@ static unsigned live_workers(struct master *m)
     return n;
 }
 
-/* Workers and notifier: TERM, the deadline, then KILL. */
+/* Workers, notifier and metrics process: TERM, the deadline, then KILL. */
 static void stop_workers(struct master *m)
 {
     struct scoreboard *sb = &m->shm.scoreboard;
@@ -294,19 +328,23 @@ static void stop_workers(struct master *m)
     for (uint32_t i = 0; i < sb->sh->slots; i++)
         if (sb->slot[i].pid > 0)
             kill(sb->slot[i].pid, SIGTERM);
-    if (m->notifier_pid > 0)
-        kill(m->notifier_pid, SIGTERM);     /* pending notifications stay queued */
-    while ((live_workers(m) > 0 || m->notifier_pid > 0) && time(NULL) < deadline) {
+    struct helper_proc *helpers[] = {&m->notifier, &m->metricsd};
+    for (size_t i = 0; i < 2; i++)
+        if (helpers[i]->pid > 0)
+            kill(helpers[i]->pid, SIGTERM);     /* pending notifications stay queued */
+    while ((live_workers(m) > 0 || m->notifier.pid > 0 || m->metricsd.pid > 0) && time(NULL) < deadline) {
         master_reap(m);
-        if (live_workers(m) > 0 || m->notifier_pid > 0)
+        if (live_workers(m) > 0 || m->notifier.pid > 0 || m->metricsd.pid > 0)
             usleep(10000);
     }
-    if (m->notifier_pid > 0) {
-        log_warning("notifier did not stop within %d s, killing it", WORKER_STOP_DEADLINE_S);
-        kill(m->notifier_pid, SIGKILL);
-        waitpid(m->notifier_pid, NULL, 0);
-        m->notifier_pid = 0;
-    }
+    for (size_t i = 0; i < 2; i++)
+        if (helpers[i]->pid > 0) {
+            log_warning("%s did not stop within %d s, killing it",
+                        helpers[i] == &m->notifier ? "notifier" : "metrics process", WORKER_STOP_DEADLINE_S);
+            kill(helpers[i]->pid, SIGKILL);
+            waitpid(helpers[i]->pid, NULL, 0);
+            helpers[i]->pid = 0;
+        }
     for (uint32_t i = 0; i < sb->sh->slots; i++)
         if (sb->slot[i].pid > 0) {
             log_warning("worker %ld did not stop within %d s, killing it", (long)sb->slot[i].pid,

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "errqueue.h"
 #include "log.h"
+#include "metricsd.h"
 #include "pidfile.h"
 #include "privileges.h"
 #include "rateguard.h"
@@ -146,6 +147,7 @@ void master_start(struct master *m)
         log_fatal(RG_EXIT_RUNNING, "already running (pid %ld, pidfile %s)", (long)other, cfg->pidfile);
     if (!listeners_open(cfg, uid, socket_gid, &m->listeners))
         log_fatal(RG_EXIT_BAD_LISTEN, "cannot listen on the configured addresses");
+    m->metrics_fd = metricsd_listen(cfg, false);
     if (!log_file_owner(uid))
         log_fatal(RG_EXIT_RUNTIME, "cannot start: %s", log_file_refusal());
     privileges_drop(uid, gid);
@@ -247,6 +249,8 @@ void master_finish(struct master *m)
     errqueue_destroy();
     shm_destroy(&m->shm);
     pidfile_release(m->cfg->pidfile, m->pidfile_fd);
+    if (m->metrics_fd >= 0)
+        close(m->metrics_fd);
     log_notice("stopped");
     log_close();
     config_free(m->cfg);

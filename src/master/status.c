@@ -230,7 +230,8 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
     write_signals_json(f, shm);
     fprintf(f, "\"cache\":{\"used\":%u,\"entries\":%u}", cache_used(&shm->cache), shm->cache.sh->capacity);
     snapshot_status_json(f, shm);
-    fprintf(f, ",\"writer_pid\":%ld}\n", (long)shm->hdr->writer_pid);
+    fprintf(f, ",\"writer_pid\":%ld,\"metrics_pid\":%ld}\n", (long)shm->hdr->writer_pid,
+            (long)shm->hdr->metrics_pid);
 }
 
 /* Prometheus text format (for node_exporter's textfile collector): what

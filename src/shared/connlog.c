@@ -29,6 +29,7 @@ static const char *const kind_names[CONNLOG_KINDS] = {
     [CONNLOG_STRESS_TIMEOUT] = "no complete request within workers.stress_read_timeout",
     [CONNLOG_CLOSED_IN_REQUEST] = "connection closed inside a request",
     [CONNLOG_IO_ERROR] = "read or write error on a connection",
+    [CONNLOG_METRICS_REFUSED] = "/metrics connection from outside metrics.allowed_clients",
     [CONNLOG_MALFORMED] = "malformed request",
 };
 

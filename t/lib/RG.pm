@@ -155,6 +155,7 @@ sub write_config {
     $sec{log} //= '';
     $sec{log} = qq{syslog = false\nfile = "$dir/$name.log"\nlevel = debug\n} . $sec{log};
     $sec{quota} = "default = $o{quota}\n" . ($sec{quota} // '') if defined $o{quota};
+    $sec{metrics} //= qq{listen = ""\n};   # daemons side by side: /metrics only where a test asks
     open my $fh, '>', $conf or die "$conf: $!";
     print $fh qq{user = "$user"\ngroup = "$group"\npidfile = "$dir/$name.pid"\n};
     print $fh qq{state_dir = "$dir"\nlisten = { $listen }\n};

@@ -206,6 +206,15 @@ static void unread_locked(struct cache_entry *e, bool created, void *arg)
     memcpy(u->keys[u->n++], e->key, CACHE_KEY_SIZE);
 }
 
+/* The read failed: these logins are looked for again at the next try. */
+static void unread_again_locked(struct cache_entry *e, bool created, void *arg)
+{
+    struct login_watch *w = watch_of(arg, e);
+    (void)created;
+    if (w != NULL)
+        w->baseline_read = 0;
+}
+
 static bool read_unread(struct watchsync *ws, MYSQL *db, struct shm *shm, const struct rg_config *cfg, char *err,
                         size_t errsize)
 {
@@ -225,6 +234,8 @@ static bool read_unread(struct watchsync *ws, MYSQL *db, struct shm *shm, const 
     snprintf(sql + len, cap - len, ")");
     bool ok = adopt_rows(ws, db, shm, cfg, sql, time(NULL), err, errsize);
     free(sql);
+    for (size_t i = 0; !ok && i < u.n; i++)
+        cache_apply(&shm->cache, keys[i], false, unread_again_locked, &shm->cache);
     return ok;
 }
 

@@ -423,6 +423,13 @@ static uint64_t permille(uint32_t used, uint32_t limit)
     return limit ? (uint64_t)used * 1000 / limit : UINT32_MAX;
 }
 
+/* Per mille of the nearest limit, messages or recipients. */
+static uint64_t use_of(const struct cache_entry *e, struct limits l)
+{
+    uint64_t m = permille(e->msg_counter, l.msg), r = permille(e->rcpt_counter, l.rcpt);
+    return m > r ? m : r;
+}
+
 /* Under the entry's lock: what the ordering compares (limits looked up
  * only when it needs them). */
 static struct top_rank rank_of(const struct top_pick *t, const struct cache_entry *e)
@@ -432,8 +439,7 @@ static struct top_rank rank_of(const struct top_pick *t, const struct cache_entr
         return r;
     struct limits l = limits_of(t->shm, e);
     if (t->order == STATUS_TOP_QUOTA) {
-        uint64_t m = permille(e->msg_counter, l.msg), rc = permille(e->rcpt_counter, l.rcpt);
-        r.use = m > rc ? m : rc;
+        r.use = use_of(e, l);
         return r;
     }
     const struct login_watch *lw = watch_of(t->s->cache, e);
@@ -455,6 +461,7 @@ static void top_visit(struct cache_entry *e, bool created, void *arg)
     t->rows[at].r = r;
     copy_sender(t->s, e, &t->rows[at].c);
     t->rows[at].l = limits_of(t->shm, e);
+    t->rows[at].r.use = use_of(e, t->rows[at].l);     /* shown in every ordering; ranks only in QUOTA's */
     if (full)
         heap_down(t, 0);
     else

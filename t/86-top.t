@@ -22,7 +22,7 @@ use Fcntl qw(:flock);
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
 use RG qw(write_config start_daemon stop_daemon run_rateguard migrated_database send_n wait_until test_dir
-          rateguard);
+          rateguard slurp);
 
 my $db = migrated_database('top');
 my $c = write_config(database => $db, quota => 5);
@@ -97,6 +97,9 @@ for my $o (qw(u b m)) {
 }
 my @three = top_frames('-o', 'u', '-r', '3');
 is_deeply($three[0][1], [@{ $want{u} }[0 .. 2]], '-r 3: the first three only');
+my ($dump) = glob(test_dir() . '/*.top-quota.txt');
+is(scalar(() = slurp($dump // '/dev/null') =~ /^sender /mg), 3,
+   'the master\'s dump lists those three alone: it chooses them, not a copy of every sender');
 
 # The raw bytes: the escape never reaches the terminal.
 (undef, $out) = run_rateguard('-c', $c->{path}, 'top', '-b');

@@ -125,14 +125,15 @@ static bool parse_frame(FILE *f, struct top_frame *fr, size_t rows)
                 fr->count++;
         } else if (strncmp(line, "requests ", 9) == 0) {
             parse_requests(fr, line + 8);
-        } else if (sscanf(line, "time %lld", &fr->time_us) == 1 || sscanf(line, "uptime %ld", &fr->uptime) == 1 ||
+        } else {
+            /* one kind of figure per line; a line of none is skipped */
+            (void)(sscanf(line, "time %lld", &fr->time_us) == 1 || sscanf(line, "uptime %ld", &fr->uptime) == 1 ||
                    sscanf(line, "pid %ld", &fr->pid) == 1 ||
                    sscanf(line, "workers %lu %lu %lu %lu %lu", &fr->busy, &fr->idle, &fr->running, &fr->min,
                           &fr->max) == 5 ||
                    sscanf(line, "database %llu %llu %d", &fr->depth, &fr->lag_ms, &fr->db_up) == 3 ||
                    sscanf(line, "stress %d %ld", &fr->stress, &fr->stress_for) == 2 ||
-                   sscanf(line, "cache %lu %lu", &fr->used, &fr->capacity) == 2) {
-            continue;
+                   sscanf(line, "cache %lu %lu", &fr->used, &fr->capacity) == 2);
         }
     }
     free(line);
@@ -343,7 +344,10 @@ int command_top(const struct rg_config *cfg, const struct top_options *o)
             break;
         ok = show_frame(cfg, pid, o, order, &frames[(n + 1) % 2], &frames[n % 2], n == 0);
     }
+    bool shown = tty_raw;
     tty_restore();
     free(frames);
+    if (!ok && shown)           /* the reason went to the alternate screen, gone with it */
+        fprintf(stderr, "rateguard: top: pid %ld stopped answering\n", (long)pid);
     return ok ? RG_EXIT_OK : RG_EXIT_RUNTIME;
 }

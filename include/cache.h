@@ -18,7 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CACHE_KEY_SIZE 142      /* bytes, NUL included; longer senders are hashed (keeps an entry at 240 bytes) */
+#include "minute.h"
+
+#define CACHE_KEY_SIZE 142      /* bytes, NUL included; longer senders are hashed (keeps an entry at 248 bytes) */
 #define CACHE_INSTANCES 2       /* recently counted messages remembered per sender */
 
 struct cache_entry {
@@ -34,6 +36,8 @@ struct cache_entry {
     int64_t reset_us;           /* last period reset of this sender (unix microseconds) */
     uint32_t full_since;        /* unix seconds since its next message is refused by its quota
                                  * (as this daemon saw it), 0 when it is not or not known */
+    struct minute_count last_minute;    /* messages decided in the last minute (`rateguard top`), not in the
+                                         * database nor the snapshot: it starts empty with the daemon */
     uint16_t seen;              /* refresh round that last found the row */
     uint8_t instance_blocked[CACHE_INSTANCES];
     uint8_t in_use, locked, block_notified, referenced, warning_notified;

@@ -9,6 +9,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
 
 #include "status.h"
 
@@ -17,6 +19,12 @@ struct rg_config;
 int command_migrate(const struct rg_config *cfg);
 int command_cleanup(const struct rg_config *cfg);
 int command_status(const struct rg_config *cfg, enum status_format format);
+
+/* Have the running daemon (pid) write its dump in this format (a top
+ * dump with that many rows) and open it: the caller closes it. NULL, the
+ * reason on stderr, when it does not within 5 s or the file is not a
+ * regular one. */
+FILE *command_dump(const struct rg_config *cfg, pid_t pid, enum status_format format, unsigned rows);
 
 /* One sender: its database row and the running daemon's view of it. */
 int command_show(const struct rg_config *cfg, const char *sender, bool json);

@@ -116,8 +116,9 @@ bool master_sig_stop_requested(void);
 bool master_sig_take(enum master_event ev);
 
 /* The status dumps asked for since the last call (USR1, `rateguard
- * status`), cleared; true if any. */
-bool master_sig_take_dumps(bool dumps[STATUS_FORMATS]);
+ * status`, `rateguard top`), cleared, and the most rows a top dump was
+ * asked for in *top_rows; true if any. */
+bool master_sig_take_dumps(bool dumps[STATUS_FORMATS], unsigned *top_rows);
 
 /* ---- master_spawn.c ---- */
 

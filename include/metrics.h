@@ -10,6 +10,7 @@
 #define RG_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config.h"      /* METRICS_BLOCKED_SENDERS_MAX */
@@ -27,6 +28,10 @@ struct pool_counts metrics_pool_counts(struct shm *shm);
 size_t metrics_request_count(void);
 const char *metrics_request_name(size_t i);
 unsigned long long metrics_request_value(struct shm *shm, size_t i);
+
+/* The age of the oldest record waiting for the writer (microseconds), 0
+ * when none waits: the writer's lag. */
+int64_t metrics_write_lag_us(struct shm *shm);
 
 /* The signals' names in the order of shm_stats.signal_episodes. */
 extern const char *const metrics_signal_names[4];

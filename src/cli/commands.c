@@ -191,19 +191,23 @@ static FILE *open_dump(const char *path)
     return NULL;
 }
 
-/* Have the running daemon write its dumps; open the one in this format.
- * NULL (with the reason on stderr) when it does not. */
-static FILE *fresh_dump(const struct rg_config *cfg, pid_t pid, enum status_format format)
+FILE *command_dump(const struct rg_config *cfg, pid_t pid, enum status_format format, unsigned rows)
 {
     char path[4200];
     FILE *f;
 
     config_state_path(cfg, status_suffix(format), path, sizeof(path));
-    if (!signal_and_wait(pid, SIGRTMIN, (int)format, path, 5000) || (f = open_dump(path)) == NULL) {
+    if (!signal_and_wait(pid, SIGRTMIN, status_request(format, rows), path, 5000) || (f = open_dump(path)) == NULL) {
         fprintf(stderr, "rateguard: pid %ld did not write %s within 5 s\n", (long)pid, path);
         return NULL;
     }
     return f;
+}
+
+/* Have the running daemon write its dump in this format and open it. */
+static FILE *fresh_dump(const struct rg_config *cfg, pid_t pid, enum status_format format)
+{
+    return command_dump(cfg, pid, format, 0);
 }
 
 int command_status(const struct rg_config *cfg, enum status_format format)

@@ -11,8 +11,10 @@
 #include "privileges.h"
 #include "report.h"
 #include "rateguard.h"
+#include "top.h"
 #include "util.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdint.h>
@@ -28,11 +30,14 @@ struct options {
     const char *config_path;        /* made absolute before the configuration is read */
     const char *get_config;         /* --get-config NAME, or NULL */
     bool foreground, test_only, json, prometheus, locked, to_stdout, quiet;
+    struct top_options top;         /* -b, -n, -d, -o, -r: top's own */
+    char top_option[3];             /* the first of those given ("-n"), for the message when not top */
 };
 
 static int run_daemon(struct rg_config *cfg, char **args, const struct options *o);
 static int run_status(struct rg_config *cfg, char **args, const struct options *o);
 static int run_blocked(struct rg_config *cfg, char **args, const struct options *o);
+static int run_top(struct rg_config *cfg, char **args, const struct options *o);
 static int run_cleanup(struct rg_config *cfg, char **args, const struct options *o);
 static int run_migrate(struct rg_config *cfg, char **args, const struct options *o);
 static int run_report(struct rg_config *cfg, char **args, const struct options *o);
@@ -60,6 +65,9 @@ static const struct command {
     {"run", "run", 0, true, NULL, run_daemon, "run the daemon (default); daemonizes unless -f"},
     {"status", "status", 0, false, NULL, run_status, "print the running daemon's cache and counters"},
     {"blocked", "blocked", 0, false, NULL, run_blocked, "the senders whose next message is refused, why and since when"},
+    {"top", "top", 0, false, NULL, run_top,
+     "live view: requests, accepted and blocked per second, writer, workers,\n"
+     "                the senders by messages in the last minute (keys m, u, b; q quits)"},
     {"cleanup", "cleanup", 0, false, NULL, run_cleanup, "reset the period counters and purge old messages"},
     {"migrate", "migrate", 0, false, NULL, run_migrate, "create or upgrade the database schema"},
     {"report", "report", 0, false, NULL, run_report,
@@ -86,6 +94,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: rateguard [-c FILE] [-f] [-t] [--get-config NAME] [--json|--prometheus] [COMMAND [ARGS]]\n"
+            "       rateguard [-c FILE] top [-b] [-n FRAMES] [-d SECONDS] [-o m|u|b] [-r ROWS]\n"
             "\n"
             "Postfix policy daemon limiting messages and recipients per SASL sender.\n"
             "\n"
@@ -105,6 +114,11 @@ static void usage(FILE *out)
             "      --locked         set-quota: lock the quota\n"
             "      --stdout         report: print instead of sending\n"
             "  -q, --quiet          commands: only warnings and errors on stderr (cron)\n"
+            "  -b, --batch          top: plain frames on stdout, no terminal\n"
+            "  -n, --frames N       top: stop after N frames (-b alone: 1)\n"
+            "  -d, --delay SECONDS  top: between frames (default 1, 0.1 to 3600)\n"
+            "  -o, --order m|u|b    top: by messages in the last minute (default), use of quota, blocked first\n"
+            "  -r, --rows N         top: senders shown (default the terminal's height; -b: 20; at most 200)\n"
             "  -h, --help           this help\n"
             "  -V, --version        print the version\n"
             "\n"
@@ -113,6 +127,46 @@ static void usage(FILE *out)
             "5 configuration missing or invalid, 6 runtime error, 8 cleanup error,\n"
             "9 cleanup done but the report not sent (report: not sent),\n"
             "64 bad command line.\n");
+}
+
+/* One of top's options with an argument into o->top; false after a
+ * message on stderr when the argument is not one. */
+static bool top_option(struct options *o, int opt, const char *arg)
+{
+    unsigned long n;
+    char *end;
+    switch (opt) {
+    case 'n':
+        if (parse_ulong(arg, 1000000000, &n) && n > 0) {
+            o->top.frames = n;
+            return true;
+        }
+        fprintf(stderr, "rateguard: top: -n '%s': expected a number of frames, 1 or more\n", arg);
+        return false;
+    case 'r':
+        if (parse_ulong(arg, STATUS_TOP_ROWS_MAX, &n) && n > 0) {
+            o->top.rows = (unsigned)n;
+            return true;
+        }
+        fprintf(stderr, "rateguard: top: -r '%s': expected 1 to %d rows\n", arg, STATUS_TOP_ROWS_MAX);
+        return false;
+    case 'o':
+        if (top_order_parse(arg, &o->top.order))
+            return true;
+        fprintf(stderr, "rateguard: top: -o '%s': expected m (messages in the last minute), u (use of quota) "
+                        "or b (blocked first)\n", arg);
+        return false;
+    default: {
+        errno = 0;
+        double s = strtod(arg, &end);
+        if (errno == 0 && end != arg && *end == '\0' && s >= 0.1 && s <= 3600) {
+            o->top.delay_ms = (unsigned long)(s * 1000 + 0.5);
+            return true;
+        }
+        fprintf(stderr, "rateguard: top: -d '%s': expected seconds, 0.1 to 3600\n", arg);
+        return false;
+    }
+    }
 }
 
 /* The options into *o: -1 to go on, else the exit code (help, version,
@@ -132,6 +186,11 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"list-config", no_argument, NULL, 'D'},     /* every setting's default (t/75); not in --help */
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"batch", no_argument, NULL, 'b'},
+        {"frames", required_argument, NULL, 'n'},
+        {"delay", required_argument, NULL, 'd'},
+        {"order", required_argument, NULL, 'o'},
+        {"rows", required_argument, NULL, 'r'},
         /* Not in --help: every setting with its default, for the test
          * that holds rateguard.conf and rateguard.conf(5) to the table. */
         {"list-config", no_argument, NULL, 'D'},
@@ -139,7 +198,11 @@ static int parse_options(int argc, char **argv, struct options *o)
     };
     int opt;
 
-    while ((opt = getopt_long(argc, argv, "c:ftg:qhV", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:ftg:qhVbn:d:o:r:", longopts, NULL)) != -1) {
+        if (strchr("bndor", opt) && o->top_option[0] == '\0')
+            memcpy(o->top_option, (char[]){'-', (char)opt, '\0'}, 3);
+        if (strchr("ndor", opt) && !top_option(o, opt, optarg))
+            return RG_EXIT_USAGE;
         switch (opt) {
         case 'c': o->config_path = optarg; break;
         case 'f': o->foreground = true; break;
@@ -153,6 +216,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'h': usage(stdout); return RG_EXIT_OK;
         case 'V': printf("rateguard %s\n", RATEGUARD_VERSION); return RG_EXIT_OK;
         case 'D': config_print_defaults(stdout); return RG_EXIT_OK;
+        case 'b': o->top.batch = true; break;
+        case 'n': case 'd': case 'o': case 'r': break;      /* top_option() took them */
         default: usage(stderr); return RG_EXIT_USAGE;
         }
     }
@@ -211,6 +276,13 @@ static int run_status(struct rg_config *cfg, char **args, const struct options *
 {
     (void)args;
     return command_status(cfg, o->prometheus ? STATUS_PROMETHEUS : o->json ? STATUS_JSON : STATUS_TEXT);
+}
+
+/* top: live, or -b frames. */
+static int run_top(struct rg_config *cfg, char **args, const struct options *o)
+{
+    (void)args;
+    return command_top(cfg, &o->top);
 }
 
 /* blocked: text or JSON. */
@@ -369,7 +441,8 @@ int main(int argc, char **argv)
     /* Before the configuration (and its passwords) is read: a process of
      * the same user must not read them out of this one's memory. */
     privileges_no_dump();
-    struct options o = {.config_path = RATEGUARD_DEFAULT_CONFIG};
+    struct options o = {.config_path = RATEGUARD_DEFAULT_CONFIG,
+                        .top = {.delay_ms = 1000, .order = STATUS_TOP_MESSAGES}};
     int rc = parse_options(argc, argv, &o);
     if (rc >= 0)
         return rc;
@@ -377,6 +450,10 @@ int main(int argc, char **argv)
     const struct command *cmd = parse_command(argc, argv, &args);
     if (cmd == NULL)
         return RG_EXIT_USAGE;
+    if (o.top_option[0] && cmd->run != run_top) {
+        fprintf(stderr, "rateguard: %s is an option of top, not of %s\n", o.top_option, cmd->name);
+        return RG_EXIT_USAGE;
+    }
 
     /* The absolute path: it survives daemonize()'s chdir and names this
      * instance's state files. */

@@ -113,6 +113,7 @@ static void request_refresh(struct master *m)
 static void handle_events(struct master *m)
 {
     bool dumps[STATUS_FORMATS];
+    unsigned top_rows;
 
     if (master_sig_take(MASTER_EV_CHLD))
         master_reap(m);
@@ -122,8 +123,8 @@ static void handle_events(struct master *m)
         log_bump_generation();
         log_notice("log file reopened");
     }
-    if (master_sig_take_dumps(dumps))
-        status_write(m->cfg, &m->shm, m->started, dumps);
+    if (master_sig_take_dumps(dumps, &top_rows))
+        status_write(m->cfg, &m->shm, m->started, dumps, top_rows);
     if (master_sig_take(MASTER_EV_REFRESH))
         request_refresh(m);
     if (m->next_reset && time(NULL) >= m->next_reset)

@@ -18,6 +18,7 @@
 static volatile sig_atomic_t got_term;
 static volatile sig_atomic_t pending[MASTER_EVENTS];
 static volatile sig_atomic_t got_usr1[STATUS_FORMATS];  /* the dumps asked for */
+static volatile sig_atomic_t top_rows;                  /* the most rows a top dump was asked for */
 static int self_pipe[2] = {-1, -1};
 
 static void on_signal(int sig, siginfo_t *si, void *context)
@@ -26,9 +27,14 @@ static void on_signal(int sig, siginfo_t *si, void *context)
     (void)context;
     if (sig == SIGRTMIN) {
         /* `rateguard status` queues the one format it prints (a real-time
-         * signal: two commands at once are both delivered). */
-        if (si->si_code == SI_QUEUE && si->si_value.sival_int >= 0 && si->si_value.sival_int < STATUS_FORMATS)
-            got_usr1[si->si_value.sival_int] = 1;
+         * signal: two commands at once are both delivered); `rateguard top`
+         * the rows it shows above it (status_request). */
+        int format = si->si_value.sival_int & 0xff, rows = si->si_value.sival_int >> 8;
+        if (si->si_code == SI_QUEUE && si->si_value.sival_int >= 0 && format < STATUS_FORMATS) {
+            got_usr1[format] = 1;
+            if (rows > top_rows)
+                top_rows = rows > STATUS_TOP_ROWS_MAX ? STATUS_TOP_ROWS_MAX : rows;
+        }
         sig = 0;
     }
     switch (sig) {
@@ -37,6 +43,8 @@ static void on_signal(int sig, siginfo_t *si, void *context)
     case SIGUSR1:               /* kill -USR1: every dump */
         for (int i = 0; i < STATUS_FORMATS; i++)
             got_usr1[i] = 1;
+        if (top_rows < STATUS_TOP_ROWS_DEFAULT)
+            top_rows = STATUS_TOP_ROWS_DEFAULT;
         break;
     case SIGUSR2: pending[MASTER_EV_REOPEN_LOGS] = 1; break;
     case SIGCHLD: pending[MASTER_EV_CHLD] = 1; break;
@@ -93,9 +101,16 @@ bool master_sig_take(enum master_event ev)
     return true;
 }
 
-bool master_sig_take_dumps(bool dumps[STATUS_FORMATS])
+bool master_sig_take_dumps(bool dumps[STATUS_FORMATS], unsigned *rows)
 {
     bool any = false;
+    sigset_t block, saved;
+    /* The flags and the rows taken together: a request arriving in
+     * between is kept whole for the next turn. */
+    sigemptyset(&block);
+    sigaddset(&block, SIGRTMIN);
+    sigaddset(&block, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &block, &saved);
     for (int i = 0; i < STATUS_FORMATS; i++) {
         dumps[i] = false;
         if (got_usr1[i]) {
@@ -103,5 +118,8 @@ bool master_sig_take_dumps(bool dumps[STATUS_FORMATS])
             dumps[i] = any = true;
         }
     }
+    *rows = top_rows > 0 ? (unsigned)top_rows : STATUS_TOP_ROWS_DEFAULT;
+    top_rows = 0;
+    sigprocmask(SIG_SETMASK, &saved, NULL);
     return any;
 }

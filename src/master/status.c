@@ -10,6 +10,7 @@
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "minute.h"
 #include "quota.h"
 #include "rateguard.h"
 #include "shm.h"
@@ -34,6 +35,8 @@ struct sender_copy {
     uint32_t episode_since;
 };
 
+struct top_pick;
+
 struct snapshot {
     struct sender_copy *rows;
     size_t count, size;
@@ -41,17 +44,13 @@ struct snapshot {
     const struct rg_config *cfg;
     size_t n_windows;
     int64_t now_us;
+    const struct top_pick *top;     /* a top dump's senders, or NULL */
 };
 
-static void collect(struct cache_entry *e, bool created, void *arg)
+/* Under the entry's lock: the entry with its windows' counts and its
+ * watch's episode, into *c. */
+static void copy_sender(const struct snapshot *s, struct cache_entry *e, struct sender_copy *c)
 {
-    struct snapshot *s = arg;
-    (void)created;
-    if (s->count == s->size) {
-        s->size = s->size ? s->size * 2 : 256;
-        s->rows = xrealloc(s->rows, s->size * sizeof(*s->rows));
-    }
-    struct sender_copy *c = &s->rows[s->count++];
     c->e = *e;
     struct window_counts *w = s->n_windows ? cache_extra(s->cache, e) : NULL;
     for (size_t i = 0; i < s->n_windows; i++)
@@ -61,6 +60,17 @@ static void collect(struct cache_entry *e, bool created, void *arg)
     c->episode = open ? lw->episode : 0;
     c->action = lw && lw->locked ? WATCH_LOCK : watch_action_of(s->cfg, c->episode);
     c->episode_since = open ? lw->episode_since : 0;
+}
+
+static void collect(struct cache_entry *e, bool created, void *arg)
+{
+    struct snapshot *s = arg;
+    (void)created;
+    if (s->count == s->size) {
+        s->size = s->size ? s->size * 2 : 256;
+        s->rows = xrealloc(s->rows, s->size * sizeof(*s->rows));
+    }
+    copy_sender(s, e, &s->rows[s->count++]);
 }
 
 static int by_key(const void *a, const void *b)
@@ -322,6 +332,189 @@ static void write_blocked_json(FILE *f, const struct rg_config *cfg, struct shm 
     fprintf(f, "],\"senders\":%zu}\n", s->count);
 }
 
+/*
+ * `rateguard top`: the figures of its header and the first senders in one
+ * ordering, chosen while walking the cache. Only `rows` of them are kept
+ * (a min-heap whose root is the lowest ranked kept), so a second's dump
+ * costs one walk and a comparison per sender, and copies a sender only
+ * when it ranks among the first: not a sort of every cached sender.
+ * Ties go to the larger count, then to the key in byte order, so the
+ * listing is the same from one dump to the next.
+ */
+struct top_rank {
+    uint8_t blocked;            /* refused in this period, or in a signal's episode or lock */
+    uint32_t minute;            /* messages in the last minute (minute.h) */
+    uint32_t msgs;              /* msg_counter */
+    uint64_t use;               /* per mille of the nearest limit; UINT32_MAX: a limit of 0 */
+};
+
+struct top_row {
+    struct top_rank r;
+    struct sender_copy c;
+    struct limits l;
+};
+
+struct top_pick {
+    enum status_format order;
+    struct shm *shm;
+    const struct snapshot *s;
+    struct top_row *rows;
+    size_t count, max;
+};
+
+static const char *top_order_name(enum status_format order)
+{
+    return order == STATUS_TOP_QUOTA ? "quota" : order == STATUS_TOP_BLOCKED ? "blocked" : "messages";
+}
+
+/* > 0 when a ranks before b in the ordering, < 0 after, 0 the same sender. */
+static int top_cmp(enum status_format order, const struct top_rank *a, const char *akey, const struct top_rank *b,
+                   const char *bkey)
+{
+    if (order == STATUS_TOP_BLOCKED && a->blocked != b->blocked)
+        return a->blocked > b->blocked ? 1 : -1;
+    if (order == STATUS_TOP_QUOTA && a->use != b->use)
+        return a->use > b->use ? 1 : -1;
+    if (a->minute != b->minute)
+        return a->minute > b->minute ? 1 : -1;
+    if (a->msgs != b->msgs)
+        return a->msgs > b->msgs ? 1 : -1;
+    return -strcmp(akey, bkey);
+}
+
+static int row_cmp(const struct top_pick *t, size_t i, size_t j)
+{
+    return top_cmp(t->order, &t->rows[i].r, t->rows[i].c.e.key, &t->rows[j].r, t->rows[j].c.e.key);
+}
+
+static void row_swap(struct top_pick *t, size_t i, size_t j)
+{
+    struct top_row tmp = t->rows[i];
+    t->rows[i] = t->rows[j];
+    t->rows[j] = tmp;
+}
+
+/* The heap's order restored below row i (a row ranks after its children). */
+static void heap_down(struct top_pick *t, size_t i)
+{
+    for (;;) {
+        size_t low = i, l = 2 * i + 1, r = l + 1;
+        if (l < t->count && row_cmp(t, l, low) < 0)
+            low = l;
+        if (r < t->count && row_cmp(t, r, low) < 0)
+            low = r;
+        if (low == i)
+            return;
+        row_swap(t, i, low);
+        i = low;
+    }
+}
+
+static void heap_up(struct top_pick *t, size_t i)
+{
+    while (i > 0 && row_cmp(t, i, (i - 1) / 2) < 0) {
+        row_swap(t, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+/* Per mille of the limit used; a limit of 0 refuses every message. */
+static uint64_t permille(uint32_t used, uint32_t limit)
+{
+    return limit ? (uint64_t)used * 1000 / limit : UINT32_MAX;
+}
+
+/* Per mille of the nearest limit, messages or recipients. */
+static uint64_t use_of(const struct cache_entry *e, struct limits l)
+{
+    uint64_t m = permille(e->msg_counter, l.msg), r = permille(e->rcpt_counter, l.rcpt);
+    return m > r ? m : r;
+}
+
+/* Under the entry's lock: what the ordering compares (limits looked up
+ * only when it needs them). */
+static struct top_rank rank_of(const struct top_pick *t, const struct cache_entry *e)
+{
+    struct top_rank r = {.minute = minute_estimate(&e->last_minute, t->s->now_us), .msgs = e->msg_counter};
+    if (t->order == STATUS_TOP_MESSAGES)
+        return r;
+    struct limits l = limits_of(t->shm, e);
+    if (t->order == STATUS_TOP_QUOTA) {
+        r.use = use_of(e, l);
+        return r;
+    }
+    const struct login_watch *lw = watch_of(t->s->cache, e);
+    r.blocked = is_blocked(e, l) ||
+                (lw && (lw->locked || watch_episode_open(lw, t->s->cfg, (uint32_t)(t->s->now_us / 1000000))));
+    return r;
+}
+
+/* A cache_foreach() callback: keep the sender if it ranks among the first. */
+static void top_visit(struct cache_entry *e, bool created, void *arg)
+{
+    struct top_pick *t = arg;
+    (void)created;
+    struct top_rank r = rank_of(t, e);
+    bool full = t->count == t->max;
+    if (full && top_cmp(t->order, &r, e->key, &t->rows[0].r, t->rows[0].c.e.key) <= 0)
+        return;
+    size_t at = full ? 0 : t->count++;      /* full: it replaces the lowest ranked kept */
+    t->rows[at].r = r;
+    copy_sender(t->s, e, &t->rows[at].c);
+    t->rows[at].l = limits_of(t->shm, e);
+    t->rows[at].r.use = use_of(e, t->rows[at].l);     /* shown in every ordering; ranks only in QUOTA's */
+    if (full)
+        heap_down(t, 0);
+    else
+        heap_up(t, at);
+}
+
+/* The first `rows` senders in the ordering, first first, into *t. */
+static void top_select(struct top_pick *t, struct shm *shm, const struct snapshot *s, enum status_format order,
+                       unsigned rows)
+{
+    *t = (struct top_pick){.order = order, .shm = shm, .s = s, .max = rows ? rows : 1};
+    t->rows = xcalloc(t->max, sizeof(*t->rows));
+    cache_foreach(&shm->cache, top_visit, t);
+    /* heap order to listing order: the lowest ranked moved to the end, one by one */
+    size_t kept = t->count;
+    while (t->count > 1) {
+        row_swap(t, 0, t->count - 1);
+        t->count--;
+        heap_down(t, 0);
+    }
+    t->count = kept;
+}
+
+/* The header's figures, one line per kind, then a line per sender:
+ * "sender MINUTE MESSAGES MSG_LIMIT RECIPIENTS RCPT_LIMIT USE STATE KEY"
+ * with the key escaped (text_escape) and last, so it may hold spaces.
+ * Read by top.c, not meant for people. */
+static void write_top(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
+                      struct pool_counts p, time_t started)
+{
+    const struct top_pick *t = s->top;
+    fprintf(f, "top %d %s %zu\ntime %lld\nuptime %ld\npid %ld\nrequests", STATUS_TOP_VERSION,
+            top_order_name(t->order), t->max, (long long)s->now_us, (long)(time(NULL) - started), (long)getpid());
+    for (size_t i = 0; i < metrics_request_count(); i++)
+        fprintf(f, " %s %llu", metrics_request_name(i), metrics_request_value(shm, i));
+    fprintf(f, "\nworkers %u %u %u %ld %ld\n", p.busy, p.idle, p.running, cfg->workers.min, cfg->workers.max);
+    fprintf(f, "database %llu %lld %d\n", (unsigned long long)wqueue_depth(&shm->queue),
+            (long long)metrics_write_lag_us(shm) / 1000, __atomic_load_n(&shm->hdr->db_up, __ATOMIC_ACQUIRE) ? 1 : 0);
+    int64_t since = shm->hdr->stress_since;
+    bool stress = __atomic_load_n(&shm->hdr->stress, __ATOMIC_ACQUIRE) && since;
+    fprintf(f, "stress %d %ld\n", stress ? 1 : 0, stress ? (long)(time(NULL) - since) : 0L);
+    fprintf(f, "cache %u %u\nsenders %zu\n", cache_used(&shm->cache), shm->cache.sh->capacity, t->count);
+    for (size_t i = 0; i < t->count; i++) {
+        const struct top_row *row = &t->rows[i];
+        char key[4 * CACHE_KEY_SIZE];
+        text_escape(key, sizeof(key), row->c.e.key, CACHE_KEY_SIZE);
+        fprintf(f, "sender %u %u %u %u %u %llu %s %s\n", row->r.minute, row->c.e.msg_counter, row->l.msg,
+                row->c.e.rcpt_counter, row->l.rcpt, (unsigned long long)row->r.use,
+                state_of(shm, cfg, &row->c, s->n_windows), key);
+    }
+}
+
 /* Write to a temporary file, then rename over the old dump. */
 typedef void (*status_format_fn)(FILE *f, const struct rg_config *cfg, struct shm *shm, const struct snapshot *s,
                               struct pool_counts p, time_t started);
@@ -355,6 +548,9 @@ static const struct {
     [STATUS_PROMETHEUS] = {".status.prom", write_prometheus},
     [STATUS_BLOCKED_TEXT] = {".blocked.txt", write_blocked_text},
     [STATUS_BLOCKED_JSON] = {".blocked.json", write_blocked_json},
+    [STATUS_TOP_MESSAGES] = {".top-messages.txt", write_top},
+    [STATUS_TOP_QUOTA] = {".top-quota.txt", write_top},
+    [STATUS_TOP_BLOCKED] = {".top-blocked.txt", write_top},
 };
 
 const char *status_suffix(enum status_format format)
@@ -362,7 +558,8 @@ const char *status_suffix(enum status_format format)
     return formats[format].suffix;
 }
 
-bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started, const bool wanted[STATUS_FORMATS])
+bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started, const bool wanted[STATUS_FORMATS],
+                  unsigned top_rows)
 {
     struct snapshot s = {.cache = &shm->cache, .cfg = cfg, .now_us = clock_realtime_us(),
                          .n_windows = windows_usable(cfg->quota.windows.count, cache_windows_size(&shm->cache))};
@@ -377,9 +574,17 @@ bool status_write(const struct rg_config *cfg, struct shm *shm, time_t started, 
             qsort(s.rows, s.count, sizeof(*s.rows), by_key);
     }
     struct pool_counts p = metrics_pool_counts(shm);
-    for (int i = 0; i < STATUS_FORMATS && ok; i++)
+    for (int i = 0; i < STATUS_FORMATS && ok; i++) {
+        struct top_pick top = {.rows = NULL};
+        if (wanted[i] && i >= STATUS_TOP_MESSAGES) {
+            top_select(&top, shm, &s, (enum status_format)i, top_rows);
+            s.top = &top;
+        }
         if (wanted[i])
             ok = write_file(formats[i].suffix, formats[i].write, cfg, shm, &s, p, started);
+        free(top.rows);
+        s.top = NULL;
+    }
     free(s.rows);
     /* Debug: an operator's look is not an event of the mail system. */
     if (ok && senders)

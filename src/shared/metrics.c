@@ -68,6 +68,13 @@ unsigned long long metrics_request_value(struct shm *shm, size_t i)
     return (unsigned long long)__atomic_load_n(v, __ATOMIC_RELAXED);
 }
 
+int64_t metrics_write_lag_us(struct shm *shm)
+{
+    int64_t oldest = wqueue_oldest_us(&shm->queue);
+    int64_t lag_us = oldest ? clock_realtime_us() - oldest : 0;
+    return lag_us > 0 ? lag_us : 0;
+}
+
 const char *const metrics_signal_names[4] = {"spread", "countries", "rate", "probation"};
 
 static void family(FILE *f, const char *name, const char *type, const char *help)
@@ -91,8 +98,7 @@ static void write_database(FILE *f, struct shm *shm)
 {
     static const char *const kinds[DB_KINDS] = {"lock_read", "read_back", "create", "upsert", "messages",
                                                  "progress", "commit", "one_by_one"};
-    int64_t oldest = wqueue_oldest_us(&shm->queue);
-    int64_t lag_us = oldest ? clock_realtime_us() - oldest : 0;
+    int64_t lag_us = metrics_write_lag_us(shm);
 
     family(f, "rateguard_db_up", "gauge", "1 while the writer's last database round worked, 0 while it backs off.");
     fprintf(f, "rateguard_db_up %d\n", __atomic_load_n(&shm->hdr->db_up, __ATOMIC_ACQUIRE) ? 1 : 0);

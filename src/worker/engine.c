@@ -27,6 +27,7 @@
 #include "config.h"
 #include "domains.h"
 #include "log.h"
+#include "minute.h"
 #include "netaddr.h"
 #include "policy.h"
 #include "quota.h"
@@ -356,6 +357,7 @@ static void count_locked(const struct decision *d, struct cache_entry *e, struct
     const struct rg_config *cfg = d->cfg;
     for (size_t i = 0; i < w->n && q->msg_delta; i++)
         window_add(&w->counts[i], &cfg->window_specs[i], now, q->msg_delta);
+    minute_add(&e->last_minute, now, 1);    /* every message decided, accepted or refused */
     e->msg_counter = quota_sat_add(e->msg_counter, q->msg_delta);
     e->rcpt_counter = quota_sat_add(e->rcpt_counter, q->rcpt_delta);
     e->msg_total = quota_sat_add(e->msg_total, q->msg_delta);

@@ -75,6 +75,8 @@ msg("more$_\@example.org") for 1 .. 20;
 is(scalar(() = scrape() =~ /^rateguard_\S+ \S+$/mg), $series, "20 more senders: still $series series");
 my ($documented) = slurp("$FindBin::Bin/../docs/operation.md") =~ /the exposition has (\d+) series/;
 is($series, $documented, "docs/operation.md states the number of series with the defaults ($series)");
+my ($in_readme) = slurp("$FindBin::Bin/../README.md") =~ /(\d+) series\s+with the defaults/;
+is($series, $in_readme, '... and so does the README');
 
 # The same counters as the status dump.
 my (undef, $prom) = run_rateguard('-c', $c->{path}, '--prometheus', 'status');

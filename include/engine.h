@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 
+struct blockjournal;
 struct rg_config;
 struct shm;
 struct policy_request;
@@ -17,6 +18,7 @@ struct policy_request;
 struct engine {
     const struct rg_config *cfg;
     struct shm *shm;
+    struct blockjournal *journal;   /* where block-state changes go (blockjournal.h); NULL: nowhere */
 };
 
 /* Decide the request and write the reply ("action=...\n\n") into reply.

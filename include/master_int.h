@@ -67,7 +67,7 @@ struct master {
     int spawn_backoff_s;
     time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
     char queue_path[4200], spool_path[4200], ack_path[4200], notify_path[4200], writer_name[512];
-    char snapshot_path[4200];
+    char snapshot_path[4200], journal_path[4200];
 };
 
 /* ---- master_start.c ---- */
@@ -156,6 +156,10 @@ void master_reload(struct master *m);
  * writer's progress), or the counter snapshot when it is down. Fatal on a
  * schema older than this binary's. */
 void master_recover_sync(struct master *m, struct progress done[WRITER_LANES]);
+
+/* After the replay of the previous run's records, at a start with the
+ * database down: the block journal on top (blockjournal.h). */
+void master_recover_journal(struct master *m);
 
 /* At stop: the counter snapshot, and whether records are left for the
  * next start (logged). Returns true when everything was written. */

@@ -102,6 +102,7 @@ struct shm_header {
     uint32_t snapshot_senders;      /* senders in it */
     int64_t snapshot_loaded_us;     /* creation time of the one the cache was loaded from, 0 = none */
     uint8_t cache_from_snapshot;    /* 1 until the writer has read every row from the database */
+    uint32_t journal_gen;           /* bumped as the block journal is rotated (blockjournal.h) */
     uint8_t db_read;                /* the cache has read every row at least once (preload or refresh) */
     int64_t owed_reset_us;          /* a reset_schedule boundary passed since the loaded snapshot */
 };

@@ -33,8 +33,11 @@ struct shm;
 #define SNAPSHOT_VERSION 1
 
 /* Copy the cache (each entry under its own lock) and write it to path for
- * owner. No lock is held during the I/O. False with the reason in err. */
-bool snapshot_write(struct shm *shm, const char *path, const char *owner, char *err, size_t errsize);
+ * owner. No lock is held during the I/O. The block journal (blockjournal.h;
+ * NULL: none) is rotated before the copy and its older files retired once
+ * the snapshot is written. False with the reason in err. */
+bool snapshot_write(struct shm *shm, const char *path, const char *journal, const char *owner, char *err,
+                    size_t errsize);
 
 enum snapshot_load_result { SNAPSHOT_LOADED, SNAPSHOT_ABSENT, SNAPSHOT_REFUSED };
 

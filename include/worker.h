@@ -23,6 +23,7 @@ struct worker_ctx {
     uint32_t slot;          /* this worker's scoreboard slot */
     int lifeline_fd;        /* read end of a pipe only the master writes to */
     int master_poke_fd;     /* written when this worker turns busy */
+    const char *journal_path;   /* the block journal (blockjournal.h) */
 };
 
 /* Runs the worker until it should exit; never returns. */

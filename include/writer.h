@@ -23,6 +23,7 @@ struct writer_ctx {
     const char *spool_path;
     const char *ack_path;       /* touched after a refresh asked for by a command */
     const char *snapshot_path;  /* the counter snapshot (snapshot.h), written after each refresh */
+    const char *journal_path;   /* the block journal beside it (blockjournal.h), made durable each second */
     int lifeline_fd;            /* closes when the master dies */
     int wake_fd;                /* eventfd workers poke after queueing */
 };

@@ -165,6 +165,7 @@ int master_run(struct rg_config *cfg, bool foreground, const char *config_path)
     master_open_state(&m);
     master_recover_sync(&m, done);
     replay_previous_run(&m, done);
+    master_recover_journal(&m);
     master_open_pipes(&m);
     m.started = time(NULL);
     m.shm.hdr->started = (int64_t)m.started;

@@ -9,6 +9,7 @@
  * Owns the snapshot file's use by the master (snapshot.c its format).
  */
 #include "master_int.h"
+#include "blockjournal.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -95,6 +96,19 @@ void master_recover_sync(struct master *m, struct progress done[WRITER_LANES])
     mysql_close(db);
 }
 
+void master_recover_journal(struct master *m)
+{
+    if (m->shm.hdr->db_read)
+        return;                 /* the database's rows: every block is there */
+    uint32_t skipped = 0;
+    time_t b = period_last_boundary(m->cfg->reset_schedule, time(NULL));
+    uint32_t n = blockjournal_apply(&m->shm, m->journal_path, (int64_t)b * 1000000, &skipped);
+    if (n > 0)
+        log_notice("preload: %u change(s) of block state from the journal %s applied on top", n, m->journal_path);
+    if (skipped > 0)
+        log_warning("preload: block journal %s: %u damaged or cut record(s) skipped", m->journal_path, skipped);
+}
+
 bool master_recover_save(struct master *m)
 {
     char err[1024];
@@ -103,7 +117,7 @@ bool master_recover_save(struct master *m)
      * the cache still stands on an older snapshot: that one stays, with
      * its true age). */
     if (m->shm.hdr->db_read && !m->shm.hdr->cache_from_snapshot) {
-        if (snapshot_write(&m->shm, m->snapshot_path, m->writer_name, err, sizeof(err)))
+        if (snapshot_write(&m->shm, m->snapshot_path, m->journal_path, m->writer_name, err, sizeof(err)))
             log_info("counter snapshot %s written (%u sender(s))", m->snapshot_path, m->shm.hdr->snapshot_senders);
         else
             log_error("counter snapshot: %s", err);

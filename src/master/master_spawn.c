@@ -68,7 +68,7 @@ static void spawn_worker(struct master *m, uint32_t slot)
         errqueue_set_process("worker");
         struct worker_ctx ctx = {.cfg = m->cfg, .listeners = &m->listeners, .shm = &m->shm,
                                  .slot = slot, .lifeline_fd = m->lifeline[0],
-                                 .master_poke_fd = master_sig_write_fd()};
+                                 .master_poke_fd = master_sig_write_fd(), .journal_path = m->journal_path};
         worker_main(&ctx);
     }
     ws->pid = pid;
@@ -79,7 +79,7 @@ static __attribute__((noreturn)) void run_writer(struct master *m)
     errqueue_set_process("writer");
     struct writer_ctx ctx = {.cfg = m->cfg, .shm = &m->shm, .name = m->writer_name,
                              .spool_path = m->spool_path, .ack_path = m->ack_path,
-                             .snapshot_path = m->snapshot_path, .lifeline_fd = m->lifeline[0], .wake_fd = m->wake_fd};
+                             .snapshot_path = m->snapshot_path, .journal_path = m->journal_path, .lifeline_fd = m->lifeline[0], .wake_fd = m->wake_fd};
     writer_main(&ctx);
 }
 

@@ -212,6 +212,7 @@ void master_open_state(struct master *m)
     config_state_path(cfg, ".spool", m->spool_path, sizeof(m->spool_path));
     config_state_path(cfg, ".refreshed", m->ack_path, sizeof(m->ack_path));
     config_state_path(cfg, ".snapshot", m->snapshot_path, sizeof(m->snapshot_path));
+    config_state_path(cfg, ".blocks", m->journal_path, sizeof(m->journal_path));
     config_instance_name(cfg, instance, sizeof(instance));
     gethostname(host, sizeof(host) - 1);
     snprintf(m->writer_name, sizeof(m->writer_name), "%.200s/%s", host, instance);

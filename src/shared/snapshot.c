@@ -16,6 +16,7 @@
  * (issue 25).
  */
 #include "snapshot.h"
+#include "blockjournal.h"
 #include "cache.h"
 #include "shm.h"
 #include "util.h"
@@ -143,9 +144,11 @@ static void sync_folder(const char *path)
     }
 }
 
-bool snapshot_write(struct shm *shm, const char *path, const char *owner, char *err, size_t errsize)
+bool snapshot_write(struct shm *shm, const char *path, const char *journal, const char *owner, char *err,
+                    size_t errsize)
 {
     struct collect c = {0};
+    int64_t rotated = journal ? blockjournal_rotate(shm, journal) : 0;     /* before the copy */
     cache_foreach(&shm->cache, collect_locked, &c);
 
     struct snapshot_header h;
@@ -183,6 +186,8 @@ bool snapshot_write(struct shm *shm, const char *path, const char *owner, char *
         unlink(tmp);
     } else {
         sync_folder(path);
+        if (journal)
+            blockjournal_retire(journal, rotated);
         __atomic_store_n(&shm->hdr->snapshot_senders, (uint32_t)c.count, __ATOMIC_RELAXED);
         __atomic_store_n(&shm->hdr->snapshot_written_us, h.created_us, __ATOMIC_RELEASE);
     }

@@ -24,6 +24,7 @@
  * store) answers on_error and is logged and counted as an error.
  */
 #include "engine.h"
+#include "blockjournal.h"
 #include "config.h"
 #include "domains.h"
 #include "log.h"
@@ -36,6 +37,7 @@
 #include "watch.h"
 #include "windows.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,8 @@ struct decision {
     struct watch_eval watch;    /* the signals after this message */
     const char *test_now;       /* rateguard_test_now, used by test builds only */
     bool signal_hold, signal_blocked;   /* a signal's action held or refused it */
+    bool journal_due;           /* the sender's block state changed: journal it after the lock */
+    struct blockjournal_record journal;
     uint8_t block_action;       /* the sender's own action when blocked */
     uint32_t used, limit;       /* the count nearest its limit, for the log line */
 };
@@ -395,6 +399,7 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
     d->rec->created_us = now > e->reset_us ? now : e->reset_us;
     struct windows_use w = {.n = windows_usable(d->cfg->quota.windows.count, cache_windows_size(d->cache))};
     w.counts = w.n ? cache_extra(d->cache, e) : NULL;
+    bool was_full = e->full_since != 0, was_locked = e->locked;
     struct verdict v = verdict_locked(d, e, lim, &w, now);
     d->rec->blocked = v.q.blocked;
     d->rec->msg_delta = v.q.msg_delta;
@@ -404,6 +409,12 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
         return;
     test_hold_lock(d->rec->sender);
     count_locked(d, e, lim, &w, &v.q, &n, now);
+    /* A change the counter snapshot must not miss (blockjournal.h). */
+    if (n.first_block || n.first_warning || (!was_full && e->full_since) || (!was_locked && e->locked) ||
+        d->watch.opened) {
+        blockjournal_record_of(&d->journal, e, watch_of(d->cache, e), now);
+        d->journal_due = true;
+    }
     d->blocked = v.q.blocked;
     d->first_block = n.first_block;
     d->first_warning = n.first_warning;
@@ -666,6 +677,21 @@ static bool decision_failed(const struct engine *eng, enum cache_result cr, cons
     return false;
 }
 
+/* After the lock: the change of block state into the journal. A failure
+ * (the state disk full) costs only the journal's promise, said at most once
+ * a minute by each worker; the counts go to the database as ever. */
+static void journal_change(struct engine *eng, struct blockjournal_record *rec)
+{
+    static time_t said;
+    if (eng->journal == NULL || blockjournal_append(eng->journal, eng->shm, rec))
+        return;
+    if (time(NULL) - said >= 60) {
+        said = time(NULL);
+        log_error("block journal %s: %s; a start with the database down may not know this block of %s",
+                  eng->journal->path, strerror(errno), rec->key);
+    }
+}
+
 /* After the lock: log a lost webhook notification, and for a counted
  * message wake the writer and add it to the statistics. */
 static void after_decision(struct shm *shm, const struct decision *d, const char *key)
@@ -760,6 +786,8 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     if (decision_failed(eng, cr, &d, key))
         return answer_error(eng, reply, size);
     after_decision(shm, &d, key);
+    if (d.journal_due)
+        journal_change(eng, &d.journal);
     log_counted(req, &d, (uint32_t)rcpt, cfg, who.name);
     size_t n = decision_reply(cfg, &d, reply, size);
     if ((d.blocked || d.signal_blocked) && !d.duplicate && n > 7)     /* after "action=" */

@@ -12,6 +12,7 @@
  * of bad connections cannot flood the log.
  */
 #include "worker.h"
+#include "blockjournal.h"
 #include "admission.h"
 #include "config.h"
 #include "connlog.h"
@@ -242,7 +243,9 @@ static bool read_input(struct conn *c)
 static void serve_connection(const struct worker_ctx *ctx, int fd, const char *peer, const sigset_t *wake_mask)
 {
     static char buf[POLICY_MAX_REQUEST];
-    struct engine eng = {.cfg = ctx->cfg, .shm = ctx->shm};
+    static struct blockjournal journal = {.fd = -1};     /* opened at the first change, kept */
+    journal.path = ctx->journal_path;
+    struct engine eng = {.cfg = ctx->cfg, .shm = ctx->shm, .journal = &journal};
     struct conn c = {.ctx = ctx, .fd = fd, .peer = peer, .buf = buf, .wait_since = clock_monotonic_ms()};
 
     policy_scanner_reset(&c.scanner);

@@ -18,6 +18,7 @@
  * (the signals' share of the housekeeping).
  */
 #include "writer.h"
+#include "blockjournal.h"
 #include "report.h"
 #include "config.h"
 #include "log.h"
@@ -129,7 +130,7 @@ static void write_snapshot(struct writer *w)
     char err[1024];
     if (!__atomic_load_n(&h->db_read, __ATOMIC_ACQUIRE) || __atomic_load_n(&h->cache_from_snapshot, __ATOMIC_ACQUIRE))
         return;
-    if (snapshot_write(w->ctx->shm, w->ctx->snapshot_path, w->ctx->name, err, sizeof(err)))
+    if (snapshot_write(w->ctx->shm, w->ctx->snapshot_path, w->ctx->journal_path, w->ctx->name, err, sizeof(err)))
         log_debug("writer: counter snapshot written (%u sender(s))", h->snapshot_senders);
     else
         log_error("writer: counter snapshot: %s", err);
@@ -259,6 +260,7 @@ static bool back_off(struct writer *w, const char *err)
         return false;
     for (int waited = 0; waited < w->backoff_ms && !stop_requested && !housekeeping_due(w); waited += 100) {
         spool_spill(&w->spool, &shm->queue);
+        blockjournal_sync(w->ctx->journal_path);
         wait_for_work(w, 100, true);
     }
     return true;
@@ -288,6 +290,7 @@ void writer_main(const struct writer_ctx *ctx)
     writer_init(&w, ctx);
     for (;;) {
         long n = 0;
+        blockjournal_sync(ctx->journal_path);   /* at most once a second */
         enum round_result res = write_step(&w, &n, err, sizeof(err));
         if (res == ROUND_AGAIN)
             continue;

@@ -3,7 +3,8 @@
  * master_recover.c - what a start takes over from the last run, and what
  * a stop leaves for the next one. At start: the database's rows and the
  * writer's progress (the cache is filled before serving), or, with the
- * database down, the counter snapshot. At stop: a fresh snapshot, and the
+ * database down, the counter snapshot and, after the replayed records, the
+ * block journal. At stop: a fresh snapshot, and the
  * records not yet written, said aloud. The replay of those records into
  * the cache at the next start is master.c's (replay_queue, replay_spool).
  * Owns the snapshot file's use by the master (snapshot.c its format).

@@ -20,7 +20,7 @@ use Test::More;
 use RG qw(test_dir);
 use Exporter 'import';
 
-our @EXPORT_OK = qw(preflight cleanup apt run pkg_status daemon_pid rebuild);
+our @EXPORT_OK = qw(preflight cleanup apt run pkg_status daemon_pid rebuild ended);
 my $ours;
 
 # Skip or fail as above; $why names the test's need of root in the skip.
@@ -114,6 +114,15 @@ sub rebuild {
 
 # dpkg's "Status Version" of rateguard, '' when it knows none.
 sub pkg_status { return scalar `dpkg-query -W -f='\${Status} \${Version}' rateguard 2>/dev/null` }
+
+# The process $pid is gone or a zombie (as `rateguard stop` counts it: it
+# holds nothing any more, and this machine's PID 1 may reap it late).
+sub ended {
+    my ($pid) = @_;
+    return 1 if !kill(0, $pid);
+    my ($state) = RG::slurp("/proc/$pid/stat") =~ /\) (\S)/;
+    return ($state // '') =~ /^[ZX]$/ ? 1 : 0;
+}
 
 # The running daemon's pid from `rateguard status`, '' when none runs.
 sub daemon_pid {

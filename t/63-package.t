@@ -132,26 +132,16 @@ ok(-s '/var/log/rateguard/rateguard.log', 'it logs to /var/log/rateguard/rategua
 # --- upgrade -----------------------------------------------------------
 # A rebuilt package: a newer changelog entry, and a changed default
 # configuration, so dpkg has an edited conffile to keep.
-my $up = "$dir/upgrade";
-my $src = "$up/rateguard-$version";
 my $new = "$version+test1";
-# The copy keeps the first build's objects (dpkg-buildpackage -nc: no
-# clean first), so only the package is made again; its staging folder and
-# debhelper's records go, so the changed default is packaged.
-($rc, $out) = run("mkdir -p $up && cp -a $tree $up/ && cd $src && "
-                  . 'rm -rf debian/rateguard debian/.debhelper debian/debhelper-build-stamp debian/*.substvars debian/*.debhelper debian/files');
-is($rc, 0, 'a copy of the packaged tree') or diag $out;
-my $changelog = slurp("$src/debian/changelog");
-open $fh, '>', "$src/debian/changelog" or die;
-print $fh "rateguard ($new) bookworm; urgency=medium\n\n  * Rebuilt by t/63-package.t.\n\n"
-        . " -- rateguard test <test\@example.org>  " . `date -R` . "\n" . $changelog;
-close $fh;
-open $fh, '>>', "$src/rateguard.conf" or die;
-print $fh "# new in $new\n";
-close $fh;
-($rc, $out) = run("cd $src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u CC -u CFLAGS -u CPPFLAGS -u LDFLAGS dpkg-buildpackage -us -uc -b -nc");
-my $deb2 = "$up/rateguard_${new}_amd64.deb";
-ok($rc == 0 && -f $deb2, "rebuilt as $new") or diag $out;
+my $deb2 = eval {
+    Package::rebuild(tree => $tree, dir => "$dir/upgrade", version => $new, why => 'Rebuilt by t/63-package.t.',
+                     edit => sub {
+                         open my $fh, '>>', "$_[0]/rateguard.conf" or die;
+                         print $fh "# new in $new\n";
+                         close $fh;
+                     });
+};
+ok($deb2 && -f $deb2, "rebuilt as $new") or diag $@;
 
 ($rc, $out) = apt("install $deb2");
 is($rc, 0, "upgrade to $new: exit 0") or diag $out;
@@ -215,7 +205,7 @@ ok($pid3, 'started again') or diag $out;
 ($rc, $out) = apt("remove rateguard");
 is($rc, 0, 'apt-get remove: exit 0') or diag $out;
 like(pkg_status(), qr/^deinstall ok config-files /, 'removed, configuration files kept');
-ok(!kill(0, $pid3), 'removal stopped the daemon');
+ok(Package::ended($pid3), 'removal stopped the daemon (gone, or a zombie its parent has not reaped yet)');
 ok(!-e '/usr/sbin/rateguard', 'the binary is gone');
 like(slurp($conf), qr/^# edited by the administrator/m, 'the configuration is kept');
 

@@ -139,6 +139,29 @@ int command_signal(const struct rg_config *cfg, int sig, const char *what)
     return RG_EXIT_OK;
 }
 
+/* The process is gone, or a zombie: it holds no socket and no file any
+ * more, whether or not its parent (init, for a daemon) has reaped it yet.
+ * An init that reaps late (some containers' PID 1) would otherwise keep
+ * `stop`, and a restart's new start, waiting. */
+static bool process_ended(pid_t pid)
+{
+    if (kill(pid, 0) != 0)
+        return true;
+    char path[64], stat[512];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, stat, sizeof(stat) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    stat[n] = '\0';
+    /* "pid (comm) S ...": the state follows the last ')' (comm may hold one) */
+    const char *end = strrchr(stat, ')');
+    return end != NULL && (end[1] == ' ') && (end[2] == 'Z' || end[2] == 'X');
+}
+
 int command_stop(const struct rg_config *cfg)
 {
     pid_t pid = pidfile_running(cfg->pidfile);
@@ -154,9 +177,9 @@ int command_stop(const struct rg_config *cfg)
      * closes its sockets and lets go of the pidfile, the last thing it does. */
     for (int waited = 0; waited < STOP_DEADLINE_S * 100; waited++) {
         if (pidfile_running(cfg->pidfile) != pid) {
-            /* then a moment for the process itself to end (a zombie of
-             * another parent never does: not waited for long) */
-            for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
+            /* then a moment for the process itself to end (a zombie
+             * counts as ended: its parent may reap it late) */
+            for (int i = 0; i < 200 && !process_ended(pid); i++)
                 usleep(10000);
             return RG_EXIT_OK;
         }

@@ -2,7 +2,9 @@
 # Package.pm - what the tests that install the Debian package share (t/63,
 # t/64, t/68): the checks before touching the machine, apt-get in a mount
 # namespace where a SysV host's service actions are allowed, the package's
-# state, and the cleanup that leaves the machine as it was found.
+# state, a rebuild of the package under another version (t/63's upgrade,
+# t/90's upgrade and downgrade), and the cleanup that leaves the machine as
+# it was found.
 #
 # preflight() decides once whether the test may run: root, RG_SKIP_PACKAGE
 # unset, the tools present; a rateguard package already on the machine
@@ -18,7 +20,7 @@ use Test::More;
 use RG qw(test_dir);
 use Exporter 'import';
 
-our @EXPORT_OK = qw(preflight cleanup apt run pkg_status daemon_pid);
+our @EXPORT_OK = qw(preflight cleanup apt run pkg_status daemon_pid rebuild ended);
 my $ours;
 
 # Skip or fail as above; $why names the test's need of root in the skip.
@@ -80,8 +82,47 @@ sub apt {
     return run(qq{unshare -m sh -c '$binds && @apt $args'});
 }
 
+# The packaged tree $tree (debian_package()'s) built again as version
+# $version in $dir: a copy of the tree with a changelog entry for $version
+# on top ($why is its text), and whatever $edit (a sub given the copy's
+# folder) changes. The copy keeps the first build's objects
+# (dpkg-buildpackage -nc: no clean first), so only the package is made
+# again: the daemon is the same binary; its staging folder and debhelper's
+# records go, so a changed file is packaged. Returns the .deb's path, or
+# dies with the build's output.
+sub rebuild {
+    my (%o) = @_;
+    my ($tree, $dir, $version) = @o{qw(tree dir version)};
+    my ($name) = $tree =~ m{([^/]+)/?\z};
+    my $src = "$dir/$name";
+    my ($rc, $out) = run("rm -rf $dir && mkdir -p $dir && cp -a $tree $dir/ && cd $src && "
+                         . 'rm -rf debian/rateguard debian/.debhelper debian/debhelper-build-stamp debian/*.substvars '
+                         . 'debian/*.debhelper debian/files');
+    die "copying $tree: $out" if $rc != 0;
+    my $changelog = RG::slurp("$src/debian/changelog");
+    open my $fh, '>', "$src/debian/changelog" or die "$src/debian/changelog: $!";
+    print $fh "rateguard ($version) bookworm; urgency=medium\n\n  * $o{why}\n\n"
+            . " -- rateguard test <test\@example.org>  " . `date -R` . "\n" . $changelog;
+    close $fh;
+    $o{edit}->($src) if $o{edit};
+    ($rc, $out) = run("cd $src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u CC -u CFLAGS -u CPPFLAGS -u LDFLAGS "
+                      . 'dpkg-buildpackage -us -uc -b -nc');
+    my $deb = "$dir/rateguard_${version}_amd64.deb";
+    die "dpkg-buildpackage of $version failed:\n$out" if $rc != 0 || !-f $deb;
+    return $deb;
+}
+
 # dpkg's "Status Version" of rateguard, '' when it knows none.
 sub pkg_status { return scalar `dpkg-query -W -f='\${Status} \${Version}' rateguard 2>/dev/null` }
+
+# The process $pid is gone or a zombie (as `rateguard stop` counts it: it
+# holds nothing any more, and this machine's PID 1 may reap it late).
+sub ended {
+    my ($pid) = @_;
+    return 1 if !kill(0, $pid);
+    my ($state) = RG::slurp("/proc/$pid/stat") =~ /\) (\S)/;
+    return ($state // '') =~ /^[ZX]$/ ? 1 : 0;
+}
 
 # The running daemon's pid from `rateguard status`, '' when none runs.
 sub daemon_pid {

@@ -4,7 +4,9 @@
 # runs, with quota.reset_schedule = hourly: forward across an hour
 # boundary (one period reset), back by minutes across it again (no second
 # one), forward across the next boundary and back with a reload in between
-# (still one reset per boundary); a connection idle past
+# (still one reset per boundary); the writer killed and the clock stepped
+# back before its successor is due (it still starts in its second); a
+# connection idle past
 # workers.idle_timeout is closed neither early (clock forward) nor never
 # (clock back); the cache refresh keeps its interval after a step back;
 # the counts stay exact: every answered request is one `messages` row, and
@@ -47,6 +49,8 @@ sub set_daemon_time {
 }
 # The real moment at which the daemon's clock shows $when.
 sub real_of { my ($when) = @_; my ($off) = slurp($rc) =~ /([-+]\d+)/; return $when - $off }
+# The daemon's clock now.
+sub daemon_now { my ($off) = slurp($rc) =~ /([-+]\d+)/; return time + $off }
 
 sub mono { return clock_gettime(CLOCK_MONOTONIC) }
 sub touch { open my $fh, '>', $_[0] or die "$_[0]: $!"; close $fh }
@@ -193,6 +197,20 @@ ok(wait_until(sub { slurp($c->{log}) =~ /reload: configuration re-read/ }, 10), 
 sleep 0.1 while time < real_of($B2) + 3;
 is(master_resets($c), 2, 'after the reload, the boundary passed again: the cache is not reset again');
 is(writer_resets($c), 2, 'after the reload (a new writer), the boundary passed again: no database reset again');
+
+# --- the writer killed, the clock back before its successor starts ---
+# The master waits 1 s before starting the next writer; the clock steps
+# back 5 min within that second. The successor writes what the killed one
+# left (the counts below).
+my $w1 = status_json($c)->{writer_pid};
+kill 'KILL', $w1;
+ok(wait_until(sub { slurp($c->{log}) =~ /writer $w1 killed by signal 9; the next one starts in 1 s/ }, 10),
+   'writer killed: the next in 1 s');
+set_daemon_time(daemon_now() - 300);
+my $w_back = mono();
+ok(wait_until(sub { my $p = status_json($c)->{writer_pid}; $p && $p != $w1 && kill(0, $p) }, 20),
+   'clock 5 min back meanwhile: the next writer still starts');
+diag sprintf('the next writer seen %.1f s after the step back', mono() - $w_back);
 
 # --- the counts ---
 touch("$dir/load.stop");

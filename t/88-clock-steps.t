@@ -6,9 +6,8 @@
 # one), forward across the next boundary and back with a reload in between
 # (still one reset per boundary); the writer killed and the clock stepped
 # back before its successor is due (it still starts in its second); a
-# connection idle past
-# workers.idle_timeout is closed neither early (clock forward) nor never
-# (clock back); the cache refresh keeps its interval after a step back;
+# connection idle past workers.idle_timeout is closed neither early (clock
+# forward) nor never (clock back); the cache refresh keeps its interval after a step back;
 # the counts stay exact: every answered request is one `messages` row, and
 # each counter is exactly the messages since its row's reset_at.
 #

@@ -129,6 +129,10 @@ set_daemon_time($B - 10);
 my %env = (LD_PRELOAD => $FAKETIME, FAKETIME_TIMESTAMP_FILE => $rc, FAKETIME_NO_CACHE => 1,
            FAKETIME_DONT_FAKE_MONOTONIC => 1, NO_FAKE_STAT => 1, TZ => 'UTC');
 my $pid = start_daemon($c, env => \%env);
+# libfaketime's shared memory, named by the process that loaded it first
+# (the master), is left behind when it does not exit through exit(); a
+# later process with the same pid would find it in the way.
+END { unlink "/dev/shm/faketime_shm_$pid", "/dev/shm/sem.faketime_sem_$pid" if $pid }
 my $quiet = policy_connect($c);
 policy_request($quiet, sasl_username => 'quiet@example.org', recipient_count => 1);
 close $quiet;

@@ -66,6 +66,7 @@ struct master {
     time_t spawn_backoff_until;     /* workers crashing: no spawning before this */
     int spawn_backoff_s;
     time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
+    time_t reset_done;              /* the last boundary the cache was reset at, 0 = none */
     char queue_path[4200], spool_path[4200], ack_path[4200], notify_path[4200], writer_name[512];
     char snapshot_path[4200], journal_path[4200];
 };

@@ -22,4 +22,10 @@ time_t period_next_boundary(enum reset_schedule schedule, time_t now);
  * now); 0 for RESET_NONE (or a now the calendar cannot represent). */
 time_t period_last_boundary(enum reset_schedule schedule, time_t now);
 
+/* The boundary to reset at next, given the last one already reset at
+ * (done, 0 = none): the first after now and after done. After the wall
+ * clock steps back across a boundary it is not due a second time; after it
+ * steps forward across several, the next reset is the only one. */
+time_t period_next_reset(enum reset_schedule schedule, time_t now, time_t done);
+
 #endif

@@ -105,6 +105,8 @@ struct shm_header {
     uint32_t journal_gen;           /* bumped as the block journal is rotated (blockjournal.h) */
     uint8_t db_read;                /* the cache has read every row at least once (preload or refresh) */
     int64_t owed_reset_us;          /* a reset_schedule boundary passed since the loaded snapshot */
+    int64_t db_reset_done;          /* unix s of the last boundary the writer reset the database at:
+                                     * a writer started later (a reload) does not do it again */
 };
 
 /* A process's view of the mapped segment. */

@@ -72,6 +72,16 @@ int main(void)
     check(RESET_DAILY, local(2026, 10, 25, 12, 0), local(2026, 10, 26, 0, 0), "daily on the 25-hour day");
     is_long((long)(local(2026, 10, 26, 0, 0) - local(2026, 10, 25, 0, 0)), 25 * 3600, "that day has 25 hours");
     is_long((long)period_next_boundary(RESET_NONE, wed), 0, "none: no boundary");
+    /* Clock steps: reset at 15:00 with the clock at 15:05, then stepped
+     * back to 14:58: 15:00 is not due again; stepped 3 h forward: one
+     * reset, at the next boundary, then the one after now. */
+    time_t b15 = local(2026, 11, 18, 15, 0);
+    is_long((long)period_next_reset(RESET_HOURLY, b15 - 120, b15), (long)(b15 + 3600),
+            "clock back across a boundary reset: not due again, the next one is");
+    is_long((long)period_next_reset(RESET_HOURLY, b15 - 120, 0), (long)b15, "nothing reset yet: the next full hour");
+    is_long((long)period_next_reset(RESET_HOURLY, b15 + 3 * 3600 + 60, b15), (long)(b15 + 4 * 3600),
+            "clock 3 h forward: the first boundary after now");
+    is_long((long)period_next_reset(RESET_NONE, wed, b15), 0, "none: no reset");
     time_t fall_cest = local(2026, 10, 25, 1, 0) + 3600 + 1800;  /* 02:30 CEST, the first 02:30 */
     time_t fall_cet = fall_cest + 3600;                           /* 02:30 CET, the second */
     check(RESET_HOURLY, fall_cest, fall_cest + 1800, "hourly in the first 02:00 hour: the repeated 02:00 (CET)");

@@ -6,6 +6,8 @@
  * days the clock changes. Hours are counted from the UTC offset in force
  * at `now` instead: an hour is an hour on those days too, the repeated one
  * included. Every function is O(1) whatever the distance in time.
+ * period_next_reset keeps a boundary from being due twice when the wall
+ * clock steps back across it.
  */
 #include "period.h"
 
@@ -51,6 +53,11 @@ time_t period_next_boundary(enum reset_schedule schedule, time_t now)
         return 0;
     /* A midnight that does not exist (DST gap) can land on now: move on. */
     return next > now ? next : now + 3600;
+}
+
+time_t period_next_reset(enum reset_schedule schedule, time_t now, time_t done)
+{
+    return period_next_boundary(schedule, now > done ? now : done);
 }
 
 time_t period_last_boundary(enum reset_schedule schedule, time_t now)

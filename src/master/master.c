@@ -94,11 +94,12 @@ static void scheduled_reset(struct master *m)
 {
     int64_t boundary_us = (int64_t)m->next_reset * 1000000;
     uint32_t n = cachesync_period_reset(&m->shm, boundary_us);
+    m->reset_done = m->next_reset;
 
     wqueue_wake_writer(&m->shm.queue);
     log_notice("period reset (%s schedule): %u cached sender(s) reset; the database follows",
                m->cfg->quota.reset_schedule_text, n);
-    m->next_reset = period_next_boundary(m->cfg->reset_schedule, time(NULL));
+    m->next_reset = period_next_reset(m->cfg->reset_schedule, time(NULL), m->reset_done);
 }
 
 /* SIGWINCH (rateguard cleanup, rateguard reload-cache): the writer

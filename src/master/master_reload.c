@@ -54,7 +54,7 @@ void master_reload(struct master *m)
         log_error("reload: %s", log_file_refusal());
     log_share_generation(&m->shm.hdr->log_generation);
     master_sentry_announce(fresh);
-    m->next_reset = period_next_boundary(fresh->reset_schedule, time(NULL));
+    m->next_reset = period_next_reset(fresh->reset_schedule, time(NULL), m->reset_done);
     struct rg_config *old = m->cfg;
     m->cfg = fresh;
     recycle_children(m);

@@ -20,6 +20,7 @@
 #include "metricsd.h"
 #include "notifier.h"
 #include "rateguard.h"
+#include "util.h"
 #include "worker.h"
 #include "writer.h"
 
@@ -121,17 +122,25 @@ static pid_t spawn_helper(struct master *m, void (*run)(struct master *))
     return pid;
 }
 
+/* Backoffs, retries and deadlines here count on CLOCK_MONOTONIC, in whole
+ * seconds: a step of the wall clock neither cuts them short nor stretches
+ * them by its size. */
+static time_t mono_s(void)
+{
+    return (time_t)(clock_monotonic_ms() / 1000);
+}
+
 static void spawn_writer(struct master *m)
 {
     m->writer_pid = m->shm.hdr->writer_pid = spawn_helper(m, run_writer);
-    m->writer_started = time(NULL);
+    m->writer_started = mono_s();
 }
 
 static void spawn_kept(struct master *m, struct helper_proc *h, void (*run)(struct master *))
 {
-    if (h->pid == 0 && time(NULL) >= h->backoff_until) {
+    if (h->pid == 0 && mono_s() >= h->backoff_until) {
         h->pid = spawn_helper(m, run);
-        h->started = time(NULL);
+        h->started = mono_s();
     }
 }
 
@@ -164,7 +173,7 @@ bool master_pool_saturated(struct master *m)
 {
     uint32_t running, idle;
     pool_count(m, &running, &idle);
-    return idle == 0 && (running >= (uint32_t)m->cfg->workers.max || time(NULL) < m->spawn_backoff_until);
+    return idle == 0 && (running >= (uint32_t)m->cfg->workers.max || mono_s() < m->spawn_backoff_until);
 }
 
 /* Keep workers.min running and min_spare..max_spare idle, within
@@ -176,7 +185,7 @@ void master_pool_maintain(struct master *m)
     uint32_t running, idle;
 
     pool_count(m, &running, &idle);
-    if (time(NULL) >= m->spawn_backoff_until) {
+    if (mono_s() >= m->spawn_backoff_until) {
         for (uint32_t i = 0; i < sb->sh->slots && running < (uint32_t)cfg->workers.max &&
                              (running < (uint32_t)cfg->workers.min || idle < (uint32_t)cfg->workers.min_spare);
              i++) {
@@ -196,14 +205,14 @@ void master_pool_maintain(struct master *m)
             running--;
         }
     }
-    if (m->writer_pid == 0 && time(NULL) >= m->writer_backoff_until)
+    if (m->writer_pid == 0 && mono_s() >= m->writer_backoff_until)
         spawn_writer(m);
     if (m->shm.notify.sh || notifier_wanted(m->cfg))
         spawn_kept(m, &m->notifier, run_notifier);
     /* The port may be held a moment by the metrics process of a master
      * that was killed, or by another program: tried again, quietly. */
-    if (m->metrics_fd < 0 && m->cfg->metrics_listen.salen && time(NULL) >= m->metrics_retry_at) {
-        m->metrics_retry_at = time(NULL) + METRICS_RETRY_S;
+    if (m->metrics_fd < 0 && m->cfg->metrics_listen.salen && mono_s() >= m->metrics_retry_at) {
+        m->metrics_retry_at = mono_s() + METRICS_RETRY_S;
         m->metrics_fd = metricsd_listen(m->cfg, true);
     }
     if (m->metrics_fd >= 0) {
@@ -222,7 +231,7 @@ static int backoff(int *seconds, time_t *until, bool lived)
     *seconds = *seconds ? *seconds * 2 : 1;
     if (*seconds > 30)
         *seconds = 30;
-    *until = time(NULL) + *seconds;
+    *until = mono_s() + *seconds;
     return *seconds;
 }
 
@@ -246,7 +255,7 @@ enum child_verdict master_child_verdict(int status)
  * respawning down (1, 2, 4 ... 30 s). */
 static int respawn_delay(struct master *m, bool is_writer, struct helper_proc *helper, bool served)
 {
-    time_t now = time(NULL);
+    time_t now = mono_s();
     if (is_writer)
         return backoff(&m->writer_backoff_s, &m->writer_backoff_until, now - m->writer_started >= BACKOFF_RESET_S);
     if (helper)
@@ -323,7 +332,7 @@ static unsigned live_workers(struct master *m)
 static void stop_workers(struct master *m)
 {
     struct scoreboard *sb = &m->shm.scoreboard;
-    time_t deadline = time(NULL) + WORKER_STOP_DEADLINE_S;
+    time_t deadline = mono_s() + WORKER_STOP_DEADLINE_S;
 
     for (uint32_t i = 0; i < sb->sh->slots; i++)
         if (sb->slot[i].pid > 0)
@@ -332,7 +341,7 @@ static void stop_workers(struct master *m)
     for (size_t i = 0; i < 2; i++)
         if (helpers[i]->pid > 0)
             kill(helpers[i]->pid, SIGTERM);     /* pending notifications stay queued */
-    while ((live_workers(m) > 0 || m->notifier.pid > 0 || m->metricsd.pid > 0) && time(NULL) < deadline) {
+    while ((live_workers(m) > 0 || m->notifier.pid > 0 || m->metricsd.pid > 0) && mono_s() < deadline) {
         master_reap(m);
         if (live_workers(m) > 0 || m->notifier.pid > 0 || m->metricsd.pid > 0)
             usleep(10000);
@@ -369,8 +378,8 @@ void master_stop_children(struct master *m)
         spawn_writer(m);
     if (m->writer_pid > 0) {
         kill(m->writer_pid, SIGTERM);
-        time_t deadline = time(NULL) + WRITER_STOP_DEADLINE_S;
-        while (m->writer_pid > 0 && time(NULL) < deadline) {
+        time_t deadline = mono_s() + WRITER_STOP_DEADLINE_S;
+        while (m->writer_pid > 0 && mono_s() < deadline) {
             master_reap(m);
             if (m->writer_pid > 0)
                 usleep(10000);

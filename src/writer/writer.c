@@ -48,7 +48,7 @@ struct writer {
     struct spool spool;
     bool outage_logged;
     int backoff_ms;
-    time_t next_refresh;
+    int64_t next_refresh_ms;        /* monotonic: a step of the wall clock moves no refresh */
     time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
     uint32_t refresh_seen;          /* refresh_requests already served */
     struct watchsync watch;         /* the signals' feed, episodes and fold */
@@ -159,10 +159,11 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
                                 &reset, &purged, err, errsize))
             return false;
         log_notice("period reset: %llu sender(s) reset, %llu message(s) purged", reset, purged);
-        w->next_reset = period_next_boundary(w->ctx->cfg->reset_schedule, w->next_reset);
-        w->next_refresh = 0;
+        __atomic_store_n(&h->db_reset_done, (int64_t)w->next_reset, __ATOMIC_RELEASE);
+        w->next_reset = period_next_reset(w->ctx->cfg->reset_schedule, time(NULL), w->next_reset);
+        w->next_refresh_ms = 0;
     }
-    if (asked != w->refresh_seen || time(NULL) >= w->next_refresh) {
+    if (asked != w->refresh_seen || clock_monotonic_ms() >= w->next_refresh_ms) {
         log_debug("writer: refreshing the cache from the database%s", asked != w->refresh_seen ? " (asked)" : "");
         if (!cachesync_refresh_all(lanes_db(&w->lanes), w->ctx->shm, err, errsize))
             return false;
@@ -172,7 +173,7 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
                        "are replaced");
         __atomic_store_n(&h->db_read, 1, __ATOMIC_RELEASE);
         write_snapshot(w);
-        w->next_refresh = time(NULL) + w->ctx->cfg->cache.refresh_interval;
+        w->next_refresh_ms = clock_monotonic_ms() + w->ctx->cfg->cache.refresh_interval * 1000;
         w->watch.next_adopt = 0;    /* an operator's `clear` is taken before the command hears back */
         watchsync_step(&w->watch, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg);
         if (asked != w->refresh_seen) {
@@ -204,8 +205,9 @@ static void writer_init(struct writer *w, const struct writer_ctx *ctx)
     spool_init(&w->spool, ctx->spool_path);
     watchsync_init(&w->watch, ctx->name);
     w->refresh_seen = __atomic_load_n(&shm->hdr->refresh_requests, __ATOMIC_ACQUIRE);
-    w->next_refresh = time(NULL) + ctx->cfg->cache.refresh_interval;
-    w->next_reset = period_next_boundary(ctx->cfg->reset_schedule, time(NULL));
+    w->next_refresh_ms = clock_monotonic_ms() + ctx->cfg->cache.refresh_interval * 1000;
+    w->next_reset = period_next_reset(ctx->cfg->reset_schedule, time(NULL),
+                                      (time_t)__atomic_load_n(&shm->hdr->db_reset_done, __ATOMIC_ACQUIRE));
     if (shm->hdr->owed_reset_us && w->next_reset)   /* a boundary the loaded snapshot crossed */
         w->next_reset = (time_t)(shm->hdr->owed_reset_us / 1000000);
     spool_open(&w->spool, false);
@@ -314,7 +316,7 @@ void writer_main(const struct writer_ctx *ctx)
             continue;           /* more may be waiting */
         if (stop_requested)
             break;
-        long until_refresh = (long)(w.next_refresh - time(NULL)) * 1000;
+        int64_t until_refresh = w.next_refresh_ms - clock_monotonic_ms();
         wait_for_work(&w, until_refresh < 1000 ? (until_refresh > 0 ? (int)until_refresh : 0) : 1000, false);
     }
     writer_finish(&w);

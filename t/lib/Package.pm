@@ -117,12 +117,7 @@ sub pkg_status { return scalar `dpkg-query -W -f='\${Status} \${Version}' rategu
 
 # The process $pid is gone or a zombie (as `rateguard stop` counts it: it
 # holds nothing any more, and this machine's PID 1 may reap it late).
-sub ended {
-    my ($pid) = @_;
-    return 1 if !kill(0, $pid);
-    my ($state) = RG::slurp("/proc/$pid/stat") =~ /\) (\S)/;
-    return ($state // '') =~ /^[ZX]$/ ? 1 : 0;
-}
+sub ended { return RG::process_ended(@_) }
 
 # The running daemon's pid from `rateguard status`, '' when none runs.
 sub daemon_pid {

@@ -20,7 +20,7 @@ our @EXPORT_OK = qw(wait_until database_server children_of rateguard build_dir f
                     start_daemon stop_daemon policy_connect policy_request policy_send read_reply
                     free_port test_dir request_text slurp status_json debian_package db_port
                     ask BLOCK_REPLY DUNNO_REPLY kill_family row fields send_n connect_from closed_within hooked
-                    as_user user_dir start_as_user);
+                    as_user user_dir start_as_user process_ended);
 
 # The reply to a request over its quota (the default block_action and
 # message), and to one that is let through.
@@ -164,6 +164,16 @@ sub write_config {
     close $fh;
     return { path => $conf, port => $port, pidfile => "$dir/$name.pid",
              log => "$dir/$name.log", database => $db };
+}
+
+# True when $pid has ended: gone, or a zombie its parent has not reaped
+# yet (a daemonized rateguard's parent is PID 1, which may reap late; a
+# zombie holds no socket and no file, and `rateguard stop` counts it so).
+sub process_ended {
+    my ($pid) = @_;
+    return 1 if !kill(0, $pid);
+    my ($state) = slurp("/proc/$pid/stat") =~ /\) (\S)/;
+    return ($state // '') =~ /^[ZX]$/ ? 1 : 0;
 }
 
 # Run rateguard with arguments; returns (exit code, stdout, stderr). One

@@ -163,4 +163,41 @@ sub samples_table {
     return $out;
 }
 
+# --- the report ---
+
+# The picture's data, in t/plot's soak format: answers per second
+# ({second => {accepted, blocked, unanswered}}), the lag samples ([t,
+# depth, lag], `-` for none) and the faults ([start, end, kind]).
+sub write_dat {
+    my ($path, $title, $per_second, $lag_samples, $faults) = @_;
+    open my $fh, '>', $path or die "$path: $!";
+    print $fh "# SPDX-License-Identifier: GPL-3.0-or-later\n"
+            . "# t/soak-run: answers per second, writer lag samples, faults (t/plot soak draws them)\n"
+            . "# title: $title\n# answers T ACCEPTED BLOCKED UNANSWERED (on_error replies are not drawn)\n";
+    my @secs = sort { $a <=> $b } keys %$per_second;
+    for my $t (@secs ? (($secs[0] < 0 ? $secs[0] : 0) .. $secs[-1]) : ()) {
+        my $c = $per_second->{$t} // {};
+        printf $fh "answers %d %d %d %d\n", $t, $c->{accepted} // 0, $c->{blocked} // 0, $c->{unanswered} // 0;
+    }
+    print $fh "# lag T DEPTH LAG_S (- -: no status)\n";
+    printf $fh "lag %.3f %s %s\n", @$_ for grep { $_->[0] >= 0 } @$lag_samples;
+    print $fh "# fault START END KIND\n";
+    printf $fh "fault %.3f %.3f %s\n", $_->[0], $_->[1] // $_->[0], $_->[2] for @$faults;
+    close $fh or die "$path: $!";
+}
+
+# The quota overshoot: the master restarts during an outage (b) with their
+# windows, and every sender over its quota ([sender, accepted, quota,
+# overshoot, accepted inside the windows, verdict]).
+sub overshoot_table {
+    my ($windows, $over) = @_;
+    my $out = sprintf "\nquota overshoot: %d master restart(s) while MariaDB was down (b), windows %s; bound: the "
+                    . "recipients accepted inside them\n", scalar @$windows,
+                      join(', ', map { sprintf '%.1f-%.1f s', $_->[0], $_->[1] // -1 } @$windows) || 'none';
+    $out .= sprintf "  %-28s %8s %6s %9s %12s  %s\n", 'sender', 'accepted', 'quota', 'overshoot', 'in (b) wins', 'verdict';
+    $out .= sprintf "  %-28s %8d %6d %9d %12d  %s\n", @$_ for @$over;
+    $out .= "  (no sender over its quota)\n" unless @$over;
+    return $out;
+}
+
 1;

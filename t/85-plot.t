@@ -90,6 +90,9 @@ fault 6.0 6.0 writer
 fault 10.0 14.0 database
 fault 16.0 17.5 master
 fault 19.0 22.0 disk
+fault 20.0 20.0 master
+fault 23.0 26.0 hang
+fault 24.0 24.0 notifier
 fault 25.0 25.0 gremlin
 DAT
 
@@ -122,14 +125,16 @@ SKIP: {
     my ($stexts, $doc) = svg_texts("$dir/soak.svg");
     %have = map { ($_ => 1) } @$stexts;
     for my $want ('answers per second', 'writer lag (s)', 'time (s)', 'accepted', 'blocked', 'unanswered', 'writer lag',
-                  'no status', 'worker', 'writer', 'database', 'master', 'disk', 'gremlin', 'made by 85-plot.t, seed 42') {
+                  'no status', 'worker', 'writer', 'notifier', 'database', 'master', 'disk', 'hang', 'gremlin',
+                  'made by 85-plot.t, seed 42') {
         ok($have{$want}, "soak.svg shows \"$want\"");
     }
-    ok(!$have{notifier}, 'no row for a fault kind that never came');
-    # The three lasting faults (database, master, disk), shaded in the
-    # answers' panel and in the lag's.
+    ok(!$have{signals}, 'no row for a fault kind that never came');
+    # The lasting faults (database, master twice, disk, hang; the second
+    # master restart overlaps the disk, the notifier the hang, as the
+    # soak's combinations do), shaded in the answers' panel and in the lag's.
     my @bands = $doc ? $doc->findnodes('//*[local-name()="polygon" and @fill-opacity and @fill-opacity < 1]') : ();
-    is(scalar @bands, 6, 'one shaded band per lasting fault in each of the two upper panels');
+    is(scalar @bands, 8, 'one shaded band per lasting fault in each of the two upper panels');
 }
 
 # Malformed data: exit 1, the line named, no picture.

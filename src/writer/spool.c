@@ -72,8 +72,11 @@ void spool_spill(struct spool *s, struct wqueue *q)
     wqueue_cursor_start(q, &cur);
     while (wqueue_bytes(q) - (cur.pos - q->sh->head) > cap / 4 &&
            wqueue_next(q, &cur, buf, WQUEUE_MAX_RECORD, &rec, &len)) {
-        if (write(s->fd, buf, len) != (ssize_t)len) {
-            log_error("writer: cannot write spool %s: %s; records stay in the queue", s->path, strerror(errno));
+        ssize_t put = write(s->fd, buf, len);
+        if (put != (ssize_t)len) {
+            /* A short write sets no errno: a full disk (the rest would fail with ENOSPC). */
+            log_error("writer: cannot write spool %s: %s; records stay in the queue", s->path,
+                      strerror(put < 0 ? errno : ENOSPC));
             moved = 0;
             break;
         }

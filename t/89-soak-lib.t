@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # SPDX-License-Identifier: GPL-3.0-or-later
-# 88-soak-lib.t - t/lib/Soak.pm, the parts of `make soak` that need no
+# 89-soak-lib.t - t/lib/Soak.pm, the parts of `make soak` that need no
 # daemon (any user, no database): the resource growth check (a flat
 # series passes, one that grows by more than the allowed share fails, too
 # few samples decide nothing, the warm-up is left out) and the fault

@@ -78,7 +78,9 @@ is($series, $documented, "docs/operation.md states the number of series with the
 my ($in_readme) = slurp("$FindBin::Bin/../README.md") =~ /(\d+) series\s+with the defaults/;
 is($series, $in_readme, '... and so does the README');
 
-# The same counters as the status dump.
+# The same counters as the status dump (once the writer has written the
+# 32 records: its counter would move between the two reads).
+ok(wait_until(sub { value(scrape(), 'rateguard_db_written_total') == 32 }), 'the 32 records written');
 my (undef, $prom) = run_rateguard('-c', $c->{path}, '--prometheus', 'status');
 for my $s ('rateguard_requests_total{result="served"}', 'rateguard_blocks_total{action="defer_if_permit"}',
            'rateguard_db_written_total') {

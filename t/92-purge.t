@@ -181,6 +181,36 @@ is(stop_daemon($pid), 0, 'stopped');
 my ($max) = stop_poller($poller);
 ok(defined $max && $max <= 100, "no transaction modified more than chunk_rows = 100 rows meanwhile (at most $max)");
 
+# --- at a reset_schedule boundary: the reset, then the purge ---
+# An hourly schedule whose boundary comes a few seconds after the start
+# (TZ set so that it is xx:00:00 then, as t/32 does); the start's purge
+# is over (nothing to purge, one chunk) before the old rows are put in.
+$db = migrated_database('purge_boundary');
+$h = dbh($db);
+my ($boundary, $margin) = (0, 4);
+for my $try (1 .. 4) {
+    my $t_start = time;
+    $boundary = int($t_start) + $margin;
+    my $secs = (3600 - $boundary % 3600) % 3600;
+    my $tz = sprintf('RGT-%02d:%02d:%02d', int($secs / 3600), int($secs % 3600 / 60), $secs % 60);
+    $c = write_config(database => $db, name => "boundary$try", extra => "message_retention = $RETENTION\n",
+                      sections => { quota => "reset_schedule = hourly\n", purge => "chunk_rows = 100\n" });
+    $pid = start_daemon($c, env => { TZ => $tz });
+    last if $boundary - time >= 2;
+    is(stop_daemon($pid), 0, 'started past the margin: stopped, again');
+    $margin = 4 + 2 * int(time - $t_start + 1);
+}
+ok(wait_until(sub { my (undef, $p) = run_rateguard('-c', $c->{path}, '--prometheus', 'status');
+                    ($p =~ /^rateguard_db_purge_chunks_total (\d+)$/m)[0] >= 1 }), "the start's purge: one chunk");
+$h->do(q{INSERT INTO messages (sender, rcpt_count, blocked, msgid, created_at)
+         SELECT 'late@example.org', 1, 0, CONCAT('OLD', seq), NOW() - INTERVAL 10 DAY FROM seq_1_to_3000});
+sleep 0.5;
+ok(time < $boundary && old_rows($h) == 3000, '3000 old rows put in before the boundary are still there');
+ok(wait_until(sub { old_rows($h) == 0 }, $boundary - time + 30), 'purged after the boundary');
+ok(wait_until(sub { slurp($c->{log}) =~ /notice: period reset: \d+ sender\(s\) reset.*writer: purge: 3000 message\(s\) created before \S+ deleted in 31 chunk\(s\)/s }),
+   'the reset, then the purge: 3000 rows in 31 chunks');
+is(stop_daemon($pid), 0, 'stopped');
+
 # --- the bound, seen: chunks of 2000 back to back (pause = 0) ---
 $db = migrated_database('purge_bound');
 $h = dbh($db);

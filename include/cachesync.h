@@ -108,8 +108,8 @@ uint32_t cachesync_period_reset(struct shm *shm, int64_t boundary_us);
 
 /* The period reset in the database, reset_at = boundary (rows already
  * reset at or after it are left alone, so several hosts resetting at one
- * boundary do it once), and the purge of old messages. */
-bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, long retention_days, unsigned long long *reset,
-                        unsigned long long *purged, char *err, size_t errsize);
+ * boundary do it once), committed on its own: the purge of old messages
+ * that follows it is chunked (purge.h). */
+bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, unsigned long long *reset, char *err, size_t errsize);
 
 #endif

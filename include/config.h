@@ -70,6 +70,10 @@ struct rg_config {
         long entries, domains, refresh_interval, queue_size;
     } cache;
     struct {
+        long chunk_rows;            /* rows per purge transaction at most */
+        long pause;                 /* ms between two chunks of the writer's purge */
+    } purge;
+    struct {
         bool syslog, console;
         char *facility_text, *level_text, *file;
     } log;

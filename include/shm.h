@@ -59,6 +59,8 @@ struct shm_stats {
     uint64_t db_written;    /* records committed by the writer */
     uint64_t db_errors;     /* failed writer transactions */
     uint64_t db_conflicts;  /* rounds retried after a deadlock or a Galera certification conflict */
+    uint64_t db_purged_rows;    /* messages rows deleted by the writer's retention purge (writepurge.c) */
+    uint64_t db_purge_chunks;   /* ... its chunks committed, one transaction each */
     uint64_t locks_recovered; /* robust mutexes taken over from dead holders */
     uint64_t stress_episodes;   /* times the pool went into stress (master.c) */
     uint64_t stress_idle_closed; /* idle connections closed to free their worker */

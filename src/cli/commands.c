@@ -13,10 +13,12 @@
 #include "log.h"
 #include "migrate.h"
 #include "pidfile.h"
+#include "purge.h"
 #include "report.h"
 #include "rateguard.h"
 #include "util.h"
 #include "windows.h"
+#include "writelane.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -93,14 +95,43 @@ static int refresh_running_daemon(const struct rg_config *cfg, const char *what,
     return RG_EXIT_OK;
 }
 
+/* The retention purge to its end, a chunk (one short transaction) after
+ * another without pause; a conflict with another host's purge or writer
+ * is tried again (a few hundred times at most). False with err set. */
+#define CLEANUP_CONFLICTS_MAX 200
+
+static bool purge_all(MYSQL *db, const struct rg_config *cfg, struct purge_run *run, char *err, size_t errsize)
+{
+    unsigned errnum = 0;
+    unsigned long long n;
+    int conflicts = 0;
+
+    memset(run, 0, sizeof(*run));
+    if (cfg->message_retention <= 0)
+        return true;
+    while (!purge_begin(db, cfg->message_retention, cfg->purge.chunk_rows, run, &errnum, err, errsize))
+        if (!lanes_conflict_error(errnum) || ++conflicts > CLEANUP_CONFLICTS_MAX)
+            return false;
+    while (!run->done) {
+        if (purge_chunk(db, run, &n, &errnum, err, errsize))
+            continue;
+        if (!lanes_conflict_error(errnum) || ++conflicts > CLEANUP_CONFLICTS_MAX)
+            return false;
+        usleep((useconds_t)(1000 + rand() % 20000));
+    }
+    return true;
+}
+
 /* The period reset (PolicydRateGuard's cleanup): in the database, counters
  * to zero, quota back to quota_reset unless locked, totals and updated_at
- * kept, reset_at now; messages older than midnight message_retention days
- * ago purged. Then a running daemon's cache follows at once. */
+ * kept, reset_at now, committed; then messages older than midnight
+ * message_retention days ago purged in chunks of purge.chunk_rows rows,
+ * each its own transaction. Then a running daemon's cache follows at once. */
 int command_cleanup(const struct rg_config *cfg)
 {
     char err[1024];
-    unsigned long long reset, purged;
+    unsigned long long reset;
+    struct purge_run run;
     MYSQL *db = db_connect(cfg, err, sizeof(err));
 
     if (db == NULL) {
@@ -112,16 +143,22 @@ int command_cleanup(const struct rg_config *cfg)
     /* The report of the period that ends goes first; whatever becomes of
      * it, the reset is done (report.c). */
     int report_rc = cfg->report.enabled ? report_run(db, cfg, now_us, "cleanup") : RG_EXIT_OK;
-    bool ok = cachesync_db_reset(db, now_us, cfg->message_retention, &reset, &purged, err, sizeof(err));
-    mysql_close(db);
-    if (!ok) {
+    if (!cachesync_db_reset(db, now_us, &reset, err, sizeof(err))) {
+        mysql_close(db);
         log_error("cleanup: %s", err);
         return RG_EXIT_CLEANUP;
     }
-    log_info("cleanup: %llu sender(s) reset, %llu message(s) purged", reset, purged);
+    bool purged = purge_all(db, cfg, &run, err, sizeof(err));
+    mysql_close(db);
+    if (purged)
+        log_info("cleanup: %llu sender(s) reset, %llu message(s) purged in %llu chunk(s) of at most %ld", reset,
+                 run.rows, run.chunks, cfg->purge.chunk_rows);
+    else
+        log_error("cleanup: %llu sender(s) reset; %s (%llu message(s) purged in %llu chunk(s) before it; the "
+                  "next cleanup or writer start purges the rest)", reset, err, run.rows, run.chunks);
     int rc = refresh_running_daemon(cfg, "cleanup", RG_EXIT_CLEANUP);
-    if (rc > 0)
-        return rc;
+    if (!purged || rc > 0)
+        return purged ? rc : RG_EXIT_CLEANUP;
     return report_rc == RG_EXIT_OK ? RG_EXIT_OK : RG_EXIT_REPORT;
 }
 

@@ -165,6 +165,9 @@ static const struct param params[] = {
     {"cache", "refresh_interval", P_INT, "10", 1, 3600, NULL, F(cache.refresh_interval), EC, LIVE},
     {"cache", "queue_size", P_INT, "64", 1, 4096, NULL, F(cache.queue_size), EC, RESTART},
 
+    {"purge", "chunk_rows", P_INT, "1000", 1, 1000000, NULL, F(purge.chunk_rows), EC, LIVE},
+    {"purge", "pause", P_INT, "20", 0, 60000, NULL, F(purge.pause), EC, LIVE},
+
     {"log", "syslog", P_BOOL, "true", 0, 0, NULL, F(log.syslog), EC, LIVE},
     {"log", "facility", P_STR, "mail", 0, 0, check_facility, F(log.facility_text), EC, LIVE},
     {"log", "level", P_STR, "info", 0, 0, check_level, F(log.level_text), EC, LIVE},

@@ -490,8 +490,7 @@ uint32_t cachesync_period_reset(struct shm *shm, int64_t boundary_us)
     return a.count;
 }
 
-bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, long retention_days, unsigned long long *reset,
-                        unsigned long long *purged, char *err, size_t errsize)
+bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, unsigned long long *reset, char *err, size_t errsize)
 {
     char sql[700], at[64];
 
@@ -506,16 +505,6 @@ bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, long retention_days, uns
         return false;
     }
     *reset = mysql_affected_rows(db);
-    *purged = 0;
-    if (retention_days > 0) {
-        snprintf(sql, sizeof(sql), "DELETE FROM `messages` WHERE `created_at` < CURDATE() - INTERVAL %ld DAY",
-                 retention_days);
-        if (mysql_real_query(db, sql, strlen(sql)) != 0) {
-            snprintf(err, errsize, "purge of old messages: %s", mysql_error(db));
-            return false;
-        }
-        *purged = mysql_affected_rows(db);
-    }
     if (mysql_commit(db) != 0) {
         snprintf(err, errsize, "commit: %s", mysql_error(db));
         return false;

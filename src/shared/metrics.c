@@ -109,6 +109,12 @@ static void write_database(FILE *f, struct shm *shm)
     family(f, "rateguard_db_conflicts_total", "counter",
            "Write rounds retried after a deadlock or Galera certification conflict.");
     fprintf(f, "rateguard_db_conflicts_total %llu\n", (unsigned long long)STAT_GET(shm, db_conflicts));
+    family(f, "rateguard_db_purged_rows_total", "counter",
+           "Messages rows past message_retention deleted by the writer's chunked purge.");
+    fprintf(f, "rateguard_db_purged_rows_total %llu\n", (unsigned long long)STAT_GET(shm, db_purged_rows));
+    family(f, "rateguard_db_purge_chunks_total", "counter",
+           "Chunks of the writer's purge committed, one transaction of at most purge.chunk_rows rows each.");
+    fprintf(f, "rateguard_db_purge_chunks_total %llu\n", (unsigned long long)STAT_GET(shm, db_purge_chunks));
     family(f, "rateguard_queue_depth", "gauge", "Records waiting to be written to the database.");
     fprintf(f, "rateguard_queue_depth %llu\n", (unsigned long long)wqueue_depth(&shm->queue));
     family(f, "rateguard_db_write_lag_seconds", "gauge", "Age of the oldest record waiting in the queue.");

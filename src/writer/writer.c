@@ -15,7 +15,8 @@
  * backoff, outage, schedule) and the parts below it, and calls down only:
  * writeround.c (a round, which says what happened), writelane.c (the
  * connections), spool.c, wqueue.c (the wake-up protocol), watchsync.c
- * (the signals' share of the housekeeping).
+ * (the signals' share of the housekeeping), writepurge.c (the retention
+ * purge, a chunk at a time between rounds).
  */
 #include "writer.h"
 #include "blockjournal.h"
@@ -29,6 +30,7 @@
 #include "spool.h"
 #include "util.h"
 #include "watchsync.h"
+#include "writepurge.h"
 #include "writeround.h"
 
 #include <errno.h>
@@ -52,6 +54,7 @@ struct writer {
     time_t next_reset;              /* quota.reset_schedule boundary, 0 = none */
     uint32_t refresh_seen;          /* refresh_requests already served */
     struct watchsync watch;         /* the signals' feed, episodes and fold */
+    struct writepurge purge;        /* the retention purge, paced */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -147,7 +150,7 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
      * no record made after a boundary may be committed before the database
      * is reset at that boundary. */
     if (w->next_reset && time(NULL) >= w->next_reset) {
-        unsigned long long reset, purged;
+        unsigned long long reset;
         /* The report of the period that ends, before its counts go (once
          * per boundary: a failed reset is tried again, the report not). */
         static time_t reported;
@@ -155,10 +158,10 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
             report_prepare_pending(lanes_db(&w->lanes), w->ctx->cfg, (int64_t)w->next_reset * 1000000);
             reported = w->next_reset;
         }
-        if (!cachesync_db_reset(lanes_db(&w->lanes), (int64_t)w->next_reset * 1000000, w->ctx->cfg->message_retention,
-                                &reset, &purged, err, errsize))
+        if (!cachesync_db_reset(lanes_db(&w->lanes), (int64_t)w->next_reset * 1000000, &reset, err, errsize))
             return false;
-        log_notice("period reset: %llu sender(s) reset, %llu message(s) purged", reset, purged);
+        log_notice("period reset: %llu sender(s) reset", reset);
+        writepurge_start(&w->purge, w->ctx->cfg);   /* in chunks, between the rounds that follow */
         __atomic_store_n(&h->db_reset_done, (int64_t)w->next_reset, __ATOMIC_RELEASE);
         w->next_reset = period_next_reset(w->ctx->cfg->reset_schedule, time(NULL), w->next_reset);
         w->next_refresh_ms = 0;
@@ -182,7 +185,7 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
         }
     } else
         watchsync_step(&w->watch, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg);
-    return true;
+    return writepurge_step(&w->purge, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg, err, errsize);
 }
 
 static bool housekeeping_due(struct writer *w)
@@ -204,6 +207,9 @@ static void writer_init(struct writer *w, const struct writer_ctx *ctx)
     round_init(&w->round, ctx);
     spool_init(&w->spool, ctx->spool_path);
     watchsync_init(&w->watch, ctx->name);
+    /* What is past retention goes, whether or not a purge was under way
+     * when the last writer ended (the predicate needs no remembering). */
+    writepurge_start(&w->purge, ctx->cfg);
     w->refresh_seen = __atomic_load_n(&shm->hdr->refresh_requests, __ATOMIC_ACQUIRE);
     w->next_refresh_ms = clock_monotonic_ms() + ctx->cfg->cache.refresh_interval * 1000;
     w->next_reset = period_next_reset(ctx->cfg->reset_schedule, time(NULL),
@@ -317,7 +323,9 @@ void writer_main(const struct writer_ctx *ctx)
         if (stop_requested)
             break;
         int64_t until_refresh = w.next_refresh_ms - clock_monotonic_ms();
-        wait_for_work(&w, until_refresh < 1000 ? (until_refresh > 0 ? (int)until_refresh : 0) : 1000, false);
+        int timeout = until_refresh < 1000 ? (until_refresh > 0 ? (int)until_refresh : 0) : 1000;
+        int purge_due = writepurge_due_in_ms(&w.purge);
+        wait_for_work(&w, purge_due >= 0 && purge_due < timeout ? purge_due : timeout, false);
     }
     writer_finish(&w);
     _exit(RG_EXIT_OK);

@@ -68,4 +68,14 @@ struct limits {
  * else the entry's quota and action_blocked. */
 struct limits limits_resolve(const struct cache_entry *e, const struct domain_default *dom);
 
+/* limits_resolve with the entry's domain looked up in t (the status
+ * dumps, the metrics: not the worker, which has looked it up already). */
+struct limits limits_of_entry(struct domain_table *t, const struct cache_entry *e);
+
+/* A message was refused in this period: the counters passed l. */
+static inline bool limits_exceeded(const struct cache_entry *e, struct limits l)
+{
+    return e->msg_counter > l.msg || e->rcpt_counter > l.rcpt;
+}
+
 #endif

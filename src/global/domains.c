@@ -113,6 +113,12 @@ void domains_pool_key(const struct domain_default *d, char key[CACHE_KEY_SIZE])
     snprintf(key, CACHE_KEY_SIZE, "@%s", d->name);
 }
 
+struct limits limits_of_entry(struct domain_table *t, const struct cache_entry *e)
+{
+    struct domain_default dom;
+    return limits_resolve(e, domains_lookup(t, e->key, &dom) ? &dom : NULL);
+}
+
 struct limits limits_resolve(const struct cache_entry *e, const struct domain_default *dom)
 {
     struct limits l = {e->quota, e->quota, e->block_action};

@@ -78,19 +78,6 @@ static int by_key(const void *a, const void *b)
     return strcmp(((const struct sender_copy *)a)->e.key, ((const struct sender_copy *)b)->e.key);
 }
 
-static struct limits limits_of(struct shm *shm, const struct cache_entry *e)
-{
-    struct domain_default dom;
-    return limits_resolve(e, domains_lookup(&shm->domains, e->key, &dom) ? &dom : NULL);
-}
-
-/* A message was refused in this period: the counters passed its limits
- * (limits_of the entry, looked up once by the caller). */
-static bool is_blocked(const struct cache_entry *e, struct limits l)
-{
-    return e->msg_counter > l.msg || e->rcpt_counter > l.rcpt;
-}
-
 /* Why the sender's next message (one recipient) would be refused, or NULL:
  * "locked" (quota 0 kept across resets: an operator's lock), "quota", or
  * "window" (one of quota.windows is full). A domain pool that is full is
@@ -115,10 +102,10 @@ static const char *refusal_reason(const struct rg_config *cfg, const struct send
 static const char *state_of(struct shm *shm, const struct rg_config *cfg, const struct sender_copy *c,
                             size_t n_windows)
 {
-    struct limits l = limits_of(shm, &c->e);
+    struct limits l = limits_of_entry(&shm->domains, &c->e);
     if (c->episode || c->action == WATCH_LOCK)
         return "SIGNAL";
-    return is_blocked(&c->e, l) ? "BLOCKED" : refusal_reason(cfg, c, n_windows, l) ? "full" : "ok";
+    return limits_exceeded(&c->e, l) ? "BLOCKED" : refusal_reason(cfg, c, n_windows, l) ? "full" : "ok";
 }
 
 /* Stress mode (stress.c): whether it is on, and what it has done since start. */
@@ -199,14 +186,14 @@ static void write_json(FILE *f, const struct rg_config *cfg, struct shm *shm, co
             (long)getpid(), (long)(time(NULL) - started));
     for (size_t i = 0; i < s->count; i++) {
         const struct cache_entry *e = &s->rows[i].e;
-        struct limits l = limits_of(shm, e);
+        struct limits l = limits_of_entry(&shm->domains, e);
         fprintf(f, "%s{\"sender\":", i ? "," : "");
         json_write_string(f, e->key);
         fprintf(f, ",\"quota\":%u,\"quota_reset\":%u,\"quota_locked\":%s,\"msg_counter\":%u,"
                    "\"rcpt_counter\":%u,\"msg_total\":%u,\"rcpt_total\":%u,\"blocked\":%s,"
                    "\"unwritten_msg\":%u,\"unwritten_rcpt\":%u,\"next_refused\":%s",
                 e->quota, e->quota_reset, e->locked ? "true" : "false", e->msg_counter, e->rcpt_counter,
-                e->msg_total, e->rcpt_total, is_blocked(e, l) ? "true" : "false", e->unwritten_msg,
+                e->msg_total, e->rcpt_total, limits_exceeded(e, l) ? "true" : "false", e->unwritten_msg,
                 e->unwritten_rcpt, refusal_reason(cfg, &s->rows[i], s->n_windows, l) ? "true" : "false");
         /* The limits of migration 004, after PolicydRateGuard's fields. */
         if (e->quota_own & QUOTA_OWN_MSG)
@@ -274,7 +261,7 @@ static bool next_refused(struct shm *shm, const struct rg_config *cfg, const str
     for (; *i < s->count; (*i)++) {
         const struct sender_copy *c = &s->rows[*i];
         r->e = &c->e;
-        r->limits = limits_of(shm, r->e);
+        r->limits = limits_of_entry(&shm->domains, r->e);
         r->why = refusal_reason(cfg, c, s->n_windows, r->limits);
         if (r->why == NULL)
             continue;
@@ -323,7 +310,7 @@ static void write_blocked_json(FILE *f, const struct rg_config *cfg, struct shm 
         fprintf(f, ",\"reason\":\"%s\",\"msg_counter\":%u,\"msg_limit\":%u,\"rcpt_counter\":%u,"
                    "\"rcpt_limit\":%u,\"quota_locked\":%s,\"refused_this_period\":%s,\"since\":",
                 r.why, r.e->msg_counter, r.limits.msg, r.e->rcpt_counter, r.limits.rcpt,
-                r.e->locked ? "true" : "false", is_blocked(r.e, r.limits) ? "true" : "false");
+                r.e->locked ? "true" : "false", limits_exceeded(r.e, r.limits) ? "true" : "false");
         if (r.since)
             fprintf(f, "%u}", r.since);
         else
@@ -438,13 +425,13 @@ static struct top_rank rank_of(const struct top_pick *t, const struct cache_entr
     struct top_rank r = {.minute = minute_estimate(&e->last_minute, t->s->now_us), .msgs = e->msg_counter};
     if (t->order == STATUS_TOP_MESSAGES)
         return r;
-    struct limits l = limits_of(t->shm, e);
+    struct limits l = limits_of_entry(&t->shm->domains, e);
     if (t->order == STATUS_TOP_QUOTA) {
         r.use = use_of(e, l);
         return r;
     }
     const struct login_watch *lw = watch_of(t->s->cache, e);
-    r.blocked = is_blocked(e, l) ||
+    r.blocked = limits_exceeded(e, l) ||
                 (lw && (lw->locked || watch_episode_open(lw, t->s->cfg, (uint32_t)(t->s->now_us / 1000000))));
     return r;
 }
@@ -461,7 +448,7 @@ static void top_visit(struct cache_entry *e, bool created, void *arg)
     size_t at = full ? 0 : t->count++;      /* full: it replaces the lowest ranked kept */
     t->rows[at].r = r;
     copy_sender(t->s, e, &t->rows[at].c);
-    t->rows[at].l = limits_of(t->shm, e);
+    t->rows[at].l = limits_of_entry(&t->shm->domains, e);
     t->rows[at].r.use = use_of(e, t->rows[at].l);     /* shown in every ordering; ranks only in QUOTA's */
     if (full)
         heap_down(t, 0);

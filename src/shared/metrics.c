@@ -189,10 +189,8 @@ struct blocked_top {
 static void keep_blocked(struct cache_entry *e, bool created, void *arg)
 {
     struct blocked_top *t = arg;
-    struct domain_default dom;
     (void)created;
-    struct limits l = limits_resolve(e, domains_lookup(t->domains, e->key, &dom) ? &dom : NULL);
-    if (e->msg_counter <= l.msg && e->rcpt_counter <= l.rcpt)
+    if (!limits_exceeded(e, limits_of_entry(t->domains, e)))
         return;
     unsigned at = t->n;
     if (t->n == t->k) {

@@ -70,6 +70,7 @@ struct cache_shared {
     uint32_t free_head;             /* index + 1, 0 = none */
     uint32_t used;
     uint32_t clock_hand;
+    uint64_t evicted;               /* entries evicted to make room */
 };
 
 /* A process's view of the table. */

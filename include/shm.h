@@ -56,6 +56,7 @@ struct shm_stats {
     uint64_t refused;       /* connections from outside allowed_clients */
     uint64_t over_client_limit; /* connections over workers.max_per_client */
     uint64_t refused_user;  /* local connections from an account outside allowed_users (or of unknown owner) */
+    uint64_t cache_misses;  /* requests of a sender not in the cache (an entry made, its row read back) */
     uint64_t db_written;    /* records committed by the writer */
     uint64_t db_errors;     /* failed writer transactions */
     uint64_t db_conflicts;  /* rounds retried after a deadlock or a Galera certification conflict */

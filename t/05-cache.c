@@ -82,6 +82,7 @@ static void test_table(void)
     is_long(cache_used(c), 16, "table full");
     is_long(cache_apply(c, "new@x", true, set_counts, &zero), CACHE_FULL,
             "full of unwritten counts: CACHE_FULL, nothing evicted");
+    is_long((long)c->sh->evicted, 0, "... and none counted as evicted");
     uint32_t counter = 0;
     cache_apply(c, "s3@x", false, read_counts, &counter);
     is_long(counter, 1, "unwritten entries survive");
@@ -93,6 +94,8 @@ static void test_table(void)
         cache_apply(c, k, false, set_counts, &zero);
     }
     is_long(cache_apply(c, "new@x", true, set_counts, &zero), CACHE_OK, "written entries evicted for a new one");
+    is_long((long)c->sh->evicted, 16 + 1 - (long)cache_used(c), "the evictions counted: the entries that went");
+    ok(c->sh->evicted > 0, "... at least one");
     counter = 0;
     cache_make_key("a@x", key);
     is_long(cache_apply(c, key, false, read_counts, &counter), CACHE_OK, "entry with unwritten counts kept");

@@ -53,6 +53,8 @@ is(value($text, 'rateguard_requests_total{result="accepted"}'), 9, 'accepted: th
 is(value($text, 'rateguard_requests_total{result="blocked"}'), 3, 'blocked: the refusals answered');
 is(value($text, 'rateguard_blocks_total{action="defer_if_permit"}'), 3, 'blocks by action: DEFER_IF_PERMIT 3');
 is(value($text, 'rateguard_blocks_total{action="reject"}'), 0, '... REJECT 0');
+is(value($text, 'rateguard_cache_misses_total'), 2, 'cache misses: the two senders\' first requests');
+is(value($text, 'rateguard_cache_evictions_total'), 0, 'no eviction: the cache has room');
 ok(wait_until(sub { value(scrape(), 'rateguard_db_written_total') == 12 }), 'db_written reaches the 12 records');
 ok(wait_until(sub { value(scrape(), 'rateguard_db_up') == 1 }), 'db_up: 1 once the writer wrote (set after its round)');
 is(value($text, 'rateguard_workers{state="busy"}') + value($text, 'rateguard_workers{state="idle"}') > 0, 1,

@@ -71,6 +71,7 @@ void cache_layout(struct cache *c, struct cache_shared *sh, void *region, uint32
     sh->free_head = entries ? 1 : 0;
     sh->used = 0;
     sh->clock_hand = 0;
+    sh->evicted = 0;
 }
 
 /* FNV-1a: senders are authenticated users, not an adversary choosing keys. */
@@ -175,6 +176,7 @@ static uint32_t evict(struct cache *c, uint32_t want)
                     e->in_use = 0;
                     free_entry(c, idx + 1);
                     freed++;
+                    __atomic_fetch_add(&c->sh->evicted, 1, __ATOMIC_RELAXED);
                 }
             }
         }

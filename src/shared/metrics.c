@@ -140,6 +140,14 @@ static void write_pool(FILE *f, struct shm *shm)
     family(f, "rateguard_cache_entries", "gauge", "Sender cache entries in use and available.");
     fprintf(f, "rateguard_cache_entries{state=\"used\"} %u\nrateguard_cache_entries{state=\"capacity\"} %u\n",
             cache_used(&shm->cache), shm->cache.sh->capacity);
+    family(f, "rateguard_cache_misses_total", "counter",
+           "Requests of a sender not in the cache: an entry made, the sender's row read back by the writer.");
+    fprintf(f, "rateguard_cache_misses_total %llu\n",
+            (unsigned long long)STAT_GET(shm, cache_misses));
+    family(f, "rateguard_cache_evictions_total", "counter",
+           "Idle, written entries evicted to make room for other senders (cache.entries too small).");
+    fprintf(f, "rateguard_cache_evictions_total %llu\n",
+            (unsigned long long)__atomic_load_n(&shm->cache.sh->evicted, __ATOMIC_RELAXED));
     family(f, "rateguard_uptime_seconds", "gauge", "Seconds since the daemon started.");
     fprintf(f, "rateguard_uptime_seconds %ld\n", started ? (long)(time(NULL) - started) : 0L);
     family(f, "rateguard_stress", "gauge", "1 while every worker is busy and connections wait (stress mode).");

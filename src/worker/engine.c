@@ -58,6 +58,7 @@ struct decision {
     struct cache *cache;                    /* for the entry's sliding windows */
     /* results */
     bool duplicate, blocked, first_block, queue_full, notify_lost;
+    bool missed;                /* the sender was not in the cache: its entry was made for this request */
     bool too_many_recipients;   /* over quota.max_recipients */
     bool would_block;           /* quota.dry_run turned a block into an accept */
     bool first_warning;         /* first message past quota.warning_percent */
@@ -385,8 +386,10 @@ static void decide_locked(struct cache_entry *e, bool created, void *arg)
 {
     struct decision *d = arg;
 
-    if (created)
+    if (created) {
         e->quota = e->quota_reset = d->rec->quota_default;
+        d->missed = true;
+    }
     struct limits lim = limits_resolve(e, d->domain);
     d->block_action = lim.block_action;
     if (duplicate_locked(d, e)) {
@@ -783,6 +786,8 @@ size_t engine_answer(struct engine *eng, const struct policy_request *req, const
     enum cache_result cr = decide(&shm->cache, key, &d, who.has_domain && who.domain.has_pool ? &who.domain : NULL);
 
     log_recovered_locks(shm);
+    if (d.missed)
+        STAT_ADD(shm, cache_misses, 1);
     if (decision_failed(eng, cr, &d, key))
         return answer_error(eng, reply, size);
     after_decision(shm, &d, key);

@@ -23,6 +23,7 @@
  *       --networks K sends each sender's requests from K client networks
  *       of its own (bench_client_address below; default 0: every request
  *       from 127.0.0.1). The JSON counts the replies that were HOLD ("held").
+ *       SIGTERM or SIGINT ends the sending early, as the duration would.
  *   rateguard-bench --echo-server --listen HOST:PORT --workers W
  *       The same prefork shape as rateguard (W processes, one connection
  *       each, the same request scanner) answering action=DUNNO with no cache
@@ -353,6 +354,15 @@ static bool conn_read(struct load_state *ls, int i)
     return true;
 }
 
+/* SIGTERM or SIGINT: stop sending now, as if the duration were over (the
+ * outstanding replies are awaited, the figures and the log written). */
+static volatile sig_atomic_t stop_early;
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_early = 1;
+}
+
 static int load(const struct listen_addr *la, const struct load_opts *o)
 {
     struct load_state ls = {.o = o, .la = la, .c = calloc((size_t)o->nconn, sizeof(struct conn)),
@@ -362,6 +372,8 @@ static int load(const struct listen_addr *la, const struct load_opts *o)
     ls.lat = malloc((size_t)ls.cap * sizeof(double));
 
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_stop);
+    signal(SIGINT, on_stop);
     for (int i = 0; i < o->nconn; i++) {
         ls.c[i].fd = -1;
         if (!conn_open(&ls, i) && !o->reconnect) {
@@ -376,7 +388,7 @@ static int load(const struct listen_addr *la, const struct load_opts *o)
 
     for (;;) {
         double now = now_s();
-        bool more = o->requests > 0 ? ls.sent < o->requests : now < end_at;
+        bool more = !stop_early && (o->requests > 0 ? ls.sent < o->requests : now < end_at);
         int busy = 0;
         for (int i = 0; i < o->nconn; i++) {
             struct conn *cn = &ls.c[i];

@@ -57,10 +57,23 @@ bool cachesync_rebuild_windows(MYSQL *db, struct shm *shm, const struct rg_confi
 /* Make the domain_quotas rows the shared domain table. */
 bool cachesync_load_domains(MYSQL *db, struct shm *shm, char *err, size_t errsize);
 
-/* Re-read every row (and the domain defaults), loading the ones not cached while the cache has room;
- * drop cached senders whose row is gone (and that have
- * nothing queued). Returns false with err on a database error. */
-bool cachesync_refresh_all(MYSQL *db, struct shm *shm, char *err, size_t errsize);
+/* One page of the writer's refresh (cacherefresh.h): up to page_rows rows
+ * with id > after_id in the order of id, applied to the cache (rows not
+ * cached loaded while it has room), marked seen in round; the read's
+ * transaction ended. *read: rows read (fewer than page_rows: the last
+ * page); *last_id: the last one's id. False with err on a database error. */
+bool cachesync_refresh_page(MYSQL *db, struct shm *shm, uint64_t after_id, unsigned page_rows, uint16_t round,
+                            unsigned long *read, uint64_t *last_id, char *err, size_t errsize);
+
+/* The largest ratelimits id (0: none), the read's transaction ended. */
+bool cachesync_max_id(MYSQL *db, uint64_t *max_id, char *err, size_t errsize);
+
+/* After a refresh pass of round that began when the largest id was
+ * max_id: drop the cached senders it did not find whose rows are gone
+ * (checked again by id, since an entry made again after its page was read
+ * was not seen either) and that have nothing queued. *dropped: how many. */
+bool cachesync_sweep_gone(MYSQL *db, struct shm *shm, uint16_t round, uint64_t max_id, uint32_t *dropped, char *err,
+                          size_t errsize);
 
 /* The writer's progress: (epoch, seq) of the last committed record. */
 struct progress {
@@ -108,8 +121,14 @@ uint32_t cachesync_period_reset(struct shm *shm, int64_t boundary_us);
 
 /* The period reset in the database, reset_at = boundary (rows already
  * reset at or after it are left alone, so several hosts resetting at one
- * boundary do it once), committed on its own: the purge of old messages
- * that follows it is chunked (purge.h). */
-bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, unsigned long long *reset, char *err, size_t errsize);
+ * boundary do it once), in chunks of at most chunk_rows rows by ranges of
+ * id, each its own transaction (one bounded Galera writeset, row locks held
+ * for one chunk: a single UPDATE of a million rows held every sender's row
+ * for seconds, and on Galera paused the cluster while the other nodes
+ * applied it). Idempotent: a reset that failed part way is done again and
+ * resets only the rows left. The purge of old messages that follows it is
+ * chunked likewise (purge.h). *reset: the rows reset, also on failure. */
+bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, long chunk_rows, unsigned long long *reset, char *err,
+                        size_t errsize);
 
 #endif

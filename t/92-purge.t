@@ -17,8 +17,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use DBI;
-use POSIX qw(_exit);
 use Time::HiRes qw(sleep);
+use TrxPoll;
 use RG qw(write_config start_daemon stop_daemon migrated_database wait_until slurp test_dir ask run_rateguard
           status_json dbh kill_family);
 
@@ -100,47 +100,13 @@ $want = filled($N);
 my $old0 = old_rows($h);
 is($old0, older_sum($want), "$old0 rows past retention");
 
-# The poller: the largest trx_rows_modified of any transaction seen (only
-# the daemon writes meanwhile), and how many samples showed one of the
-# purge (in its DELETE, or between it and its COMMIT: no statement).
-# MariaDB's root (the test server's, no password on its socket) has the
-# PROCESS privilege. InnoDB refreshes the table's cache only when it was
-# last read more than 0.1 s ago: a sample every 0.12 s.
+# The poller (t/lib/TrxPoll.pm): the largest trx_rows_modified of any
+# transaction seen (only the daemon writes meanwhile), and how many samples
+# showed one of the purge.
 my $dir = test_dir();
-my $poll_out = "$dir/purge-poll";
-my $poll_stop = "$dir/purge-poll.stop";
+my $purge_stmt = qr/^DELETE FROM `messages`/;
 
-sub start_poller {
-    unlink $poll_stop, $poll_out;
-    my $kid = fork // die "fork: $!";
-    return $kid if $kid;
-    my $root = DBI->connect("DBI:MariaDB:mariadb_socket=$ENV{RG_DB_SOCKET}", 'root', '',
-                            { RaiseError => 1, PrintError => 0, AutoCommit => 1 });
-    my ($max, $seen) = (0, 0);
-    until (-e $poll_stop) {
-        for my $t (@{ $root->selectall_arrayref(q{SELECT trx_rows_modified, trx_query FROM information_schema.INNODB_TRX
-                                                  WHERE trx_rows_modified > 0}) }) {
-            $seen++ if !defined $t->[1] || $t->[1] =~ /^DELETE FROM `messages`/;
-            $max = $t->[0] if $t->[0] > $max;
-        }
-        sleep 0.12;
-    }
-    open my $fh, '>', $poll_out or _exit(1);
-    print $fh "$max $seen\n";
-    close $fh;
-    _exit(0);
-}
-
-# Stop it: (largest rows modified, purge samples).
-sub stop_poller {
-    my ($kid) = @_;
-    open my $touch, '>', $poll_stop or die "$poll_stop: $!";
-    close $touch;
-    waitpid($kid, 0);
-    return split ' ', slurp($poll_out) // '';
-}
-
-my $poller = start_poller();
+my $poller = TrxPoll::start($dir, $purge_stmt);
 $c = write_config(database => $db, extra => "message_retention = $RETENTION\n",
                   sections => { purge => "chunk_rows = 100\npause = 50\n" });
 my $pid = start_daemon($c);
@@ -178,7 +144,7 @@ my ($nchunks) = $prom =~ /^rateguard_db_purge_chunks_total (\d+)$/m;
 is($rows, $left, "rateguard_db_purged_rows_total $left");
 is($nchunks, int($left / 100) + 1, 'rateguard_db_purge_chunks_total: one per 100 rows, and the short last one');
 is(stop_daemon($pid), 0, 'stopped');
-my ($max) = stop_poller($poller);
+my ($max) = TrxPoll::stop($poller);
 ok(defined $max && $max <= 100, "no transaction modified more than chunk_rows = 100 rows meanwhile (at most $max)");
 
 # --- at a reset_schedule boundary: the reset, then the purge ---
@@ -220,11 +186,11 @@ $want = filled($N);
 $old0 = old_rows($h);
 $c = write_config(database => $db, extra => "message_retention = $RETENTION\n",
                   sections => { purge => "chunk_rows = 2000\npause = 0\n" });
-$poller = start_poller();
+$poller = TrxPoll::start($dir, $purge_stmt);
 $pid = start_daemon($c);
 ok(wait_until(sub { old_rows($h) == 0 }, 120), "the writer purges $old0 rows");
 my $seen;
-($max, $seen) = stop_poller($poller);
+($max, $seen) = TrxPoll::stop($poller);
 is_deeply(by_day($h), purged_view($want), 'exactly the rows past retention are gone');
 ok(wait_until(sub { slurp($c->{log}) =~ /writer: purge: $old0 message\(s\) created before \S+ deleted in (\d+) chunk/
                     && $1 == int($old0 / 2000) + 1 }), 'in ' . (int($old0 / 2000) + 1) . ' chunks');

@@ -143,7 +143,7 @@ int command_cleanup(const struct rg_config *cfg)
     /* The report of the period that ends goes first; whatever becomes of
      * it, the reset is done (report.c). */
     int report_rc = cfg->report.enabled ? report_run(db, cfg, now_us, "cleanup") : RG_EXIT_OK;
-    if (!cachesync_db_reset(db, now_us, &reset, err, sizeof(err))) {
+    if (!cachesync_db_reset(db, now_us, cfg->purge.chunk_rows, &reset, err, sizeof(err))) {
         mysql_close(db);
         log_error("cleanup: %s", err);
         return RG_EXIT_CLEANUP;

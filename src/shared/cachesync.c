@@ -81,11 +81,15 @@ enum row_entries {
     ROWS_LOAD_IF_ROOM,  /* rows not cached, while the cache has free entries */
 };
 
+/* Every row of sql (CACHESYNC_COLUMNS) applied to the cache; *count the
+ * rows applied; *read (when not NULL) the rows read and *last_id the id of
+ * the last one. */
 static bool for_each_row(MYSQL *db, struct shm *shm, const char *sql, enum row_entries load, uint16_t round,
-                         unsigned long *count, char *err, size_t errsize)
+                         unsigned long *count, unsigned long *read, uint64_t *last_id, char *err, size_t errsize)
 {
     MYSQL_RES *res;
     MYSQL_ROW row;
+    unsigned long rows = 0;
 
     if (mysql_real_query(db, sql, strlen(sql)) != 0 || (res = mysql_use_result(db)) == NULL) {
         snprintf(err, errsize, "%s", mysql_error(db));
@@ -100,7 +104,12 @@ static bool for_each_row(MYSQL *db, struct shm *shm, const char *sql, enum row_e
         bool create = load == ROWS_LOAD || cache_used(&shm->cache) < shm->cache.sh->capacity;
         if (cache_apply(&shm->cache, key, create, cachesync_apply_row, &r) == CACHE_OK)
             (*count)++;
+        rows++;
+        if (last_id)
+            *last_id = r.id;
     }
+    if (read)
+        *read = rows;
     bool ok = mysql_errno(db) == 0;
     if (!ok)
         snprintf(err, errsize, "%s", mysql_error(db));
@@ -313,7 +322,7 @@ bool cachesync_preload(MYSQL *db, struct shm *shm)
              shm->cache.sh->capacity);
     if (!cachesync_load_domains(db, shm, err, sizeof(err)))
         log_error("preload: %s; starting without domain defaults", err);
-    if (!for_each_row(db, shm, sql, ROWS_LOAD, 0, &loaded, err, sizeof(err))) {
+    if (!for_each_row(db, shm, sql, ROWS_LOAD, 0, &loaded, NULL, NULL, err, sizeof(err))) {
         log_error("preload: %s; starting with what was loaded", err);
         return false;
     }
@@ -321,36 +330,127 @@ bool cachesync_preload(MYSQL *db, struct shm *shm)
     return true;
 }
 
-struct sweep_arg {
-    uint16_t round;
-};
-
-/* Known to the database before, not found in this round, nothing queued. */
-static bool row_gone(const struct cache_entry *e, void *arg)
+bool cachesync_refresh_page(MYSQL *db, struct shm *shm, uint64_t after_id, unsigned page_rows, uint16_t round,
+                            unsigned long *read, uint64_t *last_id, char *err, size_t errsize)
 {
-    const struct sweep_arg *a = arg;
-    return e->db_id != 0 && e->seen != a->round && e->unwritten_msg == 0 && e->unwritten_rcpt == 0;
-}
+    char sql[1024];
+    unsigned long applied;
 
-bool cachesync_refresh_all(MYSQL *db, struct shm *shm, char *err, size_t errsize)
-{
-    if (!cachesync_load_domains(db, shm, err, errsize))
-        return false;
-    static uint16_t round;
-    unsigned long seen;
-    struct sweep_arg a;
-
-    round = (uint16_t)(round + 1 ? round + 1 : 1);
-    a.round = round;
+    *last_id = after_id;
     /* Rows made by an operator (set-quota, an INSERT) reach the cache here,
      * so the sender's first message is decided on its own quota. */
-    if (!for_each_row(db, shm, "SELECT " CACHESYNC_COLUMNS " FROM `ratelimits`", ROWS_LOAD_IF_ROOM, round, &seen, err,
-                      errsize))
+    snprintf(sql, sizeof(sql), "SELECT " CACHESYNC_COLUMNS " FROM `ratelimits` WHERE `id` > %llu ORDER BY `id` LIMIT %u",
+             (unsigned long long)after_id, page_rows);
+    bool ok = for_each_row(db, shm, sql, ROWS_LOAD_IF_ROOM, round, &applied, read, last_id, err, errsize);
+    mysql_commit(db);       /* end the read's transaction: the next page sees newer rows */
+    return ok;
+}
+
+bool cachesync_max_id(MYSQL *db, uint64_t *max_id, char *err, size_t errsize)
+{
+    static const char sql[] = "SELECT COALESCE(MAX(`id`), 0) FROM `ratelimits`";
+    if (mysql_real_query(db, sql, strlen(sql)) != 0) {
+        snprintf(err, errsize, "%s", mysql_error(db));
         return false;
-    uint32_t dropped = cache_sweep(&shm->cache, row_gone, &a);
-    if (dropped)
-        log_info("refresh: %u sender(s) deleted from the database dropped from the cache", dropped);
+    }
+    MYSQL_RES *res = mysql_store_result(db);
+    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+    bool ok = row != NULL && row[0] != NULL;
+    *max_id = ok ? strtoull(row[0], NULL, 10) : 0;
+    if (!ok)
+        snprintf(err, errsize, "no MAX(id): %s", mysql_error(db));
+    mysql_free_result(res);
+    mysql_commit(db);
+    return ok;
+}
+
+/* The entries a pass did not find: their rows were there when it began
+ * (id at most max_id) and are not now, or they were made again after
+ * their page was read. At most GONE_MAX a pass; the rest the next one. */
+#define GONE_MAX 4096
+
+struct gone_candidates {
+    uint16_t round;
+    uint64_t max_id;
+    uint64_t ids[GONE_MAX];
+    size_t n;
+    const uint64_t *present;    /* sorted ids still in the database */
+    size_t n_present;
+};
+
+static bool not_found(const struct cache_entry *e, const struct gone_candidates *g)
+{
+    return e->db_id != 0 && e->db_id <= g->max_id && e->seen != g->round && e->unwritten_msg == 0 &&
+           e->unwritten_rcpt == 0;
+}
+
+static void collect_not_found(struct cache_entry *e, bool created, void *arg)
+{
+    struct gone_candidates *g = arg;
+    (void)created;
+    if (g->n < GONE_MAX && not_found(e, g))
+        g->ids[g->n++] = e->db_id;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool row_gone(const struct cache_entry *e, void *arg)
+{
+    const struct gone_candidates *g = arg;
+    return not_found(e, g) && bsearch(&e->db_id, g->ids, g->n, sizeof(uint64_t), cmp_u64) != NULL &&
+           bsearch(&e->db_id, g->present, g->n_present, sizeof(uint64_t), cmp_u64) == NULL;
+}
+
+/* Which of the candidates' ids are still rows: into a sorted array. */
+static bool ids_present(MYSQL *db, struct gone_candidates *g, uint64_t *present, char *err, size_t errsize)
+{
+    size_t size = 64 + g->n * 21;
+    char *sql = xmalloc(size);
+    size_t len = (size_t)snprintf(sql, size, "SELECT `id` FROM `ratelimits` WHERE `id` IN (");
+    for (size_t i = 0; i < g->n; i++)
+        len += (size_t)snprintf(sql + len, size - len, "%s%llu", i ? "," : "", (unsigned long long)g->ids[i]);
+    snprintf(sql + len, size - len, ")");
+    bool ok = mysql_real_query(db, sql, strlen(sql)) == 0;
+    free(sql);
+    MYSQL_RES *res = ok ? mysql_store_result(db) : NULL;
+    if (res == NULL) {
+        snprintf(err, errsize, "%s", mysql_error(db));
+        return false;
+    }
+    MYSQL_ROW row;
+    g->n_present = 0;
+    while ((row = mysql_fetch_row(res)) != NULL && g->n_present < g->n)
+        present[g->n_present++] = strtoull(row[0], NULL, 10);
+    mysql_free_result(res);
+    mysql_commit(db);
+    qsort(present, g->n_present, sizeof(uint64_t), cmp_u64);
     return true;
+}
+
+bool cachesync_sweep_gone(MYSQL *db, struct shm *shm, uint16_t round, uint64_t max_id, uint32_t *dropped, char *err,
+                          size_t errsize)
+{
+    struct gone_candidates *g = xcalloc(1, sizeof(*g));
+    g->round = round;
+    g->max_id = max_id;
+    *dropped = 0;
+    cache_foreach(&shm->cache, collect_not_found, g);
+    bool ok = true;
+    if (g->n > 0) {
+        uint64_t *present = xcalloc(g->n, sizeof(uint64_t));
+        qsort(g->ids, g->n, sizeof(uint64_t), cmp_u64);
+        ok = ids_present(db, g, present, err, errsize);
+        g->present = present;
+        if (ok)
+            *dropped = cache_sweep(&shm->cache, row_gone, g);
+        free(present);
+    }
+    free(g);
+    return ok;
 }
 
 unsigned writer_lane(const char *sender)
@@ -490,24 +590,56 @@ uint32_t cachesync_period_reset(struct shm *shm, int64_t boundary_us)
     return a.count;
 }
 
-bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, unsigned long long *reset, char *err, size_t errsize)
+/* The ids the reset walks: every row there when it begins (a row made
+ * later holds counts of the new period only). False on a failed query. */
+static bool reset_id_range(MYSQL *db, unsigned long long *lo, unsigned long long *hi, char *err, size_t errsize)
 {
-    char sql[700], at[64];
-
-    snprintf(at, sizeof(at), "FROM_UNIXTIME(%lld.%06lld)", (long long)(boundary_us / 1000000),
-             (long long)(boundary_us % 1000000));
-    snprintf(sql, sizeof(sql),
-             "UPDATE `ratelimits` SET `msg_counter` = 0, `rcpt_counter` = 0, "
-             "`quota` = IF(`quota_locked`, `quota`, `quota_reset`), `reset_at` = %s, `notified` = 0, "
-             "`updated_at` = `updated_at` WHERE `reset_at` IS NULL OR `reset_at` < %s", at, at);
+    static const char sql[] = "SELECT COALESCE(MIN(`id`), 1), COALESCE(MAX(`id`), 0) FROM `ratelimits`";
     if (mysql_real_query(db, sql, strlen(sql)) != 0) {
         snprintf(err, errsize, "period reset: %s", mysql_error(db));
         return false;
     }
-    *reset = mysql_affected_rows(db);
-    if (mysql_commit(db) != 0) {
-        snprintf(err, errsize, "commit: %s", mysql_error(db));
+    MYSQL_RES *res = mysql_store_result(db);
+    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+    bool ok = row != NULL && row[0] != NULL && row[1] != NULL;
+    if (ok) {
+        *lo = strtoull(row[0], NULL, 10);
+        *hi = strtoull(row[1], NULL, 10);
+    } else
+        snprintf(err, errsize, "period reset: no id range: %s", mysql_error(db));
+    mysql_free_result(res);
+    mysql_commit(db);       /* end the read's transaction */
+    return ok;
+}
+
+bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, long chunk_rows, unsigned long long *reset, char *err,
+                        size_t errsize)
+{
+    char sql[800], at[64];
+    unsigned long long lo, hi;
+
+    *reset = 0;
+    if (!reset_id_range(db, &lo, &hi, err, errsize))
         return false;
+    snprintf(at, sizeof(at), "FROM_UNIXTIME(%lld.%06lld)", (long long)(boundary_us / 1000000),
+             (long long)(boundary_us % 1000000));
+    for (unsigned long long from = lo; from <= hi; from += (unsigned long long)chunk_rows) {
+        snprintf(sql, sizeof(sql),
+                 "UPDATE `ratelimits` SET `msg_counter` = 0, `rcpt_counter` = 0, "
+                 "`quota` = IF(`quota_locked`, `quota`, `quota_reset`), `reset_at` = %s, `notified` = 0, "
+                 "`updated_at` = `updated_at` WHERE `id` >= %llu AND `id` < %llu "
+                 "AND (`reset_at` IS NULL OR `reset_at` < %s)", at, from, from + (unsigned long long)chunk_rows, at);
+        if (mysql_real_query(db, sql, strlen(sql)) != 0) {
+            snprintf(err, errsize, "period reset: %s", mysql_error(db));
+            mysql_rollback(db);
+            return false;
+        }
+        my_ulonglong n = mysql_affected_rows(db);
+        if (mysql_commit(db) != 0) {
+            snprintf(err, errsize, "period reset: commit: %s", mysql_error(db));
+            return false;
+        }
+        *reset += (unsigned long long)n;
     }
     return true;
 }

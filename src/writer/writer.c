@@ -20,6 +20,7 @@
  */
 #include "writer.h"
 #include "blockjournal.h"
+#include "cacherefresh.h"
 #include "report.h"
 #include "config.h"
 #include "log.h"
@@ -55,6 +56,7 @@ struct writer {
     uint32_t refresh_seen;          /* refresh_requests already served */
     struct watchsync watch;         /* the signals' feed, episodes and fold */
     struct writepurge purge;        /* the retention purge, paced */
+    struct cacherefresh refresh;    /* the refresh from the database, in pages */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -139,6 +141,25 @@ static void write_snapshot(struct writer *w)
         log_error("writer: counter snapshot: %s", err);
 }
 
+/* A refresh pass has read every row: what waited for it. */
+static void refresh_done(struct writer *w)
+{
+    struct shm_header *h = w->ctx->shm->hdr;
+
+    if (__atomic_exchange_n(&h->cache_from_snapshot, 0, __ATOMIC_ACQ_REL))
+        log_notice("writer: every sender re-read from the database; the counts loaded from the snapshot "
+                   "are replaced");
+    __atomic_store_n(&h->db_read, 1, __ATOMIC_RELEASE);
+    write_snapshot(w);
+    w->next_refresh_ms = clock_monotonic_ms() + w->ctx->cfg->cache.refresh_interval * 1000;
+    w->watch.next_adopt = 0;    /* an operator's `clear` is taken before the command hears back */
+    watchsync_step(&w->watch, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg);
+    if (w->refresh.asked != w->refresh_seen) {
+        w->refresh_seen = w->refresh.asked;
+        acknowledge(w);
+    }
+}
+
 /* Owed period reset and due refreshes, before any record is written: a
  * record made after the boundary must land in the new period. */
 static bool housekeeping(struct writer *w, char *err, size_t errsize)
@@ -158,31 +179,27 @@ static bool housekeeping(struct writer *w, char *err, size_t errsize)
             report_prepare_pending(lanes_db(&w->lanes), w->ctx->cfg, (int64_t)w->next_reset * 1000000);
             reported = w->next_reset;
         }
-        if (!cachesync_db_reset(lanes_db(&w->lanes), (int64_t)w->next_reset * 1000000, &reset, err, errsize))
+        if (!cachesync_db_reset(lanes_db(&w->lanes), (int64_t)w->next_reset * 1000000, w->ctx->cfg->purge.chunk_rows,
+                                &reset, err, errsize))
             return false;
         log_notice("period reset: %llu sender(s) reset", reset);
         writepurge_start(&w->purge, w->ctx->cfg);   /* in chunks, between the rounds that follow */
         __atomic_store_n(&h->db_reset_done, (int64_t)w->next_reset, __ATOMIC_RELEASE);
         w->next_reset = period_next_reset(w->ctx->cfg->reset_schedule, time(NULL), w->next_reset);
         w->next_refresh_ms = 0;
+        cacherefresh_abort(&w->refresh);    /* the rows read before the reset are read again */
     }
-    if (asked != w->refresh_seen || clock_monotonic_ms() >= w->next_refresh_ms) {
-        log_debug("writer: refreshing the cache from the database%s", asked != w->refresh_seen ? " (asked)" : "");
-        if (!cachesync_refresh_all(lanes_db(&w->lanes), w->ctx->shm, err, errsize))
+    if (w->refresh.active || asked != w->refresh_seen || clock_monotonic_ms() >= w->next_refresh_ms) {
+        if (!w->refresh.active)
+            log_debug("writer: refreshing the cache from the database%s",
+                      asked != w->refresh_seen ? " (asked)" : "");
+        bool done;
+        if (!cacherefresh_step(&w->refresh, lanes_db(&w->lanes), w->ctx->shm, asked, &done, err, errsize))
             return false;
-        mysql_commit(lanes_db(&w->lanes));    /* end the read's transaction: the next sees new data */
-        if (__atomic_exchange_n(&h->cache_from_snapshot, 0, __ATOMIC_ACQ_REL))
-            log_notice("writer: every sender re-read from the database; the counts loaded from the snapshot "
-                       "are replaced");
-        __atomic_store_n(&h->db_read, 1, __ATOMIC_RELEASE);
-        write_snapshot(w);
-        w->next_refresh_ms = clock_monotonic_ms() + w->ctx->cfg->cache.refresh_interval * 1000;
-        w->watch.next_adopt = 0;    /* an operator's `clear` is taken before the command hears back */
-        watchsync_step(&w->watch, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg);
-        if (asked != w->refresh_seen) {
-            w->refresh_seen = asked;
-            acknowledge(w);
-        }
+        if (done)
+            refresh_done(w);
+        else
+            watchsync_step(&w->watch, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg);
     } else
         watchsync_step(&w->watch, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg);
     return writepurge_step(&w->purge, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg, err, errsize);
@@ -322,7 +339,7 @@ void writer_main(const struct writer_ctx *ctx)
             continue;           /* more may be waiting */
         if (stop_requested)
             break;
-        int64_t until_refresh = w.next_refresh_ms - clock_monotonic_ms();
+        int64_t until_refresh = w.refresh.active ? 0 : w.next_refresh_ms - clock_monotonic_ms();
         int timeout = until_refresh < 1000 ? (until_refresh > 0 ? (int)until_refresh : 0) : 1000;
         int purge_due = writepurge_due_in_ms(&w.purge);
         wait_for_work(&w, purge_due >= 0 && purge_due < timeout ? purge_due : timeout, false);

@@ -363,6 +363,13 @@ static void on_stop(int sig)
     stop_early = 1;
 }
 
+static void load_signals(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_stop);
+    signal(SIGINT, on_stop);
+}
+
 static int load(const struct listen_addr *la, const struct load_opts *o)
 {
     struct load_state ls = {.o = o, .la = la, .c = calloc((size_t)o->nconn, sizeof(struct conn)),
@@ -371,9 +378,7 @@ static int load(const struct listen_addr *la, const struct load_opts *o)
     ls.cap = o->requests > 0 ? o->requests : 20000000;
     ls.lat = malloc((size_t)ls.cap * sizeof(double));
 
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGTERM, on_stop);
-    signal(SIGINT, on_stop);
+    load_signals();
     for (int i = 0; i < o->nconn; i++) {
         ls.c[i].fd = -1;
         if (!conn_open(&ls, i) && !o->reconnect) {

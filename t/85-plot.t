@@ -1,16 +1,18 @@
 #!/usr/bin/perl
 # SPDX-License-Identifier: GPL-3.0-or-later
 # 85-plot.t - t/plot, the pictures of `make bench` and `make soak` (issue
-# 30), on small data files made here (any user, no daemon, no database):
-#   - a bench and a soak file give an SVG that is well-formed XML (read by
-#     XML::LibXML), with the axis labels, the series' titles, the senders'
-#     columns, the fault kinds, the title line, a y axis that reaches the
-#     data's largest figure and one shaded band per lasting fault in each
-#     of the two upper panels;
+# 30) and `make bench-year` (issue 32), on small data files made here (any
+# user, no daemon, no database):
+#   - a bench, a soak and a year file give an SVG that is well-formed XML
+#     (read by XML::LibXML), with the axis labels, the series' titles, the
+#     senders' columns, the fault kinds, the year's cases (names that start
+#     with a digit), the title line, a y axis that reaches the data's
+#     largest figure and one shaded band per lasting fault in each of the
+#     two upper panels;
 #   - an empty, missing or malformed file (wrong field count, a word for a
 #     number, a fault ending before it starts, an unknown record, a second
-#     line for the same run, nothing on the time axis) exits 1 with a
-#     message naming the line, and leaves no picture;
+#     line for the same run or the same case and size, nothing on the time
+#     axis) exits 1 with a message naming the line, and leaves no picture;
 #   - no gnuplot exits 3 saying there is no picture; a gnuplot that fails,
 #     or writes half a document, exits 4 and leaves no picture; bad usage
 #     exits 2.
@@ -96,6 +98,19 @@ fault 24.0 24.0 notifier
 fault 25.0 25.0 gremlin
 DAT
 
+# Three cases, the empty table and 10 million rows (one as 1e7).
+my $year = put('year.dat', <<'DAT');
+# t/85-plot.t's year
+# title: made by 85-plot.t, 2 s per step
+# year CASE ROWS CAPACITY P99_MS MAX_MS
+year 1000-senders-default-cache 0 9000 1.20 14.5
+year 1000000-senders-default-cache 0 6750 2.10 22.0
+year 1000000-senders-cache-1100000 0 8400 1.40 16.1
+year 1000-senders-default-cache 10000000 7900 1.70 21.4
+year 1000000-senders-default-cache 1e7 5100 3.90 48.7
+year 1000000-senders-cache-1100000 10000000 7300 2.00 26.9
+DAT
+
 SKIP: {
     skip 'no gnuplot (Debian: gnuplot-nox; make deps installs it)', 1 unless $have_gnuplot;
     skip 'no XML::LibXML (Debian: libxml-libxml-perl; make deps installs it)', 1 unless $have_libxml;
@@ -135,6 +150,29 @@ SKIP: {
     # soak's combinations do), shaded in the answers' panel and in the lag's.
     my @bands = $doc ? $doc->findnodes('//*[local-name()="polygon" and @fill-opacity and @fill-opacity < 1]') : ();
     is(scalar @bands, 8, 'one shaded band per lasting fault in each of the two upper panels');
+
+    ($rc, $out) = plot('year', $year, "$dir/year.svg");
+    is($rc, 0, 'year: t/plot exits 0') or diag($out);
+    like($out, qr{t/plot: \Q$dir\E/year\.svg}, 'and names the picture');
+    ok(-s "$dir/year.svg", 'year.svg written');
+    ok(!-e "$dir/year.svg.tmp", 'no temporary file left');
+    like(do { local (@ARGV, $/) = ("$dir/year.svg"); <> }, qr{\A<\?xml[^>]*\?>\n<!-- SPDX-License-Identifier: GPL-3.0-or-later -->\n<!-- rateguard: drawn by t/plot year from year.dat -->\n},
+         'it carries its licence and origin after the XML declaration');
+    my ($ytexts) = svg_texts("$dir/year.svg");
+    %have = map { ($_ => 1) } @$ytexts;
+    for my $want ("rateguard, a year of mail: sustained capacity and latency against the messages table's size",
+                  'made by 85-plot.t, 2 s per step', 'sustained capacity (requests/s)', 'latency (ms)',
+                  'messages rows (millions)', '1000-senders-default-cache', '1000000-senders-default-cache',
+                  '1000000-senders-cache-1100000', 'p99', 'max') {
+        ok($have{$want}, "year.svg shows \"$want\"");
+    }
+    ($top) = sort { $b <=> $a } grep { /^\d+$/ } @$ytexts;
+    ok(defined $top && $top >= 9000 && $top < 2 * 9000, 'its largest tic reaches the largest capacity (' . ($top // '-') . ')');
+    # Both panels' x axes linear from 0 to 10 million rows; the latency's log.
+    my $all = join '|', '', @$ytexts, '';
+    my $xtics = () = $all =~ /\|0\|2\|4\|6\|8\|10\|/g;
+    is($xtics, 2, 'both x axes linear from 0 to 10 (million rows)') or diag($all);
+    like($all, qr/\|1\|10\|100\|/, 'the latency on a log scale');
 }
 
 # Malformed data: exit 1, the line named, no picture.
@@ -156,6 +194,17 @@ my @bad = (
     ['soak', "lag 1.0 - 0.5\n", qr/line 1: DEPTH and LAG_S are both `-' or neither/, 'half a missed sample'],
     ['soak', "fault 1 2 database\n", qr/no answers or lag lines/, 'faults alone'],
     ['soak', "answers 0 380 20 0\nfault 1 2 data\\base\n", qr/line 2: field 4 .*not a name/, 'a fault kind that is no name'],
+    ['year', "year a 0 9000 1.2 14.5\nyear b 0 8000 1.3\n", qr/line 2: a year line .* needs 6 fields, found 5/,
+     'a year line one field short'],
+    ['year', "year a 0 9000 1.2 14.5 3\n", qr/line 1: a year line .* needs 6 fields, found 7/, 'a year line one field long'],
+    ['year', "year a 0 9000 1.2 14.5\nyear a ten-million 7900 1.7 21.4\n", qr/line 2: field 3 .* is `ten-million', not a number/,
+     'a word for ROWS'],
+    ['year', "year a -1 9000 1.2 14.5\n", qr/line 1: field 3 .* is `-1', not a number/, 'a negative ROWS'],
+    ['year', "year a 0 9000 1.2 14.5\nyear -a 0 9000 1.2 14.5\n", qr/line 2: field 2 .*not a name/, 'a case that is no name'],
+    ['year', "year 1000-senders 0 9000 1.2 14.5\nyear 1000-senders 10000000 7900 1.7 21.4\nyear 1000-senders 1e7 7800 1.8 22.0\n",
+     qr/line 3: a second line for 1000-senders ROWS=1e7 \(the first on line 2\)/, 'the same case and size twice'],
+    ['year', "year a 0 9000 1.2 14.5\nbench a 0 9000 1.2 14.5\n", qr/line 2: `bench' is not a record of a year run/,
+     'an unknown record'],
 );
 for my $i (0 .. $#bad) {
     my ($kind, $text, $re, $what) = @{ $bad[$i] };
@@ -177,7 +226,7 @@ my ($rc, $out) = plot('bench', $bench);
 is($rc, 2, 'two arguments: usage, exit 2');
 ($rc, $out) = plot('pie', $bench, "$dir/pie.svg");
 is($rc, 2, 'an unknown kind: usage, exit 2');
-like($out, qr/usage: t\/plot bench\|soak DATA SVG/, 'the usage line');
+like($out, qr/usage: t\/plot bench\|soak\|year DATA SVG/, 'the usage line');
 {
     local $ENV{GNUPLOT} = "$dir/no/gnuplot";
     ($rc, $out) = plot('bench', $bench, "$dir/none.svg");

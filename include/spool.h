@@ -22,6 +22,7 @@ struct spool {
     const char *path;           /* borrowed: must outlive the spool */
     int fd;                     /* -1: not open */
     off_t read;                 /* next byte not yet in the database (the writer's) */
+    bool failing;               /* the last spill could not write (a full disk): said once, until one can */
 };
 
 /* Records from `read` on. The cursor owns its buffer (spool_cursor_end

@@ -5,13 +5,18 @@
  * round's cursor reads them back in order, and once all are consumed the
  * file starts afresh; recovery's cursor reads on past a slice to the end
  * and says how many bytes at the end are not a whole record; a damaged
- * spool is set aside and started afresh.
+ * spool is set aside and started afresh; a full disk is logged once, not at
+ * every spill that fails.
  */
 #include "spool.h"
+#include "log.h"
 #include "wqueue.h"
 #include "tap.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +48,66 @@ static size_t write_records(const char *path, size_t n, char *buf)
     }
     close(fd);
     return total;
+}
+
+/* Error lines logged that name the spool's write failure. */
+static int spool_errors;
+static void count_errors(int level, const char *format, const char *text)
+{
+    (void)level;
+    (void)format;
+    if (strstr(text, "cannot write spool") != NULL)
+        spool_errors++;
+}
+
+/* A full disk, in a child (RLIMIT_FSIZE: writes past 64 bytes fail with
+ * EFBIG, the one before it is short): ten spills fail, said once; the
+ * records stay queued; with room again a spill succeeds, and the next
+ * failure is said again. Exit status: the number of checks that failed. */
+static int full_disk_child(const char *dir)
+{
+    char qpath[160], spath[160], err[256];
+    struct wqueue q;
+    struct spool sp;
+    int failed = 0;
+
+    snprintf(qpath, sizeof(qpath), "%s/full.queue", dir);
+    snprintf(spath, sizeof(spath), "%s/full.spool", dir);
+    if (wqueue_open(&q, qpath, 8192, err, sizeof(err)) != WQUEUE_CREATED)
+        return 99;
+    signal(SIGXFSZ, SIG_IGN);
+    log_set_error_hook(count_errors);
+    log_console_quiet();
+    spool_init(&sp, spath);
+    while (wqueue_bytes(&q) < q.sh->capacity / 2) {
+        struct msg_record r = make("full@example.org");
+        wqueue_push(&q, &r);
+    }
+    uint64_t queued = wqueue_depth(&q);
+    struct rlimit big;      /* the soft limit only: it can be raised again up to the hard one */
+    if (getrlimit(RLIMIT_FSIZE, &big) != 0)
+        return 96;
+    struct rlimit small = {64, big.rlim_max};
+    if (setrlimit(RLIMIT_FSIZE, &small) != 0)
+        return 98;
+    for (int i = 0; i < 10; i++)
+        spool_spill(&sp, &q);
+    failed += spool_errors != 1;
+    failed += wqueue_depth(&q) != queued;
+    failed += spool_size(&sp) != 0;
+    if (setrlimit(RLIMIT_FSIZE, &big) != 0)
+        return 97;
+    spool_spill(&sp, &q);
+    failed += wqueue_depth(&q) >= queued || sp.failing;
+    while (wqueue_bytes(&q) < q.sh->capacity / 2) {
+        struct msg_record r = make("full@example.org");
+        wqueue_push(&q, &r);
+    }
+    struct rlimit none = {(rlim_t)spool_size(&sp), big.rlim_max};
+    setrlimit(RLIMIT_FSIZE, &none);
+    spool_spill(&sp, &q);
+    failed += spool_errors != 2;
+    return failed;
 }
 
 int main(void)
@@ -148,6 +213,14 @@ int main(void)
     spool_close(&sp);
 
     char cmd[300];
+    /* A full disk: the failure said once, not at every try. */
+    pid_t kid = fork();
+    if (kid == 0)
+        _exit(full_disk_child(dir));
+    int status = 0;
+    waitpid(kid, &status, 0);
+    is_long(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0,
+            "a full disk: ten failed spills logged once, records kept; after a spill that worked, said again");
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
         diag("cleanup of %s failed", dir);

@@ -25,6 +25,7 @@ void spool_init(struct spool *s, const char *path)
     s->path = path;
     s->fd = -1;
     s->read = 0;
+    s->failing = false;
 }
 
 bool spool_open(struct spool *s, bool create)
@@ -74,9 +75,13 @@ void spool_spill(struct spool *s, struct wqueue *q)
            wqueue_next(q, &cur, buf, WQUEUE_MAX_RECORD, &rec, &len)) {
         ssize_t put = write(s->fd, buf, len);
         if (put != (ssize_t)len) {
-            /* A short write sets no errno: a full disk (the rest would fail with ENOSPC). */
-            log_error("writer: cannot write spool %s: %s; records stay in the queue", s->path,
-                      strerror(put < 0 ? errno : ENOSPC));
+            /* A short write sets no errno: a full disk (the rest would fail
+             * with ENOSPC). Said once: the writer tries again ten times a
+             * second while the database is away. */
+            if (!s->failing)
+                log_error("writer: cannot write spool %s: %s; records stay in the queue (said once until a "
+                          "spill succeeds)", s->path, strerror(put < 0 ? errno : ENOSPC));
+            s->failing = true;
             moved = 0;
             break;
         }
@@ -93,6 +98,9 @@ void spool_spill(struct spool *s, struct wqueue *q)
         return;
     }
     wqueue_release(q, &cur);
+    if (s->failing)
+        log_notice("writer: spool %s written again", s->path);
+    s->failing = false;
     log_warning("writer: database still unavailable; %llu record(s) moved to %s", (unsigned long long)moved,
                 s->path);
 }

@@ -35,8 +35,22 @@ struct shm;
 /* Copy the cache (each entry under its own lock) and write it to path for
  * owner. No lock is held during the I/O. The block journal (blockjournal.h;
  * NULL: none) is rotated before the copy and its older files retired once
- * the snapshot is written. False with the reason in err. */
+ * the snapshot is written. False with the reason in err. The same as
+ * snapshot_take, then snapshot_store. */
 bool snapshot_write(struct shm *shm, const char *path, const char *journal, const char *owner, char *err,
+                    size_t errsize);
+
+/* The two halves, so that the I/O can be done away from the caller (the
+ * writer stores in a thread: a million senders are some 100 MB to write
+ * and fsync, a second the writer would not write records). The take is
+ * quick (memory only): the journal rotated, the cache copied. */
+struct snapshot_taken;
+struct snapshot_taken *snapshot_take(struct shm *shm, const char *journal, const char *owner);
+
+/* Digest, write, fsync, rename, retire the journal's older files and
+ * publish the snapshot's time and size in the shared header; frees t
+ * whatever happens. False with the reason in err. */
+bool snapshot_store(struct snapshot_taken *t, struct shm *shm, const char *path, const char *journal, char *err,
                     size_t errsize);
 
 enum snapshot_load_result { SNAPSHOT_LOADED, SNAPSHOT_ABSENT, SNAPSHOT_REFUSED };

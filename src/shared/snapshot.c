@@ -144,30 +144,44 @@ static void sync_folder(const char *path)
     }
 }
 
-bool snapshot_write(struct shm *shm, const char *path, const char *journal, const char *owner, char *err,
+struct snapshot_taken {
+    struct collect c;
+    int64_t rotated;            /* the journal's generation rotated before the copy */
+    int64_t created_us;
+    char owner[SNAPSHOT_OWNER_SIZE];
+};
+
+struct snapshot_taken *snapshot_take(struct shm *shm, const char *journal, const char *owner)
+{
+    struct snapshot_taken *t = xcalloc(1, sizeof(*t));
+    t->rotated = journal ? blockjournal_rotate(shm, journal) : 0;     /* before the copy */
+    cache_foreach(&shm->cache, collect_locked, &t->c);
+    t->created_us = clock_realtime_us();
+    str_copy(t->owner, owner, sizeof(t->owner));
+    return t;
+}
+
+bool snapshot_store(struct snapshot_taken *t, struct shm *shm, const char *path, const char *journal, char *err,
                     size_t errsize)
 {
-    struct collect c = {0};
-    int64_t rotated = journal ? blockjournal_rotate(shm, journal) : 0;     /* before the copy */
-    cache_foreach(&shm->cache, collect_locked, &c);
-
+    struct collect *c = &t->c;
     struct snapshot_header h;
     memset(&h, 0, sizeof(h));
     h.magic = SNAPSHOT_MAGIC;
     h.version = SNAPSHOT_VERSION;
     h.record_size = sizeof(struct snapshot_record);
-    h.count = c.count;
-    h.created_us = clock_realtime_us();
-    str_copy(h.owner, owner, sizeof(h.owner));
-    size_t body = c.count * sizeof(struct snapshot_record);
-    digest(&h, c.rows, body, h.sha256);
+    h.count = c->count;
+    h.created_us = t->created_us;
+    str_copy(h.owner, t->owner, sizeof(h.owner));
+    size_t body = c->count * sizeof(struct snapshot_record);
+    digest(&h, c->rows, body, h.sha256);
 
     char tmp[4300];
     snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
     bool ok = fd >= 0;
     const char *failed = "open";
-    if (ok && !(ok = write_all(fd, &h, sizeof(h)) && (body == 0 || write_all(fd, c.rows, body))))
+    if (ok && !(ok = write_all(fd, &h, sizeof(h)) && (body == 0 || write_all(fd, c->rows, body))))
         failed = "write";
     if (ok && !(ok = fsync(fd) == 0))
         failed = "fsync";
@@ -187,12 +201,19 @@ bool snapshot_write(struct shm *shm, const char *path, const char *journal, cons
     } else {
         sync_folder(path);
         if (journal)
-            blockjournal_retire(journal, rotated);
-        __atomic_store_n(&shm->hdr->snapshot_senders, (uint32_t)c.count, __ATOMIC_RELAXED);
+            blockjournal_retire(journal, t->rotated);
+        __atomic_store_n(&shm->hdr->snapshot_senders, (uint32_t)c->count, __ATOMIC_RELAXED);
         __atomic_store_n(&shm->hdr->snapshot_written_us, h.created_us, __ATOMIC_RELEASE);
     }
-    free(c.rows);
+    free(c->rows);
+    free(t);
     return ok;
+}
+
+bool snapshot_write(struct shm *shm, const char *path, const char *journal, const char *owner, char *err,
+                    size_t errsize)
+{
+    return snapshot_store(snapshot_take(shm, journal, owner), shm, path, journal, err, errsize);
 }
 
 static void load_locked(struct cache_entry *e, bool created, void *arg)

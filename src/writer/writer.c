@@ -27,7 +27,7 @@
 #include "period.h"
 #include "rateguard.h"
 #include "shm.h"
-#include "snapshot.h"
+#include "snapjob.h"
 #include "spool.h"
 #include "util.h"
 #include "watchsync.h"
@@ -57,6 +57,7 @@ struct writer {
     struct watchsync watch;         /* the signals' feed, episodes and fold */
     struct writepurge purge;        /* the retention purge, paced */
     struct cacherefresh refresh;    /* the refresh from the database, in pages */
+    struct snapjob snap;            /* the counter snapshot being stored */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -128,17 +129,13 @@ static void acknowledge(struct writer *w)
 
 /* The counter snapshot, from the cache as the database has it (after a
  * full refresh, or as an outage begins), never while the cache stands on an
- * older snapshot. */
+ * older snapshot; stored in a thread (snapjob.h). */
 static void write_snapshot(struct writer *w)
 {
     struct shm_header *h = w->ctx->shm->hdr;
-    char err[1024];
     if (!__atomic_load_n(&h->db_read, __ATOMIC_ACQUIRE) || __atomic_load_n(&h->cache_from_snapshot, __ATOMIC_ACQUIRE))
         return;
-    if (snapshot_write(w->ctx->shm, w->ctx->snapshot_path, w->ctx->journal_path, w->ctx->name, err, sizeof(err)))
-        log_debug("writer: counter snapshot written (%u sender(s))", h->snapshot_senders);
-    else
-        log_error("writer: counter snapshot: %s", err);
+    snapjob_start(&w->snap, w->ctx->shm, w->ctx->snapshot_path, w->ctx->journal_path, w->ctx->name);
 }
 
 /* A refresh pass has read every row: what waited for it. */
@@ -155,6 +152,7 @@ static void refresh_done(struct writer *w)
     w->watch.next_adopt = 0;    /* an operator's `clear` is taken before the command hears back */
     watchsync_step(&w->watch, lanes_db(&w->lanes), w->ctx->shm, w->ctx->cfg);
     if (w->refresh.asked != w->refresh_seen) {
+        snapjob_finish(&w->snap);   /* a command hears back once the snapshot is on disk */
         w->refresh_seen = w->refresh.asked;
         acknowledge(w);
     }
@@ -286,6 +284,7 @@ static bool back_off(struct writer *w, const char *err)
     for (int waited = 0; waited < w->backoff_ms && !stop_requested && !housekeeping_due(w); waited += 100) {
         spool_spill(&w->spool, &shm->queue);
         blockjournal_sync(w->ctx->journal_path);
+        snapjob_busy(&w->snap);
         wait_for_work(w, 100, true);
     }
     return true;
@@ -300,6 +299,7 @@ static void writer_finish(struct writer *w)
     if (left > 0 || spooled > 0)
         log_error("writer: stopping with %llu record(s) queued and %lld spooled byte(s) not written; "
                   "the next start writes them", (unsigned long long)left, (long long)spooled);
+    snapjob_finish(&w->snap);
     lanes_free(&w->lanes);
     spool_close(&w->spool);
     round_free(&w->round);
@@ -316,6 +316,7 @@ void writer_main(const struct writer_ctx *ctx)
     for (;;) {
         long n = 0;
         blockjournal_sync(ctx->journal_path);   /* at most once a second */
+        snapjob_busy(&w.snap);                  /* a stored snapshot's outcome logged */
         enum round_result res = write_step(&w, &n, err, sizeof(err));
         if (res == ROUND_AGAIN)
             continue;

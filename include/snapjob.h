@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * snapjob.h - the writer's counter snapshot stored in a thread of its own:
- * the writer takes the snapshot (the journal rotated, the cache copied:
- * memory only) and goes on writing records while the thread digests,
- * writes, fsyncs and renames it. With a million cached senders the store
+ * the writer takes the snapshot (the journal rotated: a rename) and goes on
+ * writing records while the thread copies the cache, digests, writes,
+ * fsyncs and renames it. With a million cached senders the store
  * is some 100 MB and about a second, every cache.refresh_interval: done by
  * the writer itself, its lag rose by that second each time (issue 32's
  * bench-year). One store at a time: a snapshot due while the last is still

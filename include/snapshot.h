@@ -40,16 +40,17 @@ struct shm;
 bool snapshot_write(struct shm *shm, const char *path, const char *journal, const char *owner, char *err,
                     size_t errsize);
 
-/* The two halves, so that the I/O can be done away from the caller (the
- * writer stores in a thread: a million senders are some 100 MB to write
- * and fsync, a second the writer would not write records). The take is
- * quick (memory only): the journal rotated, the cache copied. */
+/* The two halves, so that the work can be done away from the caller (the
+ * writer stores in a thread: a million senders are some 100 MB to copy,
+ * write and fsync, a second the writer would not write records). The take
+ * is quick: the journal rotated (the copy must come after it). */
 struct snapshot_taken;
 struct snapshot_taken *snapshot_take(struct shm *shm, const char *journal, const char *owner);
 
-/* Digest, write, fsync, rename, retire the journal's older files and
- * publish the snapshot's time and size in the shared header; frees t
- * whatever happens. False with the reason in err. */
+/* Copy the cache (each entry under its own lock), digest, write, fsync,
+ * rename, retire the journal's older files and publish the snapshot's time
+ * and size in the shared header; frees t whatever happens. False with the
+ * reason in err. */
 bool snapshot_store(struct snapshot_taken *t, struct shm *shm, const char *path, const char *journal, char *err,
                     size_t errsize);
 

@@ -155,8 +155,6 @@ struct snapshot_taken *snapshot_take(struct shm *shm, const char *journal, const
 {
     struct snapshot_taken *t = xcalloc(1, sizeof(*t));
     t->rotated = journal ? blockjournal_rotate(shm, journal) : 0;     /* before the copy */
-    cache_foreach(&shm->cache, collect_locked, &t->c);
-    t->created_us = clock_realtime_us();
     str_copy(t->owner, owner, sizeof(t->owner));
     return t;
 }
@@ -165,6 +163,10 @@ bool snapshot_store(struct snapshot_taken *t, struct shm *shm, const char *path,
                     size_t errsize)
 {
     struct collect *c = &t->c;
+    /* The copy, after the rotation (any block change not in the rotated
+     * journal files is in the current one, which this snapshot retires not). */
+    cache_foreach(&shm->cache, collect_locked, c);
+    t->created_us = clock_realtime_us();
     struct snapshot_header h;
     memset(&h, 0, sizeof(h));
     h.magic = SNAPSHOT_MAGIC;

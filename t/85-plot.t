@@ -63,6 +63,21 @@ sub svg_texts {
     return (\@texts, $doc);
 }
 
+# Draws KIND from $dir/KIND.dat into $dir/KIND.svg and checks what every
+# picture must be: exit 0, named, written whole (no temporary file left),
+# its licence and origin after the XML declaration.
+sub drawn {
+    my ($kind, $data) = @_;
+    my ($rc, $out) = plot($kind, $data, "$dir/$kind.svg");
+    is($rc, 0, "$kind: t/plot exits 0") or diag($out);
+    like($out, qr{t/plot: \Q$dir\E/$kind\.svg}, 'and names the picture');
+    ok(-s "$dir/$kind.svg", "$kind.svg written");
+    ok(!-e "$dir/$kind.svg.tmp", 'no temporary file left');
+    like(do { local (@ARGV, $/) = ("$dir/$kind.svg"); <> },
+         qr{\A<\?xml[^>]*\?>\n<!-- SPDX-License-Identifier: GPL-3.0-or-later -->\n<!-- rateguard: drawn by t/plot $kind from $kind\.dat -->\n},
+         'it carries its licence and origin after the XML declaration');
+}
+
 my $bench = put('bench.dat', <<'DAT');
 # t/85-plot.t's bench
 # title: made by 85-plot.t, 1 s per run
@@ -115,13 +130,7 @@ SKIP: {
     skip 'no gnuplot (Debian: gnuplot-nox; make deps installs it)', 1 unless $have_gnuplot;
     skip 'no XML::LibXML (Debian: libxml-libxml-perl; make deps installs it)', 1 unless $have_libxml;
 
-    my ($rc, $out) = plot('bench', $bench, "$dir/bench.svg");
-    is($rc, 0, 'bench: t/plot exits 0') or diag($out);
-    like($out, qr{t/plot: \Q$dir\E/bench\.svg}, 'and names the picture');
-    ok(-s "$dir/bench.svg", 'bench.svg written');
-    ok(!-e "$dir/bench.svg.tmp", 'no temporary file left');
-    like(do { local (@ARGV, $/) = ("$dir/bench.svg"); <> }, qr{\A<\?xml[^>]*\?>\n<!-- SPDX-License-Identifier: GPL-3.0-or-later -->\n<!-- rateguard: drawn by t/plot bench from bench.dat -->\n},
-         'it carries its licence and origin after the XML declaration');
+    drawn('bench', $bench);
     my ($texts) = svg_texts("$dir/bench.svg");
     my %have = map { ($_ => 1) } @$texts;
     for my $want ('requests/s', 'latency (ms)', 'connections (N)', 'S = 1000 senders', 'S = 100000 senders',
@@ -134,7 +143,7 @@ SKIP: {
     # 2 columns x 2 panels: the four x axes carry the N of the data (1 to 32, log 2).
     is(scalar(grep { $_ eq '32' } @$texts), 4, 'N = 32 on the four x axes');
 
-    ($rc, $out) = plot('soak', $soak, "$dir/soak.svg");
+    my ($rc, $out) = plot('soak', $soak, "$dir/soak.svg");
     is($rc, 0, 'soak: t/plot exits 0') or diag($out);
     ok(-s "$dir/soak.svg", 'soak.svg written');
     my ($stexts, $doc) = svg_texts("$dir/soak.svg");
@@ -151,13 +160,7 @@ SKIP: {
     my @bands = $doc ? $doc->findnodes('//*[local-name()="polygon" and @fill-opacity and @fill-opacity < 1]') : ();
     is(scalar @bands, 8, 'one shaded band per lasting fault in each of the two upper panels');
 
-    ($rc, $out) = plot('year', $year, "$dir/year.svg");
-    is($rc, 0, 'year: t/plot exits 0') or diag($out);
-    like($out, qr{t/plot: \Q$dir\E/year\.svg}, 'and names the picture');
-    ok(-s "$dir/year.svg", 'year.svg written');
-    ok(!-e "$dir/year.svg.tmp", 'no temporary file left');
-    like(do { local (@ARGV, $/) = ("$dir/year.svg"); <> }, qr{\A<\?xml[^>]*\?>\n<!-- SPDX-License-Identifier: GPL-3.0-or-later -->\n<!-- rateguard: drawn by t/plot year from year.dat -->\n},
-         'it carries its licence and origin after the XML declaration');
+    drawn('year', $year);
     my ($ytexts) = svg_texts("$dir/year.svg");
     %have = map { ($_ => 1) } @$ytexts;
     for my $want ("rateguard, a year of mail: sustained capacity and latency against the messages table's size",

@@ -65,8 +65,9 @@ bool cachesync_load_domains(MYSQL *db, struct shm *shm, char *err, size_t errsiz
 bool cachesync_refresh_page(MYSQL *db, struct shm *shm, uint64_t after_id, unsigned page_rows, uint16_t round,
                             unsigned long *read, uint64_t *last_id, char *err, size_t errsize);
 
-/* The largest ratelimits id (0: none), the read's transaction ended. */
-bool cachesync_max_id(MYSQL *db, uint64_t *max_id, char *err, size_t errsize);
+/* The smallest and largest ratelimits ids (1 and 0: none), the read's
+ * transaction ended: where the reset's chunks and the refresh's pages go. */
+bool cachesync_id_range(MYSQL *db, uint64_t *lo, uint64_t *hi, char *err, size_t errsize);
 
 /* After a refresh pass of round that began when the largest id was
  * max_id: drop the cached senders it did not find whose rows are gone

@@ -346,21 +346,23 @@ bool cachesync_refresh_page(MYSQL *db, struct shm *shm, uint64_t after_id, unsig
     return ok;
 }
 
-bool cachesync_max_id(MYSQL *db, uint64_t *max_id, char *err, size_t errsize)
+bool cachesync_id_range(MYSQL *db, uint64_t *lo, uint64_t *hi, char *err, size_t errsize)
 {
-    static const char sql[] = "SELECT COALESCE(MAX(`id`), 0) FROM `ratelimits`";
+    static const char sql[] = "SELECT COALESCE(MIN(`id`), 1), COALESCE(MAX(`id`), 0) FROM `ratelimits`";
     if (mysql_real_query(db, sql, strlen(sql)) != 0) {
         snprintf(err, errsize, "%s", mysql_error(db));
         return false;
     }
     MYSQL_RES *res = mysql_store_result(db);
     MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-    bool ok = row != NULL && row[0] != NULL;
-    *max_id = ok ? strtoull(row[0], NULL, 10) : 0;
-    if (!ok)
-        snprintf(err, errsize, "no MAX(id): %s", mysql_error(db));
+    bool ok = row != NULL && row[0] != NULL && row[1] != NULL;
+    if (ok) {
+        *lo = strtoull(row[0], NULL, 10);
+        *hi = strtoull(row[1], NULL, 10);
+    } else
+        snprintf(err, errsize, "no id range: %s", mysql_error(db));
     mysql_free_result(res);
-    mysql_commit(db);
+    mysql_commit(db);       /* end the read's transaction */
     return ok;
 }
 
@@ -372,10 +374,8 @@ bool cachesync_max_id(MYSQL *db, uint64_t *max_id, char *err, size_t errsize)
 struct gone_candidates {
     uint16_t round;
     uint64_t max_id;
-    uint64_t ids[GONE_MAX];
+    uint64_t ids[GONE_MAX];     /* sorted; once checked, only the ids no row has */
     size_t n;
-    const uint64_t *present;    /* sorted ids still in the database */
-    size_t n_present;
 };
 
 static bool not_found(const struct cache_entry *e, const struct gone_candidates *g)
@@ -401,12 +401,11 @@ static int cmp_u64(const void *a, const void *b)
 static bool row_gone(const struct cache_entry *e, void *arg)
 {
     const struct gone_candidates *g = arg;
-    return not_found(e, g) && bsearch(&e->db_id, g->ids, g->n, sizeof(uint64_t), cmp_u64) != NULL &&
-           bsearch(&e->db_id, g->present, g->n_present, sizeof(uint64_t), cmp_u64) == NULL;
+    return not_found(e, g) && bsearch(&e->db_id, g->ids, g->n, sizeof(uint64_t), cmp_u64) != NULL;
 }
 
-/* Which of the candidates' ids are still rows: into a sorted array. */
-static bool ids_present(MYSQL *db, struct gone_candidates *g, uint64_t *present, char *err, size_t errsize)
+/* Keep in g->ids (sorted) only the ids that are no row now. */
+static bool keep_gone(MYSQL *db, struct gone_candidates *g, char *err, size_t errsize)
 {
     size_t size = 64 + g->n * 21;
     char *sql = xmalloc(size);
@@ -421,13 +420,20 @@ static bool ids_present(MYSQL *db, struct gone_candidates *g, uint64_t *present,
         snprintf(err, errsize, "%s", mysql_error(db));
         return false;
     }
+    uint64_t *present = xcalloc(g->n, sizeof(uint64_t));
+    size_t n_present = 0;
     MYSQL_ROW row;
-    g->n_present = 0;
-    while ((row = mysql_fetch_row(res)) != NULL && g->n_present < g->n)
-        present[g->n_present++] = strtoull(row[0], NULL, 10);
+    while ((row = mysql_fetch_row(res)) != NULL && n_present < g->n)
+        present[n_present++] = strtoull(row[0], NULL, 10);
     mysql_free_result(res);
     mysql_commit(db);
-    qsort(present, g->n_present, sizeof(uint64_t), cmp_u64);
+    qsort(present, n_present, sizeof(uint64_t), cmp_u64);
+    size_t kept = 0;
+    for (size_t i = 0; i < g->n; i++)
+        if (bsearch(&g->ids[i], present, n_present, sizeof(uint64_t), cmp_u64) == NULL)
+            g->ids[kept++] = g->ids[i];
+    g->n = kept;        /* still sorted */
+    free(present);
     return true;
 }
 
@@ -441,13 +447,10 @@ bool cachesync_sweep_gone(MYSQL *db, struct shm *shm, uint16_t round, uint64_t m
     cache_foreach(&shm->cache, collect_not_found, g);
     bool ok = true;
     if (g->n > 0) {
-        uint64_t *present = xcalloc(g->n, sizeof(uint64_t));
         qsort(g->ids, g->n, sizeof(uint64_t), cmp_u64);
-        ok = ids_present(db, g, present, err, errsize);
-        g->present = present;
-        if (ok)
+        ok = keep_gone(db, g, err, errsize);
+        if (ok && g->n > 0)
             *dropped = cache_sweep(&shm->cache, row_gone, g);
-        free(present);
     }
     free(g);
     return ok;
@@ -590,37 +593,19 @@ uint32_t cachesync_period_reset(struct shm *shm, int64_t boundary_us)
     return a.count;
 }
 
-/* The ids the reset walks: every row there when it begins (a row made
- * later holds counts of the new period only). False on a failed query. */
-static bool reset_id_range(MYSQL *db, unsigned long long *lo, unsigned long long *hi, char *err, size_t errsize)
-{
-    static const char sql[] = "SELECT COALESCE(MIN(`id`), 1), COALESCE(MAX(`id`), 0) FROM `ratelimits`";
-    if (mysql_real_query(db, sql, strlen(sql)) != 0) {
-        snprintf(err, errsize, "period reset: %s", mysql_error(db));
-        return false;
-    }
-    MYSQL_RES *res = mysql_store_result(db);
-    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-    bool ok = row != NULL && row[0] != NULL && row[1] != NULL;
-    if (ok) {
-        *lo = strtoull(row[0], NULL, 10);
-        *hi = strtoull(row[1], NULL, 10);
-    } else
-        snprintf(err, errsize, "period reset: no id range: %s", mysql_error(db));
-    mysql_free_result(res);
-    mysql_commit(db);       /* end the read's transaction */
-    return ok;
-}
-
 bool cachesync_db_reset(MYSQL *db, int64_t boundary_us, long chunk_rows, unsigned long long *reset, char *err,
                         size_t errsize)
 {
-    char sql[800], at[64];
-    unsigned long long lo, hi;
+    char sql[800], at[64], why[512];
+    uint64_t lo, hi;
 
     *reset = 0;
-    if (!reset_id_range(db, &lo, &hi, err, errsize))
+    /* The ids the reset walks: every row there when it begins (a row made
+     * later holds counts of the new period only). */
+    if (!cachesync_id_range(db, &lo, &hi, why, sizeof(why))) {
+        snprintf(err, errsize, "period reset: %s", why);
         return false;
+    }
     snprintf(at, sizeof(at), "FROM_UNIXTIME(%lld.%06lld)", (long long)(boundary_us / 1000000),
              (long long)(boundary_us % 1000000));
     for (unsigned long long from = lo; from <= hi; from += (unsigned long long)chunk_rows) {

@@ -13,8 +13,8 @@ bool cacherefresh_step(struct cacherefresh *r, MYSQL *db, struct shm *shm, uint3
 {
     *done = false;
     if (!r->active) {
-        uint64_t max_id;
-        if (!cachesync_load_domains(db, shm, err, errsize) || !cachesync_max_id(db, &max_id, err, errsize))
+        uint64_t min_id, max_id;
+        if (!cachesync_load_domains(db, shm, err, errsize) || !cachesync_id_range(db, &min_id, &max_id, err, errsize))
             return false;
         r->active = true;
         r->round = (uint16_t)(r->round + 1 ? r->round + 1 : 1);
